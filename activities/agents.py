@@ -1,0 +1,277 @@
+"""Agent runners (offline, command, claude) and the activity that runs one.
+
+An agent writes ``specs/<branch>/spec.md`` in the feature's worktree. The
+activity heartbeats while the agent runs, kills the agent's process group on
+cancellation or timeout, checks the spec exists and is not empty, commits it
+(one commit per round, see :func:`activities.git.commit_round`) and returns a
+reference to it, never its text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.artifacts import file_ref
+from activities.git import commit_round, git
+from models.common import ArtifactRef
+from models.sdlc import AgentTask
+
+PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+HEARTBEAT_EVERY = 2.0  # seconds; well inside policies.AGENT_HEARTBEAT_TIMEOUT
+
+
+class AgentRunner(Protocol):
+    """Something that writes ``task.spec_relpath`` inside ``task.worktree``."""
+
+    name: str
+
+    async def run(self, task: AgentTask) -> None:
+        """Run the agent to completion; raise ApplicationError on failure."""
+
+
+def repository_context(worktree: Path, max_files: int = 200, max_readme: int = 4000) -> str:
+    """The README (truncated to ``max_readme`` characters) and tracked file list of a
+    worktree, as prompt context."""
+    files = git(worktree, "ls-files").splitlines()
+    tree = "\n".join(files[:max_files]) + ("\n..." if len(files) > max_files else "")
+    readme = next((worktree / n for n in ("README.md", "README.rst", "README")
+                   if (worktree / n).is_file()), None)
+    readme_text = readme.read_text(errors="replace")[:max_readme] if readme else "(no README)"
+    return f"### README\n{readme_text}\n\n### Files\n{tree or '(empty)'}"
+
+
+def render_prompt(task: AgentTask) -> str:
+    """The spec prompt of ``prompts/sdlc_spec.md`` filled in for ``task``."""
+    feedback = "\n".join(f"- Round {i}: {f}" for i, f in enumerate(task.feedback, 1)) or "(none)"
+    template = (PROMPTS / "sdlc_spec.md").read_text()
+    return template.format(
+        spec_path=task.spec_relpath, title=task.title, description=task.description,
+        feedback=feedback, branch=task.branch,
+        context=repository_context(Path(task.worktree)),
+    )
+
+
+class OfflineRunner:
+    """Writes a structured spec derived deterministically from the request.
+
+    No model is called; the file says so. Used by default and by the demo.
+    """
+
+    name = "offline"
+
+    async def run(self, task: AgentTask) -> None:
+        """Write the spec for ``task``; the same task always gives the same file."""
+        path = Path(task.worktree) / task.spec_relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sentences = [s.strip() for s in task.description.replace("\n", " ").split(".")
+                     if s.strip()] or [task.title]
+        requirements = "\n".join(
+            f"- **FR-{i:03d}**: The system shall {s[0].lower() + s[1:]}."
+            for i, s in enumerate(sentences, 1)
+        )
+        criteria = "\n".join(
+            f"{i}. Given the feature is enabled, when a user relies on FR-{i:03d}, "
+            "then the documented behaviour is observed."
+            for i in range(1, len(sentences) + 1)
+        )
+        addressed = "\n".join(
+            f"- Round {i} feedback: \"{f}\" — addressed by an added requirement below."
+            for i, f in enumerate(task.feedback, 1)
+        )
+        extra = "\n".join(
+            f"- **FR-{len(sentences) + i:03d}**: The system shall satisfy the reviewer's "
+            f"request: {f.rstrip('.')}."
+            for i, f in enumerate(task.feedback, 1)
+        )
+        lines = [
+            "---", "provider: offline", f"branch: {task.branch}", f"round: {task.round}",
+            f"workflow_id: {task.workflow_id}", "---",
+            f"# Feature specification: {task.title}", "",
+            "> Written by the offline agent runner: derived deterministically from the",
+            "> request; no language model was called.", "",
+            "## Summary", task.description.strip() or task.title, "",
+            "## User stories",
+            f"- As a user, I want {task.title[0].lower() + task.title[1:]}, so that the need "
+            "described in the summary is met.", "",
+            "## Functional requirements", requirements, *([extra] if extra else []), "",
+            "## Acceptance criteria", criteria, "",
+            "## Review history", addressed or "- First round: no feedback yet.", "",
+            "## Out of scope", "- Anything the request above does not mention.", "",
+            "## Open questions", "- None recorded by the offline runner.",
+        ]
+        path.write_text("\n".join(lines) + "\n")
+
+
+class CommandRunner:
+    """Runs a shell command in the worktree with the request on stdin and in the
+    environment (``SDLC_TITLE``, ``SDLC_DESCRIPTION``, ``SDLC_FEEDBACK``,
+    ``SDLC_SPEC_PATH``, ``SDLC_BRANCH``, ``SDLC_ROUND``, ``SDLC_WORKFLOW_ID``,
+    ``SDLC_PROMPT``).
+
+    Args:
+        command: a shell command line (run with ``/bin/sh -c``).
+    """
+
+    name = "command"
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def argv(self, task: AgentTask) -> list[str]:
+        """The process to start for ``task``."""
+        return ["/bin/sh", "-c", self.command]
+
+    async def run(self, task: AgentTask) -> None:
+        """Run the command; a non-zero exit raises a retryable ApplicationError
+        with the tail of its output."""
+        prompt = render_prompt(task)
+        env = {
+            **os.environ,
+            "SDLC_TITLE": task.title,
+            "SDLC_DESCRIPTION": task.description,
+            "SDLC_FEEDBACK": "\n".join(task.feedback),
+            "SDLC_SPEC_PATH": task.spec_relpath,
+            "SDLC_BRANCH": task.branch,
+            "SDLC_ROUND": str(task.round),
+            "SDLC_WORKFLOW_ID": task.workflow_id,
+            "SDLC_PROMPT": prompt,
+        }
+        code, output = await run_process(
+            self.argv(task), cwd=Path(task.worktree), env=env, stdin=prompt.encode(),
+            timeout=task.timeout_seconds,
+        )
+        if code != 0:
+            raise ApplicationError(
+                f"agent {self.name!r} exited with code {code}: {output[-2000:]}",
+                type="AgentFailed",
+            )
+
+
+class ClaudeRunner(CommandRunner):
+    """The Claude Code CLI in print mode, allowed to edit files in the worktree.
+
+    Args:
+        executable: the ``claude`` executable (name on PATH or path).
+    """
+
+    name = "claude"
+
+    def __init__(self, executable: str = "claude") -> None:
+        super().__init__(command="")
+        self.executable = executable
+
+    def argv(self, task: AgentTask) -> list[str]:
+        """``claude -p PROMPT --permission-mode acceptEdits``."""
+        exe = shutil.which(self.executable)
+        if exe is None:
+            raise ApplicationError(
+                f"the claude CLI ({self.executable!r}) is not installed or not on PATH; "
+                "install Claude Code or set AGENT_RUNNER=offline",
+                type="AgentUnavailable", non_retryable=True,
+            )
+        return [exe, "-p", render_prompt(task), "--permission-mode", "acceptEdits"]
+
+
+async def run_process(
+    argv: list[str], *, cwd: Path, env: Mapping[str, str], stdin: bytes, timeout: float
+) -> tuple[int, str]:
+    """Run a process in its own process group, heartbeating while it runs.
+
+    Returns:
+        (exit code, combined stdout and stderr as text).
+
+    Raises:
+        ApplicationError: the process ran longer than ``timeout`` seconds (its
+            process group is killed first).
+        asyncio.CancelledError: the activity was cancelled (the group is killed first).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env=dict(env), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    communicate = asyncio.ensure_future(proc.communicate(stdin))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while True:
+            done, _ = await asyncio.wait({communicate}, timeout=HEARTBEAT_EVERY)
+            if done:
+                out, _ = communicate.result()
+                return proc.returncode or 0, out.decode(errors="replace")
+            activity.heartbeat()
+            if loop.time() >= deadline:
+                raise ApplicationError(
+                    f"agent {argv[0]} ran longer than {timeout:.0f} s and was killed",
+                    type="AgentTimeout",
+                )
+    finally:
+        if proc.returncode is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            communicate.cancel()
+            await asyncio.shield(proc.wait())
+
+
+class AgentActivities:
+    """The ``run_agent`` activity, with the runners this worker offers.
+
+    Args:
+        runners: runner name -> runner.
+        default_runner: used when a task names none.
+    """
+
+    def __init__(self, runners: Mapping[str, AgentRunner], default_runner: str) -> None:
+        if default_runner not in runners:
+            raise ValueError(f"default agent runner {default_runner!r} is not among "
+                             f"{sorted(runners)}")
+        self.runners = dict(runners)
+        self.default_runner = default_runner
+
+    @activity.defn(name="run_agent")
+    async def run_agent(self, task: AgentTask) -> ArtifactRef:
+        """Run the agent for one spec round and commit its spec.
+
+        Returns:
+            The committed spec: absolute path, SHA-256, size and commit SHA.
+
+        Raises:
+            ApplicationError: unknown runner (non-retryable); the agent failed,
+                timed out or wrote no spec (retryable by the workflow's policy).
+        """
+        name = task.runner or self.default_runner
+        runner = self.runners.get(name)
+        if runner is None:
+            raise ApplicationError(
+                f"agent runner {name!r} is not available on this worker "
+                f"(available: {', '.join(sorted(self.runners))}); set AGENT_RUNNER",
+                type="AgentUnavailable", non_retryable=True,
+            )
+        worktree = Path(task.worktree)
+        activity.logger.info("agent %s writing %s (round %d)", name, task.spec_relpath,
+                             task.round)
+        await runner.run(task)
+        spec = worktree / task.spec_relpath
+        if not spec.is_file() or not spec.read_text(errors="replace").strip():
+            raise ApplicationError(
+                f"agent {name!r} finished without writing {task.spec_relpath}",
+                type="SpecMissing",
+            )
+        sha = await asyncio.to_thread(
+            commit_round, worktree, task.spec_relpath,
+            f"spec: {task.title} (round {task.round})",
+            {"Workflow-Id": task.workflow_id, "Spec-Round": str(task.round),
+             "Agent-Runner": name},
+        )
+        return file_ref(spec, commit=sha)

@@ -1,0 +1,209 @@
+"""Git operations on local repositories (the git CLI), and their activities.
+
+Every activity here is idempotent: a retry after a crash finds and reuses the
+branch, worktree or commit a previous attempt made.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from models.sdlc import BranchRef, PrepareBranchInput, WorktreeInput
+
+_BRANCH_NUMBER = re.compile(r"^(\d{3,})-")
+# git config key (under branch.<name>.) that ties a branch to the workflow that made it
+_OWNER_KEY = "orchestratorworkflow"
+# committer identity when the repository and the user have none configured
+FALLBACK_IDENTITY = {"user.name": "Durable Orchestrator", "user.email": "orchestrator@localhost"}
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message holds the command and git's stderr."""
+
+
+def git(cwd: Path | str, *args: str, check: bool = True) -> str:
+    """Run ``git <args>`` in ``cwd`` and return stdout without the trailing newline.
+
+    Raises:
+        GitError: git exited non-zero (only when ``check``).
+    """
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if check and proc.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed in {cwd}: {proc.stderr.strip()}")
+    return proc.stdout.rstrip("\n")
+
+
+def require_repo(path: str) -> Path:
+    """The top level of the git repository at ``path``.
+
+    Raises:
+        ApplicationError: (non-retryable) ``path`` is not a git repository.
+    """
+    repo = Path(path)
+    if not repo.is_dir():
+        raise ApplicationError(
+            f"repository path {path} does not exist; pass the path of a local git repository",
+            type="InvalidRepository", non_retryable=True,
+        )
+    top = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=repo, capture_output=True, text=True
+    )
+    if top.returncode != 0:
+        raise ApplicationError(
+            f"{path} is not a git repository; run `git init` there or pass another path",
+            type="InvalidRepository", non_retryable=True,
+        )
+    return Path(top.stdout.strip())
+
+
+def commit_round(
+    worktree: Path, relpath: str, subject: str, trailers: dict[str, str]
+) -> str:
+    """Commit ``relpath`` in ``worktree`` with ``trailers``; return the commit SHA.
+
+    Idempotent per trailer set: when HEAD already carries exactly these
+    trailers (a retried attempt), HEAD is reused if the file is unchanged and
+    amended if it changed, so each round has one commit.
+
+    Raises:
+        GitError: git failed.
+    """
+    trailer_text = "\n".join(f"{k}: {v}" for k, v in trailers.items())
+    message = f"{subject}\n\n{trailer_text}\n"
+    git(worktree, "add", "--", relpath)
+    head_has_round = False
+    if git(worktree, "rev-parse", "--verify", "-q", "HEAD", check=False):
+        head_trailers = git(
+            worktree, "log", "-1", "--format=%(trailers:only,unfold)", "HEAD"
+        )
+        head_lines = set(head_trailers.splitlines())
+        head_has_round = all(f"{k}: {v}" in head_lines for k, v in trailers.items())
+    staged = subprocess.run(
+        ["git", "diff", "--cached", "--quiet"], cwd=worktree
+    ).returncode != 0
+    if head_has_round and not staged:
+        return git(worktree, "rev-parse", "HEAD")
+    args = ["commit", "-q", "-m", message]
+    if head_has_round:
+        args.append("--amend")
+    elif not staged:
+        args.append("--allow-empty")
+    if not git(worktree, "config", "user.email", check=False):
+        args = [a for k, v in FALLBACK_IDENTITY.items() for a in ("-c", f"{k}={v}")] + args
+    git(worktree, *args)
+    return git(worktree, "rev-parse", "HEAD")
+
+
+def _branch_owners(repo: Path) -> dict[str, str]:
+    """Branch name -> workflow ID, from ``branch.<name>.orchestratorworkflow``."""
+    out = git(repo, "config", "--get-regexp", rf"^branch\..*\.{_OWNER_KEY}$", check=False)
+    owners: dict[str, str] = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        owners[key[len("branch."):-len(_OWNER_KEY) - 1]] = value
+    return owners
+
+
+class GitActivities:
+    """Branches and worktrees of feature work.
+
+    Args:
+        worktree_root: directory under which worktrees are made, as
+            ``<worktree_root>/<repository name>/<branch>``.
+    """
+
+    def __init__(self, worktree_root: Path) -> None:
+        self.worktree_root = worktree_root
+
+    @activity.defn(name="prepare_branch")
+    def prepare_branch(self, inp: PrepareBranchInput) -> BranchRef:
+        """Create the branch ``NNN-slug`` from the base branch, or return the one
+        this workflow already made.
+
+        NNN is one more than the highest ``NNN-`` branch in the repository. The
+        branch is tied to the workflow ID in git config *before* it is created,
+        so a retry after a crash finds it.
+
+        Raises:
+            ApplicationError: (non-retryable) not a repository, or no such base branch.
+        """
+        repo = require_repo(inp.repo_path)
+        base_commit = git(repo, "rev-parse", "--verify", "-q", f"{inp.base_branch}^{{commit}}",
+                          check=False)
+        if not base_commit:
+            raise ApplicationError(
+                f"base branch {inp.base_branch!r} does not exist in {repo}; "
+                "pass --base with an existing branch",
+                type="InvalidRepository", non_retryable=True,
+            )
+        owned = [b for b, wf in _branch_owners(repo).items() if wf == inp.workflow_id]
+        if owned:
+            name = owned[0]
+        else:
+            branches = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads")
+            numbers = [int(m.group(1)) for b in branches.splitlines()
+                       if (m := _BRANCH_NUMBER.match(b))]
+            name = f"{max(numbers, default=0) + 1:03d}-{inp.slug}"
+            git(repo, "config", f"branch.{name}.{_OWNER_KEY}", inp.workflow_id)
+        if not git(repo, "rev-parse", "--verify", "-q", f"refs/heads/{name}", check=False):
+            git(repo, "branch", name, base_commit)
+        activity.logger.info("branch %s ready in %s", name, repo)
+        return BranchRef(
+            name=name, number=int(name.split("-", 1)[0]), base=inp.base_branch,
+            base_commit=base_commit,
+        )
+
+    def worktree_path(self, repo: Path, branch: str) -> Path:
+        """Where the worktree of ``branch`` of ``repo`` lives."""
+        return (self.worktree_root / repo.name / branch).resolve()
+
+    @activity.defn(name="add_worktree")
+    def add_worktree(self, inp: WorktreeInput) -> str:
+        """Check out ``inp.branch`` in its own worktree; return the worktree's path.
+
+        Reuses a worktree that already has the branch checked out.
+        """
+        repo = require_repo(inp.repo_path)
+        for path, branch in _worktrees(repo):
+            if branch == inp.branch:
+                return path
+        target = self.worktree_path(repo, inp.branch)
+        if target.exists():  # left by an attempt that crashed inside `git worktree add`
+            shutil.rmtree(target)
+        git(repo, "worktree", "prune")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        git(repo, "worktree", "add", "-q", str(target), inp.branch)
+        return str(target)
+
+    @activity.defn(name="remove_worktree")
+    def remove_worktree(self, inp: WorktreeInput) -> None:
+        """Remove the worktree of ``inp.branch``; the branch and its commits stay."""
+        repo = require_repo(inp.repo_path)
+        for path, branch in _worktrees(repo):
+            if branch == inp.branch:
+                git(repo, "worktree", "remove", "--force", path)
+        git(repo, "worktree", "prune")
+
+
+def _worktrees(repo: Path) -> list[tuple[str, str]]:
+    """(path, branch) of each linked worktree of ``repo`` that has a branch checked out.
+
+    The main worktree (listed first by git) is left out: it is never ours to remove.
+    """
+    out = git(repo, "worktree", "list", "--porcelain")
+    result: list[tuple[str, str]] = []
+    path = ""
+    for line in out.splitlines():
+        if line.startswith("worktree "):
+            path = line[len("worktree "):]
+        elif line.startswith("branch refs/heads/"):
+            result.append((path, line[len("branch refs/heads/"):]))
+    return result[1:] if result and result[0][0] == str(repo) else result

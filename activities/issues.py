@@ -1,0 +1,87 @@
+"""Issue trackers: where a feature's tracking issue lives and which phase label it carries.
+
+The workflow names the activities of :class:`IssueTracker`; the worker registers
+one implementation: :class:`LocalIssueTracker` when GitHub is not configured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from temporalio import activity
+
+from activities.git import require_repo
+from models.sdlc import IssueRef, OpenIssueInput, PhaseLabelInput
+
+PHASE_LABEL_PREFIX = "sdlc:"
+
+
+def phase_label(phase: str, prefix: str = PHASE_LABEL_PREFIX) -> str:
+    """The label that projects a phase onto an issue: ``GATE_1`` -> ``sdlc:gate-1``."""
+    return prefix + phase.lower().replace("_", "-")
+
+
+class IssueTracker:
+    """The activities every tracker implements (names only; see subclasses)."""
+
+    @activity.defn(name="open_issue")
+    def open_issue(self, inp: OpenIssueInput) -> IssueRef:
+        """Open the tracking issue of ``inp.workflow_id``, or return the one it opened."""
+        raise NotImplementedError
+
+    @activity.defn(name="sync_phase_label")
+    def sync_phase_label(self, inp: PhaseLabelInput) -> list[str]:
+        """Make the issue carry exactly the label of ``inp.phase``; return its labels."""
+        raise NotImplementedError
+
+
+class LocalIssueTracker(IssueTracker):
+    """Issues as JSON files under ``<root>/<repository name>/<number>.json``.
+
+    Used when GitHub is not configured: numbers are allocated locally and the
+    phase label is kept in the file, so status output looks the same.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _dir(self, repo_path: str) -> Path:
+        return self.root / require_repo(repo_path).name
+
+    @activity.defn(name="open_issue")
+    def open_issue(self, inp: OpenIssueInput) -> IssueRef:
+        """Allocate the next local issue number, reusing one made for this workflow."""
+        folder = self._dir(inp.repo_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        numbers = []
+        for path in folder.glob("*.json"):
+            issue = json.loads(path.read_text())
+            if issue["workflow_id"] == inp.workflow_id:
+                return IssueRef(number=issue["number"], provider="local")
+            numbers.append(issue["number"])
+        number = max(numbers, default=0) + 1
+        while True:
+            try:  # O_EXCL: two workers never take the same number
+                fd = os.open(folder / f"{number}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+                break
+            except FileExistsError:
+                number += 1
+        with os.fdopen(fd, "w") as out:
+            json.dump({"number": number, "workflow_id": inp.workflow_id, "title": inp.title,
+                       "body": inp.body, "labels": []}, out, indent=2)
+        return IssueRef(number=number, provider="local")
+
+    @activity.defn(name="sync_phase_label")
+    def sync_phase_label(self, inp: PhaseLabelInput) -> list[str]:
+        """Replace the issue's phase label; other labels stay."""
+        path = self._dir(inp.repo_path) / f"{inp.issue.number}.json"
+        issue = json.loads(path.read_text())
+        labels = [label for label in issue["labels"] if not label.startswith(PHASE_LABEL_PREFIX)]
+        labels.append(phase_label(inp.phase))
+        issue["labels"] = labels
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(issue, indent=2))
+        os.replace(tmp, path)
+        return labels

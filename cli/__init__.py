@@ -1,0 +1,6 @@
+"""The command-line interface (``python starter.py`` / ``orchestrator``).
+
+One module per orchestration plus the shared pieces: ``common`` (client
+connection, error printing, ``--json`` output), ``server`` (the embedded dev
+server), ``gates`` (status, decisions, results of any workflow), ``demo``.
+"""

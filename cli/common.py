@@ -1,0 +1,173 @@
+"""What every CLI command shares: settings, the client, error printing, output."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from settings import Settings, SettingsError, connect_client, load_settings
+
+QUERY_TIMEOUT = timedelta(seconds=5)
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line on stderr, exit code ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Context:
+    """What a command gets: parsed arguments, settings and a lazily made client."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+        self.args = args
+        self.settings = settings
+        self._client: Client | None = None
+
+    @property
+    def json(self) -> bool:
+        """Whether output is JSON for scripts."""
+        return bool(getattr(self.args, "json", False))
+
+    async def client(self) -> Client:
+        """The Temporal client (connected once)."""
+        if self._client is None:
+            try:
+                self._client = await connect_client()
+            except ConnectionError as err:
+                raise CliError(str(err)) from None
+        return self._client
+
+    async def handle(self, workflow_id: str) -> WorkflowHandle[Any, Any]:
+        """A handle on an existing workflow.
+
+        Raises:
+            CliError: no workflow has that ID.
+        """
+        client = await self.client()
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            await handle.describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise CliError(f"no workflow with ID {workflow_id!r}; "
+                               "`python starter.py list` shows the workflows") from None
+            raise
+        return handle
+
+    def ui_link(self, workflow_id: str) -> str:
+        """The web UI page of a workflow."""
+        namespace = "default"
+        return (f"{self.settings.temporal_ui_url.rstrip('/')}/namespaces/{namespace}"
+                f"/workflows/{workflow_id}")
+
+    def emit(self, data: Any, text: str | Callable[[], str]) -> None:
+        """Print ``data`` as JSON with ``--json``, else the human-readable ``text``."""
+        if self.json:
+            print(json.dumps(to_jsonable(data), indent=2, default=str))
+        else:
+            print(text() if callable(text) else text)
+
+
+def to_jsonable(data: Any) -> Any:
+    """Models and containers of models as plain JSON-compatible data."""
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    if isinstance(data, list | tuple):
+        return [to_jsonable(x) for x in data]
+    if isinstance(data, dict):
+        return {k: to_jsonable(v) for k, v in data.items()}
+    if isinstance(data, datetime):
+        return data.isoformat()
+    return data
+
+
+def default_actor() -> str:
+    """Who the CLI user is, for the audit log: the login name."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "cli"
+
+
+def json_flag() -> argparse.ArgumentParser:
+    """A parent parser that gives a subcommand the ``--json`` flag."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parent
+
+
+def failure_message(err: BaseException) -> str:
+    """The innermost useful message of a Temporal failure chain."""
+    messages = []
+    while err is not None:
+        msg = getattr(err, "message", None) or str(err)
+        if msg:
+            messages.append(msg)
+        err = err.__cause__  # type: ignore[assignment]
+    return messages[-1] if messages else "unknown error"
+
+
+Command = Callable[[Context], Awaitable[int]]
+
+
+def run(command: Command, args: argparse.Namespace) -> int:
+    """Run one command: every user mistake and unreachable server becomes one
+    line on stderr and a non-zero exit code, never a traceback."""
+    try:
+        settings = load_settings()
+        return asyncio.run(command(Context(args, settings)))
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.code
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in err.errors())
+        print(f"error: invalid input: {problems}", file=sys.stderr)
+        return 2
+    except WorkflowAlreadyStartedError as err:
+        print(f"error: a workflow with ID {err.workflow_id!r} already exists; look at it with "
+              f"`python starter.py status {err.workflow_id}` or pick another --slug",
+              file=sys.stderr)
+        return 1
+    except WorkflowUpdateFailedError as err:
+        print(f"error: refused: {failure_message(err)}", file=sys.stderr)
+        return 1
+    except WorkflowQueryFailedError as err:
+        print(f"error: query failed: {err}", file=sys.stderr)
+        return 1
+    except WorkflowFailureError as err:
+        print(f"error: workflow failed: {failure_message(err)}", file=sys.stderr)
+        return 1
+    except RPCError as err:
+        if err.status == RPCStatusCode.DEADLINE_EXCEEDED:
+            print("error: the workflow did not answer in time: is a worker running? "
+                  "Start one with `python worker.py`", file=sys.stderr)
+        else:
+            print(f"error: Temporal refused the request: {err.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

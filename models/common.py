@@ -1,0 +1,110 @@
+"""Models shared by every orchestration: artifacts, gate decisions, the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class ArtifactRef(BaseModel):
+    """A large payload kept out of workflow history, passed by reference.
+
+    Attributes:
+        path: absolute path of the file (in the artifact store or a git worktree).
+        sha256: hex SHA-256 of the file's bytes at the time it was written.
+        bytes: size of the file in bytes.
+        commit: git commit SHA that holds the file, when it was committed.
+    """
+
+    path: str
+    sha256: str
+    bytes: int = Field(ge=0)
+    commit: str | None = None
+
+
+class Verdict(StrEnum):
+    """What a reviewer decided at a gate."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    REVISE = "revise"
+
+
+class GateDecision(BaseModel):
+    """One human decision at a gate; the payload of the gate signal and update.
+
+    Attributes:
+        gate: name of the gate the decision is for (e.g. ``GATE_1``); must be open.
+        verdict: approve, reject or revise.
+        actor: who decided (a user name or e-mail); checked against the gate's
+            allowed reviewers when the workflow names any.
+        comment: the reviewer's reasoning or feedback; required for reject and revise.
+        content: optional edited content (e.g. an edited outline) that replaces
+            what the workflow produced.
+        source: how the decision arrived, filled in by the workflow (``signal``,
+            ``update``); ignored when sent.
+    """
+
+    gate: str = Field(min_length=1)
+    verdict: Verdict
+    actor: str = Field(min_length=1)
+    comment: str = ""
+    content: str | None = None
+    source: str | None = None
+
+    @field_validator("gate", "actor")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class GateAck(BaseModel):
+    """What the gate update returns once a decision is accepted."""
+
+    gate: str
+    verdict: Verdict
+    accepted_at: datetime
+
+
+class AuditEntry(BaseModel):
+    """One line of a workflow's audit log.
+
+    Attributes:
+        at: workflow time of the event (UTC).
+        kind: ``transition``, ``decision``, ``refused``, ``reminder``, ``expired`` or
+            another workflow-specific event name.
+        actor: who caused it (``workflow`` for the workflow itself).
+        detail: human-readable description (phase change, gate and verdict, reason).
+        comment: the reviewer's comment, when there is one.
+    """
+
+    at: datetime
+    kind: str
+    actor: str = "workflow"
+    detail: str
+    comment: str = ""
+
+
+class GateInfo(BaseModel):
+    """An open gate, as the ``pending_gates`` query reports it.
+
+    Attributes:
+        gate: the gate's name, to be used in a GateDecision.
+        opened_at: workflow time the gate opened (UTC).
+        allowed_actors: who may decide; empty means anyone.
+        reminders_sent: reminders recorded since the gate opened.
+        expires_at: when the gate expires, or None when it never does.
+        prompt: what the reviewer is asked to decide.
+    """
+
+    gate: str
+    opened_at: datetime
+    allowed_actors: list[str] = Field(default_factory=list)
+    reminders_sent: int = 0
+    expires_at: datetime | None = None
+    prompt: str = ""

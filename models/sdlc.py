@@ -1,0 +1,204 @@
+"""Models of the SDLC orchestration (seed 002): feature request -> issue, branch,
+worktree -> AI-written spec -> human gate -> DONE."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, field_validator
+
+from models.common import ArtifactRef, AuditEntry, GateInfo
+
+GATE_1 = "GATE_1"
+_SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def slugify(text: str, max_words: int = 6) -> str:
+    """Turn a title into a branch-safe slug: lowercase ASCII words joined by ``-``.
+
+    ``"Add CSV export!"`` -> ``"add-csv-export"``. At most ``max_words`` words.
+
+    Raises:
+        ValueError: the text has no letters or digits to build a slug from.
+    """
+    words = re.findall(r"[a-z0-9]+", text.lower())[:max_words]
+    if not words:
+        raise ValueError(f"cannot build a slug from {text!r}: it has no letters or digits")
+    return "-".join(words)
+
+
+class SdlcPhase(StrEnum):
+    """The SDLC state machine of seed 002, plus the two terminal failure states."""
+
+    IDLE = "IDLE"
+    PHASE_1 = "PHASE_1"
+    PHASE_2 = "PHASE_2"
+    GATE_1 = "GATE_1"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+class FeatureRequest(BaseModel):
+    """Input of SdlcWorkflow: one feature request and how to run it.
+
+    Attributes:
+        title: one-line feature title; the branch slug is derived from it.
+        description: the request in prose, given to the agent.
+        repo_path: absolute path of the local git repository.
+        base_branch: branch the feature branch starts from.
+        slug: branch slug; derived from the title when empty.
+        agent: agent runner name (``offline``, ``command``, ``claude``,
+            ``anthropic``); empty means the worker's default.
+        max_rounds: spec rounds allowed (first attempt included) before FAILED.
+        reviewers: who may decide at GATE_1; empty means anyone.
+        reminder_interval: a reminder is recorded this often while GATE_1 is open.
+        gate_expiry: GATE_1 expires (the run ends FAILED) after this long; None = never.
+        agent_timeout: wall-clock limit of one agent run.
+    """
+
+    title: str = Field(min_length=1)
+    description: str = ""
+    repo_path: str
+    base_branch: str = "main"
+    slug: str = ""
+    agent: str = ""
+    max_rounds: int = Field(default=3, ge=1)
+    reviewers: list[str] = Field(default_factory=list)
+    reminder_interval: timedelta = timedelta(hours=24)
+    gate_expiry: timedelta | None = None
+    agent_timeout: timedelta = timedelta(minutes=30)
+
+    @field_validator("slug")
+    @classmethod
+    def _check_slug(cls, value: str) -> str:
+        if value and not _SLUG_RE.match(value):
+            raise ValueError(
+                f"slug {value!r} must be lowercase words of a-z and 0-9 joined by '-'"
+            )
+        return value
+
+    def effective_slug(self) -> str:
+        """The slug to use: the given one, or one derived from the title."""
+        return self.slug or slugify(self.title)
+
+
+class IssueRef(BaseModel):
+    """The tracking issue of a feature: ``provider`` is ``local`` or ``github``."""
+
+    number: int
+    url: str | None = None
+    provider: str = "local"
+
+
+class BranchRef(BaseModel):
+    """A feature branch named ``NNN-slug``, created from ``base`` at ``base_commit``."""
+
+    name: str
+    number: int
+    base: str
+    base_commit: str
+
+
+class OpenIssueInput(BaseModel):
+    """Activity input: open (or find) the tracking issue of a workflow."""
+
+    workflow_id: str
+    repo_path: str
+    title: str
+    body: str
+
+
+class PhaseLabelInput(BaseModel):
+    """Activity input: make the issue carry the label of exactly this phase."""
+
+    repo_path: str
+    issue: IssueRef
+    phase: SdlcPhase
+
+
+class PrepareBranchInput(BaseModel):
+    """Activity input: create (or find) the feature branch of a workflow."""
+
+    workflow_id: str
+    repo_path: str
+    base_branch: str
+    slug: str
+
+
+class WorktreeInput(BaseModel):
+    """Activity input: add (or remove) the git worktree of a branch."""
+
+    repo_path: str
+    branch: str
+
+
+class AgentTask(BaseModel):
+    """Activity input: one agent run that writes ``specs/<branch>/spec.md``.
+
+    Attributes:
+        workflow_id: the SDLC workflow, named in the commit's trailers.
+        round: spec round, 1-based; one commit per round.
+        runner: agent runner name; empty = the worker's default.
+        worktree: absolute path of the worktree the agent works in.
+        branch: the feature branch.
+        title, description: the feature request.
+        feedback: reviewers' feedback from earlier rounds, oldest first.
+        timeout_seconds: wall-clock limit of the agent process.
+    """
+
+    workflow_id: str
+    round: int = Field(ge=1)
+    runner: str = ""
+    worktree: str
+    branch: str
+    title: str
+    description: str
+    feedback: list[str] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=1800, gt=0)
+
+    @property
+    def spec_relpath(self) -> str:
+        """Path of the spec inside the worktree."""
+        return f"specs/{self.branch}/spec.md"
+
+
+class SdlcState(BaseModel):
+    """What the ``state`` query of SdlcWorkflow returns.
+
+    Attributes:
+        phase: current state machine phase.
+        round: current spec round (0 before PHASE_2).
+        issue, branch, worktree: what PHASE_1 made (None until made).
+        specs: one committed spec per finished round.
+        feedback: reviewers' feedback so far.
+        pending_gates: gates open now.
+        failure_reason: why the run FAILED or was CANCELED.
+        pr_url: the pull request, when one was opened.
+    """
+
+    phase: SdlcPhase = SdlcPhase.IDLE
+    round: int = 0
+    issue: IssueRef | None = None
+    branch: BranchRef | None = None
+    worktree: str | None = None
+    specs: list[ArtifactRef] = Field(default_factory=list)
+    feedback: list[str] = Field(default_factory=list)
+    pending_gates: list[GateInfo] = Field(default_factory=list)
+    failure_reason: str | None = None
+    pr_url: str | None = None
+
+
+class SdlcResult(BaseModel):
+    """What SdlcWorkflow returns: the final phase and what was produced."""
+
+    phase: SdlcPhase
+    rounds: int
+    issue: IssueRef | None = None
+    branch: BranchRef | None = None
+    spec: ArtifactRef | None = None
+    failure_reason: str | None = None
+    pr_url: str | None = None
+    audit: list[AuditEntry] = Field(default_factory=list)

@@ -1,0 +1,36 @@
+"""``python starter.py ...`` (also installed as ``orchestrator``): the command-line interface.
+
+Run ``python starter.py --help`` for the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli import demo, gates, sdlc, server
+from cli.common import run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Durable Orchestrator: human-gated, AI-assisted work on Temporal.",
+    )
+    sub = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")
+    server.add_parser(sub)
+    demo.add_parser(sub)
+    sdlc.add_parser(sub)
+    gates.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    return run(args.command, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

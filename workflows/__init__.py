@@ -1,0 +1,1 @@
+"""Workflows: one module per orchestration; deterministic code only."""

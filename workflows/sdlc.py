@@ -1,0 +1,188 @@
+"""SdlcWorkflow: a feature request through IDLE -> PHASE_1 -> PHASE_2 -> GATE_1 -> DONE.
+
+PHASE_1 opens the tracking issue, creates the branch ``NNN-slug`` and its git
+worktree. PHASE_2 has an agent write ``specs/<branch>/spec.md`` there and
+commits it. GATE_1 waits for a human decision: approve ends DONE; reject or
+revise sends the reviewer's feedback back to PHASE_2, up to ``max_rounds``
+rounds, past which the run ends FAILED. Cancelling removes the worktree (the
+branch and its commits stay) and ends CANCELED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import policies, search_attributes
+from workflows.gates import GatedWorkflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agents import AgentActivities
+    from activities.git import GitActivities
+    from activities.issues import IssueTracker
+    from models.common import ArtifactRef, GateInfo, Verdict
+    from models.sdlc import (
+        GATE_1,
+        AgentTask,
+        FeatureRequest,
+        OpenIssueInput,
+        PhaseLabelInput,
+        PrepareBranchInput,
+        SdlcPhase,
+        SdlcResult,
+        SdlcState,
+        WorktreeInput,
+    )
+
+
+@workflow.defn(name="SdlcWorkflow")
+class SdlcWorkflow(GatedWorkflow):
+    """The SDLC phase machine of seed 002 as a durable workflow (see module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._state = SdlcState()
+        self._req: FeatureRequest | None = None
+        self._track_phase = False
+
+    @workflow.query(name="state")
+    def state(self) -> SdlcState:
+        """Current phase, round, issue, branch, worktree, specs and open gates."""
+        return self._state.model_copy(update={"pending_gates": self.pending_gates()})
+
+    @workflow.run
+    async def run(self, req: FeatureRequest) -> SdlcResult:
+        """Run the request to DONE; raise ApplicationError when it ends FAILED."""
+        self._req = req
+        self._track_phase = search_attributes.started_with(search_attributes.SDLC_PHASE)
+        wf_id = workflow.info().workflow_id
+        try:
+            await self._enter(SdlcPhase.PHASE_1)
+            self._state.issue = await workflow.execute_activity_method(
+                IssueTracker.open_issue,
+                OpenIssueInput(workflow_id=wf_id, repo_path=req.repo_path, title=req.title,
+                               body=req.description),
+                start_to_close_timeout=policies.TRACKER_TIMEOUT,
+                retry_policy=policies.TRACKER_RETRY,
+            )
+            await self._sync_label()
+            self._state.branch = await workflow.execute_activity_method(
+                GitActivities.prepare_branch,
+                PrepareBranchInput(workflow_id=wf_id, repo_path=req.repo_path,
+                                   base_branch=req.base_branch, slug=req.effective_slug()),
+                start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+            )
+            self._state.worktree = await workflow.execute_activity_method(
+                GitActivities.add_worktree,
+                WorktreeInput(repo_path=req.repo_path, branch=self._state.branch.name),
+                start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+            )
+            self.record("phase_1_done", f"issue #{self._state.issue.number}, branch "
+                        f"{self._state.branch.name}, worktree {self._state.worktree}")
+            while True:
+                spec = await self._write_spec()
+                decision = await self._gate()
+                if decision is None:
+                    return await self._fail("gate expired")
+                if decision.verdict == Verdict.APPROVE:
+                    await self._enter(SdlcPhase.DONE, actor=decision.actor)
+                    return self._result(spec)
+                self._state.feedback.append(decision.comment)
+                if self._state.round >= req.max_rounds:
+                    return await self._fail(
+                        f"spec not approved after {req.max_rounds} round(s); "
+                        f"last feedback: {decision.comment}")
+        except asyncio.CancelledError:
+            await self._cleanup_on_cancel()
+            raise
+        except ActivityError as err:
+            cause = err.cause
+            return await self._fail(f"{err.activity_type} failed: "
+                                    f"{cause.message if cause else err.message}")
+
+    async def _write_spec(self) -> ArtifactRef:
+        assert self._req and self._state.branch and self._state.worktree
+        self._state.round += 1
+        await self._enter(SdlcPhase.PHASE_2, detail=f"round {self._state.round}")
+        spec = await workflow.execute_activity_method(
+            AgentActivities.run_agent,
+            AgentTask(
+                workflow_id=workflow.info().workflow_id, round=self._state.round,
+                runner=self._req.agent, worktree=self._state.worktree,
+                branch=self._state.branch.name, title=self._req.title,
+                description=self._req.description, feedback=list(self._state.feedback),
+                timeout_seconds=self._req.agent_timeout.total_seconds(),
+            ),
+            start_to_close_timeout=self._req.agent_timeout + policies.AGENT_TIMEOUT_MARGIN,
+            heartbeat_timeout=policies.AGENT_HEARTBEAT_TIMEOUT,
+            retry_policy=policies.AGENT_RETRY,
+            summary=f"agent writes the spec, round {self._state.round}",
+        )
+        self._state.specs.append(spec)
+        self.record("spec_committed", f"round {self._state.round}: {spec.path} at "
+                    f"{(spec.commit or '')[:12]}")
+        return spec
+
+    async def _gate(self):
+        assert self._req
+        await self._enter(SdlcPhase.GATE_1)
+        return await self.wait_for_decision(
+            GATE_1,
+            prompt=f"approve, reject or revise the spec of round {self._state.round}",
+            allowed_actors=self._req.reviewers,
+            reminder_interval=self._req.reminder_interval,
+            expires_after=self._req.gate_expiry,
+            on_reminder=self._on_reminder,
+        )
+
+    async def _on_reminder(self, gate: GateInfo) -> None:
+        workflow.logger.info("%s still open after %d reminder(s)", gate.gate, gate.reminders_sent)
+
+    async def _enter(self, phase: SdlcPhase, actor: str = "workflow", detail: str = "") -> None:
+        previous = self._state.phase
+        self._state.phase = phase
+        self.record("transition", f"{previous.value} -> {phase.value}"
+                    + (f" ({detail})" if detail else ""), actor=actor)
+        if self._track_phase:
+            search_attributes.upsert(search_attributes.SDLC_PHASE, phase.value)
+        if self._state.issue is not None:
+            await self._sync_label()
+
+    async def _sync_label(self) -> None:
+        assert self._req and self._state.issue
+        await workflow.execute_activity_method(
+            IssueTracker.sync_phase_label,
+            PhaseLabelInput(repo_path=self._req.repo_path, issue=self._state.issue,
+                            phase=self._state.phase),
+            start_to_close_timeout=policies.TRACKER_TIMEOUT, retry_policy=policies.TRACKER_RETRY,
+        )
+
+    async def _fail(self, reason: str) -> SdlcResult:
+        self._state.failure_reason = reason
+        await self._enter(SdlcPhase.FAILED, detail=reason)
+        raise ApplicationError(f"SDLC run failed: {reason}", type="SdlcFailed",
+                               non_retryable=True)
+
+    async def _cleanup_on_cancel(self) -> None:
+        assert self._req
+        self._state.failure_reason = "canceled"
+        if self._state.branch is not None:
+            await workflow.execute_activity_method(
+                GitActivities.remove_worktree,
+                WorktreeInput(repo_path=self._req.repo_path, branch=self._state.branch.name),
+                start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+            )
+            self._state.worktree = None
+        await self._enter(SdlcPhase.CANCELED)
+
+    def _result(self, spec: ArtifactRef) -> SdlcResult:
+        return SdlcResult(
+            phase=self._state.phase, rounds=self._state.round, issue=self._state.issue,
+            branch=self._state.branch, spec=spec, pr_url=self._state.pr_url,
+            audit=self.audit_log(),
+        )
+
+
+
