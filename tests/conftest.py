@@ -8,42 +8,22 @@ Nothing is downloaded: both binaries come from the virtualenv.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from cli.server import TUNED_DYNAMIC_CONFIG, dynamic_config_flags
-from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
-
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (never 7233/8233, which a user's server may hold)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in (7233, 8233):
-            return port
+from cli.server import start_local_env, start_time_skipping_env
 
 
 @pytest_asyncio.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(BIN / "temporal-test-server"),
-        port=free_port(),
-    )
+    env = await start_time_skipping_env()
     try:
         yield env
     finally:
@@ -53,13 +33,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The dev server with our search attributes registered and tuned poll rates."""
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=str(BIN / "temporal"),
-        port=free_port(),
-        search_attributes=ALL_SEARCH_ATTRIBUTES,
-        dev_server_extra_args=dynamic_config_flags(TUNED_DYNAMIC_CONFIG),
-    )
+    env = await start_local_env()
     try:
         yield env
     finally:
