@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities.agents import AgentActivities, ClaudeRunner, CommandRunner, OfflineRunner
 from activities.git import GitActivities
 from activities.issues import LocalIssueTracker
+from cli.server import ensure_search_attributes
 from settings import (
     Settings,
     SettingsError,
@@ -67,6 +68,9 @@ def make_worker(client: Client, settings: Settings, **options: Any) -> Worker:
 async def run_worker(settings: Settings) -> None:
     """Run the worker until SIGINT or SIGTERM."""
     client = await connect_client()
+    if not await ensure_search_attributes(client):
+        print("note: could not register search attributes; the web UI cannot filter by them",
+              flush=True)
     worker = make_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

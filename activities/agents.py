@@ -204,7 +204,8 @@ async def run_process(
     deadline = loop.time() + timeout
     try:
         while True:
-            done, _ = await asyncio.wait({communicate}, timeout=HEARTBEAT_EVERY)
+            wait = min(HEARTBEAT_EVERY, max(deadline - loop.time(), 0))
+            done, _ = await asyncio.wait({communicate}, timeout=wait)
             if done:
                 out, _ = communicate.result()
                 return proc.returncode or 0, out.decode(errors="replace")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from cli.common import CliError, Context, json_flag
 from cli.gates import follow
@@ -40,11 +40,9 @@ async def start_sdlc(client: Client, settings: Settings, req: FeatureRequest
         WorkflowAlreadyStartedError: that feature was started before.
     """
     search_attributes = None
-    try:
-        await ensure_search_attributes(client)
-        search_attributes = TypedSearchAttributes([(SDLC_PHASE, SdlcPhase.IDLE.value)])
-    except Exception:  # noqa: BLE001 - e.g. no operator permission: run without the attribute
-        pass
+    if await ensure_search_attributes(client):
+        search_attributes = TypedSearchAttributes(
+            [SearchAttributePair(SDLC_PHASE, SdlcPhase.IDLE.value)])
     return await client.start_workflow(
         "SdlcWorkflow", req, id=sdlc_workflow_id(req), task_queue=settings.temporal_task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

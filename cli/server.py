@@ -17,6 +17,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from cli.common import CliError, Context
@@ -135,21 +136,31 @@ def server_answers(address: str, timeout: float = 0.5) -> bool:
         return False
 
 
-async def ensure_search_attributes(client: Client) -> None:
-    """Register our search attributes on a server that lacks them (a user's own)."""
+async def ensure_search_attributes(client: Client) -> bool:
+    """Register our search attributes on a server that lacks them (a user's own).
+
+    Returns:
+        True when they are registered; False when the server refuses (e.g. Temporal
+        Cloud without operator permission), in which case workflows run without them.
+    """
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import (
         AddSearchAttributesRequest,
         ListSearchAttributesRequest,
     )
 
-    existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace))
-    missing = {k.name: IndexedValueType.ValueType(int(k.indexed_value_type))
-               for k in ALL_SEARCH_ATTRIBUTES if k.name not in existing.custom_attributes}
-    if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing))
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace))
+        missing = {k.name: IndexedValueType.ValueType(int(k.indexed_value_type))
+                   for k in ALL_SEARCH_ATTRIBUTES if k.name not in existing.custom_attributes}
+        if missing:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=client.namespace,
+                                           search_attributes=missing))
+    except RPCError:
+        return False
+    return True
 
 
 def start_background(settings: Settings, port: int, ui_port: int) -> subprocess.Popen[bytes]:

@@ -54,8 +54,9 @@ def git(cwd: Path, *args: str) -> str:
 
 @pytest.fixture
 def git_repo(tmp_path: Path) -> Path:
-    """A real git repository on ``main`` with a README and one commit."""
-    repo = tmp_path / "repo"
+    """A real git repository on ``main`` with a README and one commit; its directory
+    name is unique, so workflow IDs derived from it never collide across tests."""
+    repo = tmp_path / f"repo-{uuid.uuid4().hex[:8]}"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.name", "Test")

@@ -1,0 +1,65 @@
+"""Record workflow histories for the replay tests: ``python tests/replay/record.py``.
+
+Runs each scenario on a fresh dev server with the real activities and saves
+its history as JSON under ``tests/replay/histories/``. Re-record only on purpose:
+a saved history is what proves that a workflow change stays replay-safe (a
+change to the command sequence must go behind ``workflow.patched``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from cli.sdlc import feature_request, start_sdlc  # noqa: E402
+from cli.server import start_local_env  # noqa: E402
+from models.common import GateDecision, GateInfo, Verdict  # noqa: E402
+from models.sdlc import GATE_1  # noqa: E402
+from settings import Settings  # noqa: E402
+from worker import make_worker  # noqa: E402
+from workflows.gates import GATE_UPDATE  # noqa: E402
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+
+
+async def record_sdlc(workdir: Path) -> None:
+    """SDLC: reject once, then approve, with the offline agent."""
+    repo = workdir / "replay-repo"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
+                                                 "commit", "-q", "--allow-empty", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_sdlc(env.client, settings, feature_request(
+                settings, title="Add CSV export", description="Export as CSV.",
+                repo_path=str(repo)))
+            for verdict, comment in ((Verdict.REJECT, "more detail"), (Verdict.APPROVE, "ok")):
+                while not await handle.query("pending_gates", result_type=list[GateInfo]):
+                    await asyncio.sleep(0.05)
+                await handle.execute_update(GATE_UPDATE, GateDecision(
+                    gate=GATE_1, verdict=verdict, actor="recorder", comment=comment))
+                await asyncio.sleep(0.3)
+            await handle.result()
+            history = await handle.fetch_history()
+        (HISTORIES / "sdlc_reject_then_approve.json").write_text(history.to_json())
+    finally:
+        await env.shutdown()
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        await record_sdlc(Path(tmp))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,32 @@
+"""Saved histories replay against today's workflow code without non-determinism.
+
+Histories are recorded by ``tests/replay/record.py``; the workflow type named in
+each history's first event picks the workflow class.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from worker import ALL_WORKFLOWS
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_there_are_histories_to_replay():
+    assert any(p.name.startswith("sdlc_") for p in HISTORIES)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path):
+    raw = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(path.stem, raw)
+    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None

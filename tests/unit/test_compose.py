@@ -1,0 +1,49 @@
+"""docker-compose.yml and the Dockerfile, checked by parsing (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def depends(service: str) -> dict:
+    value = SERVICES[service].get("depends_on", {})
+    return value if isinstance(value, dict) else {name: {} for name in value}
+
+
+def test_the_stack_has_its_four_services():
+    assert set(SERVICES) == {"postgresql", "temporal", "temporal-ui", "worker"}
+
+
+def test_temporal_runs_on_the_postgresql_service():
+    env = SERVICES["temporal"]["environment"]
+    assert env["DB"].startswith("postgres") and env["POSTGRES_SEEDS"] == "postgresql"
+    assert depends("temporal")["postgresql"]["condition"] == "service_healthy"
+    assert "healthcheck" in SERVICES["postgresql"]
+
+
+def test_ports_for_the_frontend_and_the_web_ui():
+    assert "7233:7233" in SERVICES["temporal"]["ports"]
+    assert any(p.startswith("8233:") for p in SERVICES["temporal-ui"]["ports"])
+    assert SERVICES["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
+
+
+def test_the_worker_is_built_here_and_wired_to_the_temporal_service():
+    worker = SERVICES["worker"]
+    assert worker["build"] == "."
+    host, port = worker["environment"]["TEMPORAL_ADDRESS"].split(":")
+    assert host in SERVICES and port == "7233"
+    assert depends("worker")["temporal"]["condition"] == "service_healthy"
+    assert worker["environment"]["ORCHESTRATOR_HOME"] == "/data"
+    assert any(v.endswith(":/data") for v in worker["volumes"])
+
+
+def test_the_dockerfile_runs_the_worker_with_git():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'CMD ["python", "worker.py"]' in dockerfile
+    assert "install -y --no-install-recommends git" in dockerfile
