@@ -22,7 +22,13 @@ from temporalio.client import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from settings import Settings, SettingsError, connect_client, load_settings
+from settings import (
+    Settings,
+    SettingsError,
+    connect_client,
+    load_settings,
+    temporal_connect_config,
+)
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 
@@ -76,7 +82,7 @@ class Context:
 
     def ui_link(self, workflow_id: str) -> str:
         """The web UI page of a workflow."""
-        namespace = "default"
+        namespace = temporal_connect_config().get("namespace") or "default"
         return (f"{self.settings.temporal_ui_url.rstrip('/')}/namespaces/{namespace}"
                 f"/workflows/{workflow_id}")
 
