@@ -66,6 +66,7 @@ class SdlcWorkflow(GatedWorkflow):
                                body=req.description),
                 start_to_close_timeout=policies.TRACKER_TIMEOUT,
                 retry_policy=policies.TRACKER_RETRY,
+                summary="open the tracking issue",
             )
             await self._sync_label()
             self._state.branch = await workflow.execute_activity_method(
@@ -73,11 +74,13 @@ class SdlcWorkflow(GatedWorkflow):
                 PrepareBranchInput(workflow_id=wf_id, repo_path=req.repo_path,
                                    base_branch=req.base_branch, slug=req.effective_slug()),
                 start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+                summary=f"create the feature branch from {req.base_branch}",
             )
             self._state.worktree = await workflow.execute_activity_method(
                 GitActivities.add_worktree,
                 WorktreeInput(repo_path=req.repo_path, branch=self._state.branch.name),
                 start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+                summary=f"add a worktree for {self._state.branch.name}",
             )
             self.record("phase_1_done", f"issue #{self._state.issue.number}, branch "
                         f"{self._state.branch.name}, worktree {self._state.worktree}")
@@ -157,6 +160,7 @@ class SdlcWorkflow(GatedWorkflow):
             PhaseLabelInput(repo_path=self._req.repo_path, issue=self._state.issue,
                             phase=self._state.phase),
             start_to_close_timeout=policies.TRACKER_TIMEOUT, retry_policy=policies.TRACKER_RETRY,
+            summary=f"issue label -> {self._state.phase.value}",
         )
 
     async def _fail(self, reason: str) -> SdlcResult:
@@ -173,6 +177,7 @@ class SdlcWorkflow(GatedWorkflow):
                 GitActivities.remove_worktree,
                 WorktreeInput(repo_path=self._req.repo_path, branch=self._state.branch.name),
                 start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+                summary="remove the worktree (canceled)",
             )
             self._state.worktree = None
         await self._enter(SdlcPhase.CANCELED)

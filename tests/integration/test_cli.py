@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.server import free_port
+from cli.server import free_port, server_answers
 from settings import Settings
 from worker import make_worker
 
@@ -91,3 +91,39 @@ async def test_sdlc_from_the_cli(dev_env, env, task_queue, git_repo, tmp_path):
                                         env=env)).stdout)
         assert wf_id in [row["workflow_id"] for row in listed]
         assert_one_line_error(await acli("approve", wf_id, env=env), "no gate is open")
+
+
+async def test_dev_server_says_so_when_one_already_answers(env, dev_env):
+    port = env["TEMPORAL_ADDRESS"].rsplit(":", 1)[1]
+    proc = await acli("dev-server", "--port", port, env=env)
+    assert proc.returncode == 0 and "already answers" in proc.stdout
+
+
+async def test_demo_runs_the_main_job_and_leaves_the_server_for_the_ui(tmp_path):
+    """`demo` on a machine with no server: starts one in the background, runs the SDLC
+    demo to DONE, and `dev-server --stop` stops that server."""
+    port, ui_port = free_port(), free_port()
+    env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+           "TEMPORAL_UI_URL": f"http://localhost:{ui_port}",
+           "ORCHESTRATOR_HOME": str(tmp_path / "home")}
+    try:
+        demo = await acli("demo", env=env)
+        assert demo.returncode == 0, demo.stderr
+        out = demo.stdout
+        assert "starting the embedded Temporal dev server" in out
+        assert "demo reviewer: reject" in out and "demo reviewer: approve" in out
+        assert "DONE after 2 round(s)" in out
+        assert f"http://localhost:{ui_port}/namespaces/default/workflows/sdlc-demo-repo-" in out
+        commit = next(line.split()[1] for line in out.splitlines()
+                      if line.strip().startswith("commit:"))
+        assert len(commit) == 40
+        listed = await acli("list", "--json", env=env)
+        assert json.loads(listed.stdout)[0]["search_attributes"]["SdlcPhase"] == ["DONE"]
+    finally:
+        stopped = await acli("dev-server", "--stop", env=env)
+    assert "dev server stopped" in stopped.stdout
+    for _ in range(100):
+        if not server_answers(f"127.0.0.1:{port}"):
+            break
+        await asyncio.sleep(0.1)
+    assert not server_answers(f"127.0.0.1:{port}")
