@@ -168,9 +168,16 @@ async def cmd_list(ctx: Context) -> int:
                      "status": wf.status.name if wf.status else "UNKNOWN",
                      "started": wf.start_time,
                      "search_attributes": {k: v for k, v in wf.search_attributes.items()}})
-    ctx.emit(rows, lambda: "\n".join(
-        f"{r['workflow_id']:<50} {r['type']:<22} {r['status']:<11} {r['started']:%Y-%m-%d %H:%M}"
-        for r in rows) or "(no workflows)")
+    def text() -> str:
+        lines = []
+        for r in rows:
+            facts = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+                             for k, v in r["search_attributes"].items() if k != "BuildIds")
+            lines.append(f"{r['workflow_id']:<50} {r['type']:<20} {r['status']:<10} "
+                         f"{r['started']:%Y-%m-%d %H:%M} {facts}".rstrip())
+        return "\n".join(lines) or "(no workflows)"
+
+    ctx.emit(rows, text)
     return 0
 
 
@@ -181,7 +188,9 @@ async def cmd_result(ctx: Context) -> int:
     if desc.status == WorkflowExecutionStatus.RUNNING and not ctx.args.wait:
         raise CliError(f"{handle.id} is still running; use --wait, or `status` to see where it is")
     result = await handle.result()
-    ctx.emit(result, lambda: json.dumps(result, indent=2, default=str))
+    brief = ({k: v for k, v in result.items() if k != "audit"} if isinstance(result, dict)
+             else result)  # the audit log has its own command
+    ctx.emit(result, lambda: json.dumps(brief, indent=2, default=str))
     return 0
 
 
