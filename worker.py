@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities.agents import AgentActivities, ClaudeRunner, CommandRunner, OfflineRunner
 from activities.git import GitActivities
 from activities.issues import LocalIssueTracker
+from activities.llm import LlmActivities, build_llm_provider
 from cli.server import ensure_search_attributes
 from settings import (
     Settings,
@@ -45,10 +46,12 @@ def build_activities(settings: Settings) -> list[Any]:
     git = GitActivities(settings.worktree_root)
     tracker = LocalIssueTracker(settings.issues_root)
     agents = AgentActivities(runners, settings.agent_runner)
+    llm = LlmActivities(build_llm_provider(settings))
     return [
         git.prepare_branch, git.add_worktree, git.remove_worktree,
         tracker.open_issue, tracker.sync_phase_label,
         agents.run_agent,
+        llm.llm_complete,
     ]
 
 
@@ -71,6 +74,8 @@ async def run_worker(settings: Settings) -> None:
     if not await ensure_search_attributes(client):
         print("note: could not register search attributes; the web UI cannot filter by them",
               flush=True)
+    if notice := settings.llm_provider_notice():
+        print(notice, flush=True)
     worker = make_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

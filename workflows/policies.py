@@ -40,3 +40,14 @@ AGENT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=2),
     maximum_attempts=3,
 )
+
+# LLM calls (issue 4): one attempt covers the model call and its re-asks after
+# invalid structured output; rate limits and overload (429, 529) retry after the
+# server's retry-after (next_retry_delay), else with this backoff.
+LLM_TIMEOUT = timedelta(minutes=20)
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=6,
+)

@@ -16,7 +16,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import policies, search_attributes
-from workflows.gates import GatedWorkflow
+from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.agents import AgentActivities
@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn(name="SdlcWorkflow")
-class SdlcWorkflow(GatedWorkflow):
+class SdlcWorkflow(LlmWorkflow):
     """The SDLC phase machine of seed 002 as a durable workflow (see module docstring)."""
 
     def __init__(self) -> None:
