@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     orchestrator_home: Path = Field(
         Path(".orchestrator"),
         description="local state: dev-server database, worktrees, local issues, artifacts")
-    agent_runner: Literal["offline", "command", "claude"] = Field(
+    agent_runner: Literal["offline", "command", "claude", "anthropic"] = Field(
         "offline", description="default agent runner of the SDLC workflow")
     agent_command: str = Field(
         "", description="shell command of the `command` agent runner (request on stdin)")
@@ -94,10 +94,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "AGENT_RUNNER=command needs AGENT_COMMAND, the shell command that writes "
                 "the spec (it gets the request on stdin and SDLC_* variables)")
+        if self.agent_runner == "anthropic" and self.anthropic_api_key is None:
+            raise ValueError("AGENT_RUNNER=anthropic needs ANTHROPIC_API_KEY")
         if self.llm_provider == "anthropic" and self.anthropic_api_key is None:
             raise ValueError("LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY (or set "
                              "LLM_PROVIDER=offline)")
-        if self.effective_llm_provider == "anthropic":
+        if self.anthropic_api_key is not None:
             for model in {self.llm_model, *self.llm_phase_models.values()}:
                 if model_price(self.llm_prices, model) is None:
                     raise ValueError(f"model {model!r} has no price in LLM_PRICES; add it "

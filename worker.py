@@ -17,10 +17,16 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.agents import AgentActivities, ClaudeRunner, CommandRunner, OfflineRunner
+from activities.agents import (
+    AgentActivities,
+    AnthropicRunner,
+    ClaudeRunner,
+    CommandRunner,
+    OfflineRunner,
+)
 from activities.git import GitActivities
 from activities.issues import LocalIssueTracker
-from activities.llm import LlmActivities, build_llm_provider
+from activities.llm import LlmActivities, build_anthropic_provider, build_llm_provider
 from cli.server import ensure_search_attributes
 from settings import (
     Settings,
@@ -43,6 +49,8 @@ def build_activities(settings: Settings) -> list[Any]:
         settings.claude_executable)}
     if settings.agent_command:
         runners["command"] = CommandRunner(settings.agent_command)
+    if settings.anthropic_api_key is not None:
+        runners["anthropic"] = AnthropicRunner(build_anthropic_provider(settings))
     git = GitActivities(settings.worktree_root)
     tracker = LocalIssueTracker(settings.issues_root)
     agents = AgentActivities(runners, settings.agent_runner)

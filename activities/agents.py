@@ -1,4 +1,4 @@
-"""Agent runners (offline, command, claude) and the activity that runs one.
+"""Agent runners (offline, command, claude, anthropic) and the activity that runs one.
 
 An agent writes ``specs/<branch>/spec.md`` in the feature's worktree. The
 activity heartbeats while the agent runs, kills the agent's process group on
@@ -22,7 +22,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import file_ref
 from activities.git import commit_round, git
-from models.common import ArtifactRef
+from activities.llm import LlmProvider, render_template
+from models.llm import LlmArtifactRef, LlmRequest, LlmUsage
 from models.sdlc import AgentTask
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
@@ -34,8 +35,9 @@ class AgentRunner(Protocol):
 
     name: str
 
-    async def run(self, task: AgentTask) -> None:
-        """Run the agent to completion; raise ApplicationError on failure."""
+    async def run(self, task: AgentTask) -> LlmUsage | None:
+        """Run the agent to completion; return the LLM usage when the runner knows
+        it (else None); raise ApplicationError on failure."""
 
 
 def repository_context(worktree: Path, max_files: int = 200, max_readme: int = 4000) -> str:
@@ -109,6 +111,52 @@ class OfflineRunner:
             "## Open questions", "- None recorded by the offline runner.",
         ]
         path.write_text("\n".join(lines) + "\n")
+
+
+class AnthropicRunner:
+    """Writes the spec through the Messages API (the LLM layer's Anthropic provider):
+    prompt ``prompts/sdlc_spec_api.md`` with the request, the reviewers' feedback and
+    the worktree's README and file tree; the answer is the spec. Its usage goes to
+    the SDLC workflow's ledger (phase ``sdlc_spec``).
+
+    Args:
+        provider: an ``activities.llm.AnthropicProvider`` (or any LLM provider).
+        max_tokens: the most tokens the spec may take.
+    """
+
+    name = "anthropic"
+    phase = "sdlc_spec"
+    template = "sdlc_spec_api.md"
+
+    def __init__(self, provider: LlmProvider, max_tokens: int = 8000) -> None:
+        self.provider = provider
+        self.max_tokens = max_tokens
+
+    async def run(self, task: AgentTask) -> LlmUsage:
+        """Ask for the spec and write it to ``task.spec_relpath``.
+
+        Raises:
+            ApplicationError: the API call failed (see ``activities.llm.api_error``),
+                or the answer was empty (retryable).
+        """
+        feedback = "\n".join(f"- Round {i}: {f}" for i, f in enumerate(task.feedback, 1))
+        variables = {"title": task.title, "description": task.description,
+                     "feedback": feedback or "(none)", "branch": task.branch,
+                     "spec_path": task.spec_relpath,
+                     "context": repository_context(Path(task.worktree))}
+        request = LlmRequest(phase=self.phase, template=self.template, variables=variables,
+                             max_tokens=self.max_tokens)
+        response = await self.provider.complete(request, render_template(self.template,
+                                                                         variables))
+        spec = response.text.strip()
+        if spec.startswith("```"):  # a model that fenced the whole document
+            spec = spec.split("\n", 1)[-1].rsplit("```", 1)[0].strip()
+        if not spec:
+            raise ApplicationError("the model answered with an empty spec", type="SpecMissing")
+        path = Path(task.worktree) / task.spec_relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(spec + "\n")
+        return response.usage
 
 
 class CommandRunner:
@@ -241,11 +289,12 @@ class AgentActivities:
         self.default_runner = default_runner
 
     @activity.defn(name="run_agent")
-    async def run_agent(self, task: AgentTask) -> ArtifactRef:
+    async def run_agent(self, task: AgentTask) -> LlmArtifactRef:
         """Run the agent for one spec round and commit its spec.
 
         Returns:
-            The committed spec: absolute path, SHA-256, size and commit SHA.
+            The committed spec: absolute path, SHA-256, size, commit SHA and the
+            LLM usage when the runner reports one (the ``anthropic`` runner does).
 
         Raises:
             ApplicationError: unknown runner (non-retryable); the agent failed,
@@ -262,7 +311,7 @@ class AgentActivities:
         worktree = Path(task.worktree)
         activity.logger.info("agent %s writing %s (round %d)", name, task.spec_relpath,
                              task.round)
-        await runner.run(task)
+        usage = await runner.run(task)
         spec = worktree / task.spec_relpath
         if not spec.is_file() or not spec.read_text(errors="replace").strip():
             raise ApplicationError(
@@ -275,4 +324,4 @@ class AgentActivities:
             {"Workflow-Id": task.workflow_id, "Spec-Round": str(task.round),
              "Agent-Runner": name},
         )
-        return file_ref(spec, commit=sha)
+        return LlmArtifactRef(**file_ref(spec, commit=sha).model_dump(), usage=usage)

@@ -373,6 +373,11 @@ def build_llm_provider(settings: Any) -> LlmProvider:
     if settings.effective_llm_provider == "offline":
         return OfflineProvider(model_price(settings.llm_prices, settings.llm_model),
                                settings.llm_offline_latency.total_seconds())
+    return build_anthropic_provider(settings)
+
+
+def build_anthropic_provider(settings: Any) -> AnthropicProvider:
+    """The Anthropic provider from ``settings`` (needs ANTHROPIC_API_KEY)."""
     from anthropic import AsyncAnthropic
 
     client = AsyncAnthropic(api_key=settings.anthropic_api_key.get_secret_value(),

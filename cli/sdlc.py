@@ -86,7 +86,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repo", default=".", help="local git repository (default: .)")
     p.add_argument("--base", default="main", help="base branch (default: main)")
     p.add_argument("--slug", help="branch slug (default: from the title)")
-    p.add_argument("--agent", choices=["offline", "command", "claude"],
+    p.add_argument("--agent", choices=["offline", "command", "claude", "anthropic"],
                    help="agent runner (default: AGENT_RUNNER)")
     p.add_argument("--max-rounds", type=int, help="spec rounds before FAILED")
     p.add_argument("--reviewer", action="append", help="who may decide at GATE_1 (repeatable)")

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from models.common import ArtifactRef
+
 
 class LlmRequest(BaseModel):
     """Input of the ``llm_complete`` activity.
@@ -68,6 +70,13 @@ class LlmResponse(BaseModel):
     text: str
     data: dict[str, Any] | None = None
     usage: LlmUsage
+
+
+class LlmArtifactRef(ArtifactRef):
+    """An artifact (e.g. an agent's spec) with the LLM usage spent making it, which the
+    workflow appends to its ledger; ``usage`` is None when no LLM was called."""
+
+    usage: LlmUsage | None = None
 
 
 class ModelPrice(BaseModel):

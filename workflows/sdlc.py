@@ -123,6 +123,8 @@ class SdlcWorkflow(LlmWorkflow):
             retry_policy=policies.AGENT_RETRY,
             summary=f"agent writes the spec, round {self._state.round}",
         )
+        if spec.usage is not None:  # the anthropic runner reports into the ledger
+            self.ledger.append(spec.usage)
         self._state.specs.append(spec)
         self.record("spec_committed", f"round {self._state.round}: {spec.path} at "
                     f"{(spec.commit or '')[:12]}")
