@@ -24,9 +24,12 @@ from activities.agents import (
     CommandRunner,
     OfflineRunner,
 )
+from activities.analysis import AnalysisActivities
+from activities.artifacts import ArtifactStore
 from activities.git import GitActivities
 from activities.issues import LocalIssueTracker
 from activities.llm import LlmActivities, build_anthropic_provider, build_llm_provider
+from activities.web_search import WebSearchActivities, build_exa_client
 from cli.server import ensure_search_attributes
 from settings import (
     Settings,
@@ -35,9 +38,10 @@ from settings import (
     load_settings,
     temporal_connect_config,
 )
+from workflows.analysis import AnalysisWorkflow
 from workflows.sdlc import SdlcWorkflow
 
-ALL_WORKFLOWS: list[type] = [SdlcWorkflow]
+ALL_WORKFLOWS: list[type] = [SdlcWorkflow, AnalysisWorkflow]
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 ACTIVITY_THREADS = 16
@@ -55,11 +59,15 @@ def build_activities(settings: Settings) -> list[Any]:
     tracker = LocalIssueTracker(settings.issues_root)
     agents = AgentActivities(runners, settings.agent_runner)
     llm = LlmActivities(build_llm_provider(settings))
+    analysis = AnalysisActivities(ArtifactStore(settings.artifact_root))
+    exa_key = settings.exa_api_key.get_secret_value() if settings.exa_api_key else None
+    search = WebSearchActivities(build_exa_client(exa_key, settings.exa_base_url))
     return [
         git.prepare_branch, git.add_worktree, git.remove_worktree,
         tracker.open_issue, tracker.sync_phase_label,
         agents.run_agent,
         llm.llm_complete,
+        analysis.load_sources, analysis.write_report, search.web_search,
     ]
 
 

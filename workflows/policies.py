@@ -51,3 +51,20 @@ LLM_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=2),
     maximum_attempts=6,
 )
+
+# Analysis pipeline (issue 4): reading source files and writing the report (local
+# files), and web searches (Exa; rate limits retry with backoff).
+ANALYSIS_IO_TIMEOUT = timedelta(seconds=60)
+ANALYSIS_IO_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+WEB_SEARCH_TIMEOUT = timedelta(seconds=60)
+WEB_SEARCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=4,
+)

@@ -12,8 +12,9 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair
 
 SDLC_PHASE = SearchAttributeKey.for_keyword("SdlcPhase")
+ANALYSIS_PHASE = SearchAttributeKey.for_keyword("AnalysisPhase")
 
-ALL_SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [SDLC_PHASE]
+ALL_SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [SDLC_PHASE, ANALYSIS_PHASE]
 
 
 def started_with(key: SearchAttributeKey) -> bool:

@@ -1,0 +1,632 @@
+"""AnalysisWorkflow: the strategic analysis pipeline of seed 004 as a durable workflow.
+
+PARSE (language, synthesizer scores by LLM with a keyword fallback, template)
+-> SOURCES gate (proceed, add L0 documents, enable web search)
+-> CLARIFY gate when the top two scores are within 0.2 (answers rescore)
+-> PROPOSE gate (approve, or revise: synthesizer, template, analysts, web search)
+-> ANALYSTS in parallel (each its own LLM activity, output validated, a failed
+   analyst retried alone; 2+ failures abort unless graceful degradation)
+-> INTEGRATE -> OUTLINE gate (approve, or revise with feedback or an edited outline)
+-> CITATIONS (L0 + L1 mapped to outline points, gaps filled by at most
+   ``max_web_searches`` L2 web searches; the map is validated)
+-> FULL_TEXT (inline citations, analyst markers removed, frontmatter validated)
+-> DONE with the report and its citation map written as artifacts.
+
+Each enforced check that fails has its generating step redone once with the
+error; a second failure ends the run FAILED with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import policies, search_attributes
+from workflows.llm import LlmWorkflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.analysis import AnalysisActivities
+    from activities.web_search import WebSearchActivities
+    from models.analysis import (
+        CLARIFY_GATE,
+        OUTLINE_GATE,
+        PROPOSAL_GATE,
+        SOURCES_GATE,
+        AnalysisPhase,
+        AnalysisRequest,
+        AnalysisResult,
+        AnalysisState,
+        AnalystOutput,
+        CitationMap,
+        ClarifyAnswers,
+        LoadSourcesInput,
+        Outline,
+        OutlinePoint,
+        ProposalChange,
+        SourceDoc,
+        SourcesChoice,
+        WebSearchInput,
+        WriteReportInput,
+    )
+    from models.common import GateDecision, Verdict
+    from models.llm import LlmRequest
+    from workflows import analysis_checks as checks
+
+NONE = "(none)"
+
+
+def failure_text(err: ActivityError) -> str:
+    """The innermost message of an activity failure."""
+    cause = err.cause
+    return cause.message if cause is not None else err.message
+
+
+@workflow.defn(name="AnalysisWorkflow")
+class AnalysisWorkflow(LlmWorkflow):
+    """The analysis pipeline of seed 004 (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._state = AnalysisState()
+        self._req: AnalysisRequest | None = None
+        self._registry: list[SourceDoc] = []
+        self._outputs: dict[str, AnalystOutput] = {}
+        self._outline: Outline | None = None
+        self._source_need_reason = ""
+        self._track_phase = False
+
+    # -- queries and decisions --------------------------------------------
+    @workflow.query(name="state")
+    def state(self) -> AnalysisState:
+        """Phase, choices so far, sources, analysts, outline, searches, LLM spend, gates."""
+        budget = f"${self.budget_usd:.2f}" if self.budget_usd is not None else "unlimited"
+        return self._state.model_copy(update={
+            "pending_gates": self.pending_gates(),
+            "sources": [f"{s.id} {s.title}" for s in self._registry],
+            "llm": f"${self.spent_usd():.4f} of {budget} in {len(self.ledger)} call(s)"})
+
+    def decision_problem(self, decision: GateDecision) -> str | None:
+        """Gate checks, plus the content each analysis gate accepts."""
+        problem = super().decision_problem(decision)
+        if problem or decision.verdict == Verdict.REJECT or not decision.content:
+            if not problem and decision.gate == CLARIFY_GATE and \
+                    decision.verdict != Verdict.REJECT:
+                return "answer the questions: `analysis answer ID --answer TEXT ...`"
+            return problem
+        assert self._req is not None
+        cat = self._req.catalogue
+        try:
+            if decision.gate == SOURCES_GATE:
+                choice = SourcesChoice.model_validate_json(decision.content)
+                if choice.web_search and not self._req.web_search_available:
+                    return "web search is not available: set EXA_API_KEY on the worker"
+            elif decision.gate == CLARIFY_GATE:
+                ClarifyAnswers.model_validate_json(decision.content)
+            elif decision.gate == PROPOSAL_GATE:
+                change = ProposalChange.model_validate_json(decision.content)
+                if change.synthesizer and change.synthesizer not in cat.synthesizers:
+                    return (f"unknown synthesizer {change.synthesizer!r} (known: "
+                            f"{', '.join(cat.synthesizers)})")
+                if change.template and change.template not in cat.templates:
+                    return (f"unknown template {change.template!r} (known: "
+                            f"{', '.join(cat.templates)})")
+                unknown = [a for a in change.analysts or [] if a not in cat.analysts]
+                if unknown or change.analysts == []:
+                    return (f"analysts must be a non-empty list of {', '.join(cat.analysts)}"
+                            + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+                if change.web_search and not self._req.web_search_available:
+                    return "web search is not available: set EXA_API_KEY on the worker"
+            elif decision.gate == OUTLINE_GATE:
+                checks.parse_edited_outline(decision.content, "outline")
+        except ValueError as err:  # pydantic's ValidationError is a ValueError
+            return f"invalid content for gate {decision.gate!r}: {err}".replace("\n", " ")
+        return None
+
+    # -- the run ------------------------------------------------------------
+    @workflow.run
+    async def run(self, req: AnalysisRequest) -> AnalysisResult:
+        """Run the pipeline to DONE; raise ApplicationError when it ends FAILED."""
+        self._req = req
+        self.budget_usd = req.budget_usd
+        self.budget_reminder_interval = req.reminder_interval
+        self.budget_gate_expiry = req.gate_expiry
+        self._state.web_search = req.web_search
+        self._track_phase = search_attributes.started_with(search_attributes.ANALYSIS_PHASE)
+        try:
+            if req.sources:
+                await self._load(req.sources)
+            await self._parse()
+            await self._sources_gate()
+            await self._clarify()
+            await self._propose()
+            await self._run_analysts()
+            integration = await self._integrate()
+            await self._outline_phase(integration)
+            cmap = await self._citations()
+            report = await self._full_text(cmap, integration)
+            refs = await workflow.execute_activity_method(
+                AnalysisActivities.write_report,
+                WriteReportInput(workflow_id=workflow.info().workflow_id,
+                                 report_markdown=report, citation_map=cmap),
+                start_to_close_timeout=policies.ANALYSIS_IO_TIMEOUT,
+                retry_policy=policies.ANALYSIS_IO_RETRY,
+                summary="write the report and its citation map",
+            )
+            self.record("report_written", f"{refs.report.path} ({refs.report.bytes} bytes), "
+                        f"citation map {refs.citation_map.path}")
+            self._enter(AnalysisPhase.DONE)
+            return AnalysisResult(
+                phase=AnalysisPhase.DONE, report=refs.report, citation_map=refs.citation_map,
+                synthesizer=self._state.synthesizer, template=self._state.template,
+                analysts=list(self._state.analysts),
+                missing_analysts=list(self._state.missing_analysts),
+                provider=self._providers(), llm_cost_usd=self.spent_usd(),
+                audit=self.audit_log())
+        except ActivityError as err:
+            self._fail_state(f"{err.activity_type} failed: {failure_text(err)}")
+            raise ApplicationError(f"analysis failed: {self._state.failure_reason}",
+                                   type="AnalysisFailed", non_retryable=True) from None
+        except ApplicationError as err:
+            self._fail_state(err.message)
+            raise
+
+    def _enter(self, phase: AnalysisPhase, detail: str = "") -> None:
+        previous = self._state.phase
+        self._state.phase = phase
+        self.record("transition", f"{previous.value} -> {phase.value}"
+                    + (f" ({detail})" if detail else ""))
+        if self._track_phase:
+            search_attributes.upsert(search_attributes.ANALYSIS_PHASE, phase.value)
+
+    def _fail_state(self, reason: str) -> None:
+        if self._state.phase != AnalysisPhase.FAILED:
+            self._state.failure_reason = reason
+            self._enter(AnalysisPhase.FAILED, reason)
+
+    def _fail(self, reason: str) -> ApplicationError:
+        self._fail_state(reason)
+        return ApplicationError(f"analysis failed: {reason}", type="AnalysisFailed",
+                                non_retryable=True)
+
+    async def _gate(self, gate: str, prompt: str) -> GateDecision:
+        assert self._req
+        decision = await self.wait_for_decision(
+            gate, prompt=prompt, reminder_interval=self._req.reminder_interval,
+            expires_after=self._req.gate_expiry)
+        if decision is None:
+            raise self._fail(f"gate {gate} expired")
+        return decision
+
+    def _providers(self) -> str:
+        return ", ".join(sorted({u.provider for u in self.ledger})) or "none"
+
+    def _loaded(self) -> set[str]:
+        return {s.id for s in self._registry}
+
+    def _source_listing(self, levels: tuple[str, ...], excerpt: int) -> str:
+        docs = [s for s in self._registry if s.level in levels]
+        return "\n\n".join(f"[{s.id}] ({s.level}) {s.title} — {s.location}\n"
+                           f"{s.text[:excerpt]}".rstrip() for s in docs) or NONE
+
+    async def _load(self, paths: list[str]) -> None:
+        assert self._req
+        first = sum(1 for s in self._registry if s.level == "L0") + 1
+        docs = await workflow.execute_activity_method(
+            AnalysisActivities.load_sources,
+            LoadSourcesInput(paths=paths, first_number=first,
+                             max_chars=self._req.max_source_chars),
+            start_to_close_timeout=policies.ANALYSIS_IO_TIMEOUT,
+            retry_policy=policies.ANALYSIS_IO_RETRY,
+            summary=f"load {len(paths)} source path(s)",
+        )
+        self._registry.extend(docs)
+        self.record("sources_loaded", ", ".join(f"{d.id} {d.title}" for d in docs))
+
+    # -- 1. parse -------------------------------------------------------------
+    async def _score(self, clarifications: str) -> tuple[dict[str, float], str | None]:
+        """Synthesizer scores and template by LLM; keyword scores when it fails."""
+        assert self._req
+        cat = self._req.catalogue
+        try:
+            resp = await self.call_llm(LlmRequest(
+                phase="analysis_parse", template="analysis_parse.md",
+                output_schema=checks.parse_schema(cat),
+                variables={
+                    "problem": self._req.problem, "clarifications": clarifications,
+                    "synthesizers": "\n".join(f"- {sid}: {s.name} — {s.description}"
+                                              for sid, s in cat.synthesizers.items()),
+                    "templates": "\n".join(f"- {tid}: {t.name}"
+                                           for tid, t in cat.templates.items()),
+                    "sources": self._source_listing(("L0",), 300)}),
+                summary="score the synthesizers")
+        except ActivityError as err:
+            text = self._req.problem + "\n" + clarifications
+            self.record("fallback", f"LLM scoring failed ({failure_text(err)}); "
+                        "keyword scores used")
+            self._state.scoring = "keywords"
+            return checks.keyword_scores(text, cat), None
+        assert resp.data is not None
+        self._state.scoring = "llm"
+        self._state.source_need = resp.data["source_need"]
+        self._source_need_reason = resp.data["source_need_reason"]
+        return {k: float(v) for k, v in resp.data["scores"].items()}, resp.data["template"]
+
+    def _apply_scores(self, scores: dict[str, float], template: str | None) -> None:
+        assert self._req
+        cat = self._req.catalogue
+        self._state.scores = scores
+        best = checks.ranked(scores)[0]
+        synth = cat.synthesizers[best]
+        self._state.synthesizer = best
+        self._state.template = template if template in synth.templates else synth.templates[0]
+        self._state.analysts = list(synth.analysts)
+        self.record("scored", f"{self._state.scoring}: " + ", ".join(
+            f"{s}={scores[s]:.2f}" for s in checks.ranked(scores))
+            + f" -> {best}, template {self._state.template}")
+
+    async def _parse(self) -> None:
+        assert self._req
+        self._enter(AnalysisPhase.PARSE)
+        self._state.language = checks.detect_language(self._req.problem,
+                                                      self._req.catalogue.language_markers)
+        self._source_need_reason = "the scorer could not rate it"
+        self._state.source_need = "MEDIUM"
+        scores, template = await self._score(NONE)
+        self._apply_scores(scores, template)
+
+    # -- 2. fresh sources -------------------------------------------------------
+    async def _sources_gate(self) -> None:
+        assert self._req
+        self._enter(AnalysisPhase.SOURCES, f"need {self._state.source_need}")
+        while True:
+            count = sum(1 for s in self._registry if s.level == "L0")
+            decision = await self._gate(SOURCES_GATE, (
+                f"fresh sources: need {self._state.source_need} ({self._source_need_reason}); "
+                f"{count} document(s) loaded, web search "
+                f"{'on' if self._state.web_search else 'off'}. Approve to proceed, or "
+                "`analysis choose ID --add-source PATH` / `--web-search`"))
+            if decision.verdict == Verdict.REJECT:
+                raise self._fail(f"stopped at the sources gate: {decision.comment}")
+            choice = SourcesChoice.model_validate_json(decision.content or "{}")
+            if choice.web_search:
+                self._state.web_search = True
+                self.record("web_search", "web search enabled", actor=decision.actor)
+            if choice.add_sources:
+                try:
+                    await self._load(choice.add_sources)
+                except ActivityError as err:
+                    self.record("sources_refused", failure_text(err), actor=decision.actor)
+                    continue
+            return
+
+    # -- 3. clarify -------------------------------------------------------------
+    async def _clarify(self) -> None:
+        assert self._req
+        scores = self._state.scores
+        if not checks.needs_clarification(scores):
+            return
+        cat = self._req.catalogue
+        first, second = checks.ranked(scores)[:2]
+        self._enter(AnalysisPhase.CLARIFY, f"{first} {scores[first]:.2f} vs {second} "
+                    f"{scores[second]:.2f}")
+        try:
+            resp = await self.call_llm(LlmRequest(
+                phase="analysis_clarify", template="analysis_questions.md",
+                output_schema=checks.QUESTIONS_SCHEMA,
+                variables={"problem": self._req.problem, "candidates": "\n".join(
+                    f"- {s}: {cat.synthesizers[s].name} — {cat.synthesizers[s].description}"
+                    for s in (first, second))}),
+                summary="clarifying questions")
+            assert resp.data is not None
+            questions = [str(q) for q in resp.data["questions"]]
+        except ActivityError as err:
+            self.record("fallback", f"question generation failed ({failure_text(err)})")
+            questions = [f"Is this mainly about {cat.synthesizers[first].description}, or "
+                         f"about {cat.synthesizers[second].description}?"]
+        self._state.questions = questions
+        decision = await self._gate(CLARIFY_GATE, "answer: " + " | ".join(questions))
+        if decision.verdict == Verdict.REJECT:
+            self.record("clarify_skipped", "clarification declined; scores kept",
+                        actor=decision.actor)
+            return
+        answers = ClarifyAnswers.model_validate_json(decision.content or "{}").answers
+        clarifications = "\n".join(
+            f"Q: {q}\nA: {a}" for q, a in zip(questions + [""] * len(answers), answers,
+                                               strict=False))
+        scores, template = await self._score(clarifications)
+        self._apply_scores(scores, template)
+
+    # -- 4. propose -------------------------------------------------------------
+    async def _propose(self) -> None:
+        assert self._req
+        cat = self._req.catalogue
+        self._enter(AnalysisPhase.PROPOSE)
+        feedback: list[str] = []
+        while True:
+            st = self._state
+            resp = await self.call_llm(LlmRequest(
+                phase="analysis_proposal", template="analysis_proposal.md",
+                output_schema=checks.PROPOSAL_SCHEMA,
+                variables={"problem": self._req.problem, "synthesizer": st.synthesizer,
+                           "synthesizer_name": cat.synthesizers[st.synthesizer].name,
+                           "template": st.template,
+                           "template_name": cat.templates[st.template].name,
+                           "analysts": ", ".join(st.analysts),
+                           "web_search": "on" if st.web_search else "off",
+                           "sources": self._source_listing(("L0",), 0),
+                           "feedback": "\n".join(f"- {f}" for f in feedback) or NONE}),
+                summary="write the proposal")
+            assert resp.data is not None
+            st.proposal = f"{resp.data['summary']} Rationale: {resp.data['rationale']}"
+            decision = await self._gate(PROPOSAL_GATE, (
+                f"synthesizer {st.synthesizer}, template {st.template}, analysts "
+                f"{', '.join(st.analysts)}, web search {'on' if st.web_search else 'off'}: "
+                "approve, or `analysis choose ID --synthesizer/--template/--analyst/"
+                "--web-search`, or revise with feedback"))
+            if decision.verdict == Verdict.APPROVE:
+                return
+            if decision.verdict == Verdict.REJECT:
+                raise self._fail(f"proposal rejected: {decision.comment}")
+            feedback.append(decision.comment)
+            if decision.content:
+                change = ProposalChange.model_validate_json(decision.content)
+                if change.synthesizer and change.synthesizer != st.synthesizer:
+                    synth = cat.synthesizers[change.synthesizer]
+                    st.synthesizer = change.synthesizer
+                    st.template = synth.templates[0]
+                    st.analysts = list(synth.analysts)
+                st.template = change.template or st.template
+                st.analysts = list(change.analysts or st.analysts)
+                st.web_search = st.web_search if change.web_search is None \
+                    else change.web_search
+                self.record("proposal_changed", change.model_dump_json(exclude_none=True),
+                            actor=decision.actor)
+
+    # -- 5. analysts --------------------------------------------------------------
+    async def _analyst(self, aid: str) -> str | None:
+        """Run one analyst (and redo it once with the error when its output is
+        invalid); return None on success, else why it failed."""
+        assert self._req
+        cat = self._req.catalogue
+        analyst = cat.analysts[aid]
+        previous_error = NONE
+        for _ in range(2):
+            try:
+                resp = await self.call_llm(LlmRequest(
+                    phase="analysis_analyst", template="analysis_analyst.md",
+                    variables={
+                        "problem": self._req.problem, "analyst_id": aid,
+                        "analyst_name": analyst.name, "analyst_focus": analyst.focus,
+                        "analyst_reference": analyst.reference,
+                        "analyst_reference_json": json.dumps(analyst.reference),
+                        "sources": self._source_listing(("L0", "L2"),
+                                                        self._req.max_source_chars),
+                        "source_ids": json.dumps([s.id for s in self._registry]),
+                        "previous_error": previous_error}),
+                    summary=f"analyst {aid}")
+            except ActivityError as err:
+                return failure_text(err)
+            output, problems = checks.validate_analyst_output(
+                aid, resp.text, cat.analyst_frontmatter, self._loaded())
+            if output is not None:
+                self._outputs[aid] = output
+                self._state.analysts_done.append(aid)
+                self.record("analyst_done", f"{aid}: {len(output.body)} characters, "
+                            f"sources {', '.join(output.sources) or '-'}")
+                return None
+            previous_error = "; ".join(problems)
+            self.record("check_failed", f"analyst {aid} output invalid: {previous_error}")
+        return f"output invalid: {previous_error}"
+
+    async def _run_analysts(self) -> None:
+        assert self._req
+        analysts = list(self._state.analysts)
+        self._enter(AnalysisPhase.ANALYSTS, f"{len(analysts)} analyst(s), "
+                    f"{self._req.analyst_concurrency} at a time")
+        slots = asyncio.Semaphore(self._req.analyst_concurrency)
+
+        async def one(aid: str) -> str | None:
+            async with slots:
+                return await self._analyst(aid)
+
+        errors = await asyncio.gather(*(one(a) for a in analysts))
+        failed = {a: e for a, e in zip(analysts, errors, strict=True) if e is not None}
+        for aid in [a for a in analysts if a in failed]:
+            for attempt in range(1, self._req.analyst_retries + 1):
+                self.record("analyst_retry", f"{aid} failed ({failed[aid]}); retried alone, "
+                            f"attempt {attempt}")
+                error = await self._analyst(aid)
+                if error is None:
+                    del failed[aid]
+                    break
+                failed[aid] = error
+        if failed:
+            reasons = "; ".join(f"{a}: {e}" for a, e in failed.items())
+            if len(failed) == len(analysts) or (len(failed) >= 2
+                                                and not self._req.graceful_degradation):
+                raise self._fail(f"{len(failed)} of {len(analysts)} analysts failed "
+                                 f"({reasons})")
+            self._state.missing_analysts = list(failed)
+            self.record("degraded", f"continuing without {', '.join(failed)} ({reasons})")
+        # L1: the works the analysts cited, numbered in analyst order
+        for aid in analysts:
+            for ref in self._outputs[aid].references if aid in self._outputs else []:
+                known = next((s for s in self._registry if s.level == "L1"
+                              and s.location == ref), None)
+                if known is None:
+                    n = sum(1 for s in self._registry if s.level == "L1") + 1
+                    self._registry.append(SourceDoc(id=f"L1-{n}", level="L1", title=ref,
+                                                    location=ref, cited_by=[aid]))
+                elif aid not in known.cited_by:
+                    known.cited_by.append(aid)
+
+    # -- 6. integrate -----------------------------------------------------------
+    async def _integrate(self) -> str:
+        assert self._req
+        cat = self._req.catalogue
+        self._enter(AnalysisPhase.INTEGRATE)
+        sections = "\n\n".join(
+            f"### {cat.analysts[a].name} ({a})\n\n{self._outputs[a].body}"
+            for a in self._state.analysts if a in self._outputs)
+        resp = await self.call_llm(LlmRequest(
+            phase="analysis_integrate", template="analysis_integrate.md", max_tokens=4096,
+            variables={"problem": self._req.problem, "analyst_sections": sections,
+                       "synthesizer_name": cat.synthesizers[self._state.synthesizer].name,
+                       "missing": ", ".join(self._state.missing_analysts) or "none"}),
+            summary="integrate the analysts")
+        if not resp.text.strip():
+            raise self._fail("the integration step returned no text")
+        return resp.text.strip()
+
+    # -- 7. outline -------------------------------------------------------------
+    async def _make_outline(self, integration: str, feedback: list[str]) -> Outline:
+        assert self._req
+        template = self._req.catalogue.templates[self._state.template]
+        resp = await self.call_llm(LlmRequest(
+            phase="analysis_outline", template="analysis_outline.md",
+            output_schema=checks.OUTLINE_SCHEMA,
+            variables={"problem": self._req.problem, "template_name": template.name,
+                       "sections": ", ".join(template.sections), "integration": integration,
+                       "feedback": "\n".join(f"- {f}" for f in feedback) or NONE}),
+            summary="write the outline")
+        assert resp.data is not None
+        return Outline(title=resp.data["title"], points=[
+            OutlinePoint(id=f"P{i}", heading=p["heading"], claim=p["claim"],
+                         factual=bool(p["factual"]))
+            for i, p in enumerate(resp.data["points"], 1)])
+
+    async def _outline_phase(self, integration: str) -> None:
+        self._enter(AnalysisPhase.OUTLINE)
+        feedback: list[str] = []
+        outline = await self._make_outline(integration, feedback)
+        while True:
+            self._state.outline = [f"{p.id} {p.heading}: {p.claim}"
+                                   + ("" if p.factual else " (opinion)") for p in outline.points]
+            decision = await self._gate(OUTLINE_GATE, (
+                f"outline '{outline.title}' with {len(outline.points)} point(s): approve, or "
+                "revise with feedback (--comment) or an edited outline (--content-file with "
+                "'- Heading: claim' lines)"))
+            if decision.verdict == Verdict.APPROVE:
+                self._outline = outline
+                return
+            if decision.verdict == Verdict.REJECT:
+                raise self._fail(f"outline rejected: {decision.comment}")
+            if decision.content:
+                outline = checks.parse_edited_outline(decision.content, outline.title)
+                self.record("outline_edited", f"{len(outline.points)} point(s) from the "
+                            "reviewer", actor=decision.actor)
+            else:
+                feedback.append(decision.comment)
+                outline = await self._make_outline(integration, feedback)
+
+    # -- 8./9. citations -----------------------------------------------------------
+    async def _web_search(self, point: OutlinePoint) -> list[str]:
+        """One counted L2 search for ``point``; the ids of the sources it fetched, or
+        [] when the run's search limit is used up (the search is refused)."""
+        assert self._req
+        if self._state.searches_used >= self._req.max_web_searches:
+            self.record("search_refused", f"web search for {point.id} refused: the "
+                        f"limit of {self._req.max_web_searches} searches per run is used")
+            return []
+        self._state.searches_used += 1
+        try:
+            results = await workflow.execute_activity_method(
+                WebSearchActivities.web_search,
+                WebSearchInput(query=f"{point.heading}: {point.claim}"[:300], num_results=3),
+                start_to_close_timeout=policies.WEB_SEARCH_TIMEOUT,
+                retry_policy=policies.WEB_SEARCH_RETRY,
+                summary=f"web search {self._state.searches_used} for {point.id}")
+        except ActivityError as err:
+            self.record("search_failed", f"{point.id}: {failure_text(err)}")
+            return []
+        ids = []
+        for r in results:
+            known = next((s for s in self._registry if s.location == r.url), None)
+            if known is None:
+                n = sum(1 for s in self._registry if s.level == "L2") + 1
+                known = SourceDoc(id=f"L2-{n}", level="L2", title=r.title, location=r.url,
+                                  text=r.text)
+                self._registry.append(known)
+            ids.append(known.id)
+        self.record("searched", f"{point.id}: {', '.join(ids) or 'no results'} "
+                    f"(search {self._state.searches_used} of {self._req.max_web_searches})")
+        return ids
+
+    async def _map_citations(self, previous_error: str) -> CitationMap:
+        assert self._outline
+        points = self._outline.points
+        resp = await self.call_llm(LlmRequest(
+            phase="analysis_citations", template="analysis_citations.md",
+            output_schema=checks.citation_schema([p.id for p in points],
+                                                 [s.id for s in self._registry]),
+            variables={"outline": "\n".join(f"{p.id} [{'factual' if p.factual else 'opinion'}]"
+                                            f" {p.heading}: {p.claim}" for p in points),
+                       "sources": self._source_listing(("L0", "L1", "L2"), 500),
+                       "previous_error": previous_error}),
+            summary="map sources to the outline")
+        assert resp.data is not None
+        citations = {k: list(dict.fromkeys(str(i) for i in v))
+                     for k, v in resp.data["citations"].items()}
+        gaps = [p for p in points if p.factual and not citations.get(p.id)]
+        if gaps:
+            self.record("gaps", f"no source for {', '.join(p.id for p in gaps)}")
+        if gaps and self._state.web_search:
+            for point in gaps:
+                citations[point.id] = (await self._web_search(point))[:2]
+        return CitationMap(
+            citations=citations,
+            gaps=[p.id for p in points if p.factual and not citations.get(p.id)],
+            sources=list(self._registry), provider=self._providers())
+
+    async def _citations(self) -> CitationMap:
+        assert self._outline
+        self._enter(AnalysisPhase.CITATIONS)
+        previous_error = NONE
+        for _ in range(2):
+            cmap = await self._map_citations(previous_error)
+            problems = checks.validate_citation_map(cmap, self._outline, self._loaded())
+            if not problems:
+                count = sum(map(len, cmap.citations.values()))
+                self.record("check_passed", f"citation map: {count} citation(s), gaps: "
+                            f"{', '.join(cmap.gaps) or 'none'}")
+                return cmap
+            previous_error = "; ".join(problems)
+            self.record("check_failed", f"citation map: {previous_error}")
+        raise self._fail(f"the citation map failed validation twice: {previous_error}")
+
+    # -- 10./11. full text ------------------------------------------------------------
+    async def _full_text(self, cmap: CitationMap, integration: str) -> str:
+        assert self._req and self._outline
+        self._enter(AnalysisPhase.FULL_TEXT)
+        draft = "\n\n".join(
+            f"## {p.heading}\n\n{p.claim}"
+            + (f" [{'; '.join(cmap.citations[p.id])}]" if cmap.citations.get(p.id) else "")
+            for p in self._outline.points)
+        cited = list(dict.fromkeys(s for ids in cmap.citations.values() for s in ids))
+        st = self._state
+        previous_error = NONE
+        for _ in range(2):
+            resp = await self.call_llm(LlmRequest(
+                phase="analysis_full_text", template="analysis_full_text.md", max_tokens=8192,
+                variables={"title": self._outline.title,
+                           "title_json": json.dumps(self._outline.title),
+                           "date": workflow.now().date().isoformat(),
+                           "synthesizer": st.synthesizer, "template": st.template,
+                           "language": st.language, "source_ids": json.dumps(cited),
+                           "draft": draft, "integration": integration,
+                           "previous_error": previous_error}),
+                summary="write the full text")
+            text = checks.remove_source_markers(resp.text)
+            meta, body, problems = checks.validate_report(
+                text, self._req.catalogue.report_frontmatter, self._loaded())
+            if not problems:
+                meta["provider"] = self._providers()
+                self.record("check_passed", f"report frontmatter and "
+                            f"{len(checks.inline_citations(body))} inline citation(s)")
+                return checks.render_report(meta, body)
+            previous_error = "; ".join(problems)
+            self.record("check_failed", f"full text: {previous_error}")
+        raise self._fail(f"the full text failed validation twice: {previous_error}")
