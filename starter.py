@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import demo, gates, llm, sdlc, server
+from cli import analysis, demo, gates, llm, sdlc, server
 from cli.common import run
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_parser(sub)
     demo.add_parser(sub)
     sdlc.add_parser(sub)
+    analysis.add_parser(sub)
     gates.add_parsers(sub)
     llm.add_parsers(sub)
     return parser

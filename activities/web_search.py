@@ -56,9 +56,9 @@ class WebSearchActivities:
             raise ApplicationError("web search is off: set EXA_API_KEY on the worker",
                                    type="WebSearchUnavailable", non_retryable=True)
         try:
-            response = self.client.search_and_contents(
+            response = self.client.search(
                 inp.query, num_results=inp.num_results,
-                text={"max_characters": EXCERPT_CHARS})
+                contents={"text": {"max_characters": EXCERPT_CHARS}})
         except ValueError as err:
             raise search_error(err) from err
         except OSError as err:  # requests' connection errors

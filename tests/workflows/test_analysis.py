@@ -1,0 +1,287 @@
+"""AnalysisWorkflow on the time-skipping server with the offline LLM provider: every
+gate, the analyst failure rules, the search limit, the enforced checks, the budget."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from activities.analysis import AnalysisActivities
+from activities.artifacts import ArtifactStore
+from activities.llm import LlmActivities, OfflineProvider
+from activities.web_search import WebSearchActivities, build_exa_client
+from models.analysis import AnalysisResult, AnalysisState
+from models.common import AuditEntry, Verdict
+from models.llm import LlmLedger, ModelPrice
+from tests.fakes import exa_api
+from tests.workflows.analysis_harness import (
+    FIXTURES,
+    ScriptedLlm,
+    analysis_request,
+    decision,
+    drive,
+    with_data,
+    workflow_id,
+)
+from workflows.analysis import AnalysisWorkflow
+from workflows.analysis_checks import split_frontmatter
+from workflows.gates import GATE_UPDATE
+
+
+@pytest.fixture
+def exa():
+    with exa_api.serve() as fake:
+        yield fake
+
+
+@pytest.fixture
+def llm() -> ScriptedLlm:
+    """The worker's LLM activity; a test sets its ``hooks`` (and price) first."""
+    return ScriptedLlm()
+
+
+@pytest.fixture
+async def run_analysis(ts_env, task_queue, tmp_path, exa, llm):
+    """Run one analysis on a worker that lives as long as the test (queries after the
+    end need it); returns (result or failure, handle)."""
+    acts = AnalysisActivities(ArtifactStore(tmp_path / "artifacts"))
+    search = WebSearchActivities(build_exa_client("exa-test-key", exa.url))
+
+    async def run(script=None, on_gate=None, **request):
+        handle = await ts_env.client.start_workflow(
+            AnalysisWorkflow.run, analysis_request(**request), id=workflow_id(),
+            task_queue=task_queue)
+        handle.opened = await drive(handle, script, on_gate=on_gate)
+        try:
+            return AnalysisResult.model_validate(await handle.result()), handle
+        except WorkflowFailureError as failure:
+            return failure, handle
+
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[AnalysisWorkflow],
+                      activities=[llm.llm_complete, acts.load_sources, acts.write_report,
+                                  search.web_search],
+                      activity_executor=ThreadPoolExecutor(4)):
+        yield run
+
+
+def scores(values: dict[str, float]):
+    def hook(req, resp, n):
+        return with_data(resp, {**resp.data, "scores": values})
+    return hook
+
+
+async def audit(handle) -> list[AuditEntry]:
+    return await handle.query("audit_log", result_type=list[AuditEntry])
+
+
+async def test_every_gate_to_a_cited_report(run_analysis, llm, exa):
+    close = {"strategy": 0.8, "innovation": 0.7, "policy": 0.1, "operations": 0.0}
+    clear = {"strategy": 0.9, "innovation": 0.3, "policy": 0.1, "operations": 0.0}
+
+    def parse(req, resp, n):  # close scores first; the answers make strategy clear
+        assert ("mostly competition" in req.variables["clarifications"]) == (n == 2)
+        return scores(close if n == 1 else clear)(req, resp, n)
+
+    def citations(req, resp, n):  # P1 has no source: a gap for the web search
+        return with_data(resp, {"citations": {**resp.data["citations"], "P1": []}})
+
+    llm.hooks = {"analysis_parse": parse, "analysis_citations": citations}
+    script = {
+        "sources": [decision("sources", content={
+            "add_sources": [str(FIXTURES / "competitors.md")], "web_search": True})],
+        "clarify": [decision("clarify", content={"answers": ["mostly competition"]})],
+        "proposal": [decision("proposal", Verdict.REVISE, "fewer analysts",
+                              content={"analysts": ["market", "competition", "risk"]}),
+                     decision("proposal")],
+        "outline": [decision("outline", Verdict.REVISE, "add the DATEV point"),
+                    decision("outline", Verdict.REVISE, "use mine", content=(
+                        "- Market: German SMEs must adopt e-invoicing by 2028\n"
+                        "- Competition: DATEV integration decides recommendations\n"
+                        "- Recommendation: enter in 2026 with DATEV export (opinion)\n")),
+                    decision("outline")],
+    }
+    result, handle = await run_analysis(script, web_search_available=True)
+    assert isinstance(result, AnalysisResult), result
+    assert handle.opened == ["sources", "clarify", "proposal", "proposal", "outline",
+                             "outline", "outline"]
+    assert result.synthesizer == "strategy" and result.analysts == [
+        "market", "competition", "risk"]
+    assert sorted(c.variables["analyst_id"] for c in llm.phase_calls("analysis_analyst")) == [
+        "competition", "market", "risk"]
+    assert len(llm.phase_calls("analysis_outline")) == 2  # the feedback regenerated it
+    assert "add the DATEV point" in llm.phase_calls("analysis_outline")[1].variables["feedback"]
+
+    report = Path(result.report.path).read_text()
+    meta, body = split_frontmatter(report)
+    assert meta["provider"] == "offline" and meta["synthesizer"] == "strategy"
+    assert "[Source: analyst-" not in report
+    assert "## Competition" in body and "DATEV integration decides" in body
+    cmap = json.loads(Path(result.citation_map.path).read_text())
+    assert cmap["provider"] == "offline"
+    levels = {s["id"]: s["level"] for s in cmap["sources"]}
+    assert levels["L0-1"] == levels["L0-2"] == "L0" and "L1" in levels.values()
+    assert [levels[s] for s in cmap["citations"]["P1"]] == ["L2", "L2"]  # gap filled
+    assert len(exa.requests) == 1 and "German SMEs" in exa.requests[0]["query"]
+    assert f"[{'; '.join(cmap['citations']['P1'])}]" in body
+
+    entries = await audit(handle)
+    decided = [e.detail.split(":")[0] for e in entries if e.kind == "decision"]
+    assert decided == ["sources", "clarify", "proposal", "proposal", "outline", "outline",
+                       "outline"]
+    assert any(e.kind == "outline_edited" for e in entries)
+    ledger = await handle.query("llm_ledger", result_type=LlmLedger)
+    calls = {p.phase: p.calls for p in ledger.by_phase}
+    assert calls == {"analysis_parse": 2, "analysis_clarify": 1, "analysis_proposal": 2,
+                     "analysis_analyst": 3, "analysis_integrate": 1, "analysis_outline": 2,
+                     "analysis_citations": 1, "analysis_full_text": 1}
+    assert result.llm_cost_usd == pytest.approx(ledger.total_usd) and ledger.total_usd > 0
+
+
+async def test_bad_gate_content_is_refused_at_once(run_analysis, llm):
+    refused = []
+
+    async def on_gate(handle, gate):
+        if gate != "proposal" or refused:
+            return
+        for content, message in (({"analysts": ["astrologer"]}, "unknown: astrologer"),
+                                 ({"web_search": True}, "EXA_API_KEY"),
+                                 ("not json", "invalid content")):
+            with pytest.raises(WorkflowUpdateFailedError) as err:
+                await handle.execute_update(GATE_UPDATE, decision(
+                    "proposal", Verdict.REVISE, "x", content=content))
+            refused.append(message in str(err.value.cause))
+
+    result, _ = await run_analysis(on_gate=on_gate)
+    assert refused == [True, True, True]
+    assert isinstance(result, AnalysisResult)
+
+
+def fail_analysts(*names: str, invalid_once: str | None = None):
+    def hook(req, resp, n):
+        aid = req.variables["analyst_id"]
+        if aid in names:
+            raise ApplicationError(f"model overloaded for {aid}", non_retryable=True)
+        if aid == invalid_once and req.variables["previous_error"] == "(none)":
+            return resp.model_copy(update={"text": "I forgot the frontmatter."})
+        return resp
+    return hook
+
+
+STRATEGY = scores({"strategy": 1.0, "innovation": 0.1, "policy": 0.0, "operations": 0.0})
+
+
+async def test_two_failed_analysts_abort_the_run(run_analysis, llm):
+    llm.hooks = {"analysis_parse": STRATEGY,
+                       "analysis_analyst": fail_analysts("market", "risk")}
+    failure, handle = await run_analysis()
+    assert isinstance(failure, WorkflowFailureError)
+    assert "2 of 5 analysts failed" in str(failure.cause) and "market" in str(failure.cause)
+    called = [c.variables["analyst_id"] for c in llm.phase_calls("analysis_analyst")]
+    # every analyst once, then each failed one retried alone
+    assert sorted(called[:5]) == sorted(["market", "competition", "financial", "risk",
+                                         "customer"])
+    assert called[5:] == ["market", "risk"]
+    assert not llm.phase_calls("analysis_integrate")
+    state = await handle.query("state", result_type=AnalysisState)
+    assert state.phase.value == "FAILED" and "analysts failed" in state.failure_reason
+
+
+async def test_graceful_degradation_goes_on_and_records_what_is_missing(run_analysis, llm):
+    llm.hooks = {"analysis_parse": STRATEGY, "analysis_analyst": fail_analysts(
+        "market", "risk", invalid_once="customer")}
+    result, handle = await run_analysis(graceful_degradation=True)
+    assert isinstance(result, AnalysisResult), result
+    assert result.missing_analysts == ["market", "risk"]
+    integrate = llm.phase_calls("analysis_integrate")[0].variables
+    assert integrate["missing"] == "market, risk"
+    assert "(customer)" in integrate["analyst_sections"]
+    redo = [c for c in llm.phase_calls("analysis_analyst")
+            if c.variables["analyst_id"] == "customer"]
+    assert len(redo) == 2 and "YAML frontmatter" in redo[1].variables["previous_error"]
+    kinds = [e.kind for e in await audit(handle)]
+    assert "degraded" in kinds and "check_failed" in kinds
+
+
+async def test_the_fourth_web_search_is_refused(run_analysis, llm, exa):
+    def outline(req, resp, n):
+        return with_data(resp, {"title": "Entry", "points": [
+            {"heading": f"Point {i}", "claim": f"claim number {i}", "factual": True}
+            for i in range(1, 6)]})
+
+    def no_sources(req, resp, n):
+        return with_data(resp, {"citations": {f"P{i}": [] for i in range(1, 6)}})
+
+    llm.hooks = {"analysis_parse": STRATEGY, "analysis_outline": outline,
+                       "analysis_citations": no_sources}
+    result, handle = await run_analysis(web_search_available=True, web_search=True)
+    assert isinstance(result, AnalysisResult), result
+    assert len(exa.requests) == 3
+    entries = await audit(handle)
+    refused = [e.detail for e in entries if e.kind == "search_refused"]
+    assert [d.split()[3] for d in refused] == ["P4", "P5"]
+    assert "limit of 3 searches per run" in refused[0]
+    cmap = json.loads(Path(result.citation_map.path).read_text())
+    assert cmap["gaps"] == ["P4", "P5"]
+    assert (await handle.query("state", result_type=AnalysisState)).searches_used == 3
+
+
+async def test_a_citation_to_an_unloaded_source_is_caught(run_analysis, llm):
+    def bogus(req, resp, n):
+        return with_data(resp, {"citations": {**resp.data["citations"], "P1": ["L0-99"]}})
+
+    llm.hooks = {"analysis_parse": STRATEGY, "analysis_citations": bogus}
+    failure, handle = await run_analysis()
+    assert isinstance(failure, WorkflowFailureError)
+    assert "citation map failed validation twice" in str(failure.cause)
+    assert "'L0-99', which is not a loaded or fetched source" in str(failure.cause)
+    second = llm.phase_calls("analysis_citations")[1].variables["previous_error"]
+    assert "L0-99" in second  # the step was redone with the error
+    assert not llm.phase_calls("analysis_full_text")
+
+
+async def test_a_report_without_frontmatter_is_redone_then_fails(run_analysis, llm):
+    def no_frontmatter(req, resp, n):
+        return resp.model_copy(update={"text": "# Report\n\nNo frontmatter here [L0-1]."})
+
+    llm.hooks = {"analysis_parse": STRATEGY, "analysis_full_text": no_frontmatter}
+    failure, _ = await run_analysis()
+    assert "full text failed validation twice" in str(failure.cause)
+    assert len(llm.phase_calls("analysis_full_text")) == 2
+
+
+async def test_llm_scoring_failure_falls_back_to_keywords(run_analysis, llm):
+    def broken(req, resp, n):
+        raise ApplicationError("scorer unavailable", non_retryable=True)
+
+    llm.hooks = {"analysis_parse": broken}
+    result, handle = await run_analysis()
+    assert isinstance(result, AnalysisResult), result
+    state = await handle.query("state", result_type=AnalysisState)
+    assert state.scoring == "keywords" and state.synthesizer == "strategy"
+    assert any(e.kind == "fallback" for e in await audit(handle))
+
+
+async def test_budget_gate_waits_and_a_raise_lets_it_finish(run_analysis, llm):
+    llm.hooks = {"analysis_parse": STRATEGY}
+    llm.inner = LlmActivities(OfflineProvider(ModelPrice(input=100, output=100)))
+    result, handle = await run_analysis(budget_usd=0.02)
+    assert isinstance(result, AnalysisResult), result
+    assert "budget" in handle.opened
+    raised = [e for e in await audit(handle) if e.kind == "budget_raised"]
+    assert raised and "$1000.0000" in raised[0].detail
+
+
+async def test_budget_gate_reject_stops_the_run(run_analysis, llm):
+    llm.hooks = {"analysis_parse": STRATEGY}
+    llm.inner = LlmActivities(OfflineProvider(ModelPrice(input=100, output=100)))
+    failure, handle = await run_analysis(script={"budget": [decision(
+        "budget", Verdict.REJECT, "too expensive")]}, budget_usd=0.02)
+    assert isinstance(failure, WorkflowFailureError)
+    assert "stopped at the budget gate by reviewer: too expensive" in str(failure.cause)
+    assert (await handle.query("state", result_type=AnalysisState)).phase.value == "FAILED"
