@@ -165,7 +165,7 @@ async def cmd_start(ctx: Context) -> int:
               "ui": ctx.ui_link(handle.id)},
              f"started {handle.id}\n  web UI: {ctx.ui_link(handle.id)}\n"
              f"  status: python starter.py analysis status {handle.id}")
-    if notice := ctx.settings.llm_provider_notice():
+    if (notice := ctx.settings.llm_provider_notice()) and not ctx.json:
         print(notice)
     if args.follow:
         await follow(handle, quiet=ctx.json)
@@ -189,13 +189,14 @@ async def cmd_choose(ctx: Context) -> int:
     """``analysis choose``: at the sources gate, add documents or enable web search (or
     proceed); at the proposal gate, change synthesizer, template, analysts, web search."""
     args = ctx.args
+    add_sources = existing_paths(args.add_source or [])  # before connecting: fail fast
     handle = await ctx.handle(args.workflow_id)
     gate = await open_gate(ctx, handle, args.gate)
     if gate == SOURCES_GATE:
         if args.synthesizer or args.template or args.analyst:
             raise CliError("at the sources gate choose --proceed, --add-source PATH or "
                            "--web-search")
-        choice = SourcesChoice(add_sources=existing_paths(args.add_source or []),
+        choice = SourcesChoice(add_sources=add_sources,
                                web_search=bool(args.web_search))
         return await decide(ctx, gate, Verdict.APPROVE, choice)
     if gate == PROPOSAL_GATE:

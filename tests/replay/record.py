@@ -55,10 +55,38 @@ async def record_sdlc(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_analysis(workdir: Path) -> None:
+    """Analysis: add a source at the sources gate, revise the outline once, approve the
+    rest, with the offline LLM provider."""
+    from cli.analysis import analysis_request, start_analysis
+    from tests.workflows.analysis_harness import FIXTURES, decision, drive
+
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", llm_provider="offline")
+    try:
+        async with make_worker(env.client, settings):
+            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                                   title="German market entry",
+                                   sources=[str(FIXTURES / "german-e-invoicing.md")])
+            handle = await start_analysis(env.client, settings, req)
+            await drive(handle, {
+                "sources": [decision("sources", content={
+                    "add_sources": [str(FIXTURES / "competitors.md")]})],
+                "outline": [decision("outline", Verdict.REVISE, "name the DATEV point"),
+                            decision("outline")]})
+            await handle.result()
+            history = await handle.fetch_history()
+        (HISTORIES / "analysis_sources_outline_revise.json").write_text(history.to_json())
+    finally:
+        await env.shutdown()
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         await record_sdlc(Path(tmp))
+        await record_analysis(Path(tmp))
 
 
 if __name__ == "__main__":

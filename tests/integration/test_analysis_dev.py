@@ -1,0 +1,98 @@
+"""An analysis from the CLI, on the dev server with the real worker (offline LLM
+provider): real markdown sources from tests/fixtures/analysis become a cited report."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from settings import Settings
+from tests.integration.test_cli import acli, assert_one_line_error
+from worker import make_worker
+from workflows.analysis_checks import inline_citations, split_frontmatter
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "analysis"
+
+
+@pytest.fixture
+def env(dev_env, task_queue, tmp_path, monkeypatch) -> dict[str, str]:
+    import os
+
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("ANTHROPIC_API_KEY", "EXA_API_KEY", "LLM_PROVIDER")}
+    return {**base, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+            "TEMPORAL_TASK_QUEUE": task_queue, "ORCHESTRATOR_HOME": str(tmp_path / "home")}
+
+
+async def open_gate(wf_id: str, env: dict[str, str]) -> tuple[str, dict]:
+    for _ in range(200):
+        proc = await acli("analysis", "status", wf_id, "--json", env=env)
+        assert proc.returncode == 0, proc.stderr
+        status = json.loads(proc.stdout)
+        gates = status["state"]["pending_gates"]
+        if gates or status["status"] != "RUNNING":
+            return (gates[0]["gate"] if gates else ""), status
+        await asyncio.sleep(0.1)
+    raise AssertionError("no gate opened")
+
+
+async def test_report_from_markdown_sources_via_the_cli(dev_env, env, task_queue, tmp_path):
+    settings = Settings(_env_file=None, orchestrator_home=tmp_path / "home",
+                        temporal_task_queue=task_queue, llm_provider="offline")
+    outline = tmp_path / "outline.md"
+    outline.write_text("- E-invoicing: every German business must receive e-invoices "
+                       "from 2025\n- Competition: DATEV integration decides what tax "
+                       "advisers recommend\n- Recommendation: enter with DATEV export "
+                       "(opinion)\n")
+    async with make_worker(dev_env.client, settings):
+        started = await acli("analysis", "start", "--problem", str(FIXTURES / "problem.md"),
+                             "--source", str(FIXTURES / "german-e-invoicing.md"),
+                             "--slug", f"germany-{task_queue[-8:]}", "--json", env=env)
+        assert started.returncode == 0, started.stderr
+        wf_id = json.loads(started.stdout)["workflow_id"]
+        assert wf_id.startswith("analysis-germany-")
+
+        gate, _ = await open_gate(wf_id, env)
+        assert gate == "sources"
+        assert_one_line_error(await acli("analysis", "choose", wf_id, "--add-source",
+                                         str(tmp_path / "missing.md"), env=env),
+                              "does not exist")
+        chose = await acli("analysis", "choose", wf_id, "--add-source",
+                           str(FIXTURES / "competitors.md"), env=env)
+        assert chose.returncode == 0, chose.stderr
+        seen = []
+        while True:
+            gate, status = await open_gate(wf_id, env)
+            if not gate:
+                break
+            seen.append(gate)
+            if gate == "clarify":
+                proc = await acli("analysis", "answer", wf_id, "--answer",
+                                  "about entering a competitive market", env=env)
+            elif gate == "outline" and "outline" not in seen[:-1]:
+                text = (await acli("analysis", "status", wf_id, env=env)).stdout
+                assert "open gate outline" in text and "LLM ledger" in text
+                assert "analysis_analyst" in text and "provider: offline" in text
+                proc = await acli("analysis", "revise", wf_id, "--comment", "my outline",
+                                  "--content-file", str(outline), env=env)
+            else:
+                proc = await acli("analysis", "approve", wf_id, env=env)
+            assert proc.returncode == 0, proc.stderr
+        assert status["status"] == "COMPLETED", status
+        result = await acli("analysis", "result", wf_id, env=env)
+    assert result.returncode == 0, result.stderr
+    assert seen.count("outline") == 2 and "proposal" in seen
+    report = Path(result.stdout.splitlines()[0])
+    meta, body = split_frontmatter(report.read_text())
+    assert meta["provider"] == "offline"
+    assert "DATEV integration decides" in body and "[Source: analyst-" not in body
+    cmap = json.loads((report.parent / "citation_map.json").read_text())
+    loaded = {s["id"]: s for s in cmap["sources"]}
+    for sid, name in (("L0-1", "german-e-invoicing.md"), ("L0-2", "competitors.md")):
+        assert loaded[sid]["sha256"] == hashlib.sha256((FIXTURES / name).read_bytes()).hexdigest()
+    assert loaded["L0-1"]["title"] == "German e-invoicing mandate"
+    assert set(inline_citations(body)) <= set(loaded)
