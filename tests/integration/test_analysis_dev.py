@@ -96,3 +96,16 @@ async def test_report_from_markdown_sources_via_the_cli(dev_env, env, task_queue
         assert loaded[sid]["sha256"] == hashlib.sha256((FIXTURES / name).read_bytes()).hexdigest()
     assert loaded["L0-1"]["title"] == "German e-invoicing mandate"
     assert set(inline_citations(body)) <= set(loaded)
+
+
+@pytest.mark.parametrize(("args", "extra_env", "message"), [
+    (["--problem", "missing.md"], {}, "cannot read the problem file missing.md"),
+    (["--problem", str(FIXTURES / "problem.md"), "--source", "nope/"], {},
+     "source nope/ does not exist"),
+    (["--problem", str(FIXTURES / "problem.md"), "--web-search"], {}, "needs EXA_API_KEY"),
+    (["--problem", str(FIXTURES / "problem.md")], {"ANALYSIS_CATALOGUE": "/nonexistent.yaml"},
+     "cannot read the analysis catalogue"),
+])
+async def test_bad_start_input_is_one_line(env, args, extra_env, message):
+    proc = await acli("analysis", "start", *args, env={**env, **extra_env})
+    assert_one_line_error(proc, message)
