@@ -15,6 +15,7 @@ so that a workflow that continues-as-new can carry them in its input.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -52,6 +53,7 @@ class LlmWorkflow(GatedWorkflow):
         self.budget_usd: float | None = None
         self.budget_reminder_interval: timedelta | None = timedelta(hours=24)
         self.budget_gate_expiry: timedelta | None = None
+        self._budget_lock = asyncio.Lock()  # parallel calls share one budget gate
 
     @workflow.query(name="llm_ledger")
     def llm_ledger(self) -> LlmLedger:
@@ -95,6 +97,12 @@ class LlmWorkflow(GatedWorkflow):
         Raises:
             ApplicationError: (``BudgetStopped``) rejected at the gate or the gate expired.
         """
+        if self.budget_usd is None or self.spent_usd() < self.budget_usd:
+            return
+        async with self._budget_lock:
+            await self._budget_gate()
+
+    async def _budget_gate(self) -> None:
         while self.budget_usd is not None and self.spent_usd() >= self.budget_usd:
             spent = self.spent_usd()
             decision = await self.wait_for_decision(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from pydantic import BaseModel
 from temporalio import workflow
 
@@ -14,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
 class ProbeInput(BaseModel):
     phases: list[str]
     budget_usd: float | None = None
+    parallel: int = 0  # then this many calls at once
 
 
 @workflow.defn(name="LlmProbeWorkflow")
@@ -26,4 +29,7 @@ class LlmProbeWorkflow(LlmWorkflow):
             response = await self.call_llm(LlmRequest(
                 phase=phase, template="judge.md", variables={"topic": f"topic {i}"}))
             answers.append(response.text)
-        return answers
+        responses = await asyncio.gather(*(self.call_llm(LlmRequest(
+            phase="parallel", template="judge.md", variables={"topic": f"parallel {i}"}))
+            for i in range(inp.parallel)))
+        return answers + [r.text for r in responses]

@@ -70,6 +70,20 @@ async def test_budget_gate_waits_then_raises_or_stops(ts_env, task_queue, prompt
         assert "stopped at the budget gate by ann: enough" in str(failure.value.cause)
 
 
+async def test_parallel_calls_over_budget_share_one_gate(ts_env, task_queue, prompts):
+    acts = LlmActivities(OfflineProvider(PRICE), prompts)
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[LlmProbeWorkflow],
+                      activities=[acts.llm_complete]):
+        handle = await ts_env.client.start_workflow(
+            LlmProbeWorkflow.run, ProbeInput(phases=["first"], budget_usd=0.001, parallel=3),
+            id=f"probe-{uuid.uuid4()}", task_queue=task_queue)
+        await open_gate(handle, BUDGET_GATE)
+        await handle.execute_update(GATE_UPDATE, GateDecision(
+            gate=BUDGET_GATE, verdict=Verdict.APPROVE, actor="ann", content="100"))
+        answers = await handle.result()
+    assert answers[1:] == [f"offline answer on parallel {i}" for i in range(3)]
+
+
 async def test_under_budget_no_gate(ts_env, task_queue, prompts):
     acts = LlmActivities(OfflineProvider(PRICE), prompts)
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[LlmProbeWorkflow],
