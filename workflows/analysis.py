@@ -106,6 +106,9 @@ class AnalysisWorkflow(LlmWorkflow):
             elif decision.gate == CLARIFY_GATE:
                 ClarifyAnswers.model_validate_json(decision.content)
             elif decision.gate == PROPOSAL_GATE:
+                if decision.verdict == Verdict.APPROVE:
+                    return ("approve takes no content at the proposal gate; change the plan "
+                            "with `analysis choose` (a revise), then approve")
                 change = ProposalChange.model_validate_json(decision.content)
                 if change.synthesizer and change.synthesizer not in cat.synthesizers:
                     return (f"unknown synthesizer {change.synthesizer!r} (known: "
@@ -510,6 +513,10 @@ class AnalysisWorkflow(LlmWorkflow):
                 "revise with feedback (--comment) or an edited outline (--content-file with "
                 "'- Heading: claim' lines)"))
             if decision.verdict == Verdict.APPROVE:
+                if decision.content:  # approved as the reviewer edited it
+                    outline = checks.parse_edited_outline(decision.content, outline.title)
+                    self.record("outline_edited", f"{len(outline.points)} point(s) from the "
+                                "reviewer, approved", actor=decision.actor)
                 self._outline = outline
                 return
             if decision.verdict == Verdict.REJECT:
