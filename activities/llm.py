@@ -230,16 +230,20 @@ class AnthropicProvider:
             messages.append({"role": "user", "content": [
                 {"type": "tool_result", "tool_use_id": call.id, "is_error": True,
                  "content": feedback}] if call is not None else feedback})
+        self._price(usage, started)
         raise ApplicationError(
             f"the model's structured output for {request.phase} stayed invalid after "
             f"{usage.attempts} attempt(s): {problem}", usage.model_dump(mode="json"),
             type="LlmOutputInvalid", non_retryable=True)
 
-    def _done(self, text: str, data: dict[str, Any] | None, usage: LlmUsage,
-              started: float) -> LlmResponse:
+    def _price(self, usage: LlmUsage, started: float) -> None:
         usage.latency_ms = (time.monotonic() - started) * 1000
         price = model_price(self.prices, usage.model) or model_price(self.prices, self.model)
         usage.cost_usd = price.cost(usage) if price else 0.0
+
+    def _done(self, text: str, data: dict[str, Any] | None, usage: LlmUsage,
+              started: float) -> LlmResponse:
+        self._price(usage, started)
         return LlmResponse(text=text, data=data, usage=usage)
 
 

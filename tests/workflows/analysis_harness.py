@@ -83,7 +83,7 @@ async def drive(handle: WorkflowHandle, script: dict[str, list[GateDecision]] | 
                 ) -> list[str]:
     """Answer each gate as it opens, with the next scripted decision for it (else
     approve) until the workflow closes; return the gates in the order they opened.
-    ``on_gate(handle, gate)`` is awaited first at each gate."""
+    ``on_gate(handle, gate)`` is awaited first at each gate; False skips the answer."""
     script = {k: list(v) for k, v in (script or {}).items()}
     opened: list[str] = []
     loop = asyncio.get_running_loop()
@@ -94,8 +94,8 @@ async def drive(handle: WorkflowHandle, script: dict[str, list[GateDecision]] | 
             return opened
         for gate in await handle.query("pending_gates", result_type=list[GateInfo]):
             opened.append(gate.gate)
-            if on_gate is not None:
-                await on_gate(handle, gate.gate)
+            if on_gate is not None and await on_gate(handle, gate.gate) is False:
+                continue  # the hook decided not to answer
             queued = script.get(gate.gate)
             chosen = queued.pop(0) if queued else DEFAULTS.get(gate.gate, decision(gate.gate))
             await handle.execute_update(GATE_UPDATE, chosen)

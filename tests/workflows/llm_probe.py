@@ -17,6 +17,7 @@ class ProbeInput(BaseModel):
     phases: list[str]
     budget_usd: float | None = None
     parallel: int = 0  # then this many calls at once
+    output_schema: dict | None = None
 
 
 @workflow.defn(name="LlmProbeWorkflow")
@@ -27,7 +28,8 @@ class LlmProbeWorkflow(LlmWorkflow):
         answers = []
         for i, phase in enumerate(inp.phases):
             response = await self.call_llm(LlmRequest(
-                phase=phase, template="judge.md", variables={"topic": f"topic {i}"}))
+                phase=phase, template="judge.md", variables={"topic": f"topic {i}"},
+                output_schema=inp.output_schema))
             answers.append(response.text)
         responses = await asyncio.gather(*(self.call_llm(LlmRequest(
             phase="parallel", template="judge.md", variables={"topic": f"parallel {i}"}))

@@ -285,3 +285,31 @@ async def test_budget_gate_reject_stops_the_run(run_analysis, llm):
     assert isinstance(failure, WorkflowFailureError)
     assert "stopped at the budget gate by reviewer: too expensive" in str(failure.cause)
     assert (await handle.query("state", result_type=AnalysisState)).phase.value == "FAILED"
+
+
+async def test_a_source_that_fails_to_load_reopens_the_sources_gate(run_analysis, llm, tmp_path):
+    llm.hooks = {"analysis_parse": STRATEGY}
+    script = {"sources": [decision("sources", content={
+        "add_sources": [str(tmp_path / "gone.md")]}), decision("sources")]}
+    result, handle = await run_analysis(script)
+    assert isinstance(result, AnalysisResult), result
+    assert handle.opened[:2] == ["sources", "sources"]
+    refused = [e for e in await audit(handle) if e.kind == "sources_refused"]
+    assert refused and "gone.md does not exist" in refused[0].detail
+
+
+async def test_an_unanswered_gate_expires_and_the_run_fails(ts_env, run_analysis, llm):
+    from datetime import timedelta
+
+    llm.hooks = {"analysis_parse": STRATEGY}
+
+    async def never(handle, gate):
+        await ts_env.sleep(timedelta(days=3))
+        return False
+
+    failure, handle = await run_analysis(on_gate=never, gate_expiry=timedelta(days=2),
+                                         reminder_interval=timedelta(days=1))
+    assert isinstance(failure, WorkflowFailureError)
+    assert "gate sources expired" in str(failure.cause)
+    kinds = [e.kind for e in await audit(handle)]
+    assert kinds.count("reminder") == 1 and "expired" in kinds

@@ -111,3 +111,25 @@ async def test_429_is_retried_by_temporal_and_lands_in_the_ledger(ts_env, task_q
             ledger = await handle.query("llm_ledger", result_type=LlmLedger)
         assert len(fake.requests) == 3
         assert ledger.total_usd == pytest.approx((1000 * 3 + 100 * 15) / 1e6)
+
+
+async def test_invalid_output_fails_the_call_but_its_usage_is_in_the_ledger(ts_env, task_queue,
+                                                                          prompts):
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    with api.serve() as fake:
+        fake.script = [api.tool_use({"n": "one"}, input_tokens=1000, output_tokens=0)] * 2
+        client = AsyncAnthropic(api_key="sk-test", base_url=fake.url, max_retries=0)
+        acts = LlmActivities(AnthropicProvider(client, "claude-sonnet-4-6", {},
+                                               DEFAULT_LLM_PRICES, validation_retries=1),
+                             prompts)
+        async with Worker(ts_env.client, task_queue=task_queue, workflows=[LlmProbeWorkflow],
+                          activities=[acts.llm_complete]):
+            handle = await ts_env.client.start_workflow(
+                LlmProbeWorkflow.run, ProbeInput(phases=["count"], output_schema=schema),
+                id=f"probe-{uuid.uuid4()}", task_queue=task_queue)
+            with pytest.raises(WorkflowFailureError):
+                await handle.result()
+            ledger = await handle.query("llm_ledger", result_type=LlmLedger)
+    assert len(fake.requests) == 2  # non-retryable: Temporal did not retry it
+    assert [(e.attempts, e.input_tokens) for e in ledger.entries] == [(2, 2000)]
+    assert ledger.total_usd == pytest.approx(2000 * 3 / 1e6)
