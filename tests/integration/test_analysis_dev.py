@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "analysis"
 
 
 @pytest.fixture
-def env(dev_env, task_queue, tmp_path, monkeypatch) -> dict[str, str]:
-    import os
-
+def env(dev_env, task_queue, tmp_path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items()
             if k not in ("ANTHROPIC_API_KEY", "EXA_API_KEY", "LLM_PROVIDER")}
     return {**base, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
@@ -109,3 +108,36 @@ async def test_report_from_markdown_sources_via_the_cli(dev_env, env, task_queue
 async def test_bad_start_input_is_one_line(env, args, extra_env, message):
     proc = await acli("analysis", "start", *args, env={**env, **extra_env})
     assert_one_line_error(proc, message)
+
+
+async def test_budget_gate_from_the_cli(dev_env, env, task_queue, tmp_path):
+    settings = Settings(_env_file=None, orchestrator_home=tmp_path / "home",
+                        temporal_task_queue=task_queue, llm_provider="offline")
+    async with make_worker(dev_env.client, settings):
+        started = await acli("analysis", "start", "--problem", str(FIXTURES / "problem.md"),
+                             "--budget", "0.000001", "--slug", f"budget-{task_queue[-8:]}",
+                             "--json", env=env)
+        assert started.returncode == 0, started.stderr
+        wf_id = json.loads(started.stdout)["workflow_id"]
+        gate, _ = await open_gate(wf_id, env)
+        assert gate == "sources"  # the parse call spent past the budget
+        assert (await acli("analysis", "approve", wf_id, env=env)).returncode == 0
+        for _ in range(100):
+            gate, status = await open_gate(wf_id, env)
+            if gate == "budget":
+                break
+            await asyncio.sleep(0.1)
+        assert gate == "budget"
+        ledger = await acli("ledger", wf_id, env=env)
+        assert "analysis_parse" in ledger.stdout and "of budget $0.0000" in ledger.stdout
+        assert_one_line_error(await acli("budget", wf_id, "--usd", "0.0000001", env=env),
+                              "above the")
+        stopped = await acli("budget", wf_id, "--stop", "--comment", "enough", env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        for _ in range(100):
+            _, status = await open_gate(wf_id, env)
+            if status["status"] != "RUNNING":
+                break
+            await asyncio.sleep(0.1)
+        assert status["status"] == "FAILED"
+        assert "stopped at the budget gate" in status["state"]["failure_reason"]
