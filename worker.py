@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from activities.agents import AgentActivities, ClaudeRunner, CommandRunner, OfflineRunner
 from activities.git import GitActivities
+from activities.github import GitHubIssueTracker, github_client
 from activities.issues import LocalIssueTracker
 from cli.server import ensure_search_attributes
 from settings import (
@@ -43,13 +44,24 @@ def build_activities(settings: Settings) -> list[Any]:
     if settings.agent_command:
         runners["command"] = CommandRunner(settings.agent_command)
     git = GitActivities(settings.worktree_root)
-    tracker = LocalIssueTracker(settings.issues_root)
     agents = AgentActivities(runners, settings.agent_runner)
     return [
         git.prepare_branch, git.add_worktree, git.remove_worktree,
-        tracker.open_issue, tracker.sync_phase_label,
+        *issue_tracker_activities(settings),
         agents.run_agent,
     ]
+
+
+def issue_tracker_activities(settings: Settings) -> list[Any]:
+    """The issue tracker's activities: GitHub when configured, else local issues."""
+    if settings.github_enabled:
+        assert settings.github_token and settings.github_repository
+        return GitHubIssueTracker(
+            github_client(settings.github_token.get_secret_value(), settings.github_api_url),
+            settings.github_repository, label_prefix=settings.github_label_prefix,
+            remote=settings.github_remote).activities()
+    tracker = LocalIssueTracker(settings.issues_root)
+    return [tracker.open_issue, tracker.sync_phase_label]
 
 
 def make_worker(client: Client, settings: Settings, **options: Any) -> Worker:
