@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     github_poll_interval: timedelta = Field(
         timedelta(seconds=30), description="issue comments are polled this often at a gate")
 
+    @field_validator("github_poll_interval", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        # pydantic reads "30" as an ISO-ish duration and fails; the README says seconds
+        if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+            return float(value)
+        return value
+
     @field_validator("github_repository")
     @classmethod
     def _check_repository(cls, value: str | None) -> str | None:

@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 
 from activities.agents import AgentActivities, ClaudeRunner, CommandRunner, OfflineRunner
 from activities.git import GitActivities
-from activities.github import GitHubIssueTracker, github_client
+from activities.github import GitHubIssueTracker
 from activities.issues import LocalIssueTracker
 from cli.server import ensure_search_attributes
 from settings import (
@@ -57,8 +57,8 @@ def issue_tracker_activities(settings: Settings) -> list[Any]:
     if settings.github_enabled:
         assert settings.github_token and settings.github_repository
         return GitHubIssueTracker(
-            github_client(settings.github_token.get_secret_value(), settings.github_api_url),
-            settings.github_repository, label_prefix=settings.github_label_prefix,
+            settings.github_token.get_secret_value(), settings.github_repository,
+            api_url=settings.github_api_url, label_prefix=settings.github_label_prefix,
             remote=settings.github_remote).activities()
     tracker = LocalIssueTracker(settings.issues_root)
     return [tracker.open_issue, tracker.sync_phase_label]

@@ -157,48 +157,62 @@ def github_call(what: str, permission: str, missing: str = "") -> Iterator[None]
 
 def github_client(token: str, api_url: str = DEFAULT_API_URL) -> Github:
     """A PyGithub client with its own retries and request pacing off (Temporal retries;
-    rate limits are waited out through ``next_retry_delay``)."""
+    rate limits are waited out through ``next_retry_delay``). It is lazy: an object
+    fetched by number makes no request until it is used (issues), saving a round trip."""
     return Github(auth=Auth.Token(token), base_url=api_url.rstrip("/"), retry=None,
                   timeout=REQUEST_TIMEOUT, per_page=100, seconds_between_requests=None,
-                  seconds_between_writes=None)
+                  seconds_between_writes=None, lazy=True)
 
 
 class GitHubIssueTracker(IssueTracker):
     """The tracking issue, its phase labels, comment commands and the pull request on
     one GitHub repository.
 
+    PyGithub clients are not thread-safe, so each activity thread gets its own
+    (:func:`github_client`), and its own check that the repository exists.
+
     Args:
-        client: a PyGithub client (see :func:`github_client`).
+        token: the GitHub token.
         repository: ``owner/name``.
+        api_url: REST API base URL.
         label_prefix: prefix of the phase labels (``sdlc:`` -> ``sdlc:gate-1``).
         remote: the git remote of the local repository that is the GitHub repository;
             DONE pushes the feature branch there.
     """
 
-    def __init__(self, client: Github, repository: str, *,
+    def __init__(self, token: str, repository: str, *, api_url: str = DEFAULT_API_URL,
                  label_prefix: str = PHASE_LABEL_PREFIX, remote: str = "origin") -> None:
-        self.client = client
         self.repository = repository
+        self.api_url = api_url
         self.label_prefix = label_prefix
         self.remote = remote
-        self._repo_cache: Repository | None = None
-        self._lock = threading.Lock()
+        self._token = token
+        self._local = threading.local()
 
     def activities(self) -> list:
         """Every activity of this tracker, for the worker."""
         return [self.open_issue, self.sync_phase_label, self.poll_comments, self.post_comment,
                 self.open_pull_request]
 
+    def _client(self) -> Github:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = github_client(self._token, self.api_url)
+        return client
+
     def _repo(self) -> Repository:
-        with self._lock:
-            if self._repo_cache is None:
-                with github_call(f"read the repository {self.repository}", "Metadata: read",
-                                 missing=f"repository {self.repository} (GITHUB_REPOSITORY)"):
-                    self._repo_cache = self.client.get_repo(self.repository)
-            return self._repo_cache
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
+            with github_call(f"read the repository {self.repository}", "Metadata: read",
+                             missing=f"repository {self.repository} (GITHUB_REPOSITORY)"):
+                repo = self._client().withLazy(False).get_repo(self.repository)
+            self._local.repo = repo
+        return repo
 
     def _issue(self, ref: IssueRef) -> Issue:
-        return self._repo().get_issue(ref.number)  # lazy: no request
+        self._repo()  # the repository exists (a 404 here names it)
+        # lazy: no request until used, so reading its labels or comments is one round trip
+        return self._client().get_repo(self.repository).get_issue(ref.number)
 
     def _missing_issue(self, ref: IssueRef) -> str:
         return f"issue #{ref.number} in {self.repository}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.github import GitHubIssueTracker, github_client, parse_command, rate_limit_delay
+from activities.github import GitHubIssueTracker, parse_command, rate_limit_delay
 from models.common import Verdict
 from models.issues import CommentInput, CommentPollInput, PullRequestInput
 from models.sdlc import IssueRef, OpenIssueInput, PhaseLabelInput, SdlcPhase
@@ -25,8 +25,8 @@ def server() -> Iterator[GitHubServer]:
 
 def tracker_for(server: GitHubServer, token: str | None = None, repository: str = "octo/shop",
                 **kw) -> GitHubIssueTracker:
-    return GitHubIssueTracker(github_client(token or server.gh.token, server.api_url),
-                              repository, **kw)
+    return GitHubIssueTracker(token or server.gh.token, repository, api_url=server.api_url,
+                              **kw)
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def test_comment_is_posted_once_per_key(server, tracker):
 ])
 def test_permanent_errors_are_non_retryable_and_say_what_to_do(server, tracker, status, message,
                                                                error_type, needle):
-    tracker._repo()
+    tracker.open_issue(open_input("sdlc-warm-up"))  # the repository check is done
     server.gh.fail_next("POST", r"/issues$", "status", status=status, message=message)
     with pytest.raises(ApplicationError) as err:
         tracker.open_issue(open_input())
@@ -171,7 +171,7 @@ def test_server_errors_are_retryable(server, tracker):
 
 
 def test_rate_limits_wait_for_the_reset(server, tracker):
-    tracker._repo()
+    tracker.open_issue(open_input("sdlc-warm-up"))
     server.gh.fail_next("POST", r"/issues$", "rate_limit", seconds=120)
     with pytest.raises(ApplicationError) as primary:
         tracker.open_issue(open_input())
@@ -183,7 +183,7 @@ def test_rate_limits_wait_for_the_reset(server, tracker):
         tracker.sync_phase_label(PhaseLabelInput(repo_path="/x", issue=ref,
                                                  phase=SdlcPhase.PHASE_1))
     assert secondary.value.next_retry_delay == timedelta(seconds=7)
-    assert len(server.gh.issues) == 1
+    assert len(server.gh.issues) == 2  # the warm-up's and this one
 
 
 def test_rate_limit_delay_rules():
