@@ -79,6 +79,7 @@ async def test_full_run_with_github_ends_with_one_issue_the_done_label_and_one_p
         handle = await start_sdlc(client, settings, req)
         await wait_gate(handle, 1)
         assert gh.issue_labels(1) == ["sdlc:gate-1"]
+        gh.set_issue_labels(1, ["bug", "sdlc:done"])  # drift made by hand
 
         gh.add_comment(1, "mallory", "/approve")
         await until(lambda: bot_replies(server, "@mallory"), "the reply to mallory")
@@ -92,6 +93,7 @@ async def test_full_run_with_github_ends_with_one_issue_the_done_label_and_one_p
 
         gh.add_comment(1, "alice", "/revise list the columns")
         await wait_gate(handle, 2)
+        assert gh.issue_labels(1) == ["bug", "sdlc:gate-1"]  # repaired at the transition
         gh.add_comment(1, "alice", "/approve")
         result = SdlcResult.model_validate(await handle.result())
         status = await asyncio.to_thread(subprocess.run, [
@@ -102,7 +104,7 @@ async def test_full_run_with_github_ends_with_one_issue_the_done_label_and_one_p
     assert result.phase == SdlcPhase.DONE and result.rounds == 2
     assert len(gh.issues) == 1 and result.issue.number == 1
     assert result.issue.url == "https://github.example/octo/shop/issues/1"
-    assert gh.issue_labels(1) == ["sdlc:done"]
+    assert gh.issue_labels(1) == ["bug", "sdlc:done"]
     assert len(gh.pulls) == 1
     pull = gh.pulls[0]
     branch = result.branch.name
