@@ -22,12 +22,15 @@ before writing again.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import requests
 from github import Auth, Github, GithubException, UnknownObjectException
@@ -36,7 +39,7 @@ from github.Repository import Repository
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.git import GitError, git, require_repo
+from activities.git import git, require_repo
 from activities.issues import PHASE_LABEL_PREFIX, IssueTracker, phase_label, phase_labels
 from models.common import Verdict
 from models.issues import (
@@ -51,6 +54,7 @@ from models.sdlc import IssueRef, OpenIssueInput, PhaseLabelInput, SdlcPhase
 
 DEFAULT_API_URL = "https://api.github.com"
 REQUEST_TIMEOUT = 20  # seconds per HTTP request; inside the activity's start-to-close
+PUSH_TIMEOUT = 30  # seconds for git push; inside the activity's start-to-close
 MARKER_SCAN = 100  # newest issues searched for a marker (a retry comes minutes later)
 SECONDARY_RATE_LIMIT_WAIT = timedelta(minutes=1)  # GitHub: "wait at least one minute"
 ALLOWED_PERMISSIONS = ("admin", "maintain", "write")
@@ -377,15 +381,13 @@ class GitHubIssueTracker(IssueTracker):
                 f"{root} has no git remote {self.remote!r} to push {inp.branch} to: add it "
                 f"(`git remote add {self.remote} <URL of {self.repository}>`) or set "
                 "GITHUB_REMOTE", type="GitPushFailed", non_retryable=True)
-        try:
-            git(root, "push", "--quiet", self.remote,
-                f"refs/heads/{inp.branch}:refs/heads/{inp.branch}")
-        except GitError as err:
-            rejected = "rejected" in str(err)
+        push = _push(root, self.remote, inp.branch)
+        if push.returncode != 0:
+            rejected = "rejected" in push.stderr
             raise ApplicationError(
-                f"pushing {inp.branch} to {self.remote} failed: {err}"
+                f"pushing {inp.branch} to {self.remote} failed: {push.stderr.strip()}"
                 + ("; the remote branch has commits the local one lacks" if rejected else ""),
-                type="GitPushFailed", non_retryable=rejected) from None
+                type="GitPushFailed", non_retryable=rejected)
         repo = self._repo()
         owner = self.repository.split("/", 1)[0]
         with github_call(f"open the pull request of {inp.branch}", "Pull requests: read and write"):
@@ -394,3 +396,17 @@ class GitHubIssueTracker(IssueTracker):
             body = f"{inp.body}\n\nCloses #{inp.issue.number}".lstrip()
             pull = repo.create_pull(base=inp.base, head=inp.branch, title=inp.title, body=body)
         return PullRequestRef(number=pull.number, url=pull.html_url)
+
+
+def _push(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[str]:
+    """``git push remote branch:branch`` that fails instead of asking for credentials
+    (a worker has no terminal) and gives up after PUSH_TIMEOUT seconds."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    try:
+        return subprocess.run(
+            ["git", "push", "--quiet", remote, f"refs/heads/{branch}:refs/heads/{branch}"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=PUSH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess([], 1, "", f"no answer from {remote} in "
+                                                      f"{PUSH_TIMEOUT} s")

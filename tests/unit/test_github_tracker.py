@@ -234,3 +234,19 @@ def test_pull_request_without_the_remote_says_how_to_add_it(git_repo, server, tr
         tracker.open_pull_request(PullRequestInput(
             repo_path=str(git_repo), issue=ref, branch="main", base="main", title="t"))
     assert err.value.non_retryable and "git remote add origin" in err.value.message
+
+
+def test_a_rejected_push_is_non_retryable_and_opens_no_pull_request(git_repo, remote, tmp_path):
+    git(git_repo, "remote", "add", "origin", str(remote))
+    git(git_repo, "push", "-q", "origin", "main:001-add-csv")  # someone else's branch
+    git(git_repo, "checkout", "-q", "--orphan", "001-add-csv")
+    git(git_repo, "commit", "-q", "-m", "unrelated")
+    with GitHubServer(FakeGitHub(remote=remote)) as server:
+        tracker = tracker_for(server)
+        ref = tracker.open_issue(open_input())
+        with pytest.raises(ApplicationError) as err:
+            tracker.open_pull_request(PullRequestInput(
+                repo_path=str(git_repo), issue=ref, branch="001-add-csv", base="main",
+                title="t"))
+        assert err.value.non_retryable and "commits the local one lacks" in err.value.message
+        assert server.gh.pulls == []
