@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     github_label_prefix: str = Field(
         "sdlc:", min_length=1, description="prefix of the phase labels (sdlc:gate-1)")
     github_poll_interval: timedelta = Field(
-        timedelta(seconds=30), description="issue comments are polled this often at a gate")
+        timedelta(seconds=30), gt=timedelta(0),
+        description="issue comments are polled this often at a gate")
 
     @field_validator("github_poll_interval", mode="before")
     @classmethod

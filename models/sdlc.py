@@ -72,7 +72,8 @@ class FeatureRequest(BaseModel):
     reminder_interval: timedelta = timedelta(hours=24)
     gate_expiry: timedelta | None = None
     agent_timeout: timedelta = timedelta(minutes=30)
-    comment_poll_interval: timedelta = timedelta(seconds=30)
+    comment_poll_interval: timedelta = Field(default=timedelta(seconds=30),
+                                             gt=timedelta(0))
 
     @field_validator("slug")
     @classmethod

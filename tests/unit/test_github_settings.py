@@ -41,6 +41,7 @@ def test_github_settings_reach_the_worker_and_the_request(monkeypatch):
     ({"GITHUB_TOKEN": "t"}, "set GITHUB_REPOSITORY"),
     ({"GITHUB_REPOSITORY": "octo/shop"}, "set GITHUB_TOKEN"),
     ({"GITHUB_TOKEN": "t", "GITHUB_REPOSITORY": "shop"}, "GITHUB_REPOSITORY: "),
+    ({"GITHUB_POLL_INTERVAL": "0"}, "GITHUB_POLL_INTERVAL: "),
 ])
 def test_incomplete_github_settings_are_named(monkeypatch, env, message):
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
