@@ -10,11 +10,12 @@ workflow needs into its input.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.llm import ModelPrice, model_price
@@ -101,6 +102,48 @@ class Settings(BaseSettings):
         False, description="with 2+ failed analysts, go on with the rest instead of aborting")
     analysis_max_web_searches: int = Field(
         3, ge=0, description="web searches allowed per analysis run")
+    # -- GitHub (issue 3): unset GITHUB_TOKEN/GITHUB_REPOSITORY = local issues, no PR --
+    github_token: SecretStr | None = Field(
+        None, description="token for the issue, labels, comments and pull request")
+    github_repository: str | None = Field(
+        None, description="owner/name of the GitHub repository of the SDLC issues and PRs")
+    github_api_url: str = Field(
+        "https://api.github.com", description="REST API base URL (Enterprise: https://HOST/api/v3)")
+    github_remote: str = Field(
+        "origin", description="git remote of the local repository that DONE pushes to")
+    github_label_prefix: str = Field(
+        "sdlc:", min_length=1, description="prefix of the phase labels (sdlc:gate-1)")
+    github_poll_interval: timedelta = Field(
+        timedelta(seconds=30), gt=timedelta(0),
+        description="issue comments are polled this often at a gate")
+
+    @field_validator("github_poll_interval", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        # pydantic reads "30" as an ISO-ish duration and fails; the README says seconds
+        if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+            return float(value)
+        return value
+
+    @field_validator("github_repository")
+    @classmethod
+    def _check_repository(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", value.strip()):
+            raise ValueError(f"{value!r} is not owner/name, e.g. octo-org/shop")
+        return value.strip() if value else None
+
+    @model_validator(mode="after")
+    def _check_github(self) -> Settings:
+        if bool(self.github_token) != bool(self.github_repository):
+            missing = "GITHUB_REPOSITORY" if self.github_token else "GITHUB_TOKEN"
+            raise ValueError(f"GitHub needs both GITHUB_TOKEN and GITHUB_REPOSITORY: set "
+                             f"{missing}, or unset the other to run without GitHub")
+        return self
+
+    @property
+    def github_enabled(self) -> bool:
+        """Whether the SDLC issue, labels, comments and PR live on GitHub."""
+        return bool(self.github_token and self.github_repository)
 
     @model_validator(mode="after")
     def _check_runner(self) -> Settings:

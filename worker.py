@@ -27,6 +27,7 @@ from activities.agents import (
 from activities.analysis import AnalysisActivities
 from activities.artifacts import ArtifactStore
 from activities.git import GitActivities
+from activities.github import GitHubIssueTracker
 from activities.issues import LocalIssueTracker
 from activities.llm import LlmActivities, build_anthropic_provider, build_llm_provider
 from activities.web_search import WebSearchActivities, build_exa_client
@@ -56,7 +57,6 @@ def build_activities(settings: Settings) -> list[Any]:
     if settings.anthropic_api_key is not None:
         runners["anthropic"] = AnthropicRunner(build_anthropic_provider(settings))
     git = GitActivities(settings.worktree_root)
-    tracker = LocalIssueTracker(settings.issues_root)
     agents = AgentActivities(runners, settings.agent_runner)
     llm = LlmActivities(build_llm_provider(settings))
     analysis = AnalysisActivities(ArtifactStore(settings.artifact_root))
@@ -64,11 +64,23 @@ def build_activities(settings: Settings) -> list[Any]:
     search = WebSearchActivities(build_exa_client(exa_key, settings.exa_base_url))
     return [
         git.prepare_branch, git.add_worktree, git.remove_worktree,
-        tracker.open_issue, tracker.sync_phase_label,
+        *issue_tracker_activities(settings),
         agents.run_agent,
         llm.llm_complete,
         analysis.load_sources, analysis.write_report, search.web_search,
     ]
+
+
+def issue_tracker_activities(settings: Settings) -> list[Any]:
+    """The issue tracker's activities: GitHub when configured, else local issues."""
+    if settings.github_enabled:
+        assert settings.github_token and settings.github_repository
+        return GitHubIssueTracker(
+            settings.github_token.get_secret_value(), settings.github_repository,
+            api_url=settings.github_api_url, label_prefix=settings.github_label_prefix,
+            remote=settings.github_remote).activities()
+    tracker = LocalIssueTracker(settings.issues_root)
+    return [tracker.open_issue, tracker.sync_phase_label]
 
 
 def make_worker(client: Client, settings: Settings, **options: Any) -> Worker:

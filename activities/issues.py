@@ -1,7 +1,10 @@
 """Issue trackers: where a feature's tracking issue lives and which phase label it carries.
 
 The workflow names the activities of :class:`IssueTracker`; the worker registers
-one implementation: :class:`LocalIssueTracker` when GitHub is not configured.
+one implementation: :class:`LocalIssueTracker` when GitHub is not configured,
+:class:`activities.github.GitHubIssueTracker` when it is. Only the GitHub tracker
+implements the conversation activities (comment polls, comments, pull requests);
+workflows call them only for an issue whose provider is ``github``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,14 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.git import require_repo
-from models.sdlc import IssueRef, OpenIssueInput, PhaseLabelInput
+from models.issues import (
+    CommentInput,
+    CommentPoll,
+    CommentPollInput,
+    PullRequestInput,
+    PullRequestRef,
+)
+from models.sdlc import IssueRef, OpenIssueInput, PhaseLabelInput, SdlcPhase
 
 PHASE_LABEL_PREFIX = "sdlc:"
 
@@ -21,6 +31,11 @@ PHASE_LABEL_PREFIX = "sdlc:"
 def phase_label(phase: str, prefix: str = PHASE_LABEL_PREFIX) -> str:
     """The label that projects a phase onto an issue: ``GATE_1`` -> ``sdlc:gate-1``."""
     return prefix + phase.lower().replace("_", "-")
+
+
+def phase_labels(prefix: str = PHASE_LABEL_PREFIX) -> list[str]:
+    """Every phase label: the ones a reconciliation removes when they are stale."""
+    return [phase_label(p.value, prefix) for p in SdlcPhase]
 
 
 class IssueTracker:
@@ -34,6 +49,21 @@ class IssueTracker:
     @activity.defn(name="sync_phase_label")
     def sync_phase_label(self, inp: PhaseLabelInput) -> list[str]:
         """Make the issue carry exactly the label of ``inp.phase``; return its labels."""
+        raise NotImplementedError
+
+    @activity.defn(name="poll_issue_comments")
+    def poll_comments(self, inp: CommentPollInput) -> CommentPoll:
+        """Read new comments; return the gate commands of people allowed to give them."""
+        raise NotImplementedError
+
+    @activity.defn(name="post_issue_comment")
+    def post_comment(self, inp: CommentInput) -> int:
+        """Post a comment once per ``inp.key``; return its ID."""
+        raise NotImplementedError
+
+    @activity.defn(name="open_pull_request")
+    def open_pull_request(self, inp: PullRequestInput) -> PullRequestRef:
+        """Push the branch and open its pull request, or return the one already open."""
         raise NotImplementedError
 
 

@@ -28,6 +28,7 @@ def feature_request(settings: Settings, **fields: Any) -> FeatureRequest:
         "agent": settings.agent_runner, "max_rounds": settings.sdlc_max_rounds,
         "reminder_interval": settings.gate_reminder_interval, "gate_expiry": settings.gate_expiry,
         "agent_timeout": settings.agent_timeout,
+        "comment_poll_interval": settings.github_poll_interval,
     }
     return FeatureRequest(**{**defaults, **{k: v for k, v in fields.items() if v is not None}})
 

@@ -57,6 +57,8 @@ class FeatureRequest(BaseModel):
         reminder_interval: a reminder is recorded this often while GATE_1 is open.
         gate_expiry: GATE_1 expires (the run ends FAILED) after this long; None = never.
         agent_timeout: wall-clock limit of one agent run.
+        comment_poll_interval: how often the issue's comments are polled for
+            ``/approve``, ``/reject``, ``/revise`` while GATE_1 is open (GitHub only).
     """
 
     title: str = Field(min_length=1)
@@ -70,6 +72,8 @@ class FeatureRequest(BaseModel):
     reminder_interval: timedelta = timedelta(hours=24)
     gate_expiry: timedelta | None = None
     agent_timeout: timedelta = timedelta(minutes=30)
+    comment_poll_interval: timedelta = Field(default=timedelta(seconds=30),
+                                             gt=timedelta(0))
 
     @field_validator("slug")
     @classmethod
@@ -177,6 +181,8 @@ class SdlcState(BaseModel):
         pending_gates: gates open now.
         failure_reason: why the run FAILED or was CANCELED.
         pr_url: the pull request, when one was opened.
+        last_comment_id: the newest issue comment already read by a comment poll
+            (GitHub), so each comment is acted on once.
     """
 
     phase: SdlcPhase = SdlcPhase.IDLE
@@ -189,6 +195,7 @@ class SdlcState(BaseModel):
     pending_gates: list[GateInfo] = Field(default_factory=list)
     failure_reason: str | None = None
     pr_url: str | None = None
+    last_comment_id: int = 0
 
 
 class SdlcResult(BaseModel):

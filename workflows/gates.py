@@ -8,7 +8,8 @@ A workflow class inherits :class:`GatedWorkflow` and gets:
   through one handler;
 * the ``audit_log`` and ``pending_gates`` **queries**;
 * :meth:`GatedWorkflow.wait_for_decision`, which opens a gate, records a
-  reminder every interval and returns ``None`` when the gate expires.
+  reminder every interval, can run a hook periodically while the gate is open
+  (e.g. to poll GitHub comments) and returns ``None`` when the gate expires.
 
 Every decision, refused decision, reminder and expiry lands in the audit log
 with who and when. Deterministic code only: this runs inside the workflow sandbox.
@@ -16,6 +17,7 @@ with who and when. Deterministic code only: this runs inside the workflow sandbo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -28,6 +30,7 @@ GATE_SIGNAL = "gate_decision"
 GATE_UPDATE = "decide_gate"
 
 ReminderHook = Callable[[GateInfo], Awaitable[None]]
+WhileOpenHook = Callable[[GateInfo], Awaitable[None]]
 
 
 class GatedWorkflow:
@@ -127,6 +130,8 @@ class GatedWorkflow:
         reminder_interval: timedelta | None = None,
         expires_after: timedelta | None = None,
         on_reminder: ReminderHook | None = None,
+        while_open: WhileOpenHook | None = None,
+        poll_interval: timedelta | None = None,
     ) -> GateDecision | None:
         """Open ``gate`` and wait for an accepted decision.
 
@@ -138,6 +143,12 @@ class GatedWorkflow:
                 each time this much passes without a decision; None = never.
             expires_after: close the gate and return None after this long; None = never.
             on_reminder: awaited after each reminder is recorded (e.g. to post a comment).
+            while_open: awaited every ``poll_interval`` (a durable timer) while the gate
+                is open, beside the wait, e.g. to poll for decisions made elsewhere and
+                pass them to :meth:`receive_decision`. It is cancelled when the gate
+                closes, so it must not hold state it cannot lose mid-way, and it must
+                handle its own errors (an exception would end the polling silently).
+            poll_interval: how often ``while_open`` runs; both or neither must be given.
 
         Returns:
             The accepted decision, or None when the gate expired.
@@ -153,6 +164,9 @@ class GatedWorkflow:
         )
         self._open[gate] = info
         self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
+        poller = None
+        if while_open is not None and poll_interval is not None:
+            poller = asyncio.create_task(self._run_while_open(info, while_open, poll_interval))
         try:
             while True:
                 timeout = reminder_interval
@@ -176,5 +190,14 @@ class GatedWorkflow:
                     continue
                 return self._decided.pop(gate)
         finally:
+            if poller is not None:
+                poller.cancel()
             self._open.pop(gate, None)
             self._decided.pop(gate, None)
+
+    async def _run_while_open(self, info: GateInfo, hook: WhileOpenHook,
+                              interval: timedelta) -> None:
+        while info.gate not in self._decided:
+            await workflow.sleep(interval, summary=f"{info.gate}: next poll")
+            if info.gate not in self._decided:
+                await hook(info)

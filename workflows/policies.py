@@ -68,3 +68,14 @@ WEB_SEARCH_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=4,
 )
+
+# Comment polls and comments on the tracking issue (GitHub): few attempts, since the
+# gate's wait is not blocked by them and the next poll comes anyway; a rate limit
+# still waits for its reset through next_retry_delay.
+COMMENT_TIMEOUT = timedelta(seconds=60)
+COMMENT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=3,
+)

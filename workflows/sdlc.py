@@ -6,6 +6,13 @@ commits it. GATE_1 waits for a human decision: approve ends DONE; reject or
 revise sends the reviewer's feedback back to PHASE_2, up to ``max_rounds``
 rounds, past which the run ends FAILED. Cancelling removes the worktree (the
 branch and its commits stay) and ends CANCELED.
+
+With GitHub (the worker's tracker returns an issue whose provider is ``github``)
+three things are added, all as activities: while GATE_1 is open the issue's
+comments are polled on a durable timer for ``/approve``, ``/reject <reason>`` and
+``/revise <feedback>``, which go through the same decision handler as signals and
+updates; reminders are posted as comments; and approval pushes the branch and
+opens a pull request before DONE. Without GitHub the command sequence is unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.agents import AgentActivities
     from activities.git import GitActivities
     from activities.issues import IssueTracker
-    from models.common import ArtifactRef, GateInfo, Verdict
+    from models.common import ArtifactRef, GateDecision, GateInfo, Verdict
+    from models.issues import CommentInput, CommentPollInput, PullRequestInput
     from models.sdlc import (
         GATE_1,
         AgentTask,
@@ -90,6 +98,8 @@ class SdlcWorkflow(LlmWorkflow):
                 if decision is None:
                     return await self._fail("gate expired")
                 if decision.verdict == Verdict.APPROVE:
+                    if self._on_github:
+                        await self._open_pull_request(spec, decision)
                     await self._enter(SdlcPhase.DONE, actor=decision.actor)
                     return self._result(spec)
                 self._state.feedback.append(decision.comment)
@@ -101,9 +111,7 @@ class SdlcWorkflow(LlmWorkflow):
             await self._cleanup_on_cancel()
             raise
         except ActivityError as err:
-            cause = err.cause
-            return await self._fail(f"{err.activity_type} failed: "
-                                    f"{cause.message if cause else err.message}")
+            return await self._fail(_activity_failure(err))
 
     async def _write_spec(self) -> ArtifactRef:
         assert self._req and self._state.branch and self._state.worktree
@@ -140,10 +148,76 @@ class SdlcWorkflow(LlmWorkflow):
             reminder_interval=self._req.reminder_interval,
             expires_after=self._req.gate_expiry,
             on_reminder=self._on_reminder,
+            while_open=self._poll_comments if self._on_github else None,
+            poll_interval=self._req.comment_poll_interval,
         )
+
+    @property
+    def _on_github(self) -> bool:
+        return self._state.issue is not None and self._state.issue.provider == "github"
 
     async def _on_reminder(self, gate: GateInfo) -> None:
         workflow.logger.info("%s still open after %d reminder(s)", gate.gate, gate.reminders_sent)
+        if self._on_github:
+            await self._comment(
+                f"Reminder {gate.reminders_sent}: {gate.gate} still waits for a decision "
+                f"({gate.prompt}). Comment `/approve`, `/reject <reason>` or "
+                "`/revise <feedback>`.",
+                key=f"reminder-{gate.gate}-round-{self._state.round}-{gate.reminders_sent}")
+
+    async def _poll_comments(self, gate: GateInfo) -> None:
+        """Act on the gate commands found in new issue comments (the while-open hook)."""
+        assert self._state.issue
+        try:
+            poll = await workflow.execute_activity_method(
+                IssueTracker.poll_comments,
+                CommentPollInput(issue=self._state.issue, after_id=self._state.last_comment_id,
+                                 not_before=gate.opened_at, gate=gate.gate),
+                start_to_close_timeout=policies.COMMENT_TIMEOUT,
+                retry_policy=policies.COMMENT_RETRY,
+                summary=f"poll issue #{self._state.issue.number} for /approve, /reject, /revise",
+            )
+        except ActivityError as err:
+            self.record("comment_poll_failed", _activity_failure(err))
+            return
+        self._state.last_comment_id = poll.last_seen_id
+        for command in poll.commands:
+            decision = GateDecision(gate=gate.gate, verdict=command.verdict,
+                                    actor=command.author, comment=command.text)
+            problem = self.decision_problem(decision)
+            self.receive_decision(decision, f"github comment {command.comment_id}")
+            if problem:
+                await self._comment(f"@{command.author}: `/{command.verdict.value}` ignored: "
+                                    f"{problem}.", key=f"refused-{command.comment_id}")
+
+    async def _comment(self, body: str, key: str) -> None:
+        assert self._state.issue
+        try:
+            await workflow.execute_activity_method(
+                IssueTracker.post_comment, CommentInput(issue=self._state.issue, body=body,
+                                                        key=key),
+                start_to_close_timeout=policies.COMMENT_TIMEOUT,
+                retry_policy=policies.COMMENT_RETRY,
+                summary=f"comment on issue #{self._state.issue.number}",
+            )
+        except ActivityError as err:
+            self.record("comment_failed", _activity_failure(err))
+
+    async def _open_pull_request(self, spec: ArtifactRef, decision: GateDecision) -> None:
+        assert self._req and self._state.issue and self._state.branch
+        branch = self._state.branch.name
+        pull = await workflow.execute_activity_method(
+            IssueTracker.open_pull_request,
+            PullRequestInput(
+                repo_path=self._req.repo_path, issue=self._state.issue, branch=branch,
+                base=self._req.base_branch, title=self._req.title,
+                body=(f"{self._req.description}\n\nSpec: `specs/{branch}/spec.md` (round "
+                      f"{self._state.round}, approved by {decision.actor}).")),
+            start_to_close_timeout=policies.TRACKER_TIMEOUT, retry_policy=policies.TRACKER_RETRY,
+            summary=f"push {branch}, open its pull request to {self._req.base_branch}",
+        )
+        self._state.pr_url = pull.url
+        self.record("pull_request", f"#{pull.number} {pull.url}")
 
     async def _enter(self, phase: SdlcPhase, actor: str = "workflow", detail: str = "") -> None:
         previous = self._state.phase
@@ -192,4 +266,7 @@ class SdlcWorkflow(LlmWorkflow):
         )
 
 
-
+def _activity_failure(err: ActivityError) -> str:
+    """``<activity> failed: <innermost message>`` for the audit log."""
+    cause = err.cause
+    return f"{err.activity_type} failed: {cause.message if cause else err.message}"

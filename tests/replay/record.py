@@ -1,7 +1,8 @@
 """Record workflow histories for the replay tests: ``python tests/replay/record.py``.
 
 Runs each scenario on a fresh dev server with the real activities and saves
-its history as JSON under ``tests/replay/histories/``. Re-record only on purpose:
+its history as JSON under ``tests/replay/histories/``; name scenarios to record
+only those (``python tests/replay/record.py sdlc_github``). Re-record only on purpose:
 a saved history is what proves that a workflow change stays replay-safe (a
 change to the command sequence must go behind ``workflow.patched``).
 """
@@ -12,6 +13,7 @@ import asyncio
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +24,7 @@ from cli.server import start_local_env  # noqa: E402
 from models.common import GateDecision, GateInfo, Verdict  # noqa: E402
 from models.sdlc import GATE_1  # noqa: E402
 from settings import Settings  # noqa: E402
+from tests.github_server import GitHubServer  # noqa: E402
 from worker import make_worker  # noqa: E402
 from workflows.gates import GATE_UPDATE  # noqa: E402
 
@@ -82,12 +85,52 @@ async def record_analysis(workdir: Path) -> None:
         await env.shutdown()
 
 
-async def main() -> None:
+async def record_sdlc_github(workdir: Path) -> None:
+    """SDLC with GitHub (the local GitHub server): `/revise` by comment, then `/approve`."""
+    repo, remote = workdir / "replay-gh-repo", workdir / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
+                                                 "commit", "-q", "--allow-empty", "-m", "init"],
+                 ["remote", "add", "origin", str(remote)], ["push", "-q", "origin", "main"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    env = await start_local_env()
+    try:
+        with GitHubServer() as server:
+            server.gh.permissions["alice"] = "write"
+            settings = Settings(orchestrator_home=workdir / "home-gh",
+                                temporal_task_queue="replay-gh",
+                                github_token=server.gh.token,
+                                github_repository=server.gh.full_name,
+                                github_api_url=server.api_url,
+                                github_poll_interval=timedelta(milliseconds=300))
+            async with make_worker(env.client, settings):
+                handle = await start_sdlc(env.client, settings, feature_request(
+                    settings, title="Add CSV export", description="Export as CSV.",
+                    repo_path=str(repo)))
+                for body in ("/revise more detail", "/approve"):
+                    while not await handle.query("pending_gates", result_type=list[GateInfo]):
+                        await asyncio.sleep(0.05)
+                    server.gh.add_comment(1, "alice", body)
+                    await asyncio.sleep(1.0)
+                await handle.result()
+                history = await handle.fetch_history()
+        (HISTORIES / "sdlc_github_revise_then_approve.json").write_text(history.to_json())
+    finally:
+        await env.shutdown()
+
+
+SCENARIOS = {"sdlc": record_sdlc, "sdlc_github": record_sdlc_github,
+             "analysis": record_analysis}
+
+
+async def main(names: list[str]) -> None:
+    """Record the named scenarios (default: all)."""
     HISTORIES.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        await record_sdlc(Path(tmp))
-        await record_analysis(Path(tmp))
+        for name in names or list(SCENARIOS):
+            await SCENARIOS[name](Path(tmp))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

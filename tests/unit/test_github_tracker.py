@@ -1,0 +1,252 @@
+"""GitHubIssueTracker: the real PyGithub against the local GitHub server, real git."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.github import GitHubIssueTracker, parse_command, rate_limit_delay
+from models.common import Verdict
+from models.issues import CommentInput, CommentPollInput, PullRequestInput
+from models.sdlc import IssueRef, OpenIssueInput, PhaseLabelInput, SdlcPhase
+from tests.conftest import git
+from tests.github_server import FakeGitHub, GitHubServer
+
+
+@pytest.fixture
+def server() -> Iterator[GitHubServer]:
+    with GitHubServer() as srv:
+        yield srv
+
+
+def tracker_for(server: GitHubServer, token: str | None = None, repository: str = "octo/shop",
+                **kw) -> GitHubIssueTracker:
+    return GitHubIssueTracker(token or server.gh.token, repository, api_url=server.api_url,
+                              **kw)
+
+
+@pytest.fixture
+def tracker(server: GitHubServer) -> GitHubIssueTracker:
+    return tracker_for(server)
+
+
+def open_input(wf: str = "sdlc-shop-add-csv") -> OpenIssueInput:
+    return OpenIssueInput(workflow_id=wf, repo_path="/unused", title="Add CSV export",
+                          body="Export results as CSV.")
+
+
+def test_parse_command():
+    assert parse_command("/approve") == (Verdict.APPROVE, "")
+    assert parse_command("  /revise name the\ncolumns ") == (Verdict.REVISE, "name the\ncolumns")
+    assert parse_command("/reject too vague") == (Verdict.REJECT, "too vague")
+    assert parse_command("/approved") is None
+    assert parse_command("I /approve") is None
+
+
+def test_a_retry_after_a_crash_reuses_the_issue(server, tracker):
+    server.gh.fail_next("POST", r"/issues$", "drop")
+    with pytest.raises(ApplicationError) as crash:
+        tracker.open_issue(open_input())
+    assert not crash.value.non_retryable
+    assert len(server.gh.issues) == 1  # the crashed attempt created it
+    ref = tracker.open_issue(open_input())
+    again = tracker.open_issue(open_input())
+    other = tracker.open_issue(open_input("sdlc-shop-other"))
+    assert ref == again and ref.number == 1 and ref.provider == "github"
+    assert ref.url == "https://github.example/octo/shop/issues/1"
+    assert other.number == 2 and len(server.gh.issues) == 2
+    assert "durable-orchestrator:workflow-id=sdlc-shop-add-csv" in server.gh.issues[1]["body"]
+
+
+def test_labels_are_reconciled_and_drift_repaired(server, tracker):
+    ref = tracker.open_issue(open_input())
+    assert tracker.sync_phase_label(PhaseLabelInput(repo_path="/unused", issue=ref,
+                                                    phase=SdlcPhase.PHASE_1)) == ["sdlc:phase-1"]
+    assert server.gh.labels["sdlc:phase-1"]["color"] == "c5def5"
+    assert server.gh.labels["sdlc:phase-1"]["description"].startswith("SDLC:")
+    tracker.sync_phase_label(PhaseLabelInput(repo_path="/unused", issue=ref,
+                                             phase=SdlcPhase.GATE_1))
+    assert server.gh.issue_labels(1) == ["sdlc:gate-1"]
+    # a person drifts the issue by hand: a stale phase label, the right one removed,
+    # an unrelated label and a look-alike that is no phase label
+    server.gh.set_issue_labels(1, ["bug", "sdlc:phase-1", "sdlc:done", "sdlc:priority"])
+    labels = tracker.sync_phase_label(PhaseLabelInput(repo_path="/unused", issue=ref,
+                                                      phase=SdlcPhase.GATE_1))
+    assert labels == ["bug", "sdlc:priority", "sdlc:gate-1"]
+    assert server.gh.issue_labels(1) == labels
+
+
+def test_label_prefix_is_configurable(server):
+    tracker = tracker_for(server, label_prefix="flow/")
+    ref = tracker.open_issue(open_input())
+    tracker.sync_phase_label(PhaseLabelInput(repo_path="/unused", issue=ref,
+                                             phase=SdlcPhase.DONE))
+    assert server.gh.issue_labels(1) == ["flow/done"]
+
+
+def test_poll_accepts_writers_and_answers_others_once(server, tracker):
+    ref = tracker.open_issue(open_input())
+    gh = server.gh
+    gh.permissions.update({"alice": "write", "boss": "admin", "mallory": "read"})
+    opened = datetime.now(UTC) - timedelta(seconds=5)
+    gh.add_comment(1, "mallory", "/approve")
+    gh.add_comment(1, "alice", "Looks close.")
+    gh.add_comment(1, "alice", "/revise list the columns")
+    gh.add_comment(1, "stranger", "/approve")
+    inp = CommentPollInput(issue=ref, after_id=0, not_before=opened, gate="GATE_1")
+    poll = tracker.poll_comments(inp)
+    assert [(c.author, c.verdict, c.text) for c in poll.commands] == [
+        ("alice", Verdict.REVISE, "list the columns")]
+    assert poll.ignored == 2
+    replies = [c["body"] for c in gh.comments_on(1) if c["user"]["login"] == "orchestrator-bot"]
+    assert len(replies) == 2
+    assert "@mallory" in replies[0] and "write permission" in replies[0] and "read" in replies[0]
+    assert "@stranger" in replies[1] and "none" in replies[1]
+    # the same poll again (a retried activity): no second reply
+    tracker.poll_comments(inp)
+    assert len(gh.comments_on(1)) == 6
+    # a later poll starts after the last seen comment and ignores the replies
+    later = tracker.poll_comments(inp.model_copy(update={"after_id": poll.last_seen_id}))
+    assert later.commands == [] and later.ignored == 0
+    assert later.last_seen_id == max(c["id"] for c in gh.comments_on(1))
+
+
+def test_a_command_posted_before_the_gate_opened_is_answered(server, tracker):
+    ref = tracker.open_issue(open_input())
+    server.gh.permissions["alice"] = "write"
+    server.gh.add_comment(1, "alice", "/approve")
+    poll = tracker.poll_comments(CommentPollInput(
+        issue=ref, not_before=datetime.now(UTC) + timedelta(seconds=5), gate="GATE_1"))
+    assert poll.commands == [] and poll.ignored == 1
+    assert "posted before GATE_1 opened" in server.gh.comments_on(1)[-1]["body"]
+
+
+def test_comment_is_posted_once_per_key(server, tracker):
+    ref = tracker.open_issue(open_input())
+    first = tracker.post_comment(CommentInput(issue=ref, body="Reminder 1", key="r-1"))
+    assert tracker.post_comment(CommentInput(issue=ref, body="Reminder 1", key="r-1")) == first
+    tracker.post_comment(CommentInput(issue=ref, body="Reminder 2", key="r-2"))
+    assert [c["body"].split("\n")[0] for c in server.gh.comments_on(1)] == [
+        "Reminder 1", "Reminder 2"]
+
+
+@pytest.mark.parametrize(("status", "message", "error_type", "needle"), [
+    (401, "Bad credentials", "GitHubUnauthorized", "GITHUB_TOKEN"),
+    (403, "Resource not accessible by personal access token", "GitHubForbidden",
+     "Issues: read and write"),
+    (422, "Validation Failed", "GitHubError", "422"),
+])
+def test_permanent_errors_are_non_retryable_and_say_what_to_do(server, tracker, status, message,
+                                                               error_type, needle):
+    tracker.open_issue(open_input("sdlc-warm-up"))  # the repository check is done
+    server.gh.fail_next("POST", r"/issues$", "status", status=status, message=message)
+    with pytest.raises(ApplicationError) as err:
+        tracker.open_issue(open_input())
+    assert err.value.non_retryable and err.value.type == error_type
+    assert needle in err.value.message
+
+
+def test_a_bad_token_names_the_token(server):
+    with pytest.raises(ApplicationError) as err:
+        tracker_for(server, token="wrong").open_issue(open_input())
+    assert err.value.non_retryable and "GITHUB_TOKEN" in err.value.message
+
+
+def test_an_unknown_repository_is_named(server):
+    with pytest.raises(ApplicationError) as err:
+        tracker_for(server, repository="octo/nope").open_issue(open_input())
+    assert err.value.non_retryable and err.value.type == "GitHubNotFound"
+    assert "octo/nope" in err.value.message and "GITHUB_REPOSITORY" in err.value.message
+
+
+def test_server_errors_are_retryable(server, tracker):
+    server.gh.fail_next("GET", r"/repos/octo/shop$", "status", status=502, message="Bad Gateway")
+    with pytest.raises(ApplicationError) as err:
+        tracker.open_issue(open_input())
+    assert not err.value.non_retryable
+
+
+def test_rate_limits_wait_for_the_reset(server, tracker):
+    tracker.open_issue(open_input("sdlc-warm-up"))
+    server.gh.fail_next("POST", r"/issues$", "rate_limit", seconds=120)
+    with pytest.raises(ApplicationError) as primary:
+        tracker.open_issue(open_input())
+    assert not primary.value.non_retryable and primary.value.type == "GitHubRateLimited"
+    assert 118 <= primary.value.next_retry_delay.total_seconds() <= 121
+    server.gh.fail_next("GET", r"/labels/", "secondary", seconds=7)
+    ref = tracker.open_issue(open_input())
+    with pytest.raises(ApplicationError) as secondary:
+        tracker.sync_phase_label(PhaseLabelInput(repo_path="/x", issue=ref,
+                                                 phase=SdlcPhase.PHASE_1))
+    assert secondary.value.next_retry_delay == timedelta(seconds=7)
+    assert len(server.gh.issues) == 2  # the warm-up's and this one
+
+
+def test_rate_limit_delay_rules():
+    now = 1_000_000.0
+    reset = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1000060"}
+    assert rate_limit_delay(403, reset, "API rate limit exceeded", now) == timedelta(seconds=60)
+    assert rate_limit_delay(429, {"retry-after": "30"}, "", now) == timedelta(seconds=30)
+    assert rate_limit_delay(403, {}, "You have exceeded a secondary rate limit", now) == \
+        timedelta(minutes=1)
+    assert rate_limit_delay(403, {"x-ratelimit-remaining": "10"}, "Forbidden", now) is None
+    assert rate_limit_delay(500, {"retry-after": "3"}, "", now) is None
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    return bare
+
+
+def test_pull_request_pushes_the_branch_and_is_opened_once(git_repo, remote):
+    git(git_repo, "remote", "add", "origin", str(remote))
+    git(git_repo, "push", "-q", "origin", "main")
+    git(git_repo, "checkout", "-q", "-b", "001-add-csv")
+    (git_repo / "spec.md").write_text("spec\n")
+    git(git_repo, "add", ".")
+    git(git_repo, "commit", "-q", "-m", "spec")
+    with GitHubServer(FakeGitHub(remote=remote)) as server:
+        tracker = tracker_for(server)
+        ref = tracker.open_issue(open_input())
+        inp = PullRequestInput(repo_path=str(git_repo), issue=ref, branch="001-add-csv",
+                               base="main", title="Add CSV export", body="Spec.")
+        server.gh.fail_next("POST", r"/pulls$", "drop")
+        with pytest.raises(ApplicationError):
+            tracker.open_pull_request(inp)
+        pull = tracker.open_pull_request(inp)
+        assert tracker.open_pull_request(inp) == pull
+        assert len(server.gh.pulls) == 1
+        made = server.gh.pulls[0]
+        assert made["head"]["ref"] == "001-add-csv" and made["base"]["ref"] == "main"
+        assert "Closes #1" in made["body"] and pull.url.endswith(f"/pull/{pull.number}")
+    assert git(remote, "rev-parse", "001-add-csv") == git(git_repo, "rev-parse", "001-add-csv")
+
+
+def test_pull_request_without_the_remote_says_how_to_add_it(git_repo, server, tracker):
+    ref = IssueRef(number=1, provider="github")
+    with pytest.raises(ApplicationError) as err:
+        tracker.open_pull_request(PullRequestInput(
+            repo_path=str(git_repo), issue=ref, branch="main", base="main", title="t"))
+    assert err.value.non_retryable and "git remote add origin" in err.value.message
+
+
+def test_a_rejected_push_is_non_retryable_and_opens_no_pull_request(git_repo, remote, tmp_path):
+    git(git_repo, "remote", "add", "origin", str(remote))
+    git(git_repo, "push", "-q", "origin", "main:001-add-csv")  # someone else's branch
+    git(git_repo, "checkout", "-q", "--orphan", "001-add-csv")
+    git(git_repo, "commit", "-q", "-m", "unrelated")
+    with GitHubServer(FakeGitHub(remote=remote)) as server:
+        tracker = tracker_for(server)
+        ref = tracker.open_issue(open_input())
+        with pytest.raises(ApplicationError) as err:
+            tracker.open_pull_request(PullRequestInput(
+                repo_path=str(git_repo), issue=ref, branch="001-add-csv", base="main",
+                title="t"))
+        assert err.value.non_retryable and "commits the local one lacks" in err.value.message
+        assert server.gh.pulls == []

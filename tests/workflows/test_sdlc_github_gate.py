@@ -1,0 +1,133 @@
+"""SdlcWorkflow's GitHub path on the time-skipping server: comment polls on a durable
+timer at the default 30 s, commands through the gate's decision handler, replies,
+reminder comments, a failed poll, the pull request before DONE. The outside world
+(issue tracker, git, agent) is replaced by scripted activities under the real names."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from models.common import Verdict
+from models.issues import (
+    CommentCommand,
+    CommentInput,
+    CommentPoll,
+    CommentPollInput,
+    PullRequestInput,
+    PullRequestRef,
+)
+from models.sdlc import IssueRef, OpenIssueInput, SdlcPhase, SdlcResult, SdlcState
+from tests.workflows.test_sdlc import FakeActivities, request
+from workflows.sdlc import SdlcWorkflow
+
+URL = "https://github.example/octo/shop/issues/7"
+
+
+class ScriptedGitHub:
+    """Poll results in order; records polls, comments and pull requests."""
+
+    def __init__(self, polls: list[CommentPoll | Exception]) -> None:
+        self.script = polls
+        self.polls: list[tuple[CommentPollInput, object]] = []
+        self.comments: list[CommentInput] = []
+        self.pulls: list[PullRequestInput] = []
+
+    def all(self) -> list:
+        @activity.defn(name="open_issue")
+        async def open_issue(inp: OpenIssueInput) -> IssueRef:
+            return IssueRef(number=7, url=URL, provider="github")
+
+        @activity.defn(name="poll_issue_comments")
+        async def poll_issue_comments(inp: CommentPollInput) -> CommentPoll:
+            self.polls.append((inp, activity.info().scheduled_time))
+            step = self.script.pop(0) if self.script else CommentPoll(last_seen_id=inp.after_id)
+            if isinstance(step, Exception):
+                raise step
+            return step
+
+        @activity.defn(name="post_issue_comment")
+        async def post_issue_comment(inp: CommentInput) -> int:
+            self.comments.append(inp)
+            return len(self.comments)
+
+        @activity.defn(name="open_pull_request")
+        async def open_pull_request(inp: PullRequestInput) -> PullRequestRef:
+            self.pulls.append(inp)
+            return PullRequestRef(number=8, url="https://github.example/octo/shop/pull/8")
+
+        return [open_issue, poll_issue_comments, post_issue_comment, open_pull_request]
+
+
+def command(cid: int, author: str, verdict: Verdict, text: str = "") -> CommentCommand:
+    return CommentCommand(comment_id=cid, author=author, verdict=verdict, text=text)
+
+
+async def test_comment_commands_drive_the_gate(ts_env):
+    github = ScriptedGitHub([
+        ApplicationError("GitHub is down", non_retryable=True),
+        CommentPoll(commands=[command(11, "alice", Verdict.REJECT)], last_seen_id=11),
+        CommentPoll(commands=[command(12, "alice", Verdict.REVISE, "add limits")],
+                    last_seen_id=12),
+        CommentPoll(commands=[command(13, "carol", Verdict.APPROVE),
+                              command(14, "bob", Verdict.APPROVE)], last_seen_id=15),
+    ])
+    fakes = FakeActivities()
+    others = [a for a in fakes.all()
+              if activity._Definition.must_from_callable(a).name != "open_issue"]
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
+                      activities=[*github.all(), *others]):
+        handle = await ts_env.client.start_workflow(
+            SdlcWorkflow.run, request(reviewers=["alice", "bob"],
+                                      reminder_interval=timedelta(seconds=45)),
+            id=f"sdlc-{uuid.uuid4()}", task_queue=task_queue)
+        result = SdlcResult.model_validate(await handle.result())
+        state = await handle.query("state", result_type=SdlcState)
+
+    assert result.phase == SdlcPhase.DONE and result.rounds == 2
+    assert [t.feedback for t in fakes.tasks] == [[], ["add limits"]]
+    # polls every 30 s (the default) on a durable timer; each starts after the last seen
+    assert [inp.after_id for inp, _ in github.polls] == [0, 0, 11, 12]
+    times = [at for _, at in github.polls]
+    assert all(later - earlier >= timedelta(seconds=30)
+               for earlier, later in zip(times[:2], times[1:3], strict=True))
+    assert github.polls[3][0].not_before > github.polls[2][0].not_before  # round 2's gate
+    assert state.last_comment_id == 15
+    kinds = [e.kind for e in result.audit]
+    assert "comment_poll_failed" in kinds
+    decisions = [(e.actor, e.detail) for e in result.audit if e.kind == "decision"]
+    assert decisions == [("alice", "GATE_1: revise (via github comment 12)"),
+                         ("bob", "GATE_1: approve (via github comment 14)")]
+    refused = [e.actor for e in result.audit if e.kind == "refused"]
+    assert refused == ["alice", "carol"]
+    bodies = [c.body for c in github.comments]
+    assert any(b.startswith("@alice") and "needs a comment" in b for b in bodies)
+    assert any(b.startswith("@carol") and "may not decide" in b for b in bodies)
+    assert any(b.startswith("Reminder 1") for b in bodies)
+    assert len({c.key for c in github.comments}) == len(github.comments)
+    assert [(p.branch, p.base) for p in github.pulls] == [("001-add-csv-export", "main")]
+    assert result.pr_url == "https://github.example/octo/shop/pull/8"
+    assert fakes.labels[-1] == "DONE"
+    details = [e.detail for e in result.audit]
+    assert kinds.index("pull_request") < details.index("GATE_1 -> DONE")
+
+
+async def test_without_github_no_poll_runs(ts_env, task_queue):
+    """A local issue: the gate waits by signal/update only, as before."""
+    fakes = FakeActivities()
+    github = ScriptedGitHub([])
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
+                      activities=[*fakes.all(), *github.all()[1:]]):
+        handle = await ts_env.client.start_workflow(
+            SdlcWorkflow.run, request(gate_expiry=timedelta(minutes=5)),
+            id=f"sdlc-{uuid.uuid4()}", task_queue=task_queue)
+        with pytest.raises(WorkflowFailureError):  # nobody decides: the gate expires
+            await handle.result()
+    assert github.polls == [] and github.comments == [] and github.pulls == []
