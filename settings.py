@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
@@ -176,6 +176,16 @@ class PerformanceSettings(BaseSettings):
         4, ge=1, description="concurrent activity-task long polls")
     nonsticky_to_sticky_poll_ratio: float = Field(
         0.2, gt=0, le=1, description="share of workflow-task polls on the shared queue")
+
+    @field_validator("sticky_schedule_to_start_timeout", "workflow_task_timeout",
+                     "graceful_shutdown_timeout", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        # "0.5" from the environment means seconds, as the README says of durations.
+        try:
+            return timedelta(seconds=float(value)) if isinstance(value, str) else value
+        except ValueError:
+            return value  # ISO 8601 (PT0.5S) and [HH:MM:]SS are pydantic's own
 
     @model_validator(mode="after")
     def _check_limits(self) -> PerformanceSettings:
