@@ -30,10 +30,11 @@ TRACKER_RETRY = RetryPolicy(
     maximum_attempts=10,
 )
 
-# Agent runs: long; they heartbeat every AGENT_HEARTBEAT_EVERY seconds, so a
-# worker that died is noticed after AGENT_HEARTBEAT_TIMEOUT, not after the
-# whole start-to-close timeout.
-AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# Agent runs: long; they heartbeat every second (activities/agents.py
+# HEARTBEAT_EVERY), so a worker that died is noticed after AGENT_HEARTBEAT_TIMEOUT,
+# not after the whole start-to-close timeout. 5 s (was 10): recovery within
+# seconds, while the SDK still sends a heartbeat every 4 s (0.8 x the timeout).
+AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 AGENT_TIMEOUT_MARGIN = timedelta(seconds=60)
 AGENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),

@@ -14,7 +14,7 @@ import pytest
 from bench.run_all import engine_targets, run_project_benchmark
 from cli.common import workflow_start_options
 from cli.server import TUNED_DYNAMIC_CONFIG, TUNED_SQLITE_PRAGMAS, dev_server_argv, tuning_flags
-from settings import Settings, SettingsError, load_performance_settings
+from settings import PerformanceSettings, Settings, SettingsError, load_performance_settings
 from worker import worker_options
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +89,10 @@ def test_recovery_target_needs_zero_reruns():
     met = {t["name"]: t["met"] for t in engine_targets(tuned)}
     assert met == {"step_ms_activity": True, "gate_ms": False, "workflows_per_s": True,
                    "recovery_restart_to_next_step_s": False}
+
+
+def test_every_performance_setting_is_in_the_readme():
+    section = (ROOT / "README.md").read_text().split("## Performance", 1)[1]
+    missing = [name.upper() for name in PerformanceSettings.model_fields
+               if f"`{name.upper()}`" not in section]
+    assert not missing, f"README ## Performance lacks {missing}"
