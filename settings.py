@@ -149,10 +149,8 @@ class PerformanceSettings(BaseSettings):
     # replay of a long history on a busy 2-core machine.
     workflow_task_timeout: timedelta = Field(
         timedelta(seconds=2), description="start-to-close timeout of one workflow task")
-    # How often a long activity (the agent) heartbeats; the heartbeat timeout the
-    # workflow sets is policies.AGENT_HEARTBEAT_TIMEOUT (workflows never read settings).
-    heartbeat_interval: timedelta = Field(
-        timedelta(seconds=1), description="heartbeat period of long-running activities")
+    # Long activities heartbeat: the timeout is workflow-side (workflows never read
+    # settings): workflows/policies.py AGENT_HEARTBEAT_TIMEOUT, 5 s.
     # On SIGTERM the worker stops polling at once (releasing its sticky queue, so
     # the server hands its workflows to another worker without waiting for the
     # sticky timeout) and gives running activities this long to finish.
