@@ -218,12 +218,15 @@ def process_runtime() -> Any:
     passed to every client, worker and test environment of the process.
 
     One explicit runtime (rather than the lazily created default) makes the
-    process own the Rust thread pool's lifetime; see ``cli.common.run`` for why
-    short-lived CLI processes also leave without interpreter finalization.
+    process own the Rust thread pool's lifetime; it is also made the default,
+    so code that passes no runtime (a Replayer, a plain ``Client.connect``)
+    shares it. See ``cli.common.exit_process`` for why short-lived CLI processes
+    also leave without interpreter finalization.
     """
     global _RUNTIME
     if _RUNTIME is None:
         from temporalio.runtime import Runtime, TelemetryConfig
 
         _RUNTIME = Runtime(telemetry=TelemetryConfig())
+        Runtime.set_default(_RUNTIME, error_if_already_set=False)
     return _RUNTIME

@@ -96,3 +96,11 @@ def test_every_performance_setting_is_in_the_readme():
     missing = [name.upper() for name in PerformanceSettings.model_fields
                if f"`{name.upper()}`" not in section]
     assert not missing, f"README ## Performance lacks {missing}"
+
+
+def test_one_temporal_runtime_per_process_is_also_the_default():
+    from temporalio.runtime import Runtime
+
+    from settings import process_runtime
+
+    assert process_runtime() is process_runtime() is Runtime.default()
