@@ -265,8 +265,11 @@ async def recovery(client: Any, tq: str, tuned: bool, runs: int = 3,
                 handle = await client.start_workflow(
                     JournalWorkflow.run, JournalInput(steps=steps, journal=str(journal)),
                     id=f"recover-{uuid.uuid4()}", task_queue=tq, **start_options(tuned))
+                deadline = time.monotonic() + 60
                 while not any(e == "start" and i == kill_in_step
                               for e, i, _ in read_journal(journal)):
+                    if time.monotonic() > deadline or first.poll() is not None:
+                        raise RuntimeError(f"the bench worker never reached step {kill_in_step}")
                     await asyncio.sleep(0.005)
                 await asyncio.sleep(JOURNAL_STEP_SECONDS / 2)
                 os.killpg(first.pid, signal.SIGKILL)

@@ -123,7 +123,11 @@ async def run(peers: bool = True, project: bool = True, recoveries: int = 3,
     }
     for setup in ("stock", "tuned"):
         progress(f"Temporal, {setup} setup")
-        doc["engines"][f"temporal_{setup}"] = await engine.run(setup, recoveries=recoveries)
+        try:
+            doc["engines"][f"temporal_{setup}"] = await engine.run(setup, recoveries=recoveries)
+        except Exception as err:  # noqa: BLE001 - report it and go on with the rest
+            doc["engines"][f"temporal_{setup}"] = {"engine": "temporal",
+                                                   "error": f"{type(err).__name__}: {err}"}
     tuned = doc["engines"]["temporal_tuned"]
     if peers:
         from bench.peers import ensure_peer_venv, run_peer
@@ -135,7 +139,7 @@ async def run(peers: bool = True, project: bool = True, recoveries: int = 3,
             doc["engines"][name] = await run_peer(name, python)
         doc["ratios_temporal_tuned_to_peer"] = {
             name: ratios(tuned, doc["engines"][name]) for name in PEERS
-            if "error" not in doc["engines"][name]}
+            if "error" not in doc["engines"][name] and "error" not in tuned}
     doc["targets"] = engine_targets(tuned)
     if project:
         doc["project"] = {}

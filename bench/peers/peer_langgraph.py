@@ -148,7 +148,10 @@ def recovery(workdir: Path, runs: int = 3, steps: int = 6, kill_in_step: int = 2
         db = workdir / f"lg-recovery-{run_no}.sqlite"
         argv = [sys.executable, __file__, "--child", str(db), str(journal), "t", str(steps)]
         first = subprocess.Popen(argv, start_new_session=True)
+        deadline = time.monotonic() + 60
         while not any(e == "start" and i == kill_in_step for e, i, _ in read_journal(journal)):
+            if time.monotonic() > deadline or first.poll() is not None:
+                raise RuntimeError(f"the process never reached step {kill_in_step}")
             time.sleep(0.005)
         time.sleep(STEP_SECONDS / 2)
         os.killpg(first.pid, signal.SIGKILL)
