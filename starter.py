@@ -6,10 +6,9 @@ Run ``python starter.py --help`` for the commands.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cli import analysis, demo, gates, llm, sdlc, server
-from cli.common import run
+from cli.common import exit_process, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,5 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     return run(args.command, args)
 
 
+def entry() -> None:
+    """The ``orchestrator`` console script: ``main`` then a clean process exit."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

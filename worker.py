@@ -11,7 +11,6 @@ import asyncio
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -33,9 +32,11 @@ from activities.llm import LlmActivities, build_anthropic_provider, build_llm_pr
 from activities.web_search import WebSearchActivities, build_exa_client
 from cli.server import ensure_search_attributes
 from settings import (
+    PerformanceSettings,
     Settings,
     SettingsError,
     connect_client,
+    load_performance_settings,
     load_settings,
     temporal_connect_config,
 )
@@ -43,9 +44,6 @@ from workflows.analysis import AnalysisWorkflow
 from workflows.sdlc import SdlcWorkflow
 
 ALL_WORKFLOWS: list[type] = [SdlcWorkflow, AnalysisWorkflow]
-
-GRACEFUL_SHUTDOWN = timedelta(seconds=10)
-ACTIVITY_THREADS = 16
 
 
 def build_activities(settings: Settings) -> list[Any]:
@@ -83,16 +81,35 @@ def issue_tracker_activities(settings: Settings) -> list[Any]:
     return [tracker.open_issue, tracker.sync_phase_label]
 
 
-def make_worker(client: Client, settings: Settings, **options: Any) -> Worker:
-    """A worker for every workflow and activity on ``settings.temporal_task_queue``."""
+def worker_options(perf: PerformanceSettings | None = None) -> dict[str, Any]:
+    """``Worker`` keyword arguments for concurrency, polling and recovery, from
+    ``perf`` (default: the environment); see PerformanceSettings for each reason."""
+    from temporalio.worker import PollerBehaviorSimpleMaximum
+
+    perf = perf or load_performance_settings()
+    return {
+        "activity_executor": ThreadPoolExecutor(perf.activity_threads),
+        "max_concurrent_activities": perf.max_concurrent_activities,
+        "max_concurrent_workflow_tasks": perf.max_concurrent_workflow_tasks,
+        "max_concurrent_local_activities": perf.max_concurrent_local_activities,
+        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(perf.workflow_task_polls),
+        "activity_task_poller_behavior": PollerBehaviorSimpleMaximum(perf.activity_task_polls),
+        "nonsticky_to_sticky_poll_ratio": perf.nonsticky_to_sticky_poll_ratio,
+        "sticky_queue_schedule_to_start_timeout": perf.sticky_schedule_to_start_timeout,
+        "graceful_shutdown_timeout": perf.graceful_shutdown_timeout,
+    }
+
+
+def make_worker(client: Client, settings: Settings, perf: PerformanceSettings | None = None,
+                **options: Any) -> Worker:
+    """A worker for every workflow and activity on ``settings.temporal_task_queue``,
+    tuned by ``perf`` (default: the environment); ``options`` override any Worker argument."""
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=ALL_WORKFLOWS,
         activities=build_activities(settings),
-        activity_executor=ThreadPoolExecutor(ACTIVITY_THREADS),
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        **options,
+        **{**worker_options(perf), **options},
     )
 
 
@@ -121,6 +138,7 @@ def main() -> int:
     """Entry point of ``python worker.py``."""
     try:
         settings = load_settings()
+        load_performance_settings()
     except SettingsError as err:
         print(err, file=sys.stderr)
         return 2
@@ -133,4 +151,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cli.common import exit_process
+
+    exit_process(main())

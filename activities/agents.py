@@ -27,7 +27,7 @@ from models.llm import LlmArtifactRef, LlmRequest, LlmUsage
 from models.sdlc import AgentTask
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
-HEARTBEAT_EVERY = 2.0  # seconds; well inside policies.AGENT_HEARTBEAT_TIMEOUT
+HEARTBEAT_EVERY = 1.0  # seconds; well inside policies.AGENT_HEARTBEAT_TIMEOUT
 
 
 class AgentRunner(Protocol):

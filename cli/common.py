@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, ValidationError
 from temporalio.client import (
@@ -23,9 +24,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from settings import (
+    PerformanceSettings,
     Settings,
     SettingsError,
     connect_client,
+    load_performance_settings,
     load_settings,
     temporal_connect_config,
 )
@@ -181,3 +184,28 @@ def run(command: Command, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+# -- Performance and recovery (issue 7) ---------------------------------------
+
+
+def workflow_start_options(perf: PerformanceSettings | None = None) -> dict[str, Any]:
+    """Keyword arguments every orchestration passes to ``Client.start_workflow``
+    (``**workflow_start_options()``), from ``perf`` (default: the environment):
+    ``task_timeout``, so a workflow task held by a worker that was killed is
+    retried elsewhere after WORKFLOW_TASK_TIMEOUT instead of the server's 10 s."""
+    perf = perf or load_performance_settings()
+    return {"task_timeout": perf.workflow_task_timeout}
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a process that used a Temporal client, skipping interpreter finalization.
+
+    The SDK's Rust threads can still call into Python while the interpreter is
+    finalizing, and a short-lived process then aborts with "Fatal Python error:
+    PyGILState_Release" (temporalio/sdk-python issue 300). Our work is done and
+    flushed by then, so leave with ``os._exit``.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -9,7 +9,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
-from cli.common import CliError, Context, json_flag
+from cli.common import CliError, Context, json_flag, workflow_start_options
 from cli.gates import follow
 from cli.server import ensure_search_attributes
 from models.sdlc import FeatureRequest, SdlcPhase, slugify
@@ -49,6 +49,7 @@ async def start_sdlc(client: Client, settings: Settings, req: FeatureRequest
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=search_attributes,
         static_summary=f"SDLC: {req.title}",
+        **workflow_start_options(),
     )
 
 

