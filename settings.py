@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     gate_expiry: timedelta | None = Field(
         None, description="an open gate expires after this long (unset: never)")
 
+    # -- workstream engine --
+    workstream_router_config: Path | None = Field(
+        None, description="router config YAML of workstream specs that name none "
+        "(unset: one tool per adapter: shell, python, agent, noop)")
+
     @model_validator(mode="after")
     def _check_runner(self) -> Settings:
         if self.agent_runner == "command" and not self.agent_command.strip():
@@ -67,6 +72,11 @@ class Settings(BaseSettings):
     def issues_root(self) -> Path:
         """Where the local issue tracker keeps its issues."""
         return (self.orchestrator_home / "issues").resolve()
+
+    @property
+    def workspace_root(self) -> Path:
+        """Where workstream runs without a repository get their workspace."""
+        return (self.orchestrator_home / "workspaces").resolve()
 
     @property
     def artifact_root(self) -> Path:

@@ -18,8 +18,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agents import AgentActivities, ClaudeRunner, CommandRunner, OfflineRunner
+from activities.artifacts import ArtifactStore
+from activities.breaker import BreakerActivities
 from activities.git import GitActivities
 from activities.issues import LocalIssueTracker
+from activities.workstream import WorkstreamActivities
 from cli.server import ensure_search_attributes
 from settings import (
     Settings,
@@ -28,9 +31,13 @@ from settings import (
     load_settings,
     temporal_connect_config,
 )
+from workflows.breaker import BreakerWorkflow
 from workflows.sdlc import SdlcWorkflow
+from workflows.workstream import WorkstreamWorkflow
 
 ALL_WORKFLOWS: list[type] = [SdlcWorkflow]
+# workstream engine
+ALL_WORKFLOWS += [WorkstreamWorkflow, BreakerWorkflow]
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 ACTIVITY_THREADS = 16
@@ -45,11 +52,17 @@ def build_activities(settings: Settings) -> list[Any]:
     git = GitActivities(settings.worktree_root)
     tracker = LocalIssueTracker(settings.issues_root)
     agents = AgentActivities(runners, settings.agent_runner)
-    return [
+    activities = [
         git.prepare_branch, git.add_worktree, git.remove_worktree,
         tracker.open_issue, tracker.sync_phase_label,
         agents.run_agent,
     ]
+    # workstream engine
+    ws = WorkstreamActivities(settings.workspace_root, ArtifactStore(settings.artifact_root))
+    breakers = BreakerActivities()
+    activities += [ws.init_workspace, ws.run_shell, ws.run_python, ws.run_noop,
+                   ws.commit_handoff, ws.merge, breakers.pick, breakers.report]
+    return activities
 
 
 def make_worker(client: Client, settings: Settings, **options: Any) -> Worker:
