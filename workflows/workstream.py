@@ -33,7 +33,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    is_cancelled_exception,
+)
 from temporalio.workflow import ActivityCancellationType
 
 from workflows import policies, search_attributes
@@ -295,12 +300,12 @@ class WorkstreamWorkflow(GatedWorkflow):
             out = await self._execute(step, tool, number)
             att.attempts, att.exit_code, att.outputs = out.attempt, out.exit_code, out.outputs
             att.outcome = "succeeded"
-        except ActivityError as err:
+        except (ActivityError, asyncio.CancelledError) as err:
+            if isinstance(err, asyncio.CancelledError) or is_cancelled_exception(err):
+                att.outcome, att.finished_at = "canceled", workflow.now()
+                self._set_step(step.id, StepState.CANCELED, "canceled")
+                raise asyncio.CancelledError() from None
             self._describe_failure(att, err, step)
-        except asyncio.CancelledError:
-            att.outcome, att.finished_at = "canceled", workflow.now()
-            self._set_step(step.id, StepState.CANCELED, "canceled")
-            raise
         att.finished_at = workflow.now()
         await self._report_breaker(tool, att.outcome == "succeeded", step.id, number)
         await self._commit_handoff(att, step)
