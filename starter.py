@@ -6,6 +6,7 @@ Run ``python starter.py --help`` for the commands.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cli import demo, gates, sdlc, server, workstream
@@ -34,4 +35,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter finalization: the Temporal core runtime's threads can abort it
+    # ("Fatal Python error: PyGILState_Release") after the command has finished.
+    os._exit(code)
