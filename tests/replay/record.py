@@ -1,4 +1,5 @@
-"""Record workflow histories for the replay tests: ``python tests/replay/record.py``.
+"""Record workflow histories for the replay tests: ``python tests/replay/record.py [NAME...]``
+(names: ``sdlc``, ``workstream``; default all).
 
 Runs each scenario on a fresh dev server with the real activities and saves
 its history as JSON under ``tests/replay/histories/``. Re-record only on purpose:
@@ -55,11 +56,54 @@ async def record_sdlc(workdir: Path) -> None:
         await env.shutdown()
 
 
-async def main() -> None:
+async def record_workstream(workdir: Path) -> None:
+    """Workstream: a diamond with a retried step, a gate review (approved) and a
+    breaker-guarded tool; also saves the (still running) breaker workflow's history."""
+    from cli.workstream import start_workstream
+    from models.workstream import Progress, RouterConfig, WorkstreamInput, WorkstreamSpec
+
+    spec = WorkstreamSpec.model_validate({"work_item": "replay", "max_parallel": 2, "steps": [
+        {"id": "a", "kind": "shell", "inputs": {"script": "echo a"}},
+        {"id": "b", "kind": "shell", "depends_on": ["a"],
+         "inputs": {"script": 'test "$WORKSTREAM_ATTEMPT" -ge 2'},
+         "retry": {"max_attempts": 3, "initial_interval": 0.1}},
+        {"id": "c", "kind": "shell", "depends_on": ["a"], "gate": True,
+         "inputs": {"script": "echo c"}},
+        {"id": "d", "kind": "shell", "depends_on": ["b", "c"], "inputs": {"argv": ["true"]}},
+    ]})
+    router = RouterConfig.model_validate({
+        "tools": {"sh": {"adapter": "shell", "breaker": {"failure_threshold": 2}}},
+        "routes": {"shell": {"strategy": "fixed", "tools": ["sh"]}}})
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_workstream(env.client, settings, WorkstreamInput(
+                spec=spec, router=router, spec_dir=str(workdir)))
+            while "c" not in (await handle.query("progress", result_type=Progress)).review:
+                await asyncio.sleep(0.05)
+            await handle.execute_update(GATE_UPDATE, GateDecision(
+                gate="review-c", verdict=Verdict.APPROVE, actor="recorder"))
+            await handle.result()
+            history = await handle.fetch_history()
+            breaker = await env.client.get_workflow_handle(
+                "workstream-breakers-replay").fetch_history()
+        (HISTORIES / "workstream_diamond_retry_gate.json").write_text(history.to_json())
+        (HISTORIES / "workstream_breaker.json").write_text(breaker.to_json())
+    finally:
+        await env.shutdown()
+
+
+RECORDERS = {"sdlc": record_sdlc, "workstream": record_workstream}
+
+
+async def main(names: list[str]) -> None:
+    """Record the named scenarios (all when none is named)."""
     HISTORIES.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        await record_sdlc(Path(tmp))
+    for name in names or list(RECORDERS):
+        with tempfile.TemporaryDirectory() as tmp:
+            await RECORDERS[name](Path(tmp))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))
