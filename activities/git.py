@@ -120,21 +120,40 @@ def init_repository(path: Path, branch: str) -> None:
     git(path, *identity_args(path), "commit", "-q", "--allow-empty", "-m", "workspace created")
 
 
-def find_commit(cwd: Path, rev: str, trailers: dict[str, str]) -> str | None:
-    """The newest commit reachable from ``rev`` whose message has every one of
-    ``trailers`` (``Key: value`` lines), or None."""
-    args = ["log", "-1", "--format=%H", "--all-match", "--fixed-strings"]
-    args += [f"--grep={k}: {v}" for k, v in trailers.items()]
-    return git(cwd, *args, rev, check=False) or None
+def find_commit(cwd: Path, rev: str, trailers: dict[str, str], depth: int = 20
+                ) -> str | None:
+    """The newest of the last ``depth`` commits reachable from ``rev`` that carries
+    every one of ``trailers``, or None. (Bounded, so that a long history costs
+    nothing: a retried activity looks for the commit it made moments ago.)"""
+    for sha, found in reversed(trailer_log(cwd, rev, depth)):
+        if all(found.get(k) == v for k, v in trailers.items()):
+            return sha
+    return None
 
 
-def trailer_log(cwd: Path, rev: str) -> list[tuple[str, dict[str, str]]]:
-    """(commit SHA, trailers) of every commit reachable from ``rev``, oldest first.
+def commit_file(worktree: Path, relpath: str, message: str) -> str:
+    """Stage ``relpath`` and commit it alone with ``message``; return the commit SHA.
+    Three git processes; no idempotency check (callers look first, see
+    :func:`find_commit`).
+
+    Raises:
+        GitError: git failed (e.g. nothing to commit).
+    """
+    git(worktree, "add", "--", relpath)
+    git(worktree, *identity_args(worktree), "commit", "-q", "-m", message, "--", relpath)
+    return git(worktree, "rev-parse", "HEAD")
+
+
+def trailer_log(cwd: Path, rev: str, limit: int | None = None
+                ) -> list[tuple[str, dict[str, str]]]:
+    """(commit SHA, trailers) of every commit reachable from ``rev`` (the newest
+    ``limit`` when given), oldest first.
 
     Trailers are parsed by git (``%(trailers:only,unfold)``); a repeated key keeps
     its last value.
     """
-    out = git(cwd, "log", "--reverse", "--format=%H%x1f%(trailers:only,unfold)%x1e", rev)
+    count = [f"-n{limit}"] if limit else []
+    out = git(cwd, "log", *count, "--format=%H%x1f%(trailers:only,unfold)%x1e", rev)
     result: list[tuple[str, dict[str, str]]] = []
     for record in out.split("\x1e"):
         if not record.strip():
@@ -146,7 +165,7 @@ def trailer_log(cwd: Path, rev: str) -> list[tuple[str, dict[str, str]]]:
             if sep:
                 trailers[key.strip()] = value.strip()
         result.append((sha.strip(), trailers))
-    return result
+    return result[::-1]
 
 
 def merge_branch(repo: Path, branch: str, base: str, message: str) -> str:

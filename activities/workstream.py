@@ -34,7 +34,7 @@ from activities.agents import run_process_split
 from activities.artifacts import ArtifactStore
 from activities.git import (
     GitError,
-    commit_round,
+    commit_file,
     find_commit,
     git,
     init_repository,
@@ -84,10 +84,16 @@ class WorkstreamActivities:
     def __init__(self, workspace_root: Path, store: ArtifactStore) -> None:
         self.workspace_root = workspace_root
         self.store = store
+        self._git_dirs: dict[Path, Path] = {}
 
     def _artifact_dir(self, task: StepTask) -> str:
         return (f"workstream/{task.workflow_id}/{task.step}/"
                 f"{task.number}-a{activity.info().attempt}")
+
+    def _git_dir(self, ws: Path) -> Path:
+        if ws not in self._git_dirs:
+            self._git_dirs[ws] = Path(git(ws, "rev-parse", "--absolute-git-dir"))
+        return self._git_dirs[ws]
 
     @activity.defn(name="ws_init_workspace")
     def init_workspace(self, inp: WorkspaceInput) -> Workspace:
@@ -213,7 +219,7 @@ class WorkstreamActivities:
         sha = hashlib.sha256(data.encode()).hexdigest()
         trailers = {TRAILER_WORKFLOW: inp.workflow_id, TRAILER_RUN: inp.run_id,
                     TRAILER_SEQUENCE: str(inp.sequence), TRAILER_PATH: rel, TRAILER_SHA: sha}
-        lock_path = Path(git(ws, "rev-parse", "--absolute-git-dir")) / "workstream.lock"
+        lock_path = self._git_dir(ws) / "workstream.lock"
         with open(lock_path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             done = find_commit(ws, "HEAD", {TRAILER_WORKFLOW: inp.workflow_id,
@@ -222,8 +228,9 @@ class WorkstreamActivities:
                 target = ws / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(data)
-                done = commit_round(ws, rel, f"handoff: {att.step} attempt {att.number} "
-                                    f"{att.outcome}", trailers)
+                trailer_text = "\n".join(f"{k}: {v}" for k, v in trailers.items())
+                done = commit_file(ws, rel, f"handoff: {att.step} execution {att.number} "
+                                   f"{att.outcome}\n\n{trailer_text}\n")
         return ArtifactRef(path=str(ws / rel), sha256=sha, bytes=len(data.encode()),
                            commit=done)
 
