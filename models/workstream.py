@@ -533,9 +533,16 @@ class ToolBreaker(BaseModel):
 
 
 class BreakerBoard(BaseModel):
-    """State of BreakerWorkflow (carried over continue-as-new): tool -> breaker."""
+    """State of BreakerWorkflow (carried over continue-as-new).
+
+    Attributes:
+        tools: tool name -> its breaker.
+        max_updates: updates one run of the workflow handles before it continues
+            as new (keeps the history bounded).
+    """
 
     tools: dict[str, ToolBreaker] = Field(default_factory=dict)
+    max_updates: int = Field(500, ge=1)
 
 
 class BreakerPick(BaseModel):

@@ -12,7 +12,7 @@ holds a breaker per tool (Nygard, *Release It!*, ch. 5). Runs reach it through t
   for ``cool_down_seconds``, a durable timer, after which it is half-open.
 * ``breakers`` query: every tool's breaker.
 
-The history stays bounded: after ``MAX_UPDATES`` updates (or when Temporal
+The history stays bounded: after ``board.max_updates`` updates (or when Temporal
 suggests it) the workflow continues as new with its board as input.
 """
 
@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         ToolBreaker,
     )
 
-MAX_UPDATES = 500  # updates per run before continue-as-new
 
 
 @workflow.defn(name="BreakerWorkflow")
@@ -112,7 +111,7 @@ class BreakerWorkflow:
             self._changed = False
             try:
                 await workflow.wait_condition(
-                    lambda: self._changed or self._updates >= MAX_UPDATES
+                    lambda: self._changed or self._updates >= self._board.max_updates
                     or workflow.info().is_continue_as_new_suggested(),
                     timeout=timeout, timeout_summary="next breaker cool-down ends")
             except TimeoutError:
@@ -122,6 +121,7 @@ class BreakerWorkflow:
                 if (tool.phase == BreakerPhase.OPEN and tool.open_until is not None
                         and tool.open_until <= now):
                     tool.phase, tool.trial_holder = BreakerPhase.HALF_OPEN, ""
-            if self._updates >= MAX_UPDATES or workflow.info().is_continue_as_new_suggested():
+            if (self._updates >= self._board.max_updates
+                    or workflow.info().is_continue_as_new_suggested()):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._board)

@@ -58,7 +58,8 @@ async def record_sdlc(workdir: Path) -> None:
 
 async def record_workstream(workdir: Path) -> None:
     """Workstream: a diamond with a retried step, a gate review (approved) and a
-    breaker-guarded tool; also saves the (still running) breaker workflow's history."""
+    breaker-guarded tool; also saves the (still running) breaker workflow's history,
+    after a second run tripped a breaker and its cool-down timer fired."""
     from cli.workstream import start_workstream
     from models.workstream import Progress, RouterConfig, WorkstreamInput, WorkstreamSpec
 
@@ -72,8 +73,11 @@ async def record_workstream(workdir: Path) -> None:
         {"id": "d", "kind": "shell", "depends_on": ["b", "c"], "inputs": {"argv": ["true"]}},
     ]})
     router = RouterConfig.model_validate({
-        "tools": {"sh": {"adapter": "shell", "breaker": {"failure_threshold": 2}}},
-        "routes": {"shell": {"strategy": "fixed", "tools": ["sh"]}}})
+        "tools": {"sh": {"adapter": "shell", "breaker": {"failure_threshold": 2}},
+                  "broken": {"adapter": "shell",
+                             "breaker": {"failure_threshold": 1, "cool_down_seconds": 1}}},
+        "routes": {"shell": {"strategy": "fixed", "tools": ["sh"]},
+                   "broken": {"strategy": "fixed", "tools": ["broken"]}}})
     env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
     try:
@@ -86,6 +90,16 @@ async def record_workstream(workdir: Path) -> None:
                 gate="review-c", verdict=Verdict.APPROVE, actor="recorder"))
             await handle.result()
             history = await handle.fetch_history()
+            # trip the `broken` tool's breaker; its 1 s cool-down timer half-opens it
+            failing = await start_workstream(env.client, settings, WorkstreamInput(
+                spec=WorkstreamSpec.model_validate({"work_item": "replay-trip", "steps": [
+                    {"id": "x", "kind": "broken", "inputs": {"script": "exit 1"}}]}),
+                router=router, spec_dir=str(workdir)))
+            try:
+                await failing.result()
+            except Exception:  # noqa: BLE001 - it is meant to fail
+                pass
+            await asyncio.sleep(2)
             breaker = await env.client.get_workflow_handle(
                 "workstream-breakers-replay").fetch_history()
         (HISTORIES / "workstream_diamond_retry_gate.json").write_text(history.to_json())

@@ -23,7 +23,10 @@ from activities.workstream import verify_chain
 from models.common import GateDecision, Verdict
 from models.workstream import (
     BreakerBoard,
+    BreakerOutcome,
     BreakerPhase,
+    BreakerPolicy,
+    BreakerReport,
     Progress,
     ResumeAck,
     ResumeRequest,
@@ -343,3 +346,90 @@ async def test_chain_in_repo_merges_and_tampering_is_found(
     check = verify_chain(ws, branch, handle.id, report.handoffs)
     assert not check.ok and check.first_bad_commit == rewritten and check.checked == 1
     assert "SHA-256" in check.problem
+
+
+async def test_routing_strategies_record_their_reasons(ts_env: WorkflowEnvironment,
+                                                       tmp_path: Path, task_queue: str):
+    tools = {"a": {**SH, "capabilities": ["x"]}, "b": {**SH, "capabilities": ["x", "gpu"]},
+             "sick": {**SH, "capabilities": ["x", "gpu"], "healthy": False}}
+    routes = {"rr": {"strategy": "round_robin", "tools": ["a", "b"]},
+              "auto": {"strategy": "auto", "tools": ["sick", "a", "b"]}}
+    steps = [{"id": f"r{i}", "kind": "rr", "inputs": {"script": "true"}} for i in range(3)]
+    steps += [{"id": "needs-gpu", "kind": "auto", "requires": ["gpu"],
+               "inputs": {"script": "true"}},
+              {"id": "any", "kind": "auto", "inputs": {"script": "true"}}]
+    inp = make_input(tmp_path, steps, tools=tools, routes=routes, max_parallel=1)
+    async with Run(ts_env, tmp_path, task_queue) as run:
+        handle = await run.start(inp)
+        await handle.result()
+        report = await handle.query("report", result_type=WorkstreamReport)
+    used = {a.step: a.tool for a in report.attempts}
+    assert used == {"r0": "a", "r1": "b", "r2": "a", "needs-gpu": "b", "any": "a"}
+    why = {e.step: e.detail for e in report.events if e.kind == "routed"}
+    assert why["r1"] == "b: round_robin over [a, b]; turn 2"
+    assert why["needs-gpu"] == "b: auto over [sick, a, b]; unhealthy: sick; lack ['gpu']: a"
+
+
+async def test_python_adapter_calls_by_import_path(ts_env: WorkflowEnvironment,
+                                                   tmp_path: Path, task_queue: str):
+    mod = "tests.workflows.workstream_callables"
+    inp = make_input(tmp_path, [
+        {"id": "calc", "kind": "python",
+         "inputs": {"callable": f"{mod}:area", "kwargs": {"width": 3, "height": 4}}},
+        {"id": "boom", "kind": "python", "inputs": {"callable": f"{mod}:explode",
+                                                    "kwargs": {"reason": "no disk"}}},
+        {"id": "ghost", "kind": "python", "inputs": {"callable": f"{mod}:missing"}},
+    ], tools={"py": {"adapter": "python", "breaker": None}},
+        routes={"python": {"tools": ["py"]}})
+    async with Run(ts_env, tmp_path, task_queue) as run:
+        handle = await run.start(inp)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        att = await attempts(handle)
+    assert att["calc"].outcome == "succeeded"
+    assert Path(att["calc"].outputs[0].path).read_text() == '{"area": 12}'
+    assert "RuntimeError: no disk" in att["boom"].error
+    assert "cannot import" in att["ghost"].error
+
+
+async def test_agent_adapter_runs_the_sdlc_agent_runner(ts_env: WorkflowEnvironment,
+                                                        tmp_path: Path, task_queue: str,
+                                                        git_repo: Path):
+    inp = make_input(tmp_path, [
+        {"id": "spec", "kind": "agent",
+         "inputs": {"title": "Add CSV export", "description": "Export results as CSV."}},
+        shell("check", 'grep -q "CSV" specs/*/spec.md', depends_on=["spec"]),
+    ], tools={"offline-agent": {"adapter": "agent", "runner": "offline", "breaker": None},
+              "sh": SH},
+        routes={"agent": {"tools": ["offline-agent"]}, "shell": {"tools": ["sh"]}},
+        repo=git_repo)
+    async with Run(ts_env, tmp_path, task_queue) as run:
+        handle = await run.start(inp)
+        result = await handle.result()
+        att = await attempts(handle)
+    spec = att["spec"].outputs[0]
+    assert spec.path.endswith("spec.md") and spec.commit
+    assert result["steps"] == {"spec": "succeeded", "check": "succeeded"}
+
+
+async def test_breaker_workflow_continues_as_new_with_its_board(
+        ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str):
+    policy = BreakerPolicy(failure_threshold=5, cool_down_seconds=60)
+    async with Run(ts_env, tmp_path, task_queue):
+        handle = await ts_env.client.start_workflow(
+            "BreakerWorkflow", BreakerBoard(max_updates=3), id=f"breakers-{uuid.uuid4()}",
+            task_queue=task_queue)
+        for _ in range(3):
+            await handle.execute_update("report", BreakerReport(
+                tool="t", success=False, holder="test", policy=policy))
+        for _ in range(100):
+            if (await handle.describe()).run_id != handle.first_execution_run_id:
+                break
+            await asyncio.sleep(0.05)
+        assert (await handle.describe()).run_id != handle.first_execution_run_id
+        outcome = await handle.execute_update("report", BreakerReport(
+            tool="t", success=False, holder="test", policy=policy), result_type=BreakerOutcome)
+        assert outcome.breaker.consecutive_failures == 4  # carried over
+        board = await handle.query("breakers", result_type=BreakerBoard)
+        assert board.max_updates == 3 and board.tools["t"].phase == BreakerPhase.CLOSED
+        await handle.terminate()
