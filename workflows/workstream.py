@@ -197,21 +197,31 @@ class WorkstreamWorkflow(GatedWorkflow):
             self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "
                             f"{self._workspace.branch}")
             await self._schedule()
+            merge_commit = None
+            if inp.spec.merge_to_base and all(
+                    st == StepState.SUCCEEDED for st in self._steps.values()):
+                merge_commit = await self._merge()
         except asyncio.CancelledError:
             await self._cancel_steps()
             self._set_state(RunState.CANCELED, "canceled")
             raise
+        except ActivityError as err:  # workspace or merge: the run cannot go on
+            cause = err.cause
+            return self._fail(f"{err.activity_type} failed: "
+                              f"{cause.message if cause else err.message}")
         if all(st == StepState.SUCCEEDED for st in self._steps.values()):
-            merge_commit = None
-            if inp.spec.merge_to_base:
-                merge_commit = await self._merge()
             self._set_state(RunState.SUCCEEDED, "every step succeeded")
             return WorkstreamResult(state=self._state, steps=dict(self._steps),
                                     branch=self._workspace.branch, merge_commit=merge_commit,
                                     handoffs=list(self._handoffs), audit=self.audit_log())
-        bad = [f"{s} {st.value}" for s, st in self._steps.items() if st != StepState.SUCCEEDED]
-        self._set_state(RunState.FAILED, "; ".join(bad))
-        raise ApplicationError(f"workstream {inp.spec.work_item} failed: {'; '.join(bad)}",
+        return self._fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
+                                    if st != StepState.SUCCEEDED))
+
+    def _fail(self, reason: str) -> WorkstreamResult:
+        """End the run failed: raise ApplicationError (type ``WorkstreamFailed``)."""
+        assert self._inp
+        self._set_state(RunState.FAILED, reason)
+        raise ApplicationError(f"workstream {self._inp.spec.work_item} failed: {reason}",
                                type="WorkstreamFailed", non_retryable=True)
 
     async def _prepare_workspace(self) -> Workspace:

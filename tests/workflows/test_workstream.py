@@ -433,3 +433,34 @@ async def test_breaker_workflow_continues_as_new_with_its_board(
         board = await handle.query("breakers", result_type=BreakerBoard)
         assert board.max_updates == 3 and board.tools["t"].phase == BreakerPhase.CLOSED
         await handle.terminate()
+
+
+async def test_routing_waits_while_every_tool_is_open(ts_env: WorkflowEnvironment,
+                                                      tmp_path: Path, task_queue: str):
+    tools = {"only": {"adapter": "shell", "breaker": {"failure_threshold": 1,
+                                                      "cool_down_seconds": 120}}}
+    inp = make_input(tmp_path, [shell("breaks", "exit 1"), shell("waits", "true")],
+                     tools=tools, routes={"shell": {"tools": ["only"]}}, max_parallel=1)
+    async with Run(ts_env, tmp_path, task_queue) as run:
+        handle = await run.start(inp)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        report = await handle.query("report", result_type=WorkstreamReport)
+    routed = [e for e in report.events if e.kind == "routed" and e.step == "waits"]
+    assert routed[0].detail.startswith("waiting ")
+    assert "only skipped: open until" in routed[0].detail
+    assert routed[-1].detail.startswith("only (half-open trial)")
+    assert (routed[-1].at - routed[0].at).total_seconds() >= 119  # a durable timer
+    assert report.steps == {"breaks": StepState.FAILED, "waits": StepState.SUCCEEDED}
+
+
+async def test_missing_base_branch_fails_the_run_with_the_reason(
+        ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str, git_repo: Path):
+    inp = make_input(tmp_path, [shell("a", "true")], repo=git_repo, base_branch="nope")
+    async with Run(ts_env, tmp_path, task_queue) as run:
+        handle = await run.start(inp)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        state = await handle.query("state")
+    assert "base branch 'nope' does not exist" in str(failed.value.cause)
+    assert state["state"] == "failed" and "prepare_branch failed" in state["reason"]
