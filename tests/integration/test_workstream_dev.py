@@ -3,9 +3,13 @@ the CLI as a user runs it: real shell steps build and test a small Python packag
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import uuid
 from pathlib import Path
+
+import yaml
 
 from settings import Settings
 from tests.integration.test_cli import acli, assert_one_line_error, env  # noqa: F401
@@ -63,3 +67,57 @@ async def test_example_spec_builds_and_tests_the_package(dev_env, env, task_queu
         broken = await acli("workstream", "verify", "calc-package", env=env)
         assert broken.returncode == 1
         assert f"chain broken at commit {bad}" in broken.stdout
+
+
+async def status_of(wf: str, environ: dict[str, str]) -> dict:
+    proc = await acli("workstream", "status", wf, "--json", env=environ)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+async def wait_status(wf: str, environ: dict[str, str], pred) -> dict:
+    for _ in range(100):
+        status = await status_of(wf, environ)
+        if pred(status):
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{wf} never reached the expected status: {status}")
+
+
+async def test_quarantine_resume_review_and_cancel_from_the_cli(
+        dev_env, env, task_queue, tmp_path):  # noqa: F811
+    item = f"cli-{uuid.uuid4().hex[:6]}"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"work_item": item, "failure_budget": 0, "steps": [
+        {"id": "fragile", "kind": "shell",
+         "inputs": {"script": 'test -f "$WORKSTREAM_SPEC_DIR/fixed"'}},
+        {"id": "review-me", "kind": "shell", "gate": True, "depends_on": ["fragile"],
+         "inputs": {"script": "echo draft"}},
+    ]}))
+    settings = Settings(orchestrator_home=tmp_path / "home", temporal_task_queue=task_queue)
+    async with make_worker(dev_env.client, settings):
+        assert (await acli("workstream", "start", str(spec), env=env)).returncode == 0
+        status = await wait_status(item, env, lambda s: s["progress"]["state"] == "quarantined")
+        assert "exceed the failure budget of 0: fragile" in status["state"]["reason"]
+        assert_one_line_error(await acli("workstream", "approve", item, env=env),
+                              "no gate is open")
+        (tmp_path / "fixed").write_text("")
+        resumed = await acli("workstream", "resume", item, "--comment", "fixed", env=env)
+        assert "re-running fragile" in resumed.stdout, resumed.stderr
+        assert_one_line_error(await acli("workstream", "resume", item, env=env),
+                              "only a quarantined run can be resumed")
+        await wait_status(item, env, lambda s: s["progress"]["review"] == ["review-me"])
+        approved = await acli("workstream", "approve", item, "--step", "review-me", env=env)
+        assert "review-review-me: approve accepted" in approved.stdout, approved.stderr
+        status = await wait_status(item, env, lambda s: s["progress"]["state"] == "succeeded")
+        assert status["progress"]["done"] == ["fragile", "review-me"]
+
+        long_item = f"cli-long-{uuid.uuid4().hex[:6]}"
+        spec.write_text(yaml.safe_dump({"work_item": long_item, "steps": [
+            {"id": "long", "kind": "shell", "inputs": {"script": "sleep 300"}}]}))
+        assert (await acli("workstream", "start", str(spec), env=env)).returncode == 0
+        await wait_status(long_item, env, lambda s: s["progress"]["running"] == ["long"])
+        assert (await acli("workstream", "cancel", long_item, env=env)).returncode == 0
+        status = await wait_status(long_item, env,
+                                   lambda s: s["progress"]["state"] == "canceled")
+        assert status["state"]["steps"] == {"long": "canceled"}
