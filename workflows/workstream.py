@@ -205,7 +205,8 @@ class WorkstreamWorkflow(GatedWorkflow):
             await self._cancel_steps()
             self._set_state(RunState.CANCELED, "canceled")
             raise
-        except ActivityError as err:  # workspace or merge: the run cannot go on
+        except ActivityError as err:  # workspace, git or breaker: the run cannot go on
+            await self._cancel_steps()
             cause = err.cause
             return self._fail(f"{err.activity_type} failed: "
                               f"{cause.message if cause else err.message}")
