@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import uuid
@@ -131,7 +132,10 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=100)
     parser.add_argument("--max-parallel", type=int, default=20)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.chain, args.fanout, args.max_parallel)), indent=2))
+    print(json.dumps(asyncio.run(run(args.chain, args.fanout, args.max_parallel)), indent=2),
+          flush=True)
+    # skip interpreter finalization, which the Temporal core runtime's threads can abort
+    os._exit(0)
 
 
 if __name__ == "__main__":

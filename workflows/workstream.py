@@ -380,7 +380,11 @@ class WorkstreamWorkflow(GatedWorkflow):
         router = self._inp.router
         route = router.routes[step.kind]
         candidates = [t for t in route.tools if router.tools[t].healthy]
-        why = f"{route.strategy.value} over [{', '.join(route.tools)}]"
+        tools = f"[{', '.join(route.tools)}]"
+        why = {Strategy.FIXED: f"fixed: first available of {tools}",
+               Strategy.ROUND_ROBIN: f"round_robin over {tools}",
+               Strategy.AUTO: f"auto: first healthy tool covering {sorted(step.requires)} "
+                              f"of {tools}"}[route.strategy]
         unhealthy = [t for t in route.tools if not router.tools[t].healthy]
         if unhealthy:
             why += f"; unhealthy: {', '.join(unhealthy)}"
@@ -389,7 +393,7 @@ class WorkstreamWorkflow(GatedWorkflow):
             lacking = [t for t in candidates if not need <= set(router.tools[t].capabilities)]
             candidates = [t for t in candidates if t not in lacking]
             if lacking:
-                why += f"; lack {sorted(need)}: {', '.join(lacking)}"
+                why += f"; lacking capabilities: {', '.join(lacking)}"
         if not candidates:
             self._event("routed", f"no tool: {why}", step.id)
             return None
@@ -398,7 +402,7 @@ class WorkstreamWorkflow(GatedWorkflow):
             self._turns[step.kind] = turn + 1
             k = turn % len(candidates)
             candidates = candidates[k:] + candidates[:k]
-            why += f"; turn {turn + 1}"
+            why = why.replace("round_robin", f"round_robin turn {turn + 1}", 1)
         holder = f"{workflow.info().workflow_id}/{step.id}/{number}"
         while True:
             if any(router.tools[t].breaker for t in candidates):

@@ -34,7 +34,8 @@ async def test_example_spec_builds_and_tests_the_package(dev_env, env, task_queu
         assert "workstream-calc-package: succeeded" in status.stdout
         report_md = (await acli("workstream", "report", "calc-package", env=env)).stdout
         assert "# Workstream calc-package" in report_md and "## Routing decisions" in report_md
-        assert "`unit-tests`: sh: auto over [sh, sh-spare]" in report_md
+        assert ("`unit-tests`: sh: auto: first healthy tool covering ['python3'] of "
+                "[sh, sh-spare]") in report_md
         report = json.loads((await acli("workstream", "report", "calc-package", "--json",
                                         env=env)).stdout)
         assert report["state"] == "succeeded" and report["executions"] == 5

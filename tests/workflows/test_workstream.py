@@ -366,8 +366,9 @@ async def test_routing_strategies_record_their_reasons(ts_env: WorkflowEnvironme
     used = {a.step: a.tool for a in report.attempts}
     assert used == {"r0": "a", "r1": "b", "r2": "a", "needs-gpu": "b", "any": "a"}
     why = {e.step: e.detail for e in report.events if e.kind == "routed"}
-    assert why["r1"] == "b: round_robin over [a, b]; turn 2"
-    assert why["needs-gpu"] == "b: auto over [sick, a, b]; unhealthy: sick; lack ['gpu']: a"
+    assert why["r1"] == "b: round_robin turn 2 over [a, b]"
+    assert why["needs-gpu"] == ("b: auto: first healthy tool covering ['gpu'] of [sick, a, b]; "
+                                "unhealthy: sick; lacking capabilities: a")
 
 
 async def test_python_adapter_calls_by_import_path(ts_env: WorkflowEnvironment,
