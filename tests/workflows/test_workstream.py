@@ -4,6 +4,7 @@ worker's real activities: shell steps run as real processes in real git workspac
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import uuid
 from datetime import timedelta
@@ -19,7 +20,7 @@ from temporalio.client import (
 )
 from temporalio.testing import WorkflowEnvironment
 
-from activities.workstream import verify_chain
+from activities.workstream import digest, verify_chain
 from models.common import GateDecision, Verdict
 from models.workstream import (
     BreakerBoard,
@@ -122,6 +123,14 @@ async def test_diamond_runs_parallel_steps_together_and_dependents_after(
     assert len(report.handoffs) == 4
     check = verify_chain(Path(report.workspace), report.branch, handle.id, report.handoffs)
     assert check.ok and check.checked == 4
+    doc = json.loads(Path(report.handoffs[-1].path).read_text())
+    assert doc["schema"] == "handoff-artifact" and doc["version"] == 1
+    assert (doc["step"], doc["attempt"], doc["tool"], doc["sequence"]) == ("bottom", 1, "sh", 4)
+    assert doc["inputs_digest"] == digest({"kind": "shell", "inputs": {
+        "script": "cat left.txt right.txt"}, "tool": "sh"})
+    assert doc["outputs"][0]["sha256"] == bottom.outputs[0].sha256
+    assert doc["timings"]["seconds"] >= 0 and doc["timings"]["started_at"]
+    assert doc["previous_sha256"] == report.handoffs[-2].sha256
 
 
 async def test_priority_then_spec_order_and_max_parallel(
