@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     def github_enabled(self) -> bool:
         """Whether the SDLC issue, labels, comments and PR live on GitHub."""
         return bool(self.github_token and self.github_repository)
+    # -- workstream engine --
+    workstream_router_config: Path | None = Field(
+        None, description="router config YAML of workstream specs that name none "
+        "(unset: one tool per adapter: shell, python, agent, noop)")
 
     @model_validator(mode="after")
     def _check_runner(self) -> Settings:
@@ -186,6 +190,11 @@ class Settings(BaseSettings):
     def issues_root(self) -> Path:
         """Where the local issue tracker keeps its issues."""
         return (self.orchestrator_home / "issues").resolve()
+
+    @property
+    def workspace_root(self) -> Path:
+        """Where workstream runs without a repository get their workspace."""
+        return (self.orchestrator_home / "workspaces").resolve()
 
     @property
     def artifact_root(self) -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli import analysis, demo, gates, llm, sdlc, server
+from cli import analysis, demo, gates, llm, sdlc, server, workstream
 from cli.common import exit_process, run
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_parser(sub)
     gates.add_parsers(sub)
     llm.add_parsers(sub)
+    workstream.add_parser(sub)
     return parser
 
 

@@ -25,11 +25,13 @@ from activities.agents import (
 )
 from activities.analysis import AnalysisActivities
 from activities.artifacts import ArtifactStore
+from activities.breaker import BreakerActivities
 from activities.git import GitActivities
 from activities.github import GitHubIssueTracker
 from activities.issues import LocalIssueTracker
 from activities.llm import LlmActivities, build_anthropic_provider, build_llm_provider
 from activities.web_search import WebSearchActivities, build_exa_client
+from activities.workstream import WorkstreamActivities
 from cli.server import ensure_search_attributes
 from settings import (
     PerformanceSettings,
@@ -41,9 +43,12 @@ from settings import (
     temporal_connect_config,
 )
 from workflows.analysis import AnalysisWorkflow
+from workflows.breaker import BreakerWorkflow
 from workflows.sdlc import SdlcWorkflow
+from workflows.workstream import WorkstreamWorkflow
 
-ALL_WORKFLOWS: list[type] = [SdlcWorkflow, AnalysisWorkflow]
+ALL_WORKFLOWS: list[type] = [SdlcWorkflow, AnalysisWorkflow, WorkstreamWorkflow,
+                             BreakerWorkflow]
 
 
 def build_activities(settings: Settings) -> list[Any]:
@@ -60,13 +65,19 @@ def build_activities(settings: Settings) -> list[Any]:
     analysis = AnalysisActivities(ArtifactStore(settings.artifact_root))
     exa_key = settings.exa_api_key.get_secret_value() if settings.exa_api_key else None
     search = WebSearchActivities(build_exa_client(exa_key, settings.exa_base_url))
-    return [
+    activities = [
         git.prepare_branch, git.add_worktree, git.remove_worktree,
         *issue_tracker_activities(settings),
         agents.run_agent,
         llm.llm_complete,
         analysis.load_sources, analysis.write_report, search.web_search,
     ]
+    # workstream engine
+    ws = WorkstreamActivities(settings.workspace_root, ArtifactStore(settings.artifact_root))
+    breakers = BreakerActivities()
+    activities += [ws.init_workspace, ws.run_shell, ws.run_python, ws.run_noop,
+                   ws.commit_handoff, ws.merge, breakers.pick, breakers.report]
+    return activities
 
 
 def issue_tracker_activities(settings: Settings) -> list[Any]:

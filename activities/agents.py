@@ -242,9 +242,30 @@ async def run_process(
             process group is killed first).
         asyncio.CancelledError: the activity was cancelled (the group is killed first).
     """
+    code, out, _ = await run_process_split(argv, cwd=cwd, env=env, stdin=stdin,
+                                           timeout=timeout, merge_stderr=True)
+    return code, out
+
+
+async def run_process_split(
+    argv: list[str], *, cwd: Path, env: Mapping[str, str], stdin: bytes, timeout: float,
+    merge_stderr: bool = False, label: str = "agent",
+) -> tuple[int, str, str]:
+    """Like :func:`run_process`, with stdout and stderr kept apart.
+
+    Returns:
+        (exit code, stdout, stderr); stderr is "" when ``merge_stderr`` sends it
+        to stdout.
+
+    Raises:
+        ApplicationError: (type ``AgentTimeout``) ran longer than ``timeout``
+            seconds; ``label`` names what ran in the message.
+        asyncio.CancelledError: the activity was cancelled (the group is killed first).
+    """
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=cwd, env=dict(env), stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
         start_new_session=True,
     )
     communicate = asyncio.ensure_future(proc.communicate(stdin))
@@ -255,12 +276,13 @@ async def run_process(
             wait = min(HEARTBEAT_EVERY, max(deadline - loop.time(), 0))
             done, _ = await asyncio.wait({communicate}, timeout=wait)
             if done:
-                out, _ = communicate.result()
-                return proc.returncode or 0, out.decode(errors="replace")
+                out, err = communicate.result()
+                return (proc.returncode or 0, out.decode(errors="replace"),
+                        (err or b"").decode(errors="replace"))
             activity.heartbeat()
             if loop.time() >= deadline:
                 raise ApplicationError(
-                    f"agent {argv[0]} ran longer than {timeout:.0f} s and was killed",
+                    f"{label} {argv[0]} ran longer than {timeout:.0f} s and was killed",
                     type="AgentTimeout",
                 )
     finally:

@@ -102,6 +102,110 @@ def commit_round(
     return git(worktree, "rev-parse", "HEAD")
 
 
+def identity_args(cwd: Path) -> list[str]:
+    """``-c user.name=... -c user.email=...`` when the repository and the user have
+    no committer identity configured, else nothing."""
+    if git(cwd, "config", "user.email", check=False):
+        return []
+    return [a for k, v in FALLBACK_IDENTITY.items() for a in ("-c", f"{k}={v}")]
+
+
+def init_repository(path: Path, branch: str) -> None:
+    """Make ``path`` a git repository on ``branch`` with one empty commit; a
+    repository already there is left as it is (idempotent)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if (path / ".git").exists():
+        return
+    git(path, "init", "-q", "-b", branch)
+    git(path, *identity_args(path), "commit", "-q", "--allow-empty", "-m", "workspace created")
+
+
+def find_commit(cwd: Path, rev: str, trailers: dict[str, str], depth: int = 20
+                ) -> str | None:
+    """The newest of the last ``depth`` commits reachable from ``rev`` that carries
+    every one of ``trailers``, or None. (Bounded, so that a long history costs
+    nothing: a retried activity looks for the commit it made moments ago.)"""
+    for sha, found in reversed(trailer_log(cwd, rev, depth)):
+        if all(found.get(k) == v for k, v in trailers.items()):
+            return sha
+    return None
+
+
+def commit_file(worktree: Path, relpath: str, message: str) -> str:
+    """Stage ``relpath`` and commit it alone with ``message``; return the commit SHA.
+    Three git processes; no idempotency check (callers look first, see
+    :func:`find_commit`).
+
+    Raises:
+        GitError: git failed (e.g. nothing to commit).
+    """
+    git(worktree, "add", "--", relpath)
+    git(worktree, *identity_args(worktree), "commit", "-q", "-m", message, "--", relpath)
+    return git(worktree, "rev-parse", "HEAD")
+
+
+def trailer_log(cwd: Path, rev: str, limit: int | None = None
+                ) -> list[tuple[str, dict[str, str]]]:
+    """(commit SHA, trailers) of every commit reachable from ``rev`` (the newest
+    ``limit`` when given), oldest first.
+
+    Trailers are parsed by git (``%(trailers:only,unfold)``); a repeated key keeps
+    its last value.
+    """
+    count = [f"-n{limit}"] if limit else []
+    out = git(cwd, "log", *count, "--format=%H%x1f%(trailers:only,unfold)%x1e", rev)
+    result: list[tuple[str, dict[str, str]]] = []
+    for record in out.split("\x1e"):
+        if not record.strip():
+            continue
+        sha, _, text = record.strip("\n").partition("\x1f")
+        trailers = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition(": ")
+            if sep:
+                trailers[key.strip()] = value.strip()
+        result.append((sha.strip(), trailers))
+    return result[::-1]
+
+
+def merge_branch(repo: Path, branch: str, base: str, message: str) -> str:
+    """Merge ``branch`` into ``base`` with a merge commit (``--no-ff``) and return
+    the SHA of ``base`` afterwards. Idempotent: when ``branch`` is already in
+    ``base``, nothing is done.
+
+    The merge happens in the worktree that has ``base`` checked out (it must be
+    clean), or in a temporary worktree when none has.
+
+    Raises:
+        GitError: the merge failed (e.g. a conflict; the merge is aborted first).
+    """
+    if subprocess.run(["git", "merge-base", "--is-ancestor", branch, base],
+                      cwd=repo).returncode == 0:
+        return git(repo, "rev-parse", base)
+    checked_out = git(repo, "worktree", "list", "--porcelain")
+    where: Path | None = None
+    path = ""
+    for line in checked_out.splitlines():
+        if line.startswith("worktree "):
+            path = line[len("worktree "):]
+        elif line == f"branch refs/heads/{base}":
+            where = Path(path)
+    temporary = where is None
+    if where is None:
+        where = repo / ".git" / f"merge-{branch.replace('/', '-')}"
+        git(repo, "worktree", "add", "-q", str(where), base)
+    try:
+        try:
+            git(where, *identity_args(where), "merge", "--no-ff", "-q", "-m", message, branch)
+        except GitError:
+            git(where, "merge", "--abort", check=False)
+            raise
+        return git(where, "rev-parse", "HEAD")
+    finally:
+        if temporary:
+            git(repo, "worktree", "remove", "--force", str(where), check=False)
+
+
 def _branch_owners(repo: Path) -> dict[str, str]:
     """Branch name -> workflow ID, from ``branch.<name>.orchestratorworkflow``."""
     out = git(repo, "config", "--get-regexp", rf"^branch\..*\.{_OWNER_KEY}$", check=False)

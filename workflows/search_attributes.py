@@ -14,7 +14,12 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair
 SDLC_PHASE = SearchAttributeKey.for_keyword("SdlcPhase")
 ANALYSIS_PHASE = SearchAttributeKey.for_keyword("AnalysisPhase")
 
-ALL_SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [SDLC_PHASE, ANALYSIS_PHASE]
+# workstream runs: the run state and the work item
+WORKSTREAM_STATE = SearchAttributeKey.for_keyword("WorkstreamState")
+WORK_ITEM = SearchAttributeKey.for_keyword("WorkItem")
+
+ALL_SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [SDLC_PHASE, ANALYSIS_PHASE, WORKSTREAM_STATE,
+                                                   WORK_ITEM]
 
 
 def started_with(key: SearchAttributeKey) -> bool:

@@ -1,4 +1,5 @@
-"""Record workflow histories for the replay tests: ``python tests/replay/record.py``.
+"""Record workflow histories for the replay tests: ``python tests/replay/record.py [NAME...]``
+(names: ``sdlc``, ``workstream``; default all).
 
 Runs each scenario on a fresh dev server with the real activities and saves
 its history as JSON under ``tests/replay/histories/``; name scenarios to record
@@ -85,6 +86,58 @@ async def record_analysis(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_workstream(workdir: Path) -> None:
+    """Workstream: a diamond with a retried step, a gate review (approved) and a
+    breaker-guarded tool; also saves the (still running) breaker workflow's history,
+    after a second run tripped a breaker and its cool-down timer fired."""
+    from cli.workstream import start_workstream
+    from models.workstream import Progress, RouterConfig, WorkstreamInput, WorkstreamSpec
+
+    spec = WorkstreamSpec.model_validate({"work_item": "replay", "max_parallel": 2, "steps": [
+        {"id": "a", "kind": "shell", "inputs": {"script": "echo a"}},
+        {"id": "b", "kind": "shell", "depends_on": ["a"],
+         "inputs": {"script": 'test "$WORKSTREAM_ATTEMPT" -ge 2'},
+         "retry": {"max_attempts": 3, "initial_interval": 0.1}},
+        {"id": "c", "kind": "shell", "depends_on": ["a"], "gate": True,
+         "inputs": {"script": "echo c"}},
+        {"id": "d", "kind": "shell", "depends_on": ["b", "c"], "inputs": {"argv": ["true"]}},
+    ]})
+    router = RouterConfig.model_validate({
+        "tools": {"sh": {"adapter": "shell", "breaker": {"failure_threshold": 2}},
+                  "broken": {"adapter": "shell",
+                             "breaker": {"failure_threshold": 1, "cool_down_seconds": 1}}},
+        "routes": {"shell": {"strategy": "fixed", "tools": ["sh"]},
+                   "broken": {"strategy": "fixed", "tools": ["broken"]}}})
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_workstream(env.client, settings, WorkstreamInput(
+                spec=spec, router=router, spec_dir=str(workdir)))
+            while "c" not in (await handle.query("progress", result_type=Progress)).review:
+                await asyncio.sleep(0.05)
+            await handle.execute_update(GATE_UPDATE, GateDecision(
+                gate="review-c", verdict=Verdict.APPROVE, actor="recorder"))
+            await handle.result()
+            history = await handle.fetch_history()
+            # trip the `broken` tool's breaker; its 1 s cool-down timer half-opens it
+            failing = await start_workstream(env.client, settings, WorkstreamInput(
+                spec=WorkstreamSpec.model_validate({"work_item": "replay-trip", "steps": [
+                    {"id": "x", "kind": "broken", "inputs": {"script": "exit 1"}}]}),
+                router=router, spec_dir=str(workdir)))
+            try:
+                await failing.result()
+            except Exception:  # noqa: BLE001 - it is meant to fail
+                pass
+            await asyncio.sleep(2)
+            breaker = await env.client.get_workflow_handle(
+                "workstream-breakers-replay").fetch_history()
+        (HISTORIES / "workstream_diamond_retry_gate.json").write_text(history.to_json())
+        (HISTORIES / "workstream_breaker.json").write_text(breaker.to_json())
+    finally:
+        await env.shutdown()
+
+
 async def record_sdlc_github(workdir: Path) -> None:
     """SDLC with GitHub (the local GitHub server): `/revise` by comment, then `/approve`."""
     repo, remote = workdir / "replay-gh-repo", workdir / "remote.git"
@@ -121,16 +174,15 @@ async def record_sdlc_github(workdir: Path) -> None:
 
 
 SCENARIOS = {"sdlc": record_sdlc, "sdlc_github": record_sdlc_github,
-             "analysis": record_analysis}
+             "analysis": record_analysis, "workstream": record_workstream}
 
 
 async def main(names: list[str]) -> None:
     """Record the named scenarios (default: all)."""
     HISTORIES.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in names or list(SCENARIOS):
+    for name in names or list(SCENARIOS):
+        with tempfile.TemporaryDirectory() as tmp:
             await SCENARIOS[name](Path(tmp))
-
 
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1:]))

@@ -30,3 +30,8 @@ async def test_history_replays(path: Path):
     replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+def test_there_are_workstream_histories_to_replay():
+    names = {p.stem for p in HISTORIES}
+    assert {"workstream_diamond_retry_gate", "workstream_breaker"} <= names

@@ -1,0 +1,331 @@
+"""Tool adapters of the workstream engine, its git handoff artifacts and their check.
+
+* ``ws_init_workspace``: a fresh git repository as the run's workspace (when the
+  spec names no repository; otherwise the run uses a worktree of it).
+* ``ws_run_shell`` / ``ws_run_python`` / ``ws_run_noop``: run one step. Shell steps
+  run ``argv`` or ``script`` in the workspace in their own process group,
+  heartbeating; cancellation and timeouts kill the group; stdout and stderr go to
+  the artifact store; a non-zero exit raises ``ApplicationError`` of type
+  ``ExitCode<N>`` (so a step's retry policy can name exit codes that never retry).
+* ``ws_commit_handoff``: write one ``handoff-artifact`` v1 JSON file and commit it,
+  one commit per event, with the workflow and run IDs in commit trailers.
+* ``ws_merge``: merge the run's branch into the base branch.
+
+:func:`verify_chain` checks a run's chain of handoff commits (``workstream verify``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import importlib
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.agents import run_process_split
+from activities.artifacts import ArtifactStore
+from activities.git import (
+    GitError,
+    commit_file,
+    find_commit,
+    git,
+    init_repository,
+    merge_branch,
+    trailer_log,
+)
+from models.common import ArtifactRef
+from models.workstream import (
+    HANDOFF_SCHEMA,
+    HANDOFF_SCHEMA_VERSION,
+    HandoffInput,
+    MergeInput,
+    StepOutput,
+    StepTask,
+    Workspace,
+    WorkspaceInput,
+)
+
+HANDOFF_DIR = ".workstream/handoffs"
+TRAILER_WORKFLOW = "Workstream-Workflow-Id"
+TRAILER_RUN = "Workstream-Run-Id"
+TRAILER_SEQUENCE = "Handoff-Sequence"
+TRAILER_PATH = "Handoff-Path"
+TRAILER_SHA = "Handoff-Sha256"
+MAX_INLINE_RESULT = 2048  # bytes of a python step's JSON result kept in history
+
+
+def digest(data: Any) -> str:
+    """SHA-256 hex of ``data`` as canonical JSON (sorted keys, no spaces)."""
+    raw = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def exit_code_error_type(code: int) -> str:
+    """The ApplicationError type of a shell step that exited with ``code``."""
+    return f"ExitCode{code}"
+
+
+class WorkstreamActivities:
+    """The workstream adapters.
+
+    Args:
+        workspace_root: fresh run workspaces are made as ``<root>/<workflow ID>``.
+        store: the artifact store (stdout, stderr and results of steps).
+    """
+
+    def __init__(self, workspace_root: Path, store: ArtifactStore) -> None:
+        self.workspace_root = workspace_root
+        self.store = store
+        self._git_dirs: dict[Path, Path] = {}
+
+    def _artifact_dir(self, task: StepTask) -> str:
+        return (f"workstream/{task.workflow_id}/{task.step}/"
+                f"{task.number}-a{activity.info().attempt}")
+
+    def _git_dir(self, ws: Path) -> Path:
+        if ws not in self._git_dirs:
+            self._git_dirs[ws] = Path(git(ws, "rev-parse", "--absolute-git-dir"))
+        return self._git_dirs[ws]
+
+    @activity.defn(name="ws_init_workspace")
+    def init_workspace(self, inp: WorkspaceInput) -> Workspace:
+        """A fresh git repository for a run without a repository, on branch
+        ``workstream/<workflow ID>`` (reused when it exists)."""
+        path = (self.workspace_root / inp.workflow_id).resolve()
+        init_repository(path, inp.base_branch)
+        branch = f"workstream/{inp.workflow_id}"
+        if git(path, "rev-parse", "--abbrev-ref", "HEAD") != branch:
+            exists = git(path, "rev-parse", "--verify", "-q", f"refs/heads/{branch}",
+                         check=False)
+            git(path, "checkout", "-q", *([] if exists else ["-b"]), branch)
+        return Workspace(path=str(path), branch=branch, repo_path=str(path),
+                         base_branch=inp.base_branch)
+
+    @activity.defn(name="ws_run_shell")
+    async def run_shell(self, task: StepTask) -> StepOutput:
+        """Run a shell step: ``inputs.argv`` (list) or ``inputs.script`` (run with
+        ``/bin/sh -e -c``), environment = worker's + tool's ``env`` + ``inputs.env`` +
+        ``WORKSTREAM_*`` variables, cwd = the workspace.
+
+        Raises:
+            ApplicationError: no argv or script (non-retryable); exit code N != 0
+                (type ``ExitCode<N>``, details: attempt, exit code, outputs); timeout.
+        """
+        info = activity.info()
+        argv = task.inputs.get("argv")
+        script = task.inputs.get("script")
+        if argv is None and script is None:
+            raise ApplicationError(f"shell step {task.step!r} needs inputs.argv or "
+                                   "inputs.script", type="InvalidStep", non_retryable=True)
+        if argv is None:
+            argv = ["/bin/sh", "-e", "-c", str(script)]
+        env = {**os.environ, **task.spec.env,
+               **{k: str(v) for k, v in (task.inputs.get("env") or {}).items()},
+               "WORKSTREAM_WORKFLOW_ID": task.workflow_id, "WORKSTREAM_STEP": task.step,
+               "WORKSTREAM_ATTEMPT": str(info.attempt), "WORKSTREAM_TOOL": task.tool,
+               "WORKSTREAM_SPEC_DIR": task.spec_dir, "WORKSTREAM_WORKSPACE": task.workspace}
+        code, out, err = await run_process_split(
+            [str(a) for a in argv], cwd=Path(task.workspace), env=env, stdin=b"",
+            timeout=task.timeout, label=f"step {task.step}")
+        base = self._artifact_dir(task)
+        outputs = [self.store.write(f"{base}/stdout.txt", out),
+                   self.store.write(f"{base}/stderr.txt", err)]
+        if code != 0:
+            tail = (err.strip() or out.strip())[-1500:]
+            raise ApplicationError(
+                f"step {task.step!r} on {task.tool} exited with code {code}: {tail}",
+                {"attempt": info.attempt, "exit_code": code,
+                 "outputs": [o.model_dump() for o in outputs]},
+                type=exit_code_error_type(code))
+        return StepOutput(attempt=info.attempt, exit_code=0, outputs=outputs)
+
+    @activity.defn(name="ws_run_python")
+    async def run_python(self, task: StepTask) -> StepOutput:
+        """Call ``inputs.callable`` (``package.module:function``) with ``inputs.kwargs``;
+        a coroutine function is awaited, a plain one runs on a thread. The JSON of
+        its return value is stored as ``result.json`` (and returned when small).
+
+        Raises:
+            ApplicationError: the callable cannot be imported (non-retryable); it
+                raised (retryable, type ``PythonStepFailed``).
+        """
+        target = str(task.inputs.get("callable", ""))
+        module_name, _, func_name = target.partition(":")
+        try:
+            func = getattr(importlib.import_module(module_name), func_name)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ApplicationError(
+                f"python step {task.step!r}: cannot import {target!r} ({err}); give "
+                "inputs.callable as 'package.module:function'", type="InvalidStep",
+                non_retryable=True) from None
+        kwargs = dict(task.inputs.get("kwargs") or {})
+        try:
+            if inspect.iscoroutinefunction(func):
+                result = await asyncio.wait_for(func(**kwargs), task.timeout)
+            else:
+                result = await asyncio.to_thread(func, **kwargs)
+        except Exception as err:  # noqa: BLE001 - the step's own failure, reported
+            raise ApplicationError(f"python step {task.step!r}: {target} raised "
+                                   f"{type(err).__name__}: {err}",
+                                   {"attempt": activity.info().attempt},
+                                   type="PythonStepFailed") from None
+        raw = json.dumps(result, default=str, sort_keys=True)
+        ref = self.store.write(f"{self._artifact_dir(task)}/result.json", raw)
+        return StepOutput(attempt=activity.info().attempt, outputs=[ref],
+                          result=result if len(raw) <= MAX_INLINE_RESULT else None)
+
+    @activity.defn(name="ws_run_noop")
+    async def run_noop(self, task: StepTask) -> StepOutput:
+        """Do nothing (benchmarks and placeholders)."""
+        return StepOutput(attempt=activity.info().attempt)
+
+    @activity.defn(name="ws_commit_handoff")
+    def commit_handoff(self, inp: HandoffInput) -> ArtifactRef:
+        """Write the ``handoff-artifact`` v1 JSON of one finished step attempt to
+        ``.workstream/handoffs/<sequence>-<step>-<number>.json`` and commit it with
+        trailers ``Workstream-Workflow-Id``, ``Workstream-Run-Id``,
+        ``Handoff-Sequence``, ``Handoff-Path`` and ``Handoff-Sha256``.
+
+        Commits of parallel steps are serialized by a lock file in the git
+        directory; a retried attempt finds and returns its earlier commit.
+
+        Returns:
+            The artifact (path, SHA-256, size, commit SHA).
+        """
+        ws = Path(inp.workspace)
+        att = inp.attempt
+        rel = f"{HANDOFF_DIR}/{inp.sequence:04d}-{att.step}-{att.number}.json"
+        doc = {
+            "schema": HANDOFF_SCHEMA, "version": HANDOFF_SCHEMA_VERSION,
+            "workflow_id": inp.workflow_id, "run_id": inp.run_id, "sequence": inp.sequence,
+            "step": att.step, "attempt": att.number, "temporal_attempts": att.attempts,
+            "tool": att.tool, "outcome": att.outcome, "exit_code": att.exit_code,
+            "error": att.error, "inputs_digest": inp.inputs_digest,
+            "outputs": [o.model_dump(mode="json") for o in att.outputs],
+            "timings": {"started_at": att.started_at.isoformat(),
+                        "finished_at": att.finished_at.isoformat() if att.finished_at else None,
+                        "seconds": att.seconds},
+            "previous_sha256": inp.previous_sha256,
+        }
+        data = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+        sha = hashlib.sha256(data.encode()).hexdigest()
+        trailers = {TRAILER_WORKFLOW: inp.workflow_id, TRAILER_RUN: inp.run_id,
+                    TRAILER_SEQUENCE: str(inp.sequence), TRAILER_PATH: rel, TRAILER_SHA: sha}
+        lock_path = self._git_dir(ws) / "workstream.lock"
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = find_commit(ws, "HEAD", {TRAILER_WORKFLOW: inp.workflow_id,
+                                            TRAILER_SEQUENCE: str(inp.sequence)})
+            if done is None:
+                target = ws / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(data)
+                trailer_text = "\n".join(f"{k}: {v}" for k, v in trailers.items())
+                done = commit_file(ws, rel, f"handoff: {att.step} execution {att.number} "
+                                   f"{att.outcome}\n\n{trailer_text}\n")
+        return ArtifactRef(path=str(ws / rel), sha256=sha, bytes=len(data.encode()),
+                           commit=done)
+
+    @activity.defn(name="ws_merge")
+    def merge(self, inp: MergeInput) -> str:
+        """Merge the run's branch into the base branch; return the base's new SHA.
+
+        Raises:
+            ApplicationError: (non-retryable) the merge conflicts or the base
+                worktree is not clean; the message has git's reason.
+        """
+        try:
+            return merge_branch(Path(inp.repo_path), inp.branch, inp.base_branch,
+                                f"Merge workstream {inp.branch}\n\n"
+                                f"{TRAILER_WORKFLOW}: {inp.workflow_id}\n")
+        except GitError as err:
+            raise ApplicationError(f"cannot merge {inp.branch} into {inp.base_branch}: {err}",
+                                   type="MergeFailed", non_retryable=True) from None
+
+
+class ChainCheck(BaseModel):
+    """What :func:`verify_chain` found.
+
+    Attributes:
+        ok: the chain is intact.
+        checked: handoff commits checked.
+        first_bad_commit: SHA of the first commit that breaks the chain, or None.
+        problem: what is wrong with it.
+    """
+
+    ok: bool
+    checked: int
+    first_bad_commit: str | None = None
+    problem: str = ""
+
+
+def verify_chain(repo: Path, rev: str, workflow_id: str,
+                 expected: list[ArtifactRef] | None = None) -> ChainCheck:
+    """Check the handoff commits of ``workflow_id`` reachable from ``rev``.
+
+    Each handoff commit (the one carrying ``Workstream-Workflow-Id: workflow_id``)
+    must, in order: carry ``Handoff-Sequence`` 1, 2, 3...; hold at ``Handoff-Path``
+    a ``handoff-artifact`` v1 document whose SHA-256 equals ``Handoff-Sha256`` and
+    whose ``previous_sha256`` is the previous artifact's SHA-256 (a hash chain);
+    match the workflow's own record in ``expected`` (commit SHA and SHA-256) when
+    given. No other commit may touch ``.workstream/handoffs/``, and the chain must
+    be as long as ``expected``.
+
+    Raises:
+        GitError: ``rev`` does not exist in ``repo``.
+    """
+    chain = [(sha, t) for sha, t in trailer_log(repo, rev)
+             if t.get(TRAILER_WORKFLOW) == workflow_id and TRAILER_SEQUENCE in t]
+    in_chain = {sha for sha, _ in chain}
+    previous = ""
+    for i, (sha, t) in enumerate(chain):
+        def bad(problem: str, sha: str = sha, i: int = i) -> ChainCheck:
+            return ChainCheck(ok=False, checked=i, first_bad_commit=sha, problem=problem)
+
+        if t.get(TRAILER_SEQUENCE) != str(i + 1):
+            return bad(f"sequence {t.get(TRAILER_SEQUENCE)} where {i + 1} was expected")
+        path = t.get(TRAILER_PATH, "")
+        raw = git(repo, "show", f"{sha}:{path}", check=False)
+        if not raw:
+            return bad(f"the commit lacks its artifact {path!r}")
+        data = (raw + "\n").encode()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != t.get(TRAILER_SHA):
+            return bad(f"{path} has SHA-256 {actual[:12]}, the trailer says "
+                       f"{t.get(TRAILER_SHA, '')[:12]}")
+        try:
+            doc = json.loads(raw)
+        except json.JSONDecodeError:
+            return bad(f"{path} is not JSON")
+        if doc.get("schema") != HANDOFF_SCHEMA or doc.get("version") != HANDOFF_SCHEMA_VERSION:
+            return bad(f"{path} is not a {HANDOFF_SCHEMA} v{HANDOFF_SCHEMA_VERSION} document")
+        if doc.get("previous_sha256") != previous:
+            return bad(f"{path} does not link to the previous artifact")
+        if expected is not None:
+            if i >= len(expected):
+                return bad("the workflow recorded no handoff at this position")
+            if expected[i].commit != sha or expected[i].sha256 != actual:
+                return bad(f"the workflow recorded commit {(expected[i].commit or '')[:12]} "
+                           "here; history was rewritten")
+        previous = actual
+    touched = git(repo, "log", "--reverse", "--format=%H", rev, "--", HANDOFF_DIR).split()
+    for sha in touched:
+        if sha not in in_chain:
+            other = trailer_log(repo, f"{sha}^!")[0][1].get(TRAILER_WORKFLOW)
+            if other is None or other == workflow_id:
+                return ChainCheck(ok=False, checked=len(chain), first_bad_commit=sha,
+                                  problem="changes handoff artifacts outside the chain")
+    if expected is not None and len(chain) < len(expected):
+        missing = expected[len(chain)]
+        return ChainCheck(ok=False, checked=len(chain), first_bad_commit=missing.commit,
+                          problem=f"{len(expected) - len(chain)} recorded handoff commit(s) "
+                          f"are missing from {rev}")
+    return ChainCheck(ok=True, checked=len(chain))

@@ -1,0 +1,321 @@
+"""``workstream start|status|report|resume|cancel|verify|approve|reject|revise``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+
+from activities.workstream import verify_chain
+from cli import gates
+from cli.common import CliError, Context, default_actor, json_flag
+from cli.server import ensure_search_attributes
+from models.common import Verdict
+from models.workstream import (
+    Progress,
+    ResumeAck,
+    ResumeRequest,
+    RouterConfig,
+    RunState,
+    WorkstreamInput,
+    WorkstreamReport,
+    WorkstreamSpec,
+)
+from settings import Settings
+from workflows.search_attributes import WORK_ITEM, WORKSTREAM_STATE
+
+# Used when neither the spec nor WORKSTREAM_ROUTER_CONFIG names a router config:
+# each adapter is a task kind with one tool of the same name.
+DEFAULT_ROUTER_CONFIG: dict[str, Any] = {
+    "tools": {name: {"adapter": name} for name in ("shell", "python", "agent", "noop")},
+    "routes": {name: {"strategy": "fixed", "tools": [name]}
+               for name in ("shell", "python", "agent", "noop")},
+}
+
+
+def workstream_id(work_item_or_id: str) -> str:
+    """The workflow ID ``workstream-<work item>`` (an ID given whole is kept)."""
+    if work_item_or_id.startswith("workstream-"):
+        return work_item_or_id
+    return f"workstream-{work_item_or_id}"
+
+
+def _read_yaml(path: Path, what: str) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise CliError(f"cannot read the {what} {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise CliError(f"{path} is not valid YAML: {err}".replace("\n", " ")) from None
+
+
+def _problems(err: ValidationError) -> str:
+    return "; ".join(
+        (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "")
+        + e["msg"].removeprefix("Value error, ") for e in err.errors())
+
+
+def _validated(model: type[BaseModel], data: Any, path: Path) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise CliError(f"{path}: {_problems(err)}") from None
+
+
+def load_input(spec_path: Path, settings: Settings) -> WorkstreamInput:
+    """Read and validate a spec and its router config into a WorkstreamInput.
+
+    The router config is the spec's ``router_config`` (relative to the spec), else
+    WORKSTREAM_ROUTER_CONFIG, else :data:`DEFAULT_ROUTER_CONFIG`; ``repo`` is
+    resolved relative to the spec too.
+
+    Raises:
+        CliError: unreadable file, bad YAML, or an invalid spec (unknown dependency,
+            cycle, duplicate step ID, unknown task kind...), naming the file and problem.
+    """
+    spec_path = spec_path.resolve()
+    spec = _validated(WorkstreamSpec, _read_yaml(spec_path, "spec"), spec_path)
+    router_path: Path | None = None
+    if spec.router_config:
+        router_path = (spec_path.parent / spec.router_config).resolve()
+    elif settings.workstream_router_config:
+        router_path = settings.workstream_router_config.resolve()
+    if router_path is not None:
+        router = _validated(RouterConfig, _read_yaml(router_path, "router config"), router_path)
+    else:
+        router = RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG)
+    repo_path = None
+    if spec.repo:
+        repo = (spec_path.parent / spec.repo).resolve()
+        if not (repo / ".git").exists():
+            raise CliError(f"{spec_path}: repo {spec.repo!r} ({repo}) is not a git repository")
+        repo_path = str(repo)
+    try:
+        return WorkstreamInput(spec=spec, router=router, repo_path=repo_path,
+                               spec_dir=str(spec_path.parent))
+    except ValidationError as err:
+        raise CliError(f"{spec_path}: {_problems(err)}") from None
+
+
+async def start_workstream(client: Client, settings: Settings, inp: WorkstreamInput
+                           ) -> WorkflowHandle[Any, Any]:
+    """Start WorkstreamWorkflow with ID ``workstream-<work item>``.
+
+    Raises:
+        WorkflowAlreadyStartedError: that work item was started before.
+    """
+    attrs = None
+    if await ensure_search_attributes(client):
+        attrs = TypedSearchAttributes([
+            SearchAttributePair(WORKSTREAM_STATE, RunState.PENDING.value),
+            SearchAttributePair(WORK_ITEM, inp.spec.work_item)])
+    return await client.start_workflow(
+        "WorkstreamWorkflow", inp, id=workstream_id(inp.spec.work_item),
+        task_queue=settings.temporal_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, search_attributes=attrs,
+        static_summary=f"workstream {inp.spec.work_item}: {len(inp.spec.steps)} steps")
+
+
+async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False) -> Progress:
+    """Print each change of the ``progress`` query until the run closes or is
+    quarantined; return the last progress."""
+    last = ""
+    while True:
+        desc = await handle.describe()
+        progress = await gates.query(handle, "progress", Progress)
+        line = (f"{progress.state.value}: done {len(progress.done)}, running "
+                f"{','.join(progress.running) or '-'}, review {','.join(progress.review) or '-'}, "
+                f"failed {','.join(progress.failed) or '-'}, blocked "
+                f"{','.join(progress.blocked) or '-'}, pending {len(progress.pending)}")
+        if line != last and not quiet:
+            print(line, flush=True)
+        last = line
+        if (desc.status != WorkflowExecutionStatus.RUNNING
+                or progress.state == RunState.QUARANTINED):
+            return progress
+        await asyncio.sleep(gates.POLL_INTERVAL)
+
+
+async def cmd_start(ctx: Context) -> int:
+    """``workstream start SPEC``."""
+    inp = load_input(Path(ctx.args.spec), ctx.settings)
+    handle = await start_workstream(await ctx.client(), ctx.settings, inp)
+    ctx.emit({"workflow_id": handle.id, "run_id": handle.result_run_id,
+              "ui": ctx.ui_link(handle.id)},
+             f"started {handle.id} ({len(inp.spec.steps)} steps)\n  web UI: "
+             f"{ctx.ui_link(handle.id)}\n  progress: python starter.py workstream status "
+             f"{handle.id}")
+    if ctx.args.follow:
+        progress = await follow_progress(handle, quiet=ctx.json)
+        return 0 if progress.state == RunState.SUCCEEDED else 1
+    return 0
+
+
+async def cmd_status(ctx: Context) -> int:
+    """``workstream status ID``: run state and step progress."""
+    handle = await ctx.handle(workstream_id(ctx.args.workflow_id))
+    progress = await gates.query(handle, "progress", Progress)
+    state = await gates.query(handle, "state")
+
+    def text() -> str:
+        lines = [f"{handle.id}: {progress.state.value}"
+                 + (f" ({state.get('reason')})" if state.get("reason") else "")]
+        for name in ("done", "running", "review", "failed", "blocked", "pending"):
+            ids = getattr(progress, name)
+            lines.append(f"  {name:<8} {len(ids):>3}  {', '.join(ids)}".rstrip())
+        for gate in state.get("pending_gates") or []:
+            lines.append(f"  open gate {gate['gate']}: {gate['prompt']}")
+        return "\n".join(lines)
+
+    ctx.emit({"progress": progress, "state": state}, text)
+    return 0
+
+
+def render_markdown(r: WorkstreamReport) -> str:
+    """The report as Markdown: summary, steps, attempts, routing decisions, breaker
+    trips and the handoff chain."""
+    total = ((r.finished_at - r.started_at).total_seconds()
+             if r.started_at and r.finished_at else None)
+    retries = sum(a.attempts - 1 for a in r.attempts)
+    lines = [f"# Workstream {r.work_item}", "",
+             f"- workflow: `{r.workflow_id}`", f"- state: **{r.state.value}**"
+             + (f" ({r.reason})" if r.reason else ""),
+             f"- duration: {f'{total:.1f} s' if total is not None else 'running'}",
+             f"- steps: {len(r.steps)}; executions: {len(r.attempts)}; retries: {retries}; "
+             f"breaker trips: {r.breaker_trips}",
+             f"- branch: `{r.branch}` in `{r.repo_path}`", "",
+             "## Steps", "", "| step | state | executions | attempts | retries | tool | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for step, state in r.steps.items():
+        atts = [a for a in r.attempts if a.step == step]
+        tries = sum(a.attempts for a in atts)
+        tools = ", ".join(dict.fromkeys(a.tool for a in atts)) or "-"
+        secs = sum(a.seconds for a in atts)
+        lines.append(f"| {step} | {state.value} | {len(atts)} | {tries} | "
+                     f"{tries - len(atts)} | {tools} | {secs:.2f} |")
+    lines += ["", "## Routing decisions", ""]
+    lines += [f"- {e.at:%H:%M:%S} `{e.step}`: {e.detail}" for e in r.events
+              if e.kind == "routed"] or ["- none"]
+    lines += ["", "## Breaker trips", ""]
+    lines += [f"- {e.at:%H:%M:%S} `{e.step}`: {e.detail}" for e in r.events
+              if e.kind == "breaker"] or ["- none"]
+    lines += ["", "## Failures", ""]
+    lines += [f"- `{a.step}` execution {a.number} on {a.tool}: {a.error[:200]}"
+              for a in r.attempts if a.outcome == "failed"] or ["- none"]
+    lines += ["", "## Handoff commits", ""]
+    lines += [f"{i}. `{(h.commit or '')[:12]}` {Path(h.path).name} sha256 {h.sha256[:12]}"
+              for i, h in enumerate(r.handoffs, 1)] or ["- none"]
+    return "\n".join(lines) + "\n"
+
+
+def report_json(r: WorkstreamReport) -> dict[str, Any]:
+    """The report as JSON: summary figures plus the whole report."""
+    total = ((r.finished_at - r.started_at).total_seconds()
+             if r.started_at and r.finished_at else None)
+    return {
+        "workflow_id": r.workflow_id, "state": r.state.value, "reason": r.reason,
+        "duration_seconds": total, "executions": len(r.attempts),
+        "attempts": sum(a.attempts for a in r.attempts),
+        "retries": sum(a.attempts - 1 for a in r.attempts), "breaker_trips": r.breaker_trips,
+        "routing_decisions": [e.model_dump(mode="json") for e in r.events if e.kind == "routed"],
+        "steps": {s: {"state": st.value,
+                      "seconds": sum(a.seconds for a in r.attempts if a.step == s)}
+                  for s, st in r.steps.items()},
+        "report": r.model_dump(mode="json"),
+    }
+
+
+async def cmd_report(ctx: Context) -> int:
+    """``workstream report ID [--format markdown|json]``."""
+    handle = await ctx.handle(workstream_id(ctx.args.workflow_id))
+    report = await gates.query(handle, "report", WorkstreamReport)
+    if ctx.json or ctx.args.format == "json":
+        print(json.dumps(report_json(report), indent=2, default=str))
+    else:
+        print(render_markdown(report), end="")
+    return 0
+
+
+async def cmd_resume(ctx: Context) -> int:
+    """``workstream resume ID``: re-run the failed steps of a quarantined run."""
+    handle = await ctx.handle(workstream_id(ctx.args.workflow_id))
+    ack = await handle.execute_update(
+        "resume", ResumeRequest(actor=ctx.args.actor or default_actor(),
+                                comment=ctx.args.comment or ""), result_type=ResumeAck)
+    ctx.emit(ack, f"resumed {handle.id}; re-running {', '.join(ack.rerun) or 'nothing'}")
+    return 0
+
+
+async def cmd_cancel(ctx: Context) -> int:
+    """``workstream cancel ID``: running steps are killed, the run ends canceled."""
+    ctx.args.workflow_id = workstream_id(ctx.args.workflow_id)
+    return await gates.cmd_cancel(ctx)
+
+
+async def cmd_verify(ctx: Context) -> int:
+    """``workstream verify ID``: check the run's chain of handoff commits; exit 1 and
+    name the first bad commit when it is broken."""
+    handle = await ctx.handle(workstream_id(ctx.args.workflow_id))
+    report = await gates.query(handle, "report", WorkstreamReport)
+    if not report.workspace or not report.branch:
+        raise CliError(f"{handle.id} has no workspace yet; nothing to verify")
+    check = await asyncio.to_thread(verify_chain, Path(report.workspace), report.branch,
+                                    handle.id, report.handoffs)
+    ctx.emit(check, lambda: (f"chain intact: {check.checked} handoff commit(s) on "
+                             f"{report.branch}") if check.ok else
+             f"chain broken at commit {check.first_bad_commit}: {check.problem} "
+             f"({check.checked} good commit(s) before it)")
+    return 0 if check.ok else 1
+
+
+def _decide(verdict: Verdict):
+    async def command(ctx: Context) -> int:
+        ctx.args.workflow_id = workstream_id(ctx.args.workflow_id)
+        if ctx.args.step:
+            ctx.args.gate = f"review-{ctx.args.step}"
+        return await gates.decide(ctx, verdict)
+    return command
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``workstream`` commands."""
+    js = json_flag()
+    ws = sub.add_parser("workstream", help="the workstream engine (DAG of steps on tools)"
+                        ).add_subparsers(dest="workstream_command", required=True)
+    p = ws.add_parser("start", help="validate a spec YAML and start its run", parents=[js])
+    p.add_argument("spec", help="the workstream spec (YAML)")
+    p.add_argument("--follow", action="store_true",
+                   help="print progress until the run ends or is quarantined")
+    p.set_defaults(command=cmd_start)
+    for name, fn, hlp in (("status", cmd_status, "run state and step progress"),
+                          ("cancel", cmd_cancel, "cancel the run (kills running steps)"),
+                          ("verify", cmd_verify, "check the chain of handoff commits")):
+        p = ws.add_parser(name, help=hlp, parents=[js])
+        p.add_argument("workflow_id", help="workstream-<work item> (or the work item)")
+        p.set_defaults(command=fn)
+    p = ws.add_parser("report", help="durations, attempts, retries, trips, routing",
+                      parents=[js])
+    p.add_argument("workflow_id")
+    p.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    p.set_defaults(command=cmd_report)
+    p = ws.add_parser("resume", help="re-run the failed steps of a quarantined run",
+                      parents=[js])
+    p.add_argument("workflow_id")
+    p.add_argument("--comment", help="why it is safe to resume")
+    p.add_argument("--as", dest="actor", help="who resumes (default: your login)")
+    p.set_defaults(command=cmd_resume)
+    for name, verdict in (("approve", Verdict.APPROVE), ("reject", Verdict.REJECT),
+                          ("revise", Verdict.REVISE)):
+        p = ws.add_parser(name, help=f"{name} a step at its review gate", parents=[js])
+        p.add_argument("workflow_id")
+        p.add_argument("--step", help="the step under review (default: the only open gate)")
+        p.add_argument("--comment", required=verdict != Verdict.APPROVE)
+        p.add_argument("--as", dest="actor", help="reviewer name (default: your login)")
+        p.set_defaults(command=_decide(verdict), gate=None, content_file=None)

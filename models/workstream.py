@@ -1,0 +1,591 @@
+"""Models of the workstream engine (seeds 001 and 003): a work item's DAG of steps
+run on tools with routing, retries, circuit breakers, quarantine, gate reviews
+and git-committed handoff artifacts.
+
+The spec and the router configuration are YAML files validated here; every
+cross-check (unknown dependency, cycle, duplicate step ID, unknown task kind,
+unknown tool) raises a ``ValueError`` naming what is wrong, so a bad spec is
+refused before anything runs.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from models.common import ArtifactRef, AuditEntry, GateInfo
+
+HANDOFF_SCHEMA = "handoff-artifact"
+HANDOFF_SCHEMA_VERSION = 1
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+# -- router configuration ------------------------------------------------------
+class BreakerPolicy(BaseModel):
+    """Circuit breaker settings of one tool.
+
+    Attributes:
+        failure_threshold: consecutive failed steps that open the breaker.
+        cool_down_seconds: how long it stays open before one half-open trial.
+    """
+
+    failure_threshold: int = Field(3, ge=1)
+    cool_down_seconds: float = Field(60, gt=0)
+
+
+class ToolSpec(BaseModel):
+    """One tool a step can run on.
+
+    Attributes:
+        adapter: ``shell`` (argv or script in the run's workspace), ``python`` (a
+            callable by import path), ``agent`` (an SDLC agent runner) or ``noop``.
+        capabilities: what the tool can do; ``auto`` routing matches a step's
+            ``requires`` against them.
+        env: environment variables added to every shell step run on this tool.
+        runner: the agent runner of an ``agent`` tool (empty: the worker's default).
+        healthy: False takes the tool out of routing without a breaker.
+        breaker: circuit breaker settings; None = no breaker (always closed).
+    """
+
+    adapter: Literal["shell", "python", "agent", "noop"]
+    capabilities: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    runner: str = ""
+    healthy: bool = True
+    breaker: BreakerPolicy | None = Field(default_factory=BreakerPolicy)
+
+
+class Strategy(StrEnum):
+    """How a task kind picks its tool among the route's tools."""
+
+    FIXED = "fixed"  # the first available tool in list order (later ones are fallbacks)
+    ROUND_ROBIN = "round_robin"  # rotate over the available tools, one step after another
+    AUTO = "auto"  # the first healthy tool whose capabilities cover the step's `requires`
+
+
+class Route(BaseModel):
+    """The tools of one task kind and how to choose among them."""
+
+    strategy: Strategy = Strategy.FIXED
+    tools: list[str] = Field(min_length=1)
+
+
+class RouterConfig(BaseModel):
+    """The ``router_config`` YAML: tools, and task kind -> route.
+
+    Raises:
+        ValueError: a route names a tool that is not defined.
+    """
+
+    tools: dict[str, ToolSpec]
+    routes: dict[str, Route]
+
+    @model_validator(mode="after")
+    def _check_tools(self) -> RouterConfig:
+        for kind, route in self.routes.items():
+            unknown = [t for t in route.tools if t not in self.tools]
+            if unknown:
+                raise ValueError(f"route {kind!r} names unknown tool(s) {', '.join(unknown)}; "
+                                 f"defined tools: {', '.join(sorted(self.tools))}")
+        return self
+
+
+# -- the workstream spec -------------------------------------------------------
+class StepRetry(BaseModel):
+    """The Temporal retry policy of one step.
+
+    Attributes:
+        max_attempts: attempts in all (1 = no retry).
+        initial_interval: seconds before the first retry.
+        backoff: multiplier of the interval after each retry.
+        maximum_interval: cap of the interval, seconds.
+        non_retryable_exit_codes: shell exit codes that fail the step at once.
+    """
+
+    max_attempts: int = Field(1, ge=1)
+    initial_interval: float = Field(1.0, gt=0)
+    backoff: float = Field(2.0, ge=1)
+    maximum_interval: float = Field(60.0, gt=0)
+    non_retryable_exit_codes: list[int] = Field(default_factory=list)
+
+
+class StepSpec(BaseModel):
+    """One step of a workstream.
+
+    Attributes:
+        id: unique within the spec (lowercase letters, digits, ``-_.``).
+        kind: the task kind; the router config must have a route for it.
+        inputs: adapter inputs: shell ``argv`` (list) or ``script`` (text) and
+            ``env``; python ``callable`` (``module:function``) and ``kwargs``;
+            agent ``title`` and ``description``.
+        depends_on: step IDs that must succeed first.
+        timeout: seconds one attempt may run.
+        retry: the step's retry policy.
+        gate: when True, a person reviews the step's result before dependents run.
+        priority: higher launches first among ready steps; ties keep spec order.
+        requires: capabilities a tool must have (``auto`` routing).
+    """
+
+    id: str
+    kind: str
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    timeout: float = Field(600, gt=0)
+    retry: StepRetry = Field(default_factory=StepRetry)
+    gate: bool = False
+    priority: int = 0
+    requires: list[str] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _ID_RE.match(value):
+            raise ValueError(f"step id {value!r} must be lowercase letters, digits, '-', '_' "
+                             "or '.', starting with a letter or digit")
+        return value
+
+
+class WorkstreamSpec(BaseModel):
+    """The workstream spec YAML: a work item and its DAG of steps.
+
+    Attributes:
+        work_item: the business key; the workflow ID is ``workstream-<work_item>``.
+        repo: local git repository the run branches from; None = a fresh repository
+            in the run's workspace.
+        base_branch: the branch the run's branch starts from (and merges into).
+        max_parallel: steps running at once, at most.
+        failure_budget: failed steps tolerated; one more quarantines the run.
+            None = never quarantine (failed steps block their dependents).
+        merge_to_base: merge the run's branch into ``base_branch`` when all succeed.
+        router_config: path of the router config YAML (relative to the spec file).
+        steps: the steps, in spec order.
+
+    Raises:
+        ValueError: duplicate step ID, unknown dependency or a dependency cycle
+            (the message names the cycle, e.g. ``a -> b -> a``).
+    """
+
+    work_item: str
+    repo: str | None = None
+    base_branch: str = "main"
+    max_parallel: int = Field(4, ge=1)
+    failure_budget: int | None = Field(None, ge=0)
+    merge_to_base: bool = False
+    router_config: str | None = None
+    steps: list[StepSpec] = Field(min_length=1)
+
+    @field_validator("work_item")
+    @classmethod
+    def _check_work_item(cls, value: str) -> str:
+        if not _ID_RE.match(value):
+            raise ValueError(f"work_item {value!r} must be lowercase letters, digits, '-', '_' "
+                             "or '.' (it becomes the workflow ID)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> WorkstreamSpec:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.id in seen:
+                raise ValueError(f"duplicate step id {step.id!r}; step ids must be unique")
+            seen.add(step.id)
+        for step in self.steps:
+            for dep in step.depends_on:
+                if dep not in seen:
+                    raise ValueError(f"step {step.id!r} depends on unknown step {dep!r}")
+        cycle = find_cycle({s.id: s.depends_on for s in self.steps})
+        if cycle:
+            raise ValueError(f"dependency cycle: {' -> '.join(cycle)}")
+        return self
+
+    def step(self, step_id: str) -> StepSpec:
+        """The step with this ID (KeyError when none)."""
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """A dependency cycle of ``graph`` (node -> nodes it depends on), as the node
+    path with the first node repeated at the end; None when the graph is acyclic.
+
+    Depth-first search with white/grey/black colouring (Cormen et al., *Introduction
+    to Algorithms*, 22.3): a grey node reached again closes a cycle.
+    """
+    colour: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        colour[node] = 1
+        path.append(node)
+        for nxt in graph.get(node, []):
+            if colour.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if colour.get(nxt) is None:
+                found = visit(nxt)
+                if found:
+                    return found
+        colour[node] = 2
+        path.pop()
+        return None
+
+    for node in graph:
+        if colour.get(node) is None:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+class WorkstreamInput(BaseModel):
+    """Input of WorkstreamWorkflow: the spec, the router config and where things live.
+
+    Attributes:
+        spec: the validated spec.
+        router: the validated router config.
+        repo_path: absolute path of ``spec.repo``, or None.
+        spec_dir: directory of the spec file (``WORKSTREAM_SPEC_DIR`` of shell steps).
+
+    Raises:
+        ValueError: a step's kind has no route in the router config.
+    """
+
+    spec: WorkstreamSpec
+    router: RouterConfig
+    repo_path: str | None = None
+    spec_dir: str = ""
+
+    @model_validator(mode="after")
+    def _check_kinds(self) -> WorkstreamInput:
+        for step in self.spec.steps:
+            if step.kind not in self.router.routes:
+                routes = ", ".join(sorted(self.router.routes))
+                raise ValueError(f"step {step.id!r} has unknown task kind {step.kind!r}; "
+                                 f"the router config routes: {routes}")
+        return self
+
+
+# -- run state ---------------------------------------------------------------
+class RunState(StrEnum):
+    """The run lifecycle: pending -> running -> succeeded / failed / quarantined / canceled
+    (quarantined -> running again on resume)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+    CANCELED = "canceled"
+
+
+class StepState(StrEnum):
+    """Where one step is."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    REVIEW = "review"  # succeeded, waiting at its gate
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    BLOCKED = "blocked"  # a dependency failed or was blocked
+    CANCELED = "canceled"
+
+
+class StepAttempt(BaseModel):
+    """One execution of a step on a tool (Temporal retries inside it counted in
+    ``attempts``).
+
+    Attributes:
+        step: step ID.
+        number: 1-based execution number of the step (a resume or a revise adds one).
+        tool: the tool it ran on.
+        started_at, finished_at: workflow times (UTC).
+        attempts: Temporal activity attempts used (retries = attempts - 1).
+        outcome: ``succeeded``, ``failed`` or ``canceled``.
+        exit_code: exit code of a shell step's last attempt.
+        error: why it failed.
+        outputs: references to its outputs (stdout, stderr, results).
+        handoff: the committed handoff artifact.
+    """
+
+    step: str
+    number: int
+    tool: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    attempts: int = 1
+    outcome: str = "running"
+    exit_code: int | None = None
+    error: str = ""
+    outputs: list[ArtifactRef] = Field(default_factory=list)
+    handoff: ArtifactRef | None = None
+
+    @property
+    def seconds(self) -> float:
+        """Duration in seconds (0 while running)."""
+        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else 0.0
+
+
+class RunEvent(BaseModel):
+    """One state change of the run or of a step.
+
+    Attributes:
+        at: workflow time (UTC).
+        kind: ``run_state``, ``step_state``, ``scheduled``, ``routed``, ``breaker``,
+            ``quarantine``, ``resume``, ``gate`` or ``merge``.
+        step: the step concerned, when any.
+        detail: what happened and why.
+    """
+
+    at: datetime
+    kind: str
+    step: str | None = None
+    detail: str
+
+
+class Progress(BaseModel):
+    """The ``progress`` query: step IDs by where they are."""
+
+    state: RunState
+    done: list[str] = Field(default_factory=list)
+    running: list[str] = Field(default_factory=list)
+    blocked: list[str] = Field(default_factory=list)
+    pending: list[str] = Field(default_factory=list)
+    failed: list[str] = Field(default_factory=list)
+    review: list[str] = Field(default_factory=list)
+
+
+class WorkstreamStatus(BaseModel):
+    """The ``state`` query of WorkstreamWorkflow."""
+
+    work_item: str
+    state: RunState
+    reason: str = ""
+    steps: dict[str, StepState] = Field(default_factory=dict)
+    workspace: str | None = None
+    branch: str | None = None
+    failures_since_resume: int = 0
+    breaker_trips: int = 0
+    pending_gates: list[GateInfo] = Field(default_factory=list)
+
+
+class WorkstreamReport(BaseModel):
+    """The ``report`` query: everything ``workstream report`` prints.
+
+    Attributes:
+        started_at, finished_at: run start and end (workflow time, UTC).
+        attempts: every step attempt, in start order.
+        events: every run event (scheduling decisions, routing decisions with
+            reasons, breaker trips, state changes), oldest first.
+        handoffs: the handoff commits, in commit order (the chain ``verify`` checks).
+    """
+
+    workflow_id: str
+    work_item: str
+    state: RunState
+    reason: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    steps: dict[str, StepState] = Field(default_factory=dict)
+    attempts: list[StepAttempt] = Field(default_factory=list)
+    events: list[RunEvent] = Field(default_factory=list)
+    breaker_trips: int = 0
+    workspace: str | None = None
+    repo_path: str | None = None
+    branch: str | None = None
+    base_branch: str = "main"
+    handoffs: list[ArtifactRef] = Field(default_factory=list)
+
+
+class WorkstreamResult(BaseModel):
+    """What WorkstreamWorkflow returns when the run succeeded (failed and canceled
+    runs end with an error; the ``report`` query still answers)."""
+
+    state: RunState
+    steps: dict[str, StepState]
+    branch: str | None = None
+    merge_commit: str | None = None
+    handoffs: list[ArtifactRef] = Field(default_factory=list)
+    audit: list[AuditEntry] = Field(default_factory=list)
+
+
+class ResumeRequest(BaseModel):
+    """Payload of the ``resume`` update: who resumes a quarantined run and why."""
+
+    actor: str = Field(min_length=1)
+    comment: str = ""
+
+
+class ResumeAck(BaseModel):
+    """What ``resume`` returns: the failed steps that will run again."""
+
+    rerun: list[str]
+
+
+# -- activity payloads -------------------------------------------------------
+class WorkspaceInput(BaseModel):
+    """Activity input: make the run's workspace (a fresh git repository) or reuse it."""
+
+    workflow_id: str
+    base_branch: str = "main"
+
+
+class Workspace(BaseModel):
+    """The run's workspace: a git worktree (or repository) on the run's branch."""
+
+    path: str
+    branch: str
+    repo_path: str
+    base_branch: str
+
+
+class StepTask(BaseModel):
+    """Activity input: run one step on one tool.
+
+    Attributes:
+        workflow_id, step, number: who runs what (names artifacts).
+        tool, spec: the tool and its definition.
+        inputs: the step's adapter inputs.
+        workspace: the run's workspace (cwd of shell steps).
+        spec_dir: ``WORKSTREAM_SPEC_DIR`` of shell steps.
+        timeout: seconds one attempt may run.
+    """
+
+    workflow_id: str
+    step: str
+    number: int
+    tool: str
+    spec: ToolSpec
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    workspace: str
+    spec_dir: str = ""
+    timeout: float = 600
+
+
+class StepOutput(BaseModel):
+    """Activity result of a step: attempt used, exit code and output references."""
+
+    attempt: int
+    exit_code: int | None = None
+    outputs: list[ArtifactRef] = Field(default_factory=list)
+    result: Any = None
+
+
+class HandoffInput(BaseModel):
+    """Activity input: write and commit one handoff artifact (schema ``handoff-artifact`` v1).
+
+    Attributes:
+        workflow_id, run_id: go into the commit trailers.
+        workspace: the run's workspace (a git work tree).
+        sequence: 1-based position of this event in the run's chain.
+        attempt: the step attempt the artifact describes.
+        inputs_digest: SHA-256 of the step's canonical JSON inputs.
+        previous_sha256: SHA-256 of the previous handoff artifact ("" for the first).
+    """
+
+    workflow_id: str
+    run_id: str
+    workspace: str
+    sequence: int
+    attempt: StepAttempt
+    inputs_digest: str
+    previous_sha256: str = ""
+
+
+class MergeInput(BaseModel):
+    """Activity input: merge the run's branch into the base branch of the repository."""
+
+    repo_path: str
+    branch: str
+    base_branch: str
+    workflow_id: str
+
+
+# -- circuit breaker -------------------------------------------------------
+class BreakerPhase(StrEnum):
+    """Circuit breaker states (Nygard, *Release It!*, ch. 5 "Circuit Breaker")."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class ToolBreaker(BaseModel):
+    """One tool's breaker.
+
+    Attributes:
+        phase: closed, open or half_open.
+        consecutive_failures: failures since the last success.
+        open_until: when an open breaker half-opens.
+        trial_holder: who holds the one half-open trial, "" when free.
+        trips: how often it opened.
+    """
+
+    phase: BreakerPhase = BreakerPhase.CLOSED
+    consecutive_failures: int = 0
+    open_until: datetime | None = None
+    trial_holder: str = ""
+    trips: int = 0
+
+
+class BreakerBoard(BaseModel):
+    """State of BreakerWorkflow (carried over continue-as-new).
+
+    Attributes:
+        tools: tool name -> its breaker.
+        max_updates: updates one run of the workflow handles before it continues
+            as new (keeps the history bounded).
+    """
+
+    tools: dict[str, ToolBreaker] = Field(default_factory=dict)
+    max_updates: int = Field(500, ge=1)
+
+
+class BreakerPick(BaseModel):
+    """Payload of the ``pick`` update: candidate tools in preference order."""
+
+    candidates: list[str]
+    holder: str
+
+
+class BreakerGrant(BaseModel):
+    """What ``pick`` returns.
+
+    Attributes:
+        tool: the first candidate that may run now, or None.
+        skipped: candidate -> why it was passed over.
+        retry_at: when the earliest open candidate half-opens (when tool is None).
+        half_open_trial: the grant is the tool's one half-open trial.
+    """
+
+    tool: str | None = None
+    skipped: dict[str, str] = Field(default_factory=dict)
+    retry_at: datetime | None = None
+    half_open_trial: bool = False
+
+
+class BreakerReport(BaseModel):
+    """Payload of the ``report`` update: the outcome of a step on a tool."""
+
+    tool: str
+    success: bool
+    holder: str
+    policy: BreakerPolicy
+
+
+class BreakerOutcome(BaseModel):
+    """What ``report`` returns: the tool's breaker after the outcome, and whether
+    this outcome tripped it open."""
+
+    breaker: ToolBreaker
+    tripped: bool = False
+
+
+
+def breaker_workflow_id(task_queue: str) -> str:
+    """The ID of the BreakerWorkflow shared by the runs on ``task_queue``."""
+    return f"workstream-breakers-{task_queue}"

@@ -1,0 +1,88 @@
+"""Workstream spec validation: every bad spec is refused with a clear error before
+anything runs (no server needed), and the CLI prints it as one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+import starter
+from cli.workstream import DEFAULT_ROUTER_CONFIG, load_input
+from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec, find_cycle
+from settings import Settings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "workstream" / "spec.yaml"
+
+
+def spec(*steps: dict) -> dict:
+    return {"work_item": "w", "steps": list(steps)}
+
+
+def error_of(data: dict) -> str:
+    with pytest.raises(ValidationError) as info:
+        WorkstreamSpec.model_validate(data)
+    return str(info.value)
+
+
+def test_duplicate_step_id_is_refused():
+    msg = error_of(spec({"id": "a", "kind": "shell"}, {"id": "a", "kind": "shell"}))
+    assert "duplicate step id 'a'" in msg
+
+
+def test_unknown_dependency_is_refused():
+    msg = error_of(spec({"id": "a", "kind": "shell", "depends_on": ["ghost"]}))
+    assert "step 'a' depends on unknown step 'ghost'" in msg
+
+
+def test_cycle_is_refused_and_named():
+    msg = error_of(spec({"id": "a", "kind": "shell", "depends_on": ["c"]},
+                        {"id": "b", "kind": "shell", "depends_on": ["a"]},
+                        {"id": "c", "kind": "shell", "depends_on": ["b"]},
+                        {"id": "d", "kind": "shell"}))
+    assert "dependency cycle: a -> c -> b -> a" in msg
+
+
+def test_find_cycle_on_acyclic_and_self_loop():
+    assert find_cycle({"a": [], "b": ["a"], "c": ["a", "b"]}) is None
+    assert find_cycle({"a": ["a"]}) == ["a", "a"]
+
+
+def test_unknown_task_kind_is_refused():
+    router = RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG)
+    with pytest.raises(ValidationError) as info:
+        WorkstreamInput(spec=WorkstreamSpec.model_validate(spec({"id": "a", "kind": "deploy"})),
+                        router=router)
+    assert "step 'a' has unknown task kind 'deploy'" in str(info.value)
+    assert "shell" in str(info.value)
+
+
+def test_route_to_undefined_tool_is_refused():
+    with pytest.raises(ValidationError, match="unknown tool"):
+        RouterConfig.model_validate({"tools": {"sh": {"adapter": "shell"}},
+                                     "routes": {"x": {"tools": ["sh", "nope"]}}})
+
+
+def test_example_spec_is_valid():
+    inp = load_input(EXAMPLE, Settings())
+    assert [s.id for s in inp.spec.steps][:2] == ["checkout", "compile"]
+    assert inp.router.routes["test"].strategy.value == "auto"
+
+
+def test_cli_prints_one_line_for_a_cycle(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec({"id": "a", "kind": "shell", "depends_on": ["b"]},
+                                        {"id": "b", "kind": "shell", "depends_on": ["a"]})))
+    assert starter.main(["workstream", "start", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"error: {path}: dependency cycle: a -> b -> a" in err
+
+
+def test_cli_names_the_unknown_kind(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec({"id": "a", "kind": "deploy"})))
+    assert starter.main(["workstream", "start", str(path)]) == 1
+    assert "unknown task kind 'deploy'" in capsys.readouterr().err

@@ -1,0 +1,551 @@
+"""WorkstreamWorkflow: a work item's DAG of steps run on tools, durably (seeds 001, 003).
+
+Lifecycle ``pending -> running -> succeeded / failed / quarantined / canceled``:
+
+* **Workspace**: a worktree of the spec's repository on a branch of its own
+  (``NNN-<work item>``, via the SDLC git activities), or a fresh repository.
+* **Scheduling**: ready steps (every dependency succeeded) launch in a stable
+  order, higher ``priority`` first and then spec order, while fewer than
+  ``max_parallel`` steps run; every launch is a ``scheduled`` event. A failed
+  step marks its dependents ``blocked``; independent branches go on.
+* **Routing**: the step's task kind names a route of the router config; the
+  strategy (fixed / round_robin / auto) orders the route's healthy tools, the
+  shared BreakerWorkflow grants the first whose breaker is not open, and the
+  run waits on a durable timer when every tool is open. Each decision is a
+  ``routed`` event with its reason.
+* **Execution**: one activity per step with the step's Temporal retry policy;
+  its outcome is reported to the tool's breaker and written as a handoff
+  artifact committed to the run's branch (one commit per finished attempt, in
+  order, each linking to the previous artifact's SHA-256).
+* **Quarantine**: more failed steps than ``failure_budget`` stop all launches;
+  the ``resume`` update re-runs the failed (and so blocked) steps; cancelling
+  ends the run ``canceled``.
+* **Gate reviews**: a ``gate: true`` step waits at gate ``review-<step>`` after it
+  succeeds: approve lets dependents run, revise runs it again with the comment in
+  ``WORKSTREAM_FEEDBACK``, reject fails it.
+* With ``merge_to_base``, the branch is merged into the base branch at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    is_cancelled_exception,
+)
+from temporalio.workflow import ActivityCancellationType
+
+from workflows import policies, search_attributes
+from workflows.gates import GatedWorkflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agents import AgentActivities
+    from activities.breaker import BreakerActivities
+    from activities.git import GitActivities
+    from activities.workstream import WorkstreamActivities, digest, exit_code_error_type
+    from models.common import ArtifactRef, Verdict
+    from models.sdlc import AgentTask, PrepareBranchInput, WorktreeInput
+    from models.workstream import (
+        BreakerGrant,
+        BreakerPick,
+        BreakerReport,
+        HandoffInput,
+        MergeInput,
+        Progress,
+        ResumeAck,
+        ResumeRequest,
+        RunEvent,
+        RunState,
+        StepAttempt,
+        StepOutput,
+        StepSpec,
+        StepState,
+        StepTask,
+        Strategy,
+        Workspace,
+        WorkspaceInput,
+        WorkstreamInput,
+        WorkstreamReport,
+        WorkstreamResult,
+        WorkstreamStatus,
+    )
+
+# Breaker questions are local, fast updates.
+BREAKER_TIMEOUT = timedelta(seconds=30)
+BREAKER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                            maximum_interval=timedelta(seconds=10), maximum_attempts=10)
+STEP_TIMEOUT_MARGIN = timedelta(seconds=30)  # past the step's own timeout, for clean-up
+SHELL_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+MIN_BREAKER_WAIT = timedelta(seconds=1)
+_DONE = (StepState.SUCCEEDED,)
+_DEAD = (StepState.FAILED, StepState.BLOCKED, StepState.CANCELED)
+
+
+@workflow.defn(name="WorkstreamWorkflow")
+class WorkstreamWorkflow(GatedWorkflow):
+    """The workstream engine (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._inp: WorkstreamInput | None = None
+        self._state = RunState.PENDING
+        self._reason = ""
+        self._steps: dict[str, StepState] = {}
+        self._executions: dict[str, int] = {}
+        self._feedback: dict[str, list[str]] = {}
+        self._attempts: list[StepAttempt] = []
+        self._events: list[RunEvent] = []
+        self._handoffs: list[ArtifactRef] = []
+        self._failures = 0
+        self._trips = 0
+        self._turns: dict[str, int] = {}
+        self._workspace: Workspace | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._changed = False
+        self._commit_lock = asyncio.Lock()
+        self._track = False
+        self._started_at = None
+        self._finished_at = None
+
+    # -- queries and updates ---------------------------------------------------
+    @workflow.query(name="state")
+    def state(self) -> WorkstreamStatus:
+        """Run state, step states, workspace, failures and open gates."""
+        return WorkstreamStatus(
+            work_item=self._inp.spec.work_item if self._inp else "", state=self._state,
+            reason=self._reason, steps=dict(self._steps),
+            workspace=self._workspace.path if self._workspace else None,
+            branch=self._workspace.branch if self._workspace else None,
+            failures_since_resume=self._failures, breaker_trips=self._trips,
+            pending_gates=self.pending_gates())
+
+    @workflow.query(name="progress")
+    def progress(self) -> Progress:
+        """Step IDs by where they are: done, running, review, failed, blocked, pending."""
+        p = Progress(state=self._state)
+        lists = {StepState.SUCCEEDED: p.done, StepState.RUNNING: p.running,
+                 StepState.REVIEW: p.review, StepState.FAILED: p.failed,
+                 StepState.BLOCKED: p.blocked, StepState.CANCELED: p.blocked,
+                 StepState.PENDING: p.pending}
+        for step_id, st in self._steps.items():
+            lists[st].append(step_id)
+        return p
+
+    @workflow.query(name="step_attempts")
+    def step_attempts(self) -> list[StepAttempt]:
+        """Every step attempt, in start order."""
+        return list(self._attempts)
+
+    @workflow.query(name="run_events")
+    def run_events(self) -> list[RunEvent]:
+        """Every run event (state changes, scheduling and routing decisions), oldest first."""
+        return list(self._events)
+
+    @workflow.query(name="report")
+    def report(self) -> WorkstreamReport:
+        """Everything ``workstream report`` prints."""
+        assert self._inp is not None
+        ws = self._workspace
+        return WorkstreamReport(
+            workflow_id=workflow.info().workflow_id, work_item=self._inp.spec.work_item,
+            state=self._state, reason=self._reason, started_at=self._started_at,
+            finished_at=self._finished_at, steps=dict(self._steps),
+            attempts=list(self._attempts), events=list(self._events),
+            breaker_trips=self._trips, workspace=ws.path if ws else None,
+            repo_path=ws.repo_path if ws else None, branch=ws.branch if ws else None,
+            base_branch=self._inp.spec.base_branch, handoffs=list(self._handoffs))
+
+    @workflow.update(name="resume")
+    def resume(self, req: ResumeRequest) -> ResumeAck:
+        """Resume a quarantined run: failed and blocked steps become pending again."""
+        rerun = [s for s, st in self._steps.items() if st == StepState.FAILED]
+        for step_id, st in self._steps.items():
+            if st in _DEAD:
+                self._steps[step_id] = StepState.PENDING
+        self._failures = 0
+        self.record("resume", f"resumed; re-running {', '.join(rerun) or 'nothing'}",
+                    actor=req.actor, comment=req.comment)
+        self._event("resume", f"{req.actor} resumed; re-running {', '.join(rerun)}")
+        self._set_state(RunState.RUNNING, f"resumed by {req.actor}")
+        return ResumeAck(rerun=rerun)
+
+    @resume.validator
+    def _validate_resume(self, req: ResumeRequest) -> None:
+        if self._state != RunState.QUARANTINED:
+            raise ValueError(f"the run is {self._state.value}, not quarantined; "
+                             "only a quarantined run can be resumed")
+
+    # -- the run ---------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: WorkstreamInput) -> WorkstreamResult:
+        """Run the DAG; return when every step succeeded, raise ApplicationError
+        (type ``WorkstreamFailed``) when the run ends failed."""
+        self._inp = inp
+        self._steps = {s.id: StepState.PENDING for s in inp.spec.steps}
+        self._track = search_attributes.started_with(search_attributes.WORKSTREAM_STATE)
+        self._started_at = workflow.now()
+        self._event("run_state", f"pending: {len(inp.spec.steps)} steps, "
+                    f"max_parallel {inp.spec.max_parallel}")
+        try:
+            self._workspace = await self._prepare_workspace()
+            self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "
+                            f"{self._workspace.branch}")
+            await self._schedule()
+            merge_commit = None
+            if inp.spec.merge_to_base and all(
+                    st == StepState.SUCCEEDED for st in self._steps.values()):
+                merge_commit = await self._merge()
+        except asyncio.CancelledError:
+            await self._cancel_steps()
+            self._set_state(RunState.CANCELED, "canceled")
+            raise
+        except ActivityError as err:  # workspace, git or breaker: the run cannot go on
+            await self._cancel_steps()
+            cause = err.cause
+            return self._fail(f"{err.activity_type} failed: "
+                              f"{cause.message if cause else err.message}")
+        if all(st == StepState.SUCCEEDED for st in self._steps.values()):
+            self._set_state(RunState.SUCCEEDED, "every step succeeded")
+            return WorkstreamResult(state=self._state, steps=dict(self._steps),
+                                    branch=self._workspace.branch, merge_commit=merge_commit,
+                                    handoffs=list(self._handoffs), audit=self.audit_log())
+        return self._fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
+                                    if st != StepState.SUCCEEDED))
+
+    def _fail(self, reason: str) -> WorkstreamResult:
+        """End the run failed: raise ApplicationError (type ``WorkstreamFailed``)."""
+        assert self._inp
+        self._set_state(RunState.FAILED, reason)
+        raise ApplicationError(f"workstream {self._inp.spec.work_item} failed: {reason}",
+                               type="WorkstreamFailed", non_retryable=True)
+
+    async def _prepare_workspace(self) -> Workspace:
+        assert self._inp
+        spec, wf_id = self._inp.spec, workflow.info().workflow_id
+        if self._inp.repo_path is None:
+            return await workflow.execute_activity_method(
+                WorkstreamActivities.init_workspace,
+                WorkspaceInput(workflow_id=wf_id, base_branch=spec.base_branch),
+                start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+                summary="create the run's workspace repository")
+        branch = await workflow.execute_activity_method(
+            GitActivities.prepare_branch,
+            PrepareBranchInput(workflow_id=wf_id, repo_path=self._inp.repo_path,
+                               base_branch=spec.base_branch, slug=spec.work_item),
+            start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+            summary=f"create the run's branch from {spec.base_branch}")
+        path = await workflow.execute_activity_method(
+            GitActivities.add_worktree,
+            WorktreeInput(repo_path=self._inp.repo_path, branch=branch.name),
+            start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+            summary=f"add a worktree for {branch.name}")
+        return Workspace(path=path, branch=branch.name, repo_path=self._inp.repo_path,
+                         base_branch=spec.base_branch)
+
+    async def _schedule(self) -> None:
+        """Launch ready steps until nothing runs and nothing can launch."""
+        assert self._inp
+        spec = self._inp.spec
+        while True:
+            self._block_dependents()
+            if self._state == RunState.RUNNING:
+                running = sum(1 for st in self._steps.values() if st == StepState.RUNNING)
+                ready = [s for s in spec.steps if self._steps[s.id] == StepState.PENDING
+                         and all(self._steps[d] in _DONE for d in s.depends_on)]
+                ready.sort(key=lambda s: -s.priority)  # stable: ties keep spec order
+                for step in ready[:max(spec.max_parallel - running, 0)]:
+                    running += 1
+                    self._steps[step.id] = StepState.RUNNING
+                    self._event("scheduled", f"launch {step.id} (priority {step.priority}, "
+                                f"{running}/{spec.max_parallel} running; ready: "
+                                f"{', '.join(s.id for s in ready)})", step.id)
+                    self._tasks[step.id] = asyncio.create_task(self._run_step(step))
+            if not self._tasks and self._state != RunState.QUARANTINED:
+                return
+            self._changed = False
+            await workflow.wait_condition(lambda: self._changed)
+            for step_id, task in list(self._tasks.items()):
+                if task.done():
+                    del self._tasks[step_id]
+                    task.result()  # a workflow bug surfaces here, not silently
+
+    def _block_dependents(self) -> None:
+        assert self._inp
+        changed = True
+        while changed:
+            changed = False
+            for step in self._inp.spec.steps:
+                if self._steps[step.id] != StepState.PENDING:
+                    continue
+                dead = [d for d in step.depends_on if self._steps[d] in _DEAD]
+                if dead:
+                    self._set_step(step.id, StepState.BLOCKED, f"blocked by {', '.join(dead)}")
+                    changed = True
+
+    async def _run_step(self, step: StepSpec) -> None:
+        try:
+            while True:
+                again = await self._run_once(step)
+                if not again:
+                    return
+        finally:
+            self._changed = True
+
+    async def _run_once(self, step: StepSpec) -> bool:
+        """One execution of ``step``; True when a reviewer asked for a revision."""
+        number = self._executions[step.id] = self._executions.get(step.id, 0) + 1
+        self._set_step(step.id, StepState.RUNNING, f"execution {number}")
+        tool = await self._route(step, number)
+        if tool is None:
+            self._fail_step(step.id, "no healthy tool can run it")
+            return False
+        att = StepAttempt(step=step.id, number=number, tool=tool, started_at=workflow.now())
+        self._attempts.append(att)
+        try:
+            out = await self._execute(step, tool, number)
+            att.attempts, att.exit_code, att.outputs = out.attempt, out.exit_code, out.outputs
+            att.outcome = "succeeded"
+        except (ActivityError, asyncio.CancelledError) as err:
+            if isinstance(err, asyncio.CancelledError) or is_cancelled_exception(err):
+                att.outcome, att.finished_at = "canceled", workflow.now()
+                self._set_step(step.id, StepState.CANCELED, "canceled")
+                raise asyncio.CancelledError() from None
+            self._describe_failure(att, err, step)
+        att.finished_at = workflow.now()
+        await self._report_breaker(tool, att.outcome == "succeeded", step.id, number)
+        await self._commit_handoff(att, step)
+        if att.outcome != "succeeded":
+            self._fail_step(step.id, f"failed on {tool} after {att.attempts} attempt(s): "
+                            f"{att.error[:300]}")
+            return False
+        if not step.gate:
+            self._set_step(step.id, StepState.SUCCEEDED, f"on {tool} in {att.seconds:.1f} s")
+            return False
+        return await self._review(step, att)
+
+    async def _review(self, step: StepSpec, att: StepAttempt) -> bool:
+        self._set_step(step.id, StepState.REVIEW, "waiting for a gate decision")
+        self._changed = True
+        decision = await self.wait_for_decision(
+            f"review-{step.id}",
+            prompt=f"review step {step.id} (execution {att.number} on {att.tool}): approve, "
+                   "revise (runs it again with your comment) or reject (fails it)")
+        if decision is None:
+            self._fail_step(step.id, "review gate expired")
+            return False
+        self._event("gate", f"{decision.verdict.value} by {decision.actor}", step.id)
+        if decision.verdict == Verdict.APPROVE:
+            self._set_step(step.id, StepState.SUCCEEDED, f"approved by {decision.actor}")
+            return False
+        if decision.verdict == Verdict.REJECT:
+            self._fail_step(step.id, f"rejected by {decision.actor}: {decision.comment}")
+            return False
+        self._feedback.setdefault(step.id, []).append(decision.comment)
+        return True
+
+    def _fail_step(self, step_id: str, why: str) -> None:
+        assert self._inp
+        self._set_step(step_id, StepState.FAILED, why)
+        self._failures += 1
+        budget = self._inp.spec.failure_budget
+        if budget is not None and self._failures > budget and self._state == RunState.RUNNING:
+            failed = [s for s, st in self._steps.items() if st == StepState.FAILED]
+            reason = (f"{self._failures} failed step(s) exceed the failure budget of "
+                      f"{budget}: {', '.join(failed)}")
+            self._event("quarantine", reason)
+            self._set_state(RunState.QUARANTINED, reason)
+
+    def _describe_failure(self, att: StepAttempt, err: ActivityError, step: StepSpec) -> None:
+        cause = err.cause
+        details = getattr(cause, "details", None) or ()
+        info = details[0] if details and isinstance(details[0], dict) else {}
+        att.outcome = "failed"
+        att.error = getattr(cause, "message", None) or str(cause or err)
+        att.exit_code = info.get("exit_code")
+        att.outputs = [ArtifactRef.model_validate(o) for o in info.get("outputs", [])]
+        exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
+        att.attempts = int(info.get("attempt") or
+                           (step.retry.max_attempts if exhausted else 1))
+
+    # -- routing ---------------------------------------------------------------
+    async def _route(self, step: StepSpec, number: int) -> str | None:
+        """The tool for ``step``, waiting while every candidate's breaker is open."""
+        assert self._inp
+        router = self._inp.router
+        route = router.routes[step.kind]
+        candidates = [t for t in route.tools if router.tools[t].healthy]
+        tools = f"[{', '.join(route.tools)}]"
+        why = {Strategy.FIXED: f"fixed: first available of {tools}",
+               Strategy.ROUND_ROBIN: f"round_robin over {tools}",
+               Strategy.AUTO: f"auto: first healthy tool covering {sorted(step.requires)} "
+                              f"of {tools}"}[route.strategy]
+        unhealthy = [t for t in route.tools if not router.tools[t].healthy]
+        if unhealthy:
+            why += f"; unhealthy: {', '.join(unhealthy)}"
+        if route.strategy == Strategy.AUTO:
+            need = set(step.requires)
+            lacking = [t for t in candidates if not need <= set(router.tools[t].capabilities)]
+            candidates = [t for t in candidates if t not in lacking]
+            if lacking:
+                why += f"; lacking capabilities: {', '.join(lacking)}"
+        if not candidates:
+            self._event("routed", f"no tool: {why}", step.id)
+            return None
+        if route.strategy == Strategy.ROUND_ROBIN:
+            turn = self._turns.get(step.kind, 0)
+            self._turns[step.kind] = turn + 1
+            k = turn % len(candidates)
+            candidates = candidates[k:] + candidates[:k]
+            why = why.replace("round_robin", f"round_robin turn {turn + 1}", 1)
+        holder = f"{workflow.info().workflow_id}/{step.id}/{number}"
+        while True:
+            if any(router.tools[t].breaker for t in candidates):
+                grant = await workflow.execute_activity_method(
+                    BreakerActivities.pick, BreakerPick(candidates=candidates, holder=holder),
+                    start_to_close_timeout=BREAKER_TIMEOUT, retry_policy=BREAKER_RETRY,
+                    summary=f"breaker: pick a tool for {step.id}")
+            else:
+                grant = BreakerGrant(tool=candidates[0])
+            skipped = "".join(f"; {t} skipped: {r}" for t, r in grant.skipped.items())
+            if grant.tool is not None:
+                trial = " (half-open trial)" if grant.half_open_trial else ""
+                self._event("routed", f"{grant.tool}{trial}: {why}{skipped}", step.id)
+                return grant.tool
+            wait = max((grant.retry_at or workflow.now()) - workflow.now(), MIN_BREAKER_WAIT)
+            self._event("routed", f"waiting {wait.total_seconds():.0f} s: every tool is "
+                        f"open{skipped}", step.id)
+            await workflow.sleep(wait, summary=f"{step.id}: wait for a breaker to half-open")
+
+    async def _report_breaker(self, tool: str, success: bool, step_id: str, number: int
+                              ) -> None:
+        assert self._inp
+        policy = self._inp.router.tools[tool].breaker
+        if policy is None:
+            return
+        outcome = await workflow.execute_activity_method(
+            BreakerActivities.report,
+            BreakerReport(tool=tool, success=success, policy=policy,
+                          holder=f"{workflow.info().workflow_id}/{step_id}/{number}"),
+            start_to_close_timeout=BREAKER_TIMEOUT, retry_policy=BREAKER_RETRY,
+            summary=f"breaker: {tool} {'succeeded' if success else 'failed'}")
+        if outcome.tripped:
+            self._trips += 1
+            self._event("breaker", f"{tool} opened after {outcome.breaker.consecutive_failures} "
+                        f"consecutive failure(s), until {outcome.breaker.open_until}", step_id)
+
+    # -- activities ------------------------------------------------------------
+    async def _execute(self, step: StepSpec, tool: str, number: int) -> StepOutput:
+        assert self._inp and self._workspace
+        spec = self._inp.router.tools[tool]
+        r = step.retry
+        retry = RetryPolicy(
+            initial_interval=timedelta(seconds=r.initial_interval), backoff_coefficient=r.backoff,
+            maximum_interval=timedelta(seconds=max(r.maximum_interval, r.initial_interval)),
+            maximum_attempts=r.max_attempts,
+            non_retryable_error_types=[exit_code_error_type(c)
+                                       for c in r.non_retryable_exit_codes])
+        timeout = timedelta(seconds=step.timeout) + STEP_TIMEOUT_MARGIN
+        summary = f"{step.id} on {tool} (execution {number})"
+        wf_id = workflow.info().workflow_id
+        if spec.adapter == "agent":
+            ref = await workflow.execute_activity_method(
+                AgentActivities.run_agent,
+                AgentTask(workflow_id=wf_id, round=number, runner=spec.runner,
+                          worktree=self._workspace.path, branch=self._workspace.branch,
+                          title=str(step.inputs.get("title", step.id)),
+                          description=str(step.inputs.get("description", "")),
+                          feedback=self._feedback.get(step.id, []),
+                          timeout_seconds=step.timeout),
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=policies.AGENT_HEARTBEAT_TIMEOUT, retry_policy=retry,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=summary)
+            return StepOutput(attempt=1, outputs=[ref])
+        inputs = dict(step.inputs)
+        if self._feedback.get(step.id):
+            inputs["env"] = {**(inputs.get("env") or {}),
+                             "WORKSTREAM_FEEDBACK": "\n".join(self._feedback[step.id])}
+        task = StepTask(workflow_id=wf_id, step=step.id, number=number, tool=tool, spec=spec,
+                        inputs=inputs, workspace=self._workspace.path,
+                        spec_dir=self._inp.spec_dir, timeout=step.timeout)
+        method = {"shell": WorkstreamActivities.run_shell,
+                  "python": WorkstreamActivities.run_python,
+                  "noop": WorkstreamActivities.run_noop}[spec.adapter]
+        return await workflow.execute_activity_method(
+            method, task, start_to_close_timeout=timeout, retry_policy=retry,
+            heartbeat_timeout=SHELL_HEARTBEAT_TIMEOUT if spec.adapter == "shell" else None,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=summary)
+
+    async def _commit_handoff(self, att: StepAttempt, step: StepSpec) -> None:
+        assert self._workspace
+        # one at a time, so that commit order is sequence order
+        async with self._commit_lock:
+            info = workflow.info()
+            ref = await workflow.execute_activity_method(
+                WorkstreamActivities.commit_handoff,
+                HandoffInput(workflow_id=info.workflow_id, run_id=info.run_id,
+                             workspace=self._workspace.path, sequence=len(self._handoffs) + 1,
+                             attempt=att,
+                             inputs_digest=digest({"kind": step.kind, "inputs": step.inputs,
+                                                   "tool": att.tool}),
+                             previous_sha256=self._handoffs[-1].sha256 if self._handoffs
+                             else ""),
+                start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+                summary=f"commit the handoff of {step.id} execution {att.number}")
+            self._handoffs.append(ref)
+            att.handoff = ref
+
+    async def _merge(self) -> str:
+        assert self._inp and self._workspace
+        sha = await workflow.execute_activity_method(
+            WorkstreamActivities.merge,
+            MergeInput(repo_path=self._workspace.repo_path, branch=self._workspace.branch,
+                       base_branch=self._inp.spec.base_branch,
+                       workflow_id=workflow.info().workflow_id),
+            start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+            summary=f"merge {self._workspace.branch} into {self._inp.spec.base_branch}")
+        self._event("merge", f"{self._workspace.branch} merged into "
+                    f"{self._inp.spec.base_branch} at {sha[:12]}")
+        return sha
+
+    async def _cancel_steps(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, ActivityError):
+                pass
+        for step_id, st in self._steps.items():
+            if st in (StepState.PENDING, StepState.RUNNING, StepState.REVIEW):
+                self._steps[step_id] = StepState.CANCELED
+
+    # -- bookkeeping -----------------------------------------------------------
+    def _event(self, kind: str, detail: str, step: str | None = None) -> None:
+        self._events.append(RunEvent(at=workflow.now(), kind=kind, step=step, detail=detail))
+
+    def _set_step(self, step_id: str, st: StepState, detail: str) -> None:
+        self._steps[step_id] = st
+        self._event("step_state", f"{st.value}: {detail}", step_id)
+
+    def _set_state(self, state: RunState, detail: str) -> None:
+        previous, self._state = self._state, state
+        self._changed = True
+        if state in (RunState.FAILED, RunState.CANCELED, RunState.QUARANTINED):
+            self._reason = detail
+        else:
+            self._reason = ""
+        if state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED):
+            self._finished_at = workflow.now()
+        self.record("transition", f"{previous.value} -> {state.value}: {detail}")
+        self._event("run_state", f"{previous.value} -> {state.value}: {detail}")
+        if self._track:
+            search_attributes.upsert(search_attributes.WORKSTREAM_STATE, state.value)
