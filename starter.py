@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import demo, gates, sdlc, server
+from cli import demo, gates, learning, sdlc, server
 from cli.common import run
 
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     sdlc.add_parser(sub)
     gates.add_parsers(sub)
+    learning.add_parser(sub)
     return parser
 
 

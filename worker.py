@@ -20,6 +20,8 @@ from temporalio.worker import Worker
 from activities.agents import AgentActivities, ClaudeRunner, CommandRunner, OfflineRunner
 from activities.git import GitActivities
 from activities.issues import LocalIssueTracker
+from activities.learning import LearningStore
+from activities.llm import LlmActivities
 from cli.server import ensure_search_attributes
 from settings import (
     Settings,
@@ -28,9 +30,10 @@ from settings import (
     load_settings,
     temporal_connect_config,
 )
+from workflows.learning_loop import LearningLoopWorkflow
 from workflows.sdlc import SdlcWorkflow
 
-ALL_WORKFLOWS: list[type] = [SdlcWorkflow]
+ALL_WORKFLOWS: list[type] = [SdlcWorkflow, LearningLoopWorkflow]
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 ACTIVITY_THREADS = 16
@@ -49,6 +52,9 @@ def build_activities(settings: Settings) -> list[Any]:
         git.prepare_branch, git.add_worktree, git.remove_worktree,
         tracker.open_issue, tracker.sync_phase_label,
         agents.run_agent,
+        # learning loop (issue 5); LlmActivities is the local seam until issue 4 lands
+        *LearningStore(settings.learning_database_url, settings.artifact_root).all(),
+        LlmActivities().llm_complete,
     ]
 
 

@@ -40,3 +40,14 @@ AGENT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=2),
     maximum_attempts=3,
 )
+
+# -- learning loop -----------------------------------------------------------
+# Learning database calls (SQLite file or PostgreSQL): short transactions; a
+# failure is a lock timeout or a dropped connection, worth a few quick retries.
+DB_TIMEOUT = timedelta(seconds=30)
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=10,
+)
