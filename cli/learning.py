@@ -130,7 +130,8 @@ class SimulatedStudent:
         """Answer tests until the loop closes (or ``max_tests``); returns tests answered."""
         while max_tests is None or self.tests < max_tests:
             desc = await self.handle.describe()
-            if desc.status != WorkflowExecutionStatus.RUNNING:
+            if desc.status not in (WorkflowExecutionStatus.RUNNING,
+                                   WorkflowExecutionStatus.CONTINUED_AS_NEW):
                 break
             try:
                 answered = await self.answer_open_test(curriculum)
