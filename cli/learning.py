@@ -408,3 +408,76 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--reason")
         p.add_argument("--as", dest="actor", help="teacher name (default: your login)")
         p.set_defaults(command=fn)
+
+
+# -- the demo ---------------------------------------------------------------------
+
+DEMO_CURRICULUM = Path(__file__).resolve().parents[1] / "curricula" / "fractions.yaml"
+
+
+async def run_learning_demo(ctx: Context) -> int:
+    """``demo --learning``: import the fractions curriculum, start a loop for a new
+    student, let a simulated student (right 85% of the time) answer every test,
+    print each step, and end with the mastery table. Exits 0 only when the loop
+    ends MASTERED."""
+    import time
+
+    from activities.curriculum import import_curriculum, read_curriculum
+    from cli.server import ensure_dev_server
+    from models.learning import LearningPhase, LearningResult
+    from worker import make_worker
+
+    settings = ctx.settings
+    ensure_dev_server(settings)
+    client = await ctx.client()
+    spec, sha256 = read_curriculum(DEMO_CURRICULUM)
+    db = open_database(settings)
+
+    def write() -> None:
+        with db.session() as session:
+            import_curriculum(session, spec, sha256)
+
+    await asyncio.to_thread(write)
+    db.dispose()
+    print(f"curriculum {spec.id}: {len(spec.knowledge_components)} KCs imported into "
+          f"{settings.learning_database_url}")
+    config = learning_config(settings, student=f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
+                             curriculum=spec.id)
+    async with make_worker(client, settings):
+        handle = await start_learning(client, settings, config)
+        print(f"workflow {handle.id}\n  web UI: {ctx.ui_link(handle.id)}", flush=True)
+        student = SimulatedStudent(client.get_workflow_handle(handle.id),
+                                   settings.learning_database_url, p=0.85, seed=5,
+                                   name=config.student)
+        latest = client.get_workflow_handle(handle.id)
+        printer = asyncio.create_task(_print_rounds(latest))
+        await student.run(spec.id)
+        result = LearningResult.model_validate(await latest.result())
+        printer.cancel()
+        progress = await latest.query("state", result_type=LearningProgress)
+    print()
+    print(format_progress(progress))
+    print(f"\n{result.outcome.value} after {result.rounds} round(s), {result.items} item(s) "
+          f"answered; the student answered {student.tests} test(s)")
+    if progress.last_remediation:
+        print(f"  last remediation: {progress.last_remediation.artifact.path}")
+    print(f"  web UI: {ctx.ui_link(handle.id)}")
+    if result.outcome != LearningPhase.MASTERED:
+        raise CliError("the demo student did not reach mastery")
+    return 0
+
+
+async def _print_rounds(handle: WorkflowHandle[Any, Any]) -> None:
+    """Print one line per round as the loop goes (rounds run in separate runs)."""
+    shown = 0
+    while True:
+        try:
+            progress = await handle.query("state", result_type=LearningProgress,
+                                          rpc_timeout=QUERY_TIMEOUT)
+        except Exception:  # noqa: BLE001 - between runs
+            progress = None
+        if progress is not None and progress.round > shown:
+            shown = progress.round
+            mastery = " ".join(f"{k.id}={k.mastery:.2f}" for k in progress.kcs)
+            print(f"  round {shown}: {mastery}", flush=True)
+        await asyncio.sleep(0.05)
