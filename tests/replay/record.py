@@ -1,4 +1,5 @@
-"""Record workflow histories for the replay tests: ``python tests/replay/record.py``.
+"""Record workflow histories for the replay tests: ``python tests/replay/record.py
+[sdlc] [learning]`` (all when none is named).
 
 Runs each scenario on a fresh dev server with the real activities and saves
 its history as JSON under ``tests/replay/histories/``. Re-record only on purpose:
@@ -55,10 +56,58 @@ async def record_sdlc(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_learning(workdir: Path) -> None:
+    """Learning loop: two rounds (the first answered partly wrong, so it remediates),
+    an override, then the round limit; saves the first two runs (continue-as-new)."""
+    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.learning_db import LearningDatabase
+    from cli.learning import learning_config, start_learning
+    from models.learning import Answer, OpenTest, SetMastery, SubmitAnswers
+    from workflows.learning_loop import SUBMIT_ANSWERS
+
+    url = f"sqlite:///{workdir / 'learning.db'}"
+    db = LearningDatabase(url)
+    spec, sha = read_curriculum(ROOT / "curricula" / "fractions.yaml")
+    with db.session() as session:
+        import_curriculum(session, spec, sha)
+    db.dispose()
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
+                        database_url=url)
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_learning(env.client, settings, learning_config(
+                settings, student="replay", curriculum="fractions", max_rounds=2))
+            latest = env.client.get_workflow_handle(handle.id)
+            for number, answer in ((1, "1/4"), (2, "7")):
+                while True:
+                    test = await latest.query("open_test", result_type=OpenTest | None)
+                    if test is not None and test.round == number:
+                        break
+                    await asyncio.sleep(0.05)
+                if number == 2:
+                    await latest.execute_update("set_mastery", SetMastery(
+                        kc="equivalent-fractions", mastery=0.5, actor="recorder"))
+                await latest.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+                    Answer(item=i.id, answer=answer) for i in test.items]))
+            await latest.result()
+            first = env.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+            (HISTORIES / "learning_loop_round_1.json").write_text(
+                (await first.fetch_history()).to_json())
+            (HISTORIES / "learning_loop_round_2.json").write_text(
+                (await latest.fetch_history()).to_json())
+    finally:
+        await env.shutdown()
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
+    only = sys.argv[1:]
     with tempfile.TemporaryDirectory() as tmp:
-        await record_sdlc(Path(tmp))
+        if not only or "sdlc" in only:
+            await record_sdlc(Path(tmp))
+        if not only or "learning" in only:
+            await record_learning(Path(tmp))
 
 
 if __name__ == "__main__":
