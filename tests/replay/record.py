@@ -58,7 +58,8 @@ async def record_sdlc(workdir: Path) -> None:
 
 async def record_learning(workdir: Path) -> None:
     """Learning loop: two rounds (the first answered partly wrong, so it remediates),
-    an override, then the round limit; saves the first two runs (continue-as-new)."""
+    an override, items generated through the LLM layer in round 2 (the bank runs
+    short), then the round limit; saves both runs (continue-as-new between them)."""
     from activities.curriculum import import_curriculum, read_curriculum
     from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, start_learning
@@ -77,7 +78,8 @@ async def record_learning(workdir: Path) -> None:
     try:
         async with make_worker(env.client, settings):
             handle = await start_learning(env.client, settings, learning_config(
-                settings, student="replay", curriculum="fractions", max_rounds=2))
+                settings, student="replay", curriculum="fractions", max_rounds=2,
+                items_per_test=4))
             latest = env.client.get_workflow_handle(handle.id)
             for number, answer in ((1, "1/4"), (2, "7")):
                 while True:
