@@ -42,9 +42,11 @@ def db_url(tmp_path) -> str:
 
 
 @pytest_asyncio.fixture
-async def own_ts_env():
-    """A time-skipping server of the test's own: the timer tests need time to skip
-    freely, which a server shared with earlier tests' leftovers cannot promise."""
+async def ts_env():
+    """A time-skipping server for each test of this module (it overrides the shared
+    session one): the simulated student's queries and updates racing a run's end
+    can leave the test server's time-skipping lock held, which would stall the
+    timer tests that follow on a shared server."""
     env = await start_time_skipping_env()
     try:
         yield env
@@ -154,9 +156,7 @@ async def test_weak_student_does_not_reach_mastery(ts_env, task_queue, tmp_path,
         assert all(kc.rounds == 0 for kc in result.kcs[1:])
 
 
-async def test_reminders_then_expiry_scores_not_attempted(own_ts_env, task_queue, tmp_path,
-                                                          db_url):
-    ts_env = own_ts_env
+async def test_reminders_then_expiry_scores_not_attempted(ts_env, task_queue, tmp_path, db_url):
     from sqlalchemy import select
 
     from activities.learning_db import Response, Test
@@ -184,8 +184,7 @@ async def test_reminders_then_expiry_scores_not_attempted(own_ts_env, task_queue
                              for r in responses)
 
 
-async def test_expiry_pauses_until_resumed(own_ts_env, task_queue, tmp_path, db_url):
-    ts_env = own_ts_env
+async def test_expiry_pauses_until_resumed(ts_env, task_queue, tmp_path, db_url):
     settings = learning_settings(tmp_path, task_queue, db_url)
     config = learning_config(settings, student=student(), curriculum="fractions", max_rounds=3,
                              reminder_after=timedelta(hours=1), expire_after=timedelta(hours=2),
