@@ -155,7 +155,7 @@ def run(command: Command, args: argparse.Namespace) -> int:
         return 2
     except WorkflowAlreadyStartedError as err:
         print(f"error: a workflow with ID {err.workflow_id!r} already exists; look at it with "
-              f"`python starter.py status {err.workflow_id}` or pick another --slug",
+              f"`python starter.py status {err.workflow_id}`, or start it under another ID",
               file=sys.stderr)
         return 1
     except WorkflowUpdateFailedError as err:
@@ -174,6 +174,10 @@ def run(command: Command, args: argparse.Namespace) -> int:
         else:
             print(f"error: Temporal refused the request: {err.message}", file=sys.stderr)
         return 1
+    except OSError as err:  # a file named on the command line that cannot be read or written
+        where = f": {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -57,6 +57,13 @@ async def test_unknown_workflow_id_is_one_line(env):
                           "no workflow with ID 'sdlc-nope'")
 
 
+def test_unreadable_description_file_is_one_line(env, git_repo, tmp_path):
+    missing = tmp_path / "nope.md"
+    proc = cli("sdlc", "start", "--title", "x", "--repo", str(git_repo),
+               "--description-file", str(missing), env=env)
+    assert_one_line_error(proc, f"No such file or directory: {missing}")
+
+
 async def test_not_a_repository_is_one_line(env, tmp_path):
     assert_one_line_error(await acli("sdlc", "start", "--title", "X", "--repo", str(tmp_path),
                                      env=env), "is not a git repository")
