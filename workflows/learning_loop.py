@@ -311,6 +311,20 @@ class LearningLoopWorkflow(LlmWorkflow):
         seen = picked.items[count - picked.shortfall:]
         generated: list[PublicItem] = []
         if picked.shortfall:
+            generated = await self._generate(kc, number, picked)
+        items = (fresh + generated + seen)[:count]
+        if not items:
+            raise ApplicationError(f"KC {kc.id!r} has no items and none could be generated; "
+                                   "add items to the curriculum and import it again",
+                                   type="NoItems", non_retryable=True)
+        return items
+
+    async def _generate(self, kc: KcState, number: int, picked: PickedItems
+                        ) -> list[PublicItem]:
+        """New items from the LLM layer, validated and stored; [] when the LLM call
+        fails for good (the test then uses the items the bank has)."""
+        cfg = self._state.config
+        try:
             response = await self.call_llm(LlmRequest(
                 phase="learning_generate_items", template=GENERATE_TEMPLATE,
                 variables={"kc": kc.id, "kc_name": kc.name, "count": picked.shortfall,
@@ -319,24 +333,23 @@ class LearningLoopWorkflow(LlmWorkflow):
                            or "(none yet)"},
                 output_schema=item_generation_schema(kc.id, picked.shortfall)),
                 summary=f"generate {picked.shortfall} item(s) for {kc.id}")
-            proposed = [GeneratedItem.model_validate(x) for x in
-                        (response.data or {}).get("items", []) if isinstance(x, dict)]
-            stored: StoredGenerated = await self._db(
-                LearningStore.store_generated, StoreGeneratedInput(
-                    workflow_id=workflow.info().workflow_id, step=f"round-{number}-generate",
-                    curriculum=cfg.curriculum, kc=kc.id, items=proposed,
-                    provider=response.usage.provider),
-                f"validate {len(proposed)} generated item(s)")
-            generated = stored.items
-            self.record("items_generated", f"{kc.id}: {len(generated)} accepted, "
-                        f"{len(stored.refused)} refused" + (
-                            f" ({'; '.join(stored.refused)})" if stored.refused else ""))
-        items = (fresh + generated + seen)[:count]
-        if not items:
-            raise ApplicationError(f"KC {kc.id!r} has no items and none could be generated; "
-                                   "add items to the curriculum and import it again",
-                                   type="NoItems", non_retryable=True)
-        return items
+        except ActivityError as err:
+            cause = getattr(err.cause, "message", None) or err.message
+            self.record("items_generated", f"{kc.id}: generation failed ({cause}); "
+                        "the test uses the bank's items")
+            return []
+        proposed = [GeneratedItem.model_validate(x) for x in
+                    (response.data or {}).get("items", []) if isinstance(x, dict)]
+        stored: StoredGenerated = await self._db(
+            LearningStore.store_generated, StoreGeneratedInput(
+                workflow_id=workflow.info().workflow_id, step=f"round-{number}-generate",
+                curriculum=cfg.curriculum, kc=kc.id, items=proposed,
+                provider=response.usage.provider),
+            f"validate {len(proposed)} generated item(s)")
+        self.record("items_generated", f"{kc.id}: {len(stored.items)} accepted, "
+                    f"{len(stored.refused)} refused" + (
+                        f" ({'; '.join(stored.refused)})" if stored.refused else ""))
+        return stored.items
 
     async def _llm_grades(self, test_id: str, items: list[PublicItem],
                           answers: dict[str, str]) -> dict[str, FreeTextGrade]:
@@ -349,12 +362,18 @@ class LearningLoopWorkflow(LlmWorkflow):
             answer = answers.get(rubric.item, "")
             if not answer.strip():
                 continue
-            response = await self.call_llm(LlmRequest(
-                phase="learning_grade_free_text", template=GRADE_TEMPLATE,
-                variables={"prompt": rubric.prompt, "answer_key": rubric.answer_key,
-                           "answer": answer,
-                           "misconceptions": ", ".join(rubric.misconceptions) or "(none)"},
-                output_schema=FREE_TEXT_GRADE_SCHEMA), summary=f"grade {rubric.item}")
+            try:
+                response = await self.call_llm(LlmRequest(
+                    phase="learning_grade_free_text", template=GRADE_TEMPLATE,
+                    variables={"prompt": rubric.prompt, "answer_key": rubric.answer_key,
+                               "answer": answer,
+                               "misconceptions": ", ".join(rubric.misconceptions) or "(none)"},
+                    output_schema=FREE_TEXT_GRADE_SCHEMA), summary=f"grade {rubric.item}")
+            except ActivityError as err:
+                cause = getattr(err.cause, "message", None) or err.message
+                self.record("grading", f"{rubric.item}: LLM grading failed ({cause}); "
+                            "graded by exact match")
+                continue
             grades[rubric.item] = FreeTextGrade.model_validate(response.data or {
                 "correct": False, "feedback": "the grader gave no structured answer"})
         return grades

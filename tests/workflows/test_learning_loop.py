@@ -29,6 +29,7 @@ from models.learning import (
     SubmitAck,
     SubmitAnswers,
 )
+from models.llm import LlmRequest, LlmResponse
 from tests.learning_support import imported_database, learning_settings
 from worker import make_worker
 from workflows.learning_loop import SUBMIT_ANSWERS
@@ -299,3 +300,42 @@ async def test_generated_items_and_llm_grading(ts_env, task_queue, tmp_path, db_
     phases = [u["phase"] for u in (ledger if isinstance(ledger, list) else ledger["entries"])]
     assert phases.count("learning_generate_items") == 1
     assert phases.count("learning_grade_free_text") == 1
+
+
+async def test_a_failing_llm_leaves_the_test_to_the_bank(ts_env, task_queue, tmp_path, db_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from temporalio import activity
+    from temporalio.exceptions import ApplicationError
+    from temporalio.worker import Worker
+
+    from activities.learning import LearningStore
+    from workflows.learning_loop import LearningLoopWorkflow
+
+    calls = []
+
+    @activity.defn(name="llm_complete")
+    async def llm_down(request: LlmRequest) -> LlmResponse:
+        calls.append(request.phase)
+        raise ApplicationError("the model is unavailable", non_retryable=True)
+
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    store = LearningStore(db_url, tmp_path / "artifacts")
+    config = learning_config(settings, student=student(), curriculum="fractions",
+                             max_rounds=1, items_per_test=8, llm_grading=True)
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[LearningLoopWorkflow],
+                      activities=[*store.all(), llm_down],
+                      activity_executor=ThreadPoolExecutor(4)):
+        handle = await start_learning(ts_env.client, settings, config)
+        test = await wait_for_test(handle)
+        assert [i.id for i in test.items] == ["fm-1", "fm-2", "fm-3", "fm-4", "fm-6", "fm-5"]
+        await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+            answers=[Answer(item="fm-4", answer="Numerator")], finish=True))
+        result = LearningResult.model_validate(await handle.result())
+        audit = await handle.query("audit_log", result_type=list[AuditEntry])
+    assert calls == ["learning_generate_items", "learning_grade_free_text"]
+    details = " | ".join(e.detail for e in audit)
+    assert "generation failed (the model is unavailable)" in details
+    assert "fm-4: LLM grading failed" in details
+    assert result.items == 1  # fm-4 graded by exact match instead
+    assert result.kcs[0].mastery > 0.1
