@@ -481,3 +481,13 @@ async def _print_rounds(handle: WorkflowHandle[Any, Any]) -> None:
             mastery = " ".join(f"{k.id}={k.mastery:.2f}" for k in progress.kcs)
             print(f"  round {shown}: {mastery}", flush=True)
         await asyncio.sleep(0.05)
+
+
+def main() -> int:
+    """Entry point of the ``learn`` console script: ``learn ARGS`` is
+    ``orchestrator learn ARGS``."""
+    import sys
+
+    from starter import main as starter_main
+
+    return starter_main(["learn", *sys.argv[1:]])
