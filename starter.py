@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli import analysis, demo, gates, llm, sdlc, server, workstream
+from cli import analysis, demo, gates, learning, llm, sdlc, server, workstream
 from cli.common import exit_process, run
 
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     gates.add_parsers(sub)
     llm.add_parsers(sub)
     workstream.add_parser(sub)
+    learning.add_parser(sub)
     return parser
 
 

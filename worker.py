@@ -29,6 +29,7 @@ from activities.breaker import BreakerActivities
 from activities.git import GitActivities
 from activities.github import GitHubIssueTracker
 from activities.issues import LocalIssueTracker
+from activities.learning import LearningStore
 from activities.llm import LlmActivities, build_anthropic_provider, build_llm_provider
 from activities.web_search import WebSearchActivities, build_exa_client
 from activities.workstream import WorkstreamActivities
@@ -44,11 +45,12 @@ from settings import (
 )
 from workflows.analysis import AnalysisWorkflow
 from workflows.breaker import BreakerWorkflow
+from workflows.learning_loop import LearningLoopWorkflow
 from workflows.sdlc import SdlcWorkflow
 from workflows.workstream import WorkstreamWorkflow
 
 ALL_WORKFLOWS: list[type] = [SdlcWorkflow, AnalysisWorkflow, WorkstreamWorkflow,
-                             BreakerWorkflow]
+                             BreakerWorkflow, LearningLoopWorkflow]
 
 
 def build_activities(settings: Settings) -> list[Any]:
@@ -71,6 +73,7 @@ def build_activities(settings: Settings) -> list[Any]:
         agents.run_agent,
         llm.llm_complete,
         analysis.load_sources, analysis.write_report, search.web_search,
+        *LearningStore(settings.learning_database_url, settings.artifact_root).all(),
     ]
     # workstream engine
     ws = WorkstreamActivities(settings.workspace_root, ArtifactStore(settings.artifact_root))

@@ -53,6 +53,10 @@ async def cmd_demo(ctx: Context) -> int:
     spec's commit is on the branch."""
     from worker import make_worker
 
+    if ctx.args.learning:
+        from cli.learning import run_learning_demo
+
+        return await run_learning_demo(ctx)
     settings = ctx.settings
     ensure_dev_server(settings)
     client = await ctx.client()
@@ -103,4 +107,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``demo``."""
     p = sub.add_parser("demo", help="run the main job end to end (starts what it needs)")
     p.add_argument("--repo", help="use this git repository instead of a new one")
+    p.add_argument("--learning", action="store_true",
+                   help="run the learning loop with a simulated student instead")
     p.set_defaults(command=cmd_demo)

@@ -137,3 +137,13 @@ async def execute_step(activity: Any, arg: Any, *, start_to_close_timeout: timed
     return await workflow.execute_activity(
         name, arg, start_to_close_timeout=start_to_close_timeout, retry_policy=retry_policy,
         summary=summary, result_type=result_type)
+# -- learning loop -----------------------------------------------------------
+# Learning database calls (SQLite file or PostgreSQL): short transactions; a
+# failure is a lock timeout or a dropped connection, worth a few quick retries.
+DB_TIMEOUT = timedelta(seconds=30)
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=10,
+)

@@ -1,5 +1,5 @@
 """Record workflow histories for the replay tests: ``python tests/replay/record.py [NAME...]``
-(names: ``sdlc``, ``workstream``; default all).
+(names: the keys of ``SCENARIOS``; default all).
 
 Runs each scenario on a fresh dev server with the real activities and saves
 its history as JSON under ``tests/replay/histories/``; name scenarios to record
@@ -64,7 +64,6 @@ async def record_analysis(workdir: Path) -> None:
     rest, with the offline LLM provider."""
     from cli.analysis import analysis_request, start_analysis
     from tests.workflows.analysis_harness import FIXTURES, decision, drive
-
     env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", llm_provider="offline")
@@ -82,6 +81,52 @@ async def record_analysis(workdir: Path) -> None:
             await handle.result()
             history = await handle.fetch_history()
         (HISTORIES / "analysis_sources_outline_revise.json").write_text(history.to_json())
+    finally:
+        await env.shutdown()
+
+
+async def record_learning(workdir: Path) -> None:
+    """Learning loop: two rounds (the first answered partly wrong, so it remediates),
+    an override, items generated through the LLM layer in round 2 (the bank runs
+    short), then the round limit; saves both runs (continue-as-new between them)."""
+    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.learning_db import LearningDatabase
+    from cli.learning import learning_config, start_learning
+    from models.learning import Answer, OpenTest, SetMastery, SubmitAnswers
+    from workflows.learning_loop import SUBMIT_ANSWERS
+
+    url = f"sqlite:///{workdir / 'learning.db'}"
+    db = LearningDatabase(url)
+    spec, sha = read_curriculum(ROOT / "curricula" / "fractions.yaml")
+    with db.session() as session:
+        import_curriculum(session, spec, sha)
+    db.dispose()
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
+                        database_url=url)
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_learning(env.client, settings, learning_config(
+                settings, student="replay", curriculum="fractions", max_rounds=2,
+                items_per_test=4))
+            latest = env.client.get_workflow_handle(handle.id)
+            for number, answer in ((1, "1/4"), (2, "7")):
+                while True:
+                    test = await latest.query("open_test", result_type=OpenTest | None)
+                    if test is not None and test.round == number:
+                        break
+                    await asyncio.sleep(0.05)
+                if number == 2:
+                    await latest.execute_update("set_mastery", SetMastery(
+                        kc="equivalent-fractions", mastery=0.5, actor="recorder"))
+                await latest.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+                    Answer(item=i.id, answer=answer) for i in test.items]))
+            await latest.result()
+            first = env.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+            (HISTORIES / "learning_loop_round_1.json").write_text(
+                (await first.fetch_history()).to_json())
+            (HISTORIES / "learning_loop_round_2.json").write_text(
+                (await latest.fetch_history()).to_json())
     finally:
         await env.shutdown()
 
@@ -174,7 +219,8 @@ async def record_sdlc_github(workdir: Path) -> None:
 
 
 SCENARIOS = {"sdlc": record_sdlc, "sdlc_github": record_sdlc_github,
-             "analysis": record_analysis, "workstream": record_workstream}
+             "analysis": record_analysis, "workstream": record_workstream,
+             "learning": record_learning}
 
 
 async def main(names: list[str]) -> None:

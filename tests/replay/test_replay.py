@@ -21,6 +21,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_there_are_histories_to_replay():
     assert any(p.name.startswith("sdlc_") for p in HISTORIES)
+    assert any(p.name.startswith("learning_loop_") for p in HISTORIES)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

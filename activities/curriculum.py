@@ -1,0 +1,195 @@
+"""Curriculum files (YAML or JSON): read, validate as a whole, import in one transaction.
+
+A file is refused as a whole when anything in it is wrong: every problem is
+reported, each naming the KC, item and field (``knowledge_components[1] (id
+'compare').items[0] (id 'cmp-1').answer: Field required``), and nothing is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from activities.learning_db import Curriculum, Item, KcPrerequisite, KnowledgeComponent, utcnow
+from activities.learning_scoring import parse_number
+from models.learning import AnswerType, CurriculumSpec
+
+
+class CurriculumError(ValueError):
+    """A curriculum file is invalid; ``problems`` lists each error, naming its place."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s), nothing imported: "
+                         + "; ".join(problems))
+
+
+def _place(data: Any, loc: tuple[Any, ...]) -> str:
+    """``('knowledge_components', 1, 'items', 0, 'answer')`` -> a readable path that
+    names the KC and item by their IDs where the file gives them."""
+    parts: list[str] = []
+    node = data
+    for key in loc:
+        if isinstance(key, int) and isinstance(node, list) and key < len(node):
+            node = node[key]
+            ident = node.get("id") if isinstance(node, dict) else None
+            parts[-1] += f"[{key}]" + (f" (id {ident!r})" if ident else "")
+        else:
+            node = node.get(key) if isinstance(node, dict) else None
+            parts.append(str(key))
+    return ".".join(parts) or "file"
+
+
+def parse_curriculum(data: Any, source: str = "curriculum") -> CurriculumSpec:
+    """Validate curriculum data (as loaded from YAML or JSON) as a whole.
+
+    Checks the shape of every field, then across the file: KC and item IDs are
+    unique, prerequisites name KCs of the file and form no cycle, numeric answer
+    keys are numbers, and the misconceptions items point to are declared by their KC.
+
+    Raises:
+        CurriculumError: listing every problem found.
+    """
+    if not isinstance(data, dict):
+        raise CurriculumError(source, ["the file must hold a mapping with id, title and "
+                                       "knowledge_components"])
+    try:
+        spec = CurriculumSpec.model_validate(data)
+    except ValidationError as err:
+        raise CurriculumError(source, [f"{_place(data, tuple(e['loc']))}: {e['msg']}"
+                                       for e in err.errors()]) from None
+    problems: list[str] = []
+    kc_ids = [kc.id for kc in spec.knowledge_components]
+    seen_items: set[str] = set()
+    for i, kc in enumerate(spec.knowledge_components):
+        where = f"knowledge_components[{i}] (id {kc.id!r})"
+        if kc_ids.count(kc.id) > 1 and kc_ids.index(kc.id) != i:
+            problems.append(f"{where}.id: duplicate KC id {kc.id!r}")
+        for pre in kc.prerequisites:
+            if pre not in kc_ids:
+                problems.append(f"{where}.prerequisites: {pre!r} is not a KC of this file")
+            elif pre == kc.id:
+                problems.append(f"{where}.prerequisites: a KC cannot be its own prerequisite")
+        declared = {m.id for m in kc.misconceptions}
+        for j, item in enumerate(kc.items):
+            item_where = f"{where}.items[{j}] (id {item.id!r})"
+            if item.id in seen_items:
+                problems.append(f"{item_where}.id: duplicate item id {item.id!r}")
+            seen_items.add(item.id)
+            if item.answer_type == AnswerType.NUMERIC and parse_number(item.answer) is None:
+                problems.append(f"{item_where}.answer: {item.answer!r} is not a number "
+                                "(numeric items need e.g. 0.75, 3/4 or 1 1/2)")
+            for wrong, misconception in item.misconceptions.items():
+                if misconception not in declared:
+                    problems.append(f"{item_where}.misconceptions: {wrong!r} points to "
+                                    f"{misconception!r}, which {kc.id!r} does not declare")
+    cycle = _find_cycle({kc.id: kc.prerequisites for kc in spec.knowledge_components})
+    if cycle:
+        problems.append("knowledge_components: prerequisites form a cycle: "
+                        + " -> ".join(cycle))
+    if problems:
+        raise CurriculumError(source, problems)
+    return spec
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """A cycle in the prerequisite graph as a list of KC IDs, or None."""
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in graph.get(node, []):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt in graph and nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in graph:
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def read_curriculum(path: Path) -> tuple[CurriculumSpec, str]:
+    """Read and validate a ``.yaml``/``.yml``/``.json`` curriculum file.
+
+    Returns:
+        The curriculum and the SHA-256 of the file's bytes.
+
+    Raises:
+        CurriculumError: the file is missing, unparsable or invalid (every problem listed).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise CurriculumError(str(path), [f"cannot read the file: {err.strerror}"]) from None
+    try:
+        data = (json.loads(raw) if path.suffix.lower() == ".json"
+                else yaml.safe_load(raw))
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise CurriculumError(str(path), [f"not valid {path.suffix.lstrip('.').upper() or 'YAML'}"
+                                          f": {err}".replace("\n", " ")]) from None
+    return parse_curriculum(data, str(path)), hashlib.sha256(raw).hexdigest()
+
+
+def import_curriculum(session: Session, spec: CurriculumSpec, sha256: str) -> dict[str, int]:
+    """Write a validated curriculum in the caller's transaction (upsert by ID: a
+    re-import updates KCs and authored items; generated items and student data stay).
+
+    Returns:
+        Counts: ``knowledge_components``, ``prerequisites``, ``items``.
+    """
+    now = utcnow()
+    curriculum = session.get(Curriculum, spec.id)
+    if curriculum is None:
+        session.add(Curriculum(id=spec.id, title=spec.title, source_sha256=sha256,
+                               imported_at=now))
+    else:
+        curriculum.title, curriculum.source_sha256, curriculum.imported_at = (
+            spec.title, sha256, now)
+    session.flush()
+    for position, kc in enumerate(spec.knowledge_components):
+        bkt = kc.bkt or spec.bkt_defaults
+        row = session.get(KnowledgeComponent, (spec.id, kc.id)) or KnowledgeComponent(
+            curriculum_id=spec.id, id=kc.id)
+        row.position, row.name, row.description = position, kc.name, kc.description
+        row.p_prior, row.p_learn, row.p_guess, row.p_slip = (
+            bkt.prior, bkt.learn, bkt.guess, bkt.slip)
+        row.hint, row.worked_example = kc.hint, kc.worked_example
+        row.misconceptions = [m.model_dump() for m in kc.misconceptions]
+        session.add(row)
+    session.flush()
+    for old in session.scalars(select(KcPrerequisite).where(
+            KcPrerequisite.curriculum_id == spec.id)):
+        session.delete(old)
+    session.flush()
+    prerequisites = 0
+    for kc in spec.knowledge_components:
+        for pre in kc.prerequisites:
+            session.add(KcPrerequisite(curriculum_id=spec.id, kc_id=kc.id, prerequisite_id=pre))
+            prerequisites += 1
+    items = 0
+    for kc in spec.knowledge_components:
+        for item in kc.items:
+            row = session.get(Item, (spec.id, item.id)) or Item(
+                curriculum_id=spec.id, id=item.id, created_at=now)
+            row.kc_id, row.prompt, row.answer_type = kc.id, item.prompt, item.answer_type.value
+            row.answer_key, row.choices, row.tolerance = item.answer, item.choices, item.tolerance
+            row.difficulty, row.misconceptions = item.difficulty, item.misconceptions
+            row.origin, row.created_by = "authored", "import"
+            session.add(row)
+            items += 1
+    return {"knowledge_components": len(spec.knowledge_components),
+            "prerequisites": prerequisites, "items": items}

@@ -1,0 +1,493 @@
+"""``learn ...``: the learning loop from the command line, and the simulated student.
+
+``learn init-db`` and ``learn import`` work on the database directly (no
+workflow involved); the others talk to a running LearningLoopWorkflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+import yaml
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+
+from cli.common import QUERY_TIMEOUT, CliError, Context, default_actor, json_flag
+from cli.gates import follow
+from models.learning import (
+    Answer,
+    LearningConfig,
+    LearningProgress,
+    LearningState,
+    OpenTest,
+    OverrideAck,
+    PauseResume,
+    RemediationRef,
+    SetMastery,
+    SkipKc,
+    SubmitAck,
+    SubmitAnswers,
+)
+from settings import Settings
+from workflows.learning_loop import SUBMIT_ANSWERS
+
+
+def learning_workflow_id(student: str, curriculum: str) -> str:
+    """The business key ``learn-<student>-<curriculum>``."""
+    return f"learn-{student}-{curriculum}"
+
+
+def learning_config(settings: Settings, **fields: Any) -> LearningConfig:
+    """A LearningConfig with the settings as defaults (explicit fields win)."""
+    defaults = {
+        "mastery_threshold": settings.learning_mastery_threshold,
+        "max_rounds": settings.learning_max_rounds,
+        "items_per_test": settings.learning_items_per_test,
+        "reminder_after": settings.learning_test_reminder,
+        "expire_after": settings.learning_test_expiry,
+        "on_expiry": settings.learning_on_expiry,
+        "llm_grading": settings.learning_llm_grading,
+    }
+    return LearningConfig(**{**defaults, **{k: v for k, v in fields.items() if v is not None}})
+
+
+async def start_learning(client: Client, settings: Settings, config: LearningConfig
+                         ) -> WorkflowHandle[Any, Any]:
+    """Start LearningLoopWorkflow ``learn-<student>-<curriculum>``.
+
+    Raises:
+        WorkflowAlreadyStartedError: a loop with that ID exists.
+    """
+    return await client.start_workflow(
+        "LearningLoopWorkflow", LearningState(config=config),
+        id=learning_workflow_id(config.student, config.curriculum),
+        task_queue=settings.temporal_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        static_summary=f"Learning loop: {config.student} on {config.curriculum}")
+
+
+def open_database(settings: Settings) -> Any:
+    """The learning database of ``DATABASE_URL`` (migrated on first use)."""
+    from activities.learning_db import LearningDatabase
+
+    return LearningDatabase(settings.learning_database_url)
+
+
+# -- the simulated student ------------------------------------------------------
+
+
+class SimulatedStudent:
+    """Answers each open test of a loop: right with probability ``p``, else one of
+    the item's known wrong answers. Used by the demo, the tests and the benchmark.
+
+    Args:
+        handle: the loop (a handle without run ID follows continue-as-new).
+        database_url: the learning database, to look up answer keys.
+        p: probability of a right answer, in [0, 1].
+        seed: seed of the random choices (same seed, same answers).
+    """
+
+    def __init__(self, handle: WorkflowHandle[Any, Any], database_url: str, p: float,
+                 seed: int = 0, name: str = "simulated-student") -> None:
+        from activities.artifacts import ArtifactStore
+        from activities.learning_db import LearningDatabase
+        from activities.learning_repo import LearningRepository
+
+        self.handle = handle
+        self.repo = LearningRepository(LearningDatabase(database_url), ArtifactStore(Path(".")))
+        self.p = p
+        self.rng = random.Random(seed)
+        self.name = name
+        self.tests = 0
+
+    def answers(self, test: OpenTest, curriculum: str) -> list[Answer]:
+        """An answer for every item of ``test``."""
+        out = []
+        for item in test.items:
+            key, wrong = self.repo.answer_key(curriculum, item.id)
+            right = self.rng.random() < self.p
+            out.append(Answer(item=item.id, answer=key if right else self.rng.choice(wrong)))
+        return out
+
+    async def answer_open_test(self, curriculum: str) -> bool:
+        """Answer the open test, if one is open; True when it answered one."""
+        test = await self.handle.query("open_test", result_type=OpenTest | None,
+                                       rpc_timeout=QUERY_TIMEOUT)
+        if test is None:
+            return False
+        answers = await asyncio.to_thread(self.answers, test, curriculum)
+        await self.handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+            test_id=test.test_id, answers=answers, student=self.name), result_type=SubmitAck)
+        self.tests += 1
+        return True
+
+    async def run(self, curriculum: str, poll: float = 0.02, max_tests: int | None = None
+                  ) -> int:
+        """Answer tests until the loop closes (or ``max_tests``); returns tests answered."""
+        while max_tests is None or self.tests < max_tests:
+            desc = await self.handle.describe()
+            if desc.status not in (WorkflowExecutionStatus.RUNNING,
+                                   WorkflowExecutionStatus.CONTINUED_AS_NEW):
+                break
+            try:
+                answered = await self.answer_open_test(curriculum)
+            except Exception:  # noqa: BLE001 - between runs (continue-as-new) or closing
+                answered = False
+            if not answered:
+                await asyncio.sleep(poll)
+        return self.tests
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+async def cmd_init_db(ctx: Context) -> int:
+    """``learn init-db``: run the migrations."""
+    from activities.learning_db import current_revision
+
+    db = open_database(ctx.settings)
+    await asyncio.to_thread(db.migrate)
+    revision = current_revision(db.engine)
+    db.dispose()
+    ctx.emit({"database": db.engine.url.render_as_string(), "revision": revision},
+             f"learning database {db.engine.url.render_as_string()} at revision {revision}")
+    return 0
+
+
+async def cmd_import(ctx: Context) -> int:
+    """``learn import FILE``: validate the whole file, then write it in one transaction."""
+    from activities.curriculum import CurriculumError, import_curriculum, read_curriculum
+
+    try:
+        spec, sha256 = read_curriculum(Path(ctx.args.file))
+    except CurriculumError as err:
+        raise CliError(str(err), code=2) from None
+    db = open_database(ctx.settings)
+
+    def write() -> dict[str, int]:
+        with db.session() as session:
+            return import_curriculum(session, spec, sha256)
+
+    counts = await asyncio.to_thread(write)
+    db.dispose()
+    ctx.emit({"curriculum": spec.id, **counts},
+             f"imported {spec.id}: {counts['knowledge_components']} KCs, "
+             f"{counts['prerequisites']} prerequisites, {counts['items']} items")
+    return 0
+
+
+async def cmd_start(ctx: Context) -> int:
+    """``learn start --student S --curriculum C``."""
+    args = ctx.args
+    from activities.learning_db import Curriculum
+
+    db = open_database(ctx.settings)
+
+    def imported() -> bool:
+        with db.session() as session:
+            return session.get(Curriculum, args.curriculum) is not None
+
+    if not await asyncio.to_thread(imported):
+        raise CliError(f"curriculum {args.curriculum!r} is not imported; import it with "
+                       "`python starter.py learn import FILE`")
+    config = learning_config(ctx.settings, student=args.student, curriculum=args.curriculum,
+                             max_rounds=args.max_rounds, mastery_threshold=args.threshold,
+                             items_per_test=args.items_per_test, on_expiry=args.on_expiry,
+                             teachers=args.teacher or None)
+    handle = await start_learning(await ctx.client(), ctx.settings, config)
+    ctx.emit({"workflow_id": handle.id, "run_id": handle.result_run_id,
+              "ui": ctx.ui_link(handle.id)},
+             f"started {handle.id}\n  web UI: {ctx.ui_link(handle.id)}\n"
+             f"  the test: python starter.py learn test {handle.id}")
+    if args.follow:
+        await follow(handle, quiet=ctx.json)
+    return 0
+
+
+async def _query(ctx: Context, name: str, result_type: Any) -> Any:
+    handle = await ctx.handle(ctx.args.workflow_id)
+    return await handle.query(name, result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
+
+
+def format_test(test: OpenTest) -> str:
+    """The open test as the student reads it."""
+    lines = [f"test {test.test_id} on {test.kc} (round {test.round}), expires "
+             f"{test.expires_at:%Y-%m-%d %H:%M} UTC"]
+    for item in test.items:
+        lines.append(f"  [{item.id}] {item.prompt}")
+        for n, choice in enumerate(item.choices):
+            lines.append(f"      {chr(ord('A') + n)}) {choice}")
+        if item.id in test.answers:
+            lines.append(f"      answered: {test.answers[item.id]}")
+    lines.append(f"answer with: python starter.py learn answer {test.test_id.split('/')[0]} "
+                 "--item ID --answer TEXT")
+    return "\n".join(lines)
+
+
+async def cmd_test(ctx: Context) -> int:
+    """``learn test ID``: the open test, and where the newest remediation is."""
+    progress: LearningProgress = await _query(ctx, "state", LearningProgress)
+    test = progress.open_test
+    remediation = progress.last_remediation
+
+    def text() -> str:
+        lines = [format_test(test) if test else
+                 f"no test is open (the loop is at {progress.phase.value})"]
+        if remediation:
+            lines.append(f"remediation of round {remediation.round} ({remediation.kc}): "
+                         f"{remediation.artifact.path} (`learn remediation "
+                         f"{ctx.args.workflow_id}`)")
+        return "\n".join(lines)
+
+    ctx.emit({"open_test": test, "last_remediation": remediation}, text)
+    return 0
+
+
+def read_answers_file(path: Path) -> list[Answer]:
+    """Answers from YAML/JSON: a mapping ``item: answer`` or a list of
+    ``{item, answer}``.
+
+    Raises:
+        CliError: unreadable file or another shape.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise CliError(f"cannot read answers from {path}: {err}".replace("\n", " "),
+                       code=2) from None
+    if isinstance(data, dict):
+        return [Answer(item=str(k), answer=str(v)) for k, v in data.items()]
+    if isinstance(data, list) and all(isinstance(x, dict) for x in data):
+        return [Answer.model_validate({k: str(v) for k, v in x.items()}) for x in data]
+    raise CliError(f"{path}: expected a mapping `item: answer` or a list of "
+                   "{item, answer}", code=2)
+
+
+async def cmd_answer(ctx: Context) -> int:
+    """``learn answer ID --item I --answer A`` or ``--file answers.yaml`` [--finish]."""
+    args = ctx.args
+    if args.file:
+        answers = read_answers_file(Path(args.file))
+    elif args.item and args.answer is not None:
+        answers = [Answer(item=args.item, answer=args.answer)]
+    elif args.finish:
+        answers = []
+    else:
+        raise CliError("give --item and --answer, or --file answers.yaml (or --finish)", code=2)
+    handle = await ctx.handle(args.workflow_id)
+    ack = await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+        answers=answers, finish=args.finish, student=args.student or default_actor()),
+        result_type=SubmitAck)
+    ctx.emit(ack, f"{len(ack.accepted)} answer(s) taken for {ack.test_id}; " + (
+        "test closed" if ack.closed else f"still to answer: {', '.join(ack.missing)}"))
+    return 0
+
+
+def format_progress(progress: LearningProgress) -> str:
+    """Mastery per KC as a table."""
+    state = progress.phase.value + (" (paused)" if progress.paused else "")
+    lines = [f"{progress.student} on {progress.curriculum}: round {progress.round}/"
+             f"{progress.max_rounds}, {state}, mastery threshold {progress.mastery_threshold}",
+             f"{'KC':<28} {'P(L)':>6}  {'status':<10} {'rounds':>6} {'items':>5} "
+             f"{'time':>8}  prerequisites"]
+    for kc in progress.kcs:
+        status = ("skipped" if kc.skipped else "mastered"
+                  if kc.mastery >= progress.mastery_threshold else "learning")
+        lines.append(f"{kc.id:<28} {kc.mastery:>6.3f}  {status:<10} {kc.rounds:>6} "
+                     f"{kc.items:>5} {kc.seconds:>7.0f}s  {', '.join(kc.prerequisites) or '-'}")
+    return "\n".join(lines)
+
+
+async def cmd_progress(ctx: Context) -> int:
+    """``learn progress ID``: a table of mastery per KC."""
+    progress: LearningProgress = await _query(ctx, "state", LearningProgress)
+    ctx.emit(progress, lambda: format_progress(progress))
+    return 0
+
+
+async def cmd_remediation(ctx: Context) -> int:
+    """``learn remediation ID``: the newest remediation artifact's text."""
+    ref: RemediationRef | None = await _query(ctx, "remediation", RemediationRef | None)
+    if ref is None:
+        raise CliError(f"{ctx.args.workflow_id} has no remediation yet")
+    try:
+        text = Path(ref.artifact.path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise CliError(f"cannot read {ref.artifact.path}: {err.strerror}; the artifact store "
+                       "(ORCHESTRATOR_HOME) must be the worker's") from None
+    ctx.emit({"remediation": ref, "text": text}, text)
+    return 0
+
+
+async def _override(ctx: Context, update: str, payload: Any) -> int:
+    handle = await ctx.handle(ctx.args.workflow_id)
+    ack = await handle.execute_update(update, payload, result_type=OverrideAck)
+    ctx.emit(ack, f"{handle.id}: {ack.detail}")
+    return 0
+
+
+async def cmd_set_mastery(ctx: Context) -> int:
+    """``learn set-mastery ID --kc K --mastery P``."""
+    a = ctx.args
+    return await _override(ctx, "set_mastery", SetMastery(
+        kc=a.kc, mastery=a.mastery, actor=a.actor or default_actor(), reason=a.reason or ""))
+
+
+async def cmd_skip(ctx: Context) -> int:
+    """``learn skip ID --kc K``."""
+    a = ctx.args
+    return await _override(ctx, "skip_kc", SkipKc(kc=a.kc, actor=a.actor or default_actor(),
+                                                  reason=a.reason or ""))
+
+
+async def cmd_pause(ctx: Context) -> int:
+    """``learn pause ID``."""
+    a = ctx.args
+    return await _override(ctx, "pause", PauseResume(actor=a.actor or default_actor(),
+                                                     reason=a.reason or ""))
+
+
+async def cmd_resume(ctx: Context) -> int:
+    """``learn resume ID``."""
+    a = ctx.args
+    return await _override(ctx, "resume", PauseResume(actor=a.actor or default_actor(),
+                                                      reason=a.reason or ""))
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``learn ...``."""
+    js = json_flag()
+    learn = sub.add_parser("learn", help="the A* learning loop").add_subparsers(
+        dest="learn_command", required=True, metavar="COMMAND")
+    p = learn.add_parser("init-db", help="create or upgrade the learning database",
+                         parents=[js])
+    p.set_defaults(command=cmd_init_db)
+    p = learn.add_parser("import", help="import a curriculum (YAML or JSON)", parents=[js])
+    p.add_argument("file")
+    p.set_defaults(command=cmd_import)
+    p = learn.add_parser("start", help="start a student's loop", parents=[js])
+    p.add_argument("--student", required=True)
+    p.add_argument("--curriculum", required=True, help="an imported curriculum's id")
+    p.add_argument("--max-rounds", type=int, help="default LEARNING_MAX_ROUNDS")
+    p.add_argument("--threshold", type=float, help="default LEARNING_MASTERY_THRESHOLD")
+    p.add_argument("--items-per-test", type=int, help="default LEARNING_ITEMS_PER_TEST")
+    p.add_argument("--on-expiry", choices=["continue", "pause"],
+                   help="default LEARNING_ON_EXPIRY")
+    p.add_argument("--teacher", action="append", help="who may override (repeatable)")
+    p.add_argument("--follow", action="store_true", help="print each step until the loop ends")
+    p.set_defaults(command=cmd_start)
+    for name, fn, hlp in (("test", cmd_test, "the open test"),
+                          ("progress", cmd_progress, "mastery per KC"),
+                          ("remediation", cmd_remediation, "the newest remediation")):
+        p = learn.add_parser(name, help=hlp, parents=[js])
+        p.add_argument("workflow_id")
+        p.set_defaults(command=fn)
+    p = learn.add_parser("answer", help="answer items of the open test", parents=[js])
+    p.add_argument("workflow_id")
+    p.add_argument("--item")
+    p.add_argument("--answer")
+    p.add_argument("--file", help="YAML/JSON: item: answer")
+    p.add_argument("--finish", action="store_true",
+                   help="close the test; unanswered items count as not attempted")
+    p.add_argument("--as", dest="student", help="who answers (default: your login)")
+    p.set_defaults(command=cmd_answer)
+    for name, fn, hlp in (("set-mastery", cmd_set_mastery, "teacher: set a KC's P(L)"),
+                          ("skip", cmd_skip, "teacher: skip a KC"),
+                          ("pause", cmd_pause, "teacher: pause the loop"),
+                          ("resume", cmd_resume, "teacher: resume the loop")):
+        p = learn.add_parser(name, help=hlp, parents=[js])
+        p.add_argument("workflow_id")
+        if name in ("set-mastery", "skip"):
+            p.add_argument("--kc", required=True)
+        if name == "set-mastery":
+            p.add_argument("--mastery", type=float, required=True, help="P(L) in [0, 1]")
+        p.add_argument("--reason")
+        p.add_argument("--as", dest="actor", help="teacher name (default: your login)")
+        p.set_defaults(command=fn)
+
+
+# -- the demo ---------------------------------------------------------------------
+
+DEMO_CURRICULUM = Path(__file__).resolve().parents[1] / "curricula" / "fractions.yaml"
+
+
+async def run_learning_demo(ctx: Context) -> int:
+    """``demo --learning``: import the fractions curriculum, start a loop for a new
+    student, let a simulated student (right 85% of the time) answer every test,
+    print each step, and end with the mastery table. Exits 0 only when the loop
+    ends MASTERED."""
+    import time
+
+    from activities.curriculum import import_curriculum, read_curriculum
+    from cli.server import ensure_dev_server
+    from models.learning import LearningPhase, LearningResult
+    from worker import make_worker
+
+    settings = ctx.settings
+    ensure_dev_server(settings)
+    client = await ctx.client()
+    spec, sha256 = read_curriculum(DEMO_CURRICULUM)
+    db = open_database(settings)
+
+    def write() -> None:
+        with db.session() as session:
+            import_curriculum(session, spec, sha256)
+
+    await asyncio.to_thread(write)
+    db.dispose()
+    print(f"curriculum {spec.id}: {len(spec.knowledge_components)} KCs imported into "
+          f"{settings.learning_database_url}")
+    config = learning_config(settings, student=f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
+                             curriculum=spec.id)
+    async with make_worker(client, settings):
+        handle = await start_learning(client, settings, config)
+        print(f"workflow {handle.id}\n  web UI: {ctx.ui_link(handle.id)}", flush=True)
+        student = SimulatedStudent(client.get_workflow_handle(handle.id),
+                                   settings.learning_database_url, p=0.85, seed=5,
+                                   name=config.student)
+        latest = client.get_workflow_handle(handle.id)
+        printer = asyncio.create_task(_print_rounds(latest))
+        await student.run(spec.id)
+        result = LearningResult.model_validate(await latest.result())
+        printer.cancel()
+        progress = await latest.query("state", result_type=LearningProgress)
+    print()
+    print(format_progress(progress))
+    print(f"\n{result.outcome.value} after {result.rounds} round(s), {result.items} item(s) "
+          f"answered; the student answered {student.tests} test(s)")
+    if progress.last_remediation:
+        print(f"  last remediation: {progress.last_remediation.artifact.path}")
+    print(f"  web UI: {ctx.ui_link(handle.id)}")
+    if result.outcome != LearningPhase.MASTERED:
+        raise CliError("the demo student did not reach mastery")
+    return 0
+
+
+async def _print_rounds(handle: WorkflowHandle[Any, Any]) -> None:
+    """Print one line per round as the loop goes (rounds run in separate runs)."""
+    shown = 0
+    while True:
+        try:
+            progress = await handle.query("state", result_type=LearningProgress,
+                                          rpc_timeout=QUERY_TIMEOUT)
+        except Exception:  # noqa: BLE001 - between runs
+            progress = None
+        if progress is not None and progress.round > shown:
+            shown = progress.round
+            mastery = " ".join(f"{k.id}={k.mastery:.2f}" for k in progress.kcs)
+            print(f"  round {shown}: {mastery}", flush=True)
+        await asyncio.sleep(0.05)
+
+
+def main() -> int:
+    """Entry point of the ``learn`` console script: ``learn ARGS`` is
+    ``orchestrator learn ARGS``."""
+    import sys
+
+    from starter import main as starter_main
+
+    return starter_main(["learn", *sys.argv[1:]])

@@ -1,0 +1,342 @@
+"""LearningLoopWorkflow on the time-skipping server with the real database
+activities (SQLite) and the offline LLM provider."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+
+from cli.learning import SimulatedStudent, learning_config, start_learning
+from cli.server import start_time_skipping_env
+from models.common import AuditEntry
+from models.learning import (
+    Answer,
+    LearningPhase,
+    LearningProgress,
+    LearningResult,
+    OpenTest,
+    OverrideAck,
+    PauseResume,
+    SetMastery,
+    SkipKc,
+    SubmitAck,
+    SubmitAnswers,
+)
+from models.llm import LlmRequest, LlmResponse
+from tests.learning_support import imported_database, learning_settings
+from worker import make_worker
+from workflows.learning_loop import SUBMIT_ANSWERS
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'learning.db'}"
+    imported_database(url).dispose()
+    return url
+
+
+@pytest_asyncio.fixture
+async def ts_env():
+    """A time-skipping server for each test of this module (it overrides the shared
+    session one): the simulated student's queries and updates racing a run's end
+    can leave the test server's time-skipping lock held, which would stall the
+    timer tests that follow on a shared server."""
+    env = await start_time_skipping_env()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+def student() -> str:
+    return f"s{uuid.uuid4().hex[:8]}"
+
+
+async def refused(call, pattern: str) -> None:
+    """The update is refused by its validator with a message matching ``pattern``."""
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await call
+    assert re.search(pattern, str(err.value.cause)), str(err.value.cause)
+
+
+async def wait_for_test(handle, previous: str | None = None) -> OpenTest:
+    for _ in range(400):
+        try:
+            test = await handle.query("open_test", result_type=OpenTest | None)
+        except Exception:  # noqa: BLE001 - between runs
+            test = None
+        if test is not None and test.test_id != previous:
+            return test
+        await asyncio.sleep(0.02)
+    raise AssertionError("no test opened")
+
+
+async def test_able_student_reaches_mastery(ts_env, task_queue, tmp_path, db_url):
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    config = learning_config(settings, student=student(), curriculum="fractions",
+                             max_rounds=40)
+    async with make_worker(ts_env.client, settings):
+        handle = await start_learning(ts_env.client, settings, config)
+        sim = SimulatedStudent(ts_env.client.get_workflow_handle(handle.id), db_url, p=0.95,
+                               seed=1)
+        await sim.run("fractions")
+        result = LearningResult.model_validate(await sim.handle.result())
+    assert result.outcome == LearningPhase.MASTERED
+    assert all(kc.mastered for kc in result.kcs)
+    assert result.rounds == sim.tests <= 40
+    assert result.items == sum(kc.items for kc in result.kcs) > 0
+
+
+def history_rows(db_url: str, student_id: str):
+    from activities.artifacts import ArtifactStore
+    from activities.learning_db import LearningDatabase
+    from activities.learning_repo import LearningRepository
+
+    repo = LearningRepository(LearningDatabase(db_url), ArtifactStore(Path(".")))
+    return repo.mastery_history(student_id, "fractions")
+
+
+def db_session(db_url: str):
+    from activities.learning_db import LearningDatabase
+
+    return LearningDatabase(db_url).session()
+
+
+async def test_mastery_history_and_continue_as_new(ts_env, task_queue, tmp_path, db_url):
+    from sqlalchemy import select
+
+    from activities.learning_db import MasteryHistory, Response
+
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    name = student()
+    config = learning_config(settings, student=name, curriculum="fractions", max_rounds=40)
+    async with make_worker(ts_env.client, settings):
+        handle = await start_learning(ts_env.client, settings, config)
+        sim = SimulatedStudent(ts_env.client.get_workflow_handle(handle.id), db_url, p=0.9,
+                               seed=7)
+        await sim.run("fractions")
+        result = LearningResult.model_validate(await sim.handle.result())
+        first_run = await ts_env.client.get_workflow_handle(
+            handle.id, run_id=handle.result_run_id).describe()
+    assert first_run.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert result.rounds > 1  # each round was a run of its own
+    with db_session(db_url) as s:
+        responses = s.scalars(select(Response).where(Response.student_id == name)).all()
+        bkt = s.scalars(select(MasteryHistory).where(
+            MasteryHistory.student_id == name, MasteryHistory.source == "bkt")).all()
+    # BKT once per response ID, and every attempted response was applied
+    assert sorted(h.step_key for h in bkt) == sorted(r.id for r in responses if r.attempted)
+    assert len(responses) == result.items
+    for kc in result.kcs:  # the workflow's state matches the database's last BKT step
+        last = [h for h in bkt if h.kc_id == kc.kc][-1]
+        assert kc.mastery == pytest.approx(last.p_after)
+
+
+async def test_weak_student_does_not_reach_mastery(ts_env, task_queue, tmp_path, db_url):
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    config = learning_config(settings, student=student(), curriculum="fractions",
+                             max_rounds=12)
+    async with make_worker(ts_env.client, settings):
+        handle = await start_learning(ts_env.client, settings, config)
+        sim = SimulatedStudent(ts_env.client.get_workflow_handle(handle.id), db_url, p=0.2,
+                               seed=3)
+        await sim.run("fractions")
+        result = LearningResult.model_validate(await sim.handle.result())
+    assert result.outcome == LearningPhase.ROUND_LIMIT
+    assert result.rounds == 12
+    assert not all(kc.mastered for kc in result.kcs)
+    # prerequisites gate Assign: nothing past the first KC before it is mastered
+    first = result.kcs[0]
+    if not first.mastered:
+        assert all(kc.rounds == 0 for kc in result.kcs[1:])
+
+
+async def test_reminders_then_expiry_scores_not_attempted(ts_env, task_queue, tmp_path, db_url):
+    from sqlalchemy import select
+
+    from activities.learning_db import Response, Test
+
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    name = student()
+    config = learning_config(settings, student=name, curriculum="fractions", max_rounds=2,
+                             reminder_after=timedelta(hours=1), expire_after=timedelta(hours=3),
+                             on_expiry="continue")
+    async with make_worker(ts_env.client, settings):
+        handle = await start_learning(ts_env.client, settings, config)
+        result = LearningResult.model_validate(await handle.result())  # time skips
+        audit = await handle.query("audit_log", result_type=list[AuditEntry])
+    assert result.outcome == LearningPhase.ROUND_LIMIT and result.rounds == 2
+    assert result.items == 0  # nothing attempted, no evidence
+    assert result.kcs[0].mastery == pytest.approx(0.1)  # the prior, unchanged
+    kinds = [e.kind for e in audit]
+    assert kinds.count("test_expired") == 2
+    assert kinds.count("reminder") == 4  # at 1 h and 2 h of each test
+    with db_session(db_url) as s:
+        tests = s.scalars(select(Test).where(Test.student_id == name)).all()
+        responses = s.scalars(select(Response).where(Response.student_id == name)).all()
+    assert [t.status for t in tests] == ["expired", "expired"]
+    assert responses and all(not r.attempted and r.misconception == "not-attempted"
+                             for r in responses)
+
+
+async def test_expiry_pauses_until_resumed(ts_env, task_queue, tmp_path, db_url):
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    config = learning_config(settings, student=student(), curriculum="fractions", max_rounds=3,
+                             reminder_after=timedelta(hours=1), expire_after=timedelta(hours=2),
+                             on_expiry="pause")
+    async with make_worker(ts_env.client, settings):
+        handle = await start_learning(ts_env.client, settings, config)
+        first = await wait_for_test(handle)
+        await ts_env.sleep(timedelta(hours=3))
+        for _ in range(200):
+            progress = await handle.query("state", result_type=LearningProgress)
+            if progress.phase == LearningPhase.PAUSED:
+                break
+            await asyncio.sleep(0.02)
+        assert progress.paused and progress.round == 1 and progress.open_test is None
+        await refused(handle.execute_update("pause", PauseResume(actor="ms-lee")),
+                      "already paused")
+        await ts_env.sleep(timedelta(days=30))  # paused: no new test, however long
+        assert (await handle.query("state", result_type=LearningProgress)).round == 1
+        ack = await handle.execute_update("resume", PauseResume(actor="ms-lee"),
+                                          result_type=OverrideAck)
+        assert not ack.paused
+        second = await wait_for_test(handle, previous=first.test_id)
+        assert second.round == 2
+        await handle.terminate()
+
+
+async def test_answers_overrides_and_state_across_runs(ts_env, task_queue, tmp_path, db_url):
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    config = learning_config(settings, student=student(), curriculum="fractions",
+                             max_rounds=10, teachers=["ms-lee"])
+    async with make_worker(ts_env.client, settings):
+        handle = await start_learning(ts_env.client, settings, config)
+        test = await wait_for_test(handle)
+        assert test.kc == "fraction-meaning"  # the only KC without prerequisites
+        await refused(handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+                answers=[Answer(item="nope", answer="1")])), "unknown item")
+        await refused(handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+                test_id="other/round-9", answers=[Answer(item=test.items[0].id, answer="1")])),
+            "is not open")
+        await refused(handle.execute_update("skip_kc", SkipKc(kc="adding-fractions",
+                                                          actor="mallory")), "may not override")
+        await refused(handle.execute_update("skip_kc", SkipKc(kc="calculus", actor="ms-lee")),
+                      "unknown KC")
+        first, *rest = test.items
+        ack = await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+            answers=[Answer(item=first.id, answer="42")]), result_type=SubmitAck)
+        assert not ack.closed and ack.missing == [i.id for i in rest]
+        # a refused signal is audited, not raised
+        await handle.signal(SUBMIT_ANSWERS, SubmitAnswers(answers=[Answer(item="x", answer="")]))
+        ack = await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+            answers=[Answer(item=i.id, answer="42") for i in rest]), result_type=SubmitAck)
+        assert ack.closed
+        await refused(handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+                answers=[Answer(item=first.id, answer="1")])), "closed|no test is open")
+        second = await wait_for_test(handle, previous=test.test_id)
+        assert second.round == 2  # a new run (continue-as-new) opened it
+        await handle.execute_update("set_mastery", SetMastery(
+            kc="fraction-meaning", mastery=0.99, actor="ms-lee", reason="knows it"),
+            result_type=OverrideAck)
+        await handle.execute_update("skip_kc", SkipKc(kc="comparing-fractions", actor="ms-lee"))
+        progress = await handle.query("state", result_type=LearningProgress)
+        kcs = {k.id: k for k in progress.kcs}
+        assert kcs["fraction-meaning"].mastery == 0.99 and kcs["comparing-fractions"].skipped
+        assert kcs["fraction-meaning"].rounds == 1
+        assert kcs["fraction-meaning"].items == len(test.items)
+        assert progress.last_remediation is not None  # round 1 had wrong answers
+        text = open(progress.last_remediation.artifact.path).read()
+        assert "## Worked example" in text and "Right answer" in text
+        # round 2 answered: its Model step starts from the override, and the
+        # state survives the next continue-as-new
+        await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(finish=True))
+        third = await wait_for_test(handle, previous=second.test_id)
+        assert third.kc == "equivalent-fractions"  # fraction-meaning is mastered now
+        progress = await handle.query("state", result_type=LearningProgress)
+        kcs = {k.id: k for k in progress.kcs}
+        assert kcs["fraction-meaning"].mastery == 0.99  # not attempted: no BKT step
+        assert kcs["comparing-fractions"].skipped and progress.round == 2
+        audit = await handle.query("audit_log", result_type=list[AuditEntry])
+        kinds = [e.kind for e in audit]
+        assert "override" in kinds and "refused" in kinds  # carried over from earlier runs
+        await handle.terminate()
+
+
+async def test_generated_items_and_llm_grading(ts_env, task_queue, tmp_path, db_url):
+    from sqlalchemy import select
+
+    from activities.learning_db import Item, Response
+
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    name = student()
+    config = learning_config(settings, student=name, curriculum="fractions", max_rounds=1,
+                             items_per_test=8, llm_grading=True)
+    async with make_worker(ts_env.client, settings):
+        handle = await start_learning(ts_env.client, settings, config)
+        test = await wait_for_test(handle)
+        await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+            answers=[Answer(item=i.id, answer="numerator") for i in test.items]))
+        await handle.result()
+        audit = await handle.query("audit_log", result_type=list[AuditEntry])
+        ledger = await handle.query("llm_ledger")
+    generated = [e for e in audit if e.kind == "items_generated"]
+    assert len(generated) == 1
+    with db_session(db_url) as s:
+        new = s.scalars(select(Item).where(Item.origin == "generated",
+                                           Item.created_by.like(f"{handle.id}/%"))).all()
+        fm4 = s.get(Response, f"{handle.id}/round-1/fm-4")
+    assert generated[0].detail.startswith(f"fraction-meaning: {len(new)} accepted")
+    assert all(i.kc_id == "fraction-meaning" and i.answer_key for i in new)
+    assert {i.id for i in new} <= {i.id for i in test.items}
+    assert len(test.items) == 6 + len(new)
+    assert fm4.graded_by == "llm"  # free text, LLM grading on
+    phases = [u["phase"] for u in (ledger if isinstance(ledger, list) else ledger["entries"])]
+    assert phases.count("learning_generate_items") == 1
+    assert phases.count("learning_grade_free_text") == 1
+
+
+async def test_a_failing_llm_leaves_the_test_to_the_bank(ts_env, task_queue, tmp_path, db_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from temporalio import activity
+    from temporalio.exceptions import ApplicationError
+    from temporalio.worker import Worker
+
+    from activities.learning import LearningStore
+    from workflows.learning_loop import LearningLoopWorkflow
+
+    calls = []
+
+    @activity.defn(name="llm_complete")
+    async def llm_down(request: LlmRequest) -> LlmResponse:
+        calls.append(request.phase)
+        raise ApplicationError("the model is unavailable", non_retryable=True)
+
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    store = LearningStore(db_url, tmp_path / "artifacts")
+    config = learning_config(settings, student=student(), curriculum="fractions",
+                             max_rounds=1, items_per_test=8, llm_grading=True)
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[LearningLoopWorkflow],
+                      activities=[*store.all(), llm_down],
+                      activity_executor=ThreadPoolExecutor(4)):
+        handle = await start_learning(ts_env.client, settings, config)
+        test = await wait_for_test(handle)
+        assert [i.id for i in test.items] == ["fm-1", "fm-2", "fm-3", "fm-4", "fm-6", "fm-5"]
+        await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+            answers=[Answer(item="fm-4", answer="Numerator")], finish=True))
+        result = LearningResult.model_validate(await handle.result())
+        audit = await handle.query("audit_log", result_type=list[AuditEntry])
+    assert calls == ["learning_generate_items", "learning_grade_free_text"]
+    details = " | ".join(e.detail for e in audit)
+    assert "generation failed (the model is unavailable)" in details
+    assert "fm-4: LLM grading failed" in details
+    assert result.items == 1  # fm-4 graded by exact match instead
+    assert result.kcs[0].mastery > 0.1
