@@ -13,9 +13,16 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.llm import ModelPrice, model_price
@@ -34,6 +41,18 @@ DEFAULT_LLM_PRICES: dict[str, ModelPrice] = {
 
 class SettingsError(ValueError):
     """The environment holds an invalid or missing setting; the message names it."""
+
+
+def _seconds_or_duration(value: Any) -> Any:
+    # "0.5" from the environment means seconds, as the README says of durations.
+    try:
+        return timedelta(seconds=float(value)) if isinstance(value, str) else value
+    except ValueError:
+        return value  # ISO 8601 (PT0.5S) and [HH:MM:]SS are pydantic's own
+
+
+Seconds = Annotated[timedelta, BeforeValidator(_seconds_or_duration)]
+"""A duration setting: plain seconds ("30", "0.5") or any form pydantic reads."""
 
 
 class Settings(BaseSettings):
@@ -113,17 +132,9 @@ class Settings(BaseSettings):
         "origin", description="git remote of the local repository that DONE pushes to")
     github_label_prefix: str = Field(
         "sdlc:", min_length=1, description="prefix of the phase labels (sdlc:gate-1)")
-    github_poll_interval: timedelta = Field(
+    github_poll_interval: Seconds = Field(
         timedelta(seconds=30), gt=timedelta(0),
         description="issue comments are polled this often at a gate")
-
-    @field_validator("github_poll_interval", mode="before")
-    @classmethod
-    def _seconds(cls, value: object) -> object:
-        # pydantic reads "30" as an ISO-ish duration and fails; the README says seconds
-        if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
-            return float(value)
-        return value
 
     @field_validator("github_repository")
     @classmethod
@@ -225,20 +236,27 @@ class Settings(BaseSettings):
             f"sqlite:///{(self.orchestrator_home / 'learning.db').resolve()}")
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings.
+_S = TypeVar("_S", bound=BaseSettings)
 
-    Raises:
-        SettingsError: a variable is invalid; the message names each one and why.
-    """
+
+def _load(cls: type[_S], overrides: dict[str, Any]) -> _S:
     try:
-        return Settings(**overrides)
+        return cls(**overrides)
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
             for e in err.errors()
         )
         raise SettingsError(f"invalid configuration: {problems}") from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings.
+
+    Raises:
+        SettingsError: a variable is invalid; the message names each one and why.
+    """
+    return _load(Settings, overrides)
 
 
 async def connect_client() -> Any:
@@ -292,20 +310,20 @@ class PerformanceSettings(BaseSettings):
         "values; a key here overrides the tuned value of the same key")
     # A killed worker's sticky queue keeps its workflow tasks until this passes;
     # then they go to the shared queue and any worker takes them (SDK default 10 s).
-    sticky_schedule_to_start_timeout: timedelta = Field(
+    sticky_schedule_to_start_timeout: Seconds = Field(
         timedelta(milliseconds=500),
         description="how long a workflow task waits for the worker that cached the workflow")
     # A workflow task started by a worker that then died is retried after this
     # (server default 10 s). Ours take milliseconds; 2 s leaves room for a cold
     # replay of a long history on a busy 2-core machine.
-    workflow_task_timeout: timedelta = Field(
+    workflow_task_timeout: Seconds = Field(
         timedelta(seconds=2), description="start-to-close timeout of one workflow task")
     # Long activities heartbeat: the timeout is workflow-side (workflows never read
     # settings): workflows/policies.py AGENT_HEARTBEAT_TIMEOUT, 5 s.
     # On SIGTERM the worker stops polling at once (releasing its sticky queue, so
     # the server hands its workflows to another worker without waiting for the
     # sticky timeout) and gives running activities this long to finish.
-    graceful_shutdown_timeout: timedelta = Field(
+    graceful_shutdown_timeout: Seconds = Field(
         timedelta(seconds=10), description="time running activities get to finish on SIGTERM")
     # Sync activities (git, PyGithub, SQLAlchemy) wait on I/O and subprocesses,
     # so more threads than cores; each thread is one concurrent activity.
@@ -326,16 +344,6 @@ class PerformanceSettings(BaseSettings):
     nonsticky_to_sticky_poll_ratio: float = Field(
         0.2, gt=0, le=1, description="share of workflow-task polls on the shared queue")
 
-    @field_validator("sticky_schedule_to_start_timeout", "workflow_task_timeout",
-                     "graceful_shutdown_timeout", mode="before")
-    @classmethod
-    def _seconds(cls, value: Any) -> Any:
-        # "0.5" from the environment means seconds, as the README says of durations.
-        try:
-            return timedelta(seconds=float(value)) if isinstance(value, str) else value
-        except ValueError:
-            return value  # ISO 8601 (PT0.5S) and [HH:MM:]SS are pydantic's own
-
     @model_validator(mode="after")
     def _check_limits(self) -> PerformanceSettings:
         if self.max_concurrent_activities > self.activity_threads:
@@ -351,14 +359,7 @@ def load_performance_settings(**overrides: Any) -> PerformanceSettings:
     Raises:
         SettingsError: a variable is invalid; the message names each one and why.
     """
-    try:
-        return PerformanceSettings(**overrides)
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
-            for e in err.errors()
-        )
-        raise SettingsError(f"invalid configuration: {problems}") from None
+    return _load(PerformanceSettings, overrides)
 
 
 _RUNTIME: Any = None
