@@ -17,7 +17,6 @@ import yaml
 from pydantic import ValidationError
 from temporalio.client import (
     Client,
-    WorkflowExecutionStatus,
     WorkflowHandle,
 )
 from temporalio.common import (
@@ -28,7 +27,7 @@ from temporalio.common import (
 
 from cli import gates
 from cli.common import CliError, Context, default_actor, json_flag
-from cli.gates import follow, open_gate, query
+from cli.gates import finished_result, follow, open_gate, query
 from cli.llm import format_ledger
 from cli.server import ensure_search_attributes
 from models.analysis import (
@@ -258,12 +257,7 @@ async def cmd_status(ctx: Context) -> int:
 
 async def cmd_result(ctx: Context) -> int:
     """``analysis result``: the report's path (and its citation map's)."""
-    handle = await ctx.handle(ctx.args.workflow_id)
-    desc = await handle.describe()
-    if desc.status == WorkflowExecutionStatus.RUNNING and not ctx.args.wait:
-        raise CliError(f"{handle.id} is still running; use --wait, or `analysis status` to "
-                       "see where it is")
-    result = AnalysisResult.model_validate(await handle.result())
+    result = AnalysisResult.model_validate(await finished_result(ctx, "analysis status"))
     ctx.emit(result.model_dump(mode="json", exclude={"audit"}),
              f"{result.report.path}\n  citation map: {result.citation_map.path}\n"
              f"  provider: {result.provider}, LLM cost ${result.llm_cost_usd:.4f}"

@@ -43,7 +43,7 @@ async def follow(
         desc = await handle.describe()
         try:
             entries = await query(handle, "audit_log", list[AuditEntry])
-        except Exception:  # noqa: BLE001 - no worker yet, or closed without one
+        except Exception:
             entries = []
         for entry in entries[seen:]:
             if not quiet:
@@ -76,7 +76,7 @@ async def cmd_status(ctx: Context) -> int:
     state: dict[str, Any] = {}
     try:
         state = await query(handle, "state")
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         state = {"state": f"(not available: {err})"}
     data = {"workflow_id": handle.id, "type": desc.workflow_type,
             "status": desc.status.name if desc.status else "UNKNOWN",
@@ -181,13 +181,25 @@ async def cmd_list(ctx: Context) -> int:
     return 0
 
 
-async def cmd_result(ctx: Context) -> int:
-    """``result ID``: the workflow's result (waits with --wait, else refuses a running one)."""
+async def finished_result(ctx: Context, status_command: str = "status") -> Any:
+    """The result of ``ctx.args.workflow_id``: waits for it with ``--wait``, else
+    refuses a running workflow.
+
+    Raises:
+        CliError: it is still running and ``--wait`` was not given (the message names
+            ``status_command`` as the way to see where it is).
+    """
     handle = await ctx.handle(ctx.args.workflow_id)
     desc = await handle.describe()
     if desc.status == WorkflowExecutionStatus.RUNNING and not ctx.args.wait:
-        raise CliError(f"{handle.id} is still running; use --wait, or `status` to see where it is")
-    result = await handle.result()
+        raise CliError(f"{handle.id} is still running; use --wait, or `{status_command}` to "
+                       "see where it is")
+    return await handle.result()
+
+
+async def cmd_result(ctx: Context) -> int:
+    """``result ID``: the workflow's result (waits with --wait, else refuses a running one)."""
+    result = await finished_result(ctx)
     brief = ({k: v for k, v in result.items() if k != "audit"} if isinstance(result, dict)
              else result)  # the audit log has its own command
     ctx.emit(result, lambda: json.dumps(brief, indent=2, default=str))
