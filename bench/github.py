@@ -18,22 +18,22 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__":
-    # Run as `python bench/github.py`, sys.path[0] is bench/, where this very file would
+    # Run as `python bench/<name>.py`, sys.path[0] is bench/, where github.py would
     # shadow PyGithub's `github` package: put the project root there instead.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from activities.github import GitHubIssueTracker  # noqa: E402
-from models.issues import CommentPollInput  # noqa: E402
-from models.sdlc import OpenIssueInput, PhaseLabelInput, SdlcPhase  # noqa: E402
-from tests.github_server import GitHubServer  # noqa: E402
+from activities.github import GitHubIssueTracker
+from models.issues import CommentPollInput
+from models.sdlc import OpenIssueInput, PhaseLabelInput, SdlcPhase
+from tests.github_server import GitHubServer
 
 BUDGET_MS = 2000.0  # seed 002: label sync < 2 s
 TRANSITIONS = [SdlcPhase.PHASE_1, SdlcPhase.PHASE_2, SdlcPhase.GATE_1, SdlcPhase.PHASE_2,

@@ -23,9 +23,15 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+if __name__ == "__main__":
+    # Run as `python bench/<name>.py`, sys.path[0] is bench/, where github.py would
+    # shadow PyGithub's `github` package: put the project root there instead.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from temporalio.api.enums.v1 import EventType
 

@@ -22,20 +22,23 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: make the project importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":
+    # Run as `python bench/<name>.py`, sys.path[0] is bench/, where github.py would
+    # shadow PyGithub's `github` package: put the project root there instead.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import importlib  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from importlib.metadata import version  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import json
+import platform
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from typing import Any
 
 # The project's own benchmarks; the lead appends modules as they land.
 PROJECT_BENCHMARKS = ["bench.sdlc", "bench.github", "bench.analysis", "bench.learning_loop",
@@ -103,7 +106,7 @@ async def run_project_benchmark(name: str) -> dict[str, Any]:
     begin = time.perf_counter()
     try:
         result = await module.run()
-    except Exception as err:  # noqa: BLE001 - one failing benchmark must not lose the rest
+    except Exception as err:
         return {"error": f"{type(err).__name__}: {err}"}
     return {**result, "seconds": round(time.perf_counter() - begin, 1)}
 
@@ -125,7 +128,7 @@ async def run(peers: bool = True, project: bool = True, recoveries: int = 3,
         progress(f"Temporal, {setup} setup")
         try:
             doc["engines"][f"temporal_{setup}"] = await engine.run(setup, recoveries=recoveries)
-        except Exception as err:  # noqa: BLE001 - report it and go on with the rest
+        except Exception as err:
             doc["engines"][f"temporal_{setup}"] = {"engine": "temporal",
                                                    "error": f"{type(err).__name__}: {err}"}
     tuned = doc["engines"]["temporal_tuned"]

@@ -28,22 +28,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__":
+    # Run as `python bench/<name>.py`, sys.path[0] is bench/, where github.py would
+    # shadow PyGithub's `github` package: put the project root there instead.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.api.enums.v1 import EventType
 
-from cli.server import start_local_env  # noqa: E402
-from cli.workstream import start_workstream  # noqa: E402
-from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec  # noqa: E402
-from settings import Settings  # noqa: E402
-from worker import make_worker  # noqa: E402
+from cli.common import exit_process
+from cli.server import start_local_env
+from cli.workstream import start_workstream
+from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec
+from settings import Settings
+from worker import make_worker
 
 ROUTER = {"tools": {"noop": {"adapter": "noop", "breaker": None}},
           "routes": {"noop": {"strategy": "fixed", "tools": ["noop"]}}}
@@ -132,10 +135,8 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=100)
     parser.add_argument("--max-parallel", type=int, default=20)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.chain, args.fanout, args.max_parallel)), indent=2),
-          flush=True)
-    # skip interpreter finalization, which the Temporal core runtime's threads can abort
-    os._exit(0)
+    print(json.dumps(asyncio.run(run(args.chain, args.fanout, args.max_parallel)), indent=2))
+    exit_process(0)
 
 
 if __name__ == "__main__":
