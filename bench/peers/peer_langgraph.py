@@ -10,11 +10,8 @@ re-invokes the thread, which resumes from its last checkpoint.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -26,7 +23,9 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-STEP_SECONDS = 0.5  # the recovery workload's step length, as on Temporal
+# peer_common.py is beside this script, whose folder is sys.path[0]
+from peer_common import STEP_SECONDS, peak_rss_mb
+from peer_common import recovery as peer_recovery
 
 
 class State(TypedDict):
@@ -121,52 +120,15 @@ def recovery_child(db: str, journal: str, thread: str, steps: int) -> None:
     graph.invoke(None if started else {"i": 0}, cfg, durability="sync")
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS, MB (VmHWM: unlike ru_maxrss it does not carry the
-    parent's peak across exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-def read_journal(path: Path) -> list[tuple[str, int, float]]:
-    """(event, step, unix time) lines of a journal."""
-    if not path.exists():
-        return []
-    return [(e, int(i), float(t)) for e, i, t in
-            (line.split() for line in path.read_text().splitlines() if line.strip())]
-
-
-def recovery(workdir: Path, runs: int = 3, steps: int = 6, kill_in_step: int = 2
-             ) -> dict[str, Any]:
-    """Kill -9 the process halfway through step ``kill_in_step``, restart at once."""
-    restart_to_next, rerun = [], []
-    for run_no in range(runs):
+def recovery(workdir: Path, steps: int = 6) -> dict[str, Any]:
+    """The kill-and-restart workload (peer_common.recovery) on ``--child`` processes."""
+    def child(run_no: int) -> tuple[list[str], Path]:
         journal = workdir / f"lg-journal-{run_no}"
         db = workdir / f"lg-recovery-{run_no}.sqlite"
-        argv = [sys.executable, __file__, "--child", str(db), str(journal), "t", str(steps)]
-        first = subprocess.Popen(argv, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while not any(e == "start" and i == kill_in_step for e, i, _ in read_journal(journal)):
-            if time.monotonic() > deadline or first.poll() is not None:
-                raise RuntimeError(f"the process never reached step {kill_in_step}")
-            time.sleep(0.005)
-        time.sleep(STEP_SECONDS / 2)
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-        killed_at = time.time()
-        finished = {i for e, i, _ in read_journal(journal) if e == "done"}
-        restart = time.time()
-        second = subprocess.Popen(argv, start_new_session=True)
-        second.wait(timeout=120)
-        after = [(e, i, t) for e, i, t in read_journal(journal) if t > killed_at]
-        restart_to_next.append(min(t for e, _, t in after if e == "start") - restart)
-        rerun.append(sum(1 for e, i, _ in after if e == "start" and i in finished))
-    return {"restart_to_next_step_s": [round(x, 2) for x in restart_to_next],
-            "restart_to_next_step_s_max": round(max(restart_to_next), 2),
-            "finished_steps_rerun": rerun}
+        return [sys.executable, __file__, "--child", str(db), str(journal), "t",
+                str(steps)], journal
+
+    return peer_recovery(child)
 
 
 def main() -> None:
