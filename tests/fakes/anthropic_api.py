@@ -3,13 +3,13 @@ testing the real ``anthropic`` SDK: replies are scripted, requests are recorded.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fakes.json_http import serve_json
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                403: "permission_error", 404: "not_found_error", 413: "request_too_large",
@@ -78,34 +78,15 @@ def serve() -> Iterator[FakeAnthropic]:
     """Run the fake on a free loopback port; ``fake.url`` is its base URL."""
     fake = FakeAnthropic()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            length = int(self.headers.get("content-length", 0))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if self.path.split("?")[0] != "/v1/messages":
-                reply = error(404, f"no route {self.path}")
-            else:
-                fake.requests.append(body)
-                fake.headers.append({k.lower(): v for k, v in self.headers.items()})
-                reply = fake.next_reply()
-            raw = json.dumps(reply.body).encode()
-            self.send_response(reply.status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            for key, value in reply.headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(raw)
+    def route(path: str, body: dict[str, Any], headers: dict[str, str]
+              ) -> tuple[int, Any, dict[str, str]]:
+        if path.split("?")[0] != "/v1/messages":
+            reply = error(404, f"no route {path}")
+        else:
+            fake.requests.append(body)
+            fake.headers.append(headers)
+            reply = fake.next_reply()
+        return reply.status, reply.body, reply.headers
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_json(route) as fake.url:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

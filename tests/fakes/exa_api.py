@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fakes.json_http import serve_json
 
 
 class FakeExa:
@@ -33,34 +32,16 @@ def serve() -> Iterator[FakeExa]:
     """Run the fake on a free loopback port; ``fake.url`` is its base URL."""
     fake = FakeExa()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-            fake.requests.append(body)
-            fake.headers.append({k.lower(): v for k, v in self.headers.items()})
-            if fake.status != 200:
-                status, payload = fake.status, {"error": "scripted failure"}
-            elif self.path != "/search":
-                status, payload = 404, {"error": f"no route {self.path}"}
-            else:
-                status, payload = 200, {"requestId": "req-fake", "resolvedSearchType": "neural",
-                                        "results": fake.results(body["query"],
-                                                                body.get("numResults", 3))}
-            raw = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+    def route(path: str, body: dict[str, Any], headers: dict[str, str]
+              ) -> tuple[int, Any, dict[str, str]]:
+        fake.requests.append(body)
+        fake.headers.append(headers)
+        if fake.status != 200:
+            return fake.status, {"error": "scripted failure"}, {}
+        if path != "/search":
+            return 404, {"error": f"no route {path}"}, {}
+        return 200, {"requestId": "req-fake", "resolvedSearchType": "neural",
+                     "results": fake.results(body["query"], body.get("numResults", 3))}, {}
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serve_json(route) as fake.url:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
