@@ -78,19 +78,29 @@ async def wait_for_test(handle, previous: str | None = None) -> OpenTest:
     raise AssertionError("no test opened")
 
 
-async def test_able_student_reaches_mastery(ts_env, task_queue, tmp_path, db_url):
-    settings = learning_settings(tmp_path, task_queue, db_url)
-    config = learning_config(settings, student=student(), curriculum="fractions",
-                             max_rounds=40)
+async def simulate(ts_env, settings, db_url: str, name: str, *, p: float, seed: int,
+                   max_rounds: int):
+    """Run a loop to its end, a SimulatedStudent answering right with probability ``p``;
+    returns (result, the handle of the first run)."""
+    config = learning_config(settings, student=name, curriculum="fractions",
+                             max_rounds=max_rounds)
     async with make_worker(ts_env.client, settings):
         handle = await start_learning(ts_env.client, settings, config)
-        sim = SimulatedStudent(ts_env.client.get_workflow_handle(handle.id), db_url, p=0.95,
-                               seed=1)
+        sim = SimulatedStudent(ts_env.client.get_workflow_handle(handle.id), db_url, p=p,
+                               seed=seed)
         await sim.run("fractions")
         result = LearningResult.model_validate(await sim.handle.result())
+    assert result.rounds == sim.tests
+    return result, handle
+
+
+async def test_able_student_reaches_mastery(ts_env, task_queue, tmp_path, db_url):
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    result, _ = await simulate(ts_env, settings, db_url, student(), p=0.95, seed=1,
+                               max_rounds=40)
     assert result.outcome == LearningPhase.MASTERED
     assert all(kc.mastered for kc in result.kcs)
-    assert result.rounds == sim.tests <= 40
+    assert result.rounds <= 40
     assert result.items == sum(kc.items for kc in result.kcs) > 0
 
 
@@ -116,15 +126,10 @@ async def test_mastery_history_and_continue_as_new(ts_env, task_queue, tmp_path,
 
     settings = learning_settings(tmp_path, task_queue, db_url)
     name = student()
-    config = learning_config(settings, student=name, curriculum="fractions", max_rounds=40)
-    async with make_worker(ts_env.client, settings):
-        handle = await start_learning(ts_env.client, settings, config)
-        sim = SimulatedStudent(ts_env.client.get_workflow_handle(handle.id), db_url, p=0.9,
-                               seed=7)
-        await sim.run("fractions")
-        result = LearningResult.model_validate(await sim.handle.result())
-        first_run = await ts_env.client.get_workflow_handle(
-            handle.id, run_id=handle.result_run_id).describe()
+    result, handle = await simulate(ts_env, settings, db_url, name, p=0.9, seed=7,
+                                    max_rounds=40)
+    first_run = await ts_env.client.get_workflow_handle(
+        handle.id, run_id=handle.result_run_id).describe()
     assert first_run.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
     assert result.rounds > 1  # each round was a run of its own
     with db_session(db_url) as s:
@@ -141,14 +146,8 @@ async def test_mastery_history_and_continue_as_new(ts_env, task_queue, tmp_path,
 
 async def test_weak_student_does_not_reach_mastery(ts_env, task_queue, tmp_path, db_url):
     settings = learning_settings(tmp_path, task_queue, db_url)
-    config = learning_config(settings, student=student(), curriculum="fractions",
-                             max_rounds=12)
-    async with make_worker(ts_env.client, settings):
-        handle = await start_learning(ts_env.client, settings, config)
-        sim = SimulatedStudent(ts_env.client.get_workflow_handle(handle.id), db_url, p=0.2,
-                               seed=3)
-        await sim.run("fractions")
-        result = LearningResult.model_validate(await sim.handle.result())
+    result, _ = await simulate(ts_env, settings, db_url, student(), p=0.2, seed=3,
+                               max_rounds=12)
     assert result.outcome == LearningPhase.ROUND_LIMIT
     assert result.rounds == 12
     assert not all(kc.mastered for kc in result.kcs)
