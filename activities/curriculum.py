@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from activities.learning_db import Curriculum, Item, KcPrerequisite, KnowledgeComponent, utcnow
 from activities.learning_scoring import parse_number
+from models.graph import find_cycle
 from models.learning import AnswerType, CurriculumSpec
 
 
@@ -90,36 +91,13 @@ def parse_curriculum(data: Any, source: str = "curriculum") -> CurriculumSpec:
                 if misconception not in declared:
                     problems.append(f"{item_where}.misconceptions: {wrong!r} points to "
                                     f"{misconception!r}, which {kc.id!r} does not declare")
-    cycle = _find_cycle({kc.id: kc.prerequisites for kc in spec.knowledge_components})
+    cycle = find_cycle({kc.id: kc.prerequisites for kc in spec.knowledge_components})
     if cycle:
         problems.append("knowledge_components: prerequisites form a cycle: "
                         + " -> ".join(cycle))
     if problems:
         raise CurriculumError(source, problems)
     return spec
-
-
-def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    """A cycle in the prerequisite graph as a list of KC IDs, or None."""
-    state: dict[str, int] = {}  # 1 visiting, 2 done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in graph.get(node, []):
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
-            if nxt in graph and nxt not in state and (found := visit(nxt)):
-                return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in graph:
-        if node not in state and (found := visit(node)):
-            return found
-    return None
 
 
 def read_curriculum(path: Path) -> tuple[CurriculumSpec, str]:

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 import starter
 from cli.workstream import DEFAULT_ROUTER_CONFIG, load_input
-from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec, find_cycle
+from models.graph import find_cycle
+from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec
 from settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "workstream" / "spec.yaml"
