@@ -26,7 +26,7 @@ from temporalio.common import (
 )
 
 from cli import gates
-from cli.common import CliError, Context, default_actor, json_flag
+from cli.common import CliError, Context, default_actor, json_flag, with_defaults
 from cli.gates import finished_result, follow, open_gate, query
 from cli.llm import format_ledger
 from cli.server import ensure_search_attributes
@@ -108,7 +108,7 @@ def analysis_request(settings: Settings, **fields: Any) -> AnalysisRequest:
         "reminder_interval": settings.gate_reminder_interval,
         "gate_expiry": settings.gate_expiry,
     }
-    return AnalysisRequest(**{**defaults, **{k: v for k, v in fields.items() if v is not None}})
+    return with_defaults(AnalysisRequest, defaults, fields)
 
 
 def analysis_workflow_id(req: AnalysisRequest, slug: str | None = None) -> str:

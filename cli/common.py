@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio.client import (
@@ -33,6 +33,7 @@ from settings import (
     temporal_connect_config,
 )
 
+M = TypeVar("M", bound=BaseModel)
 QUERY_TIMEOUT = timedelta(seconds=5)
 
 
@@ -108,6 +109,16 @@ def to_jsonable(data: Any) -> Any:
     if isinstance(data, datetime):
         return data.isoformat()
     return data
+
+
+def with_defaults(model: type[M], defaults: dict[str, Any], fields: dict[str, Any]) -> M:
+    """``model`` from ``defaults`` (the settings a command falls back on), each field
+    given on the command line (not None) winning.
+
+    Raises:
+        pydantic.ValidationError: the merged values do not validate.
+    """
+    return model(**{**defaults, **{k: v for k, v in fields.items() if v is not None}})
 
 
 def default_actor() -> str:

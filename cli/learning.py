@@ -16,7 +16,7 @@ import yaml
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 
-from cli.common import QUERY_TIMEOUT, CliError, Context, default_actor, json_flag
+from cli.common import QUERY_TIMEOUT, CliError, Context, default_actor, json_flag, with_defaults
 from cli.gates import follow
 from models.learning import (
     Answer,
@@ -52,7 +52,7 @@ def learning_config(settings: Settings, **fields: Any) -> LearningConfig:
         "on_expiry": settings.learning_on_expiry,
         "llm_grading": settings.learning_llm_grading,
     }
-    return LearningConfig(**{**defaults, **{k: v for k, v in fields.items() if v is not None}})
+    return with_defaults(LearningConfig, defaults, fields)
 
 
 async def start_learning(client: Client, settings: Settings, config: LearningConfig

@@ -9,7 +9,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
-from cli.common import CliError, Context, json_flag, workflow_start_options
+from cli.common import CliError, Context, json_flag, with_defaults, workflow_start_options
 from cli.gates import follow
 from cli.server import ensure_search_attributes
 from models.sdlc import FeatureRequest, SdlcPhase, slugify
@@ -30,7 +30,7 @@ def feature_request(settings: Settings, **fields: Any) -> FeatureRequest:
         "agent_timeout": settings.agent_timeout,
         "comment_poll_interval": settings.github_poll_interval,
     }
-    return FeatureRequest(**{**defaults, **{k: v for k, v in fields.items() if v is not None}})
+    return with_defaults(FeatureRequest, defaults, fields)
 
 
 async def start_sdlc(client: Client, settings: Settings, req: FeatureRequest
