@@ -39,17 +39,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__":
-    # Run as `python bench/<name>.py`, sys.path[0] is bench/, where github.py would
-    # shadow PyGithub's `github` package: put the project root there instead.
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 from pydantic import BaseModel
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
-
-from bench.peers.peer_common import read_journal
 
 with workflow.unsafe.imports_passed_through():
     from models.common import GateDecision, GateInfo, Verdict
@@ -248,6 +241,14 @@ def spawn_worker(address: str, tq: str, tuned: bool) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "bench.engine", "--worker", address, tq,
          "tuned" if tuned else "stock"], cwd=ROOT, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def read_journal(path: Path) -> list[tuple[str, int, float]]:
+    """(event, step, unix time) lines of a journal."""
+    if not path.exists():
+        return []
+    return [(e, int(i), float(t)) for e, i, t in
+            (line.split() for line in path.read_text().splitlines() if line.strip())]
 
 
 async def recovery(client: Any, tq: str, tuned: bool, runs: int = 3,

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__":
+if not __package__:
     # Run as `python bench/<name>.py`, sys.path[0] is bench/, where github.py would
     # shadow PyGithub's `github` package: put the project root there instead.
     sys.path[0] = str(Path(__file__).resolve().parents[1])

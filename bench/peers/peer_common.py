@@ -1,7 +1,7 @@
 """What the peer scripts share: the step journal, peak RSS and the kill-and-restart
 recovery workload. Plain standard library: the scripts import it as ``peer_common``
-from the peers' virtualenv (their own folder is ``sys.path[0]``), and
-bench/engine.py as ``bench.peers.peer_common``.
+from the peers' virtualenv (their own folder is ``sys.path[0]``). bench/engine.py keeps
+its own ``read_journal``: it defines workflows, and the workflow sandbox re-imports it.
 """
 
 from __future__ import annotations
