@@ -49,10 +49,11 @@ with workflow.unsafe.imports_passed_through():
 class SdlcWorkflow(LlmWorkflow):
     """The SDLC phase machine of seed 002 as a durable workflow (see module docstring)."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, req: FeatureRequest) -> None:
         super().__init__()
         self._state = SdlcState()
-        self._req: FeatureRequest | None = None
+        self._req = req
         self._track_phase = False
 
     @workflow.query(name="state")
@@ -63,7 +64,6 @@ class SdlcWorkflow(LlmWorkflow):
     @workflow.run
     async def run(self, req: FeatureRequest) -> SdlcResult:
         """Run the request to DONE; raise ApplicationError when it ends FAILED."""
-        self._req = req
         self._track_phase = search_attributes.started_with(search_attributes.SDLC_PHASE)
         wf_id = workflow.info().workflow_id
         try:
@@ -101,6 +101,7 @@ class SdlcWorkflow(LlmWorkflow):
                     if self._on_github:
                         await self._open_pull_request(spec, decision)
                     await self._enter(SdlcPhase.DONE, actor=decision.actor)
+                    await self.handlers_finished()
                     return self._result(spec)
                 self._state.feedback.append(decision.comment)
                 if self._state.round >= req.max_rounds:
@@ -242,6 +243,7 @@ class SdlcWorkflow(LlmWorkflow):
     async def _fail(self, reason: str) -> SdlcResult:
         self._state.failure_reason = reason
         await self._enter(SdlcPhase.FAILED, detail=reason)
+        await self.handlers_finished()
         raise ApplicationError(f"SDLC run failed: {reason}", type="SdlcFailed",
                                non_retryable=True)
 
