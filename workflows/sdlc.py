@@ -77,7 +77,7 @@ class SdlcWorkflow(LlmWorkflow):
             self._state.issue = await workflow.execute_activity_method(
                 IssueTracker.open_issue,
                 OpenIssueInput(workflow_id=wf_id, repo_path=req.repo_path, title=req.title,
-                               body=req.description),
+                               body=req.description, since=workflow.info().workflow_start_time),
                 start_to_close_timeout=policies.TRACKER_TIMEOUT,
                 retry_policy=policies.TRACKER_RETRY,
                 summary="open the tracking issue",
@@ -181,6 +181,7 @@ class SdlcWorkflow(LlmWorkflow):
             poll = await workflow.execute_activity_method(
                 IssueTracker.poll_comments,
                 CommentPollInput(issue=self._state.issue, after_id=self._state.last_comment_id,
+                                 since=self._state.last_comment_since,
                                  not_before=gate.opened_at, gate=gate.gate),
                 start_to_close_timeout=policies.COMMENT_TIMEOUT,
                 retry_policy=policies.COMMENT_RETRY,
@@ -192,6 +193,7 @@ class SdlcWorkflow(LlmWorkflow):
             self.record("comment_poll_failed", _activity_failure(err))
             return
         self._state.last_comment_id = poll.last_seen_id
+        self._state.last_comment_since = poll.since
         for command in poll.commands:
             decision = GateDecision(gate=gate.gate, verdict=command.verdict,
                                     actor=command.author, comment=command.text)
@@ -224,6 +226,7 @@ class SdlcWorkflow(LlmWorkflow):
             PullRequestInput(
                 repo_path=self._req.repo_path, issue=self._state.issue, branch=branch,
                 base=self._req.base_branch, title=self._req.title,
+                workflow_id=workflow.info().workflow_id,
                 body=(f"{self._req.description}\n\nSpec: `specs/{branch}/spec.md` (round "
                       f"{self._state.round}, approved by {decision.actor}).")),
             start_to_close_timeout=policies.TRACKER_TIMEOUT, retry_policy=policies.TRACKER_RETRY,
