@@ -4,7 +4,7 @@ worktree -> AI-written spec -> human gate -> DONE."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
@@ -107,12 +107,20 @@ class BranchRef(BaseModel):
 
 
 class OpenIssueInput(BaseModel):
-    """Activity input: open (or find) the tracking issue of a workflow."""
+    """Activity input: open (or find) the tracking issue of a workflow.
+
+    Attributes:
+        since: when the run started (UTC); only an issue created after it (less a
+            clock-skew margin) can be this run's, so the search for one a previous
+            attempt made reads only issues updated since. None: since the activity
+            was first scheduled.
+    """
 
     workflow_id: str
     repo_path: str
     title: str
     body: str
+    since: datetime | None = None
 
 
 class PhaseLabelInput(BaseModel):
@@ -151,6 +159,9 @@ class AgentTask(BaseModel):
         title, description: the feature request.
         feedback: reviewers' feedback from earlier rounds, oldest first.
         timeout_seconds: wall-clock limit of the agent process.
+        fence_key: names the step or round whose earlier attempts' processes a new
+            attempt kills first (``activities.processes.Fence``); empty =
+            ``agent-round-<round>``.
     """
 
     workflow_id: str
@@ -162,6 +173,7 @@ class AgentTask(BaseModel):
     description: str
     feedback: list[str] = Field(default_factory=list)
     timeout_seconds: float = Field(default=1800, gt=0)
+    fence_key: str = ""
 
     @property
     def spec_relpath(self) -> str:
@@ -183,6 +195,8 @@ class SdlcState(BaseModel):
         pr_url: the pull request, when one was opened.
         last_comment_id: the newest issue comment already read by a comment poll
             (GitHub), so each comment is acted on once.
+        last_comment_since: the ``since`` the next comment poll sends (GitHub reads
+            only comments updated since), from the last poll's result.
     """
 
     phase: SdlcPhase = SdlcPhase.IDLE
@@ -196,6 +210,7 @@ class SdlcState(BaseModel):
     failure_reason: str | None = None
     pr_url: str | None = None
     last_comment_id: int = 0
+    last_comment_since: datetime | None = None
 
 
 class SdlcResult(BaseModel):
