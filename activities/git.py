@@ -14,7 +14,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from models.sdlc import BranchRef, PrepareBranchInput, WorktreeInput
+from models.git import BranchRef, PrepareBranchInput, WorktreeInput
 
 _BRANCH_NUMBER = re.compile(r"^(\d{3,})-")
 # git config key (under branch.<name>.) that ties a branch to the workflow that made it

@@ -13,19 +13,17 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models.common import ArtifactRef, AuditEntry, GateDecision, GateInfo, Verdict
+from models.git import BranchRef, PrepareBranchInput, WorktreeInput
 from models.sdlc import (
     GATE_1,
     AgentTask,
-    BranchRef,
     FeatureRequest,
     IssueRef,
     OpenIssueInput,
     PhaseLabelInput,
-    PrepareBranchInput,
     SdlcPhase,
     SdlcResult,
     SdlcState,
-    WorktreeInput,
 )
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE
 from workflows.sdlc import SdlcWorkflow
