@@ -30,9 +30,9 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agents import run_process_split
 from activities.artifacts import ArtifactStore
 from activities.git import (
+    FENCE_DIR,
     GitError,
     commit_file,
     find_commit,
@@ -41,6 +41,7 @@ from activities.git import (
     merge_branch,
     trailer_log,
 )
+from activities.processes import Fence, attempt_owner, run_process_split
 from models.common import ArtifactRef
 from models.workstream import (
     HANDOFF_SCHEMA,
@@ -113,7 +114,9 @@ class WorkstreamActivities:
     async def run_shell(self, task: StepTask) -> StepOutput:
         """Run a shell step: ``inputs.argv`` (list) or ``inputs.script`` (run with
         ``/bin/sh -e -c``), environment = worker's + tool's ``env`` + ``inputs.env`` +
-        ``WORKSTREAM_*`` variables, cwd = the workspace.
+        ``WORKSTREAM_*`` variables, cwd = the workspace. The process runs through
+        the subprocess layer, fenced per step execution: an earlier attempt's
+        process group still alive in the workspace is killed first.
 
         Raises:
             ApplicationError: no argv or script (non-retryable); exit code N != 0
@@ -132,9 +135,12 @@ class WorkstreamActivities:
                "WORKSTREAM_WORKFLOW_ID": task.workflow_id, "WORKSTREAM_STEP": task.step,
                "WORKSTREAM_ATTEMPT": str(info.attempt), "WORKSTREAM_TOOL": task.tool,
                "WORKSTREAM_SPEC_DIR": task.spec_dir, "WORKSTREAM_WORKSPACE": task.workspace}
+        ws = Path(task.workspace)
+        fence = Fence(await asyncio.to_thread(self._git_dir, ws) / FENCE_DIR,
+                      f"step-{task.step}-{task.number}", attempt_owner())
         code, out, err = await run_process_split(
-            [str(a) for a in argv], cwd=Path(task.workspace), env=env, stdin=b"",
-            timeout=task.timeout, label=f"step {task.step}")
+            [str(a) for a in argv], cwd=ws, env=env, stdin=b"",
+            timeout=task.timeout, label=f"step {task.step}", fence=fence)
         base = self._artifact_dir(task)
         outputs = [self.store.write(f"{base}/stdout.txt", out),
                    self.store.write(f"{base}/stderr.txt", err)]
