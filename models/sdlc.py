@@ -4,7 +4,7 @@ worktree -> AI-written spec -> human gate -> DONE."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
@@ -99,12 +99,20 @@ class IssueRef(BaseModel):
 
 
 class OpenIssueInput(BaseModel):
-    """Activity input: open (or find) the tracking issue of a workflow."""
+    """Activity input: open (or find) the tracking issue of a workflow.
+
+    Attributes:
+        since: when the run started (UTC); only an issue created after it (less a
+            clock-skew margin) can be this run's, so the search for one a previous
+            attempt made reads only issues updated since. None: since the activity
+            was first scheduled.
+    """
 
     workflow_id: str
     repo_path: str
     title: str
     body: str
+    since: datetime | None = None
 
 
 class PhaseLabelInput(BaseModel):
@@ -163,6 +171,8 @@ class SdlcState(BaseModel):
         pr_url: the pull request, when one was opened.
         last_comment_id: the newest issue comment already read by a comment poll
             (GitHub), so each comment is acted on once.
+        last_comment_since: the ``since`` the next comment poll sends (GitHub reads
+            only comments updated since), from the last poll's result.
     """
 
     phase: SdlcPhase = SdlcPhase.IDLE
@@ -176,6 +186,7 @@ class SdlcState(BaseModel):
     failure_reason: str | None = None
     pr_url: str | None = None
     last_comment_id: int = 0
+    last_comment_since: datetime | None = None
 
 
 class SdlcResult(BaseModel):
