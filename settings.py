@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.llm import ModelPrice, model_price
 
@@ -53,6 +53,22 @@ def _seconds_or_duration(value: Any) -> Any:
 
 Seconds = Annotated[timedelta, BeforeValidator(_seconds_or_duration)]
 """A duration setting: plain seconds ("30", "0.5") or any form pydantic reads."""
+
+
+def _name_list(value: Any) -> Any:
+    # "A,B" or "A B" from the environment; a JSON list ('["A"]') works too.
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [v for v in re.split(r"[,\s]+", text) if v]
+    return value
+
+
+NameList = Annotated[list[str], NoDecode, BeforeValidator(_name_list)]
+"""A list setting: comma- or space-separated names ("A,B"), or a JSON list."""
 
 
 class Settings(BaseSettings):
@@ -176,6 +192,20 @@ class Settings(BaseSettings):
         "continue", description="after an expired test: go on with the next round, or pause")
     learning_llm_grading: bool = Field(
         False, description="grade free-text answers with the LLM (else exact match)")
+    # -- trust: secrets and who may run code (issue 12) ------------------------
+    secret_env: NameList = Field(
+        default_factory=list, description="more environment variables whose values are "
+        "secrets (besides ANTHROPIC_API_KEY, GITHUB_TOKEN, EXA_API_KEY, TEMPORAL_API_KEY): "
+        "scrubbed to *** from activity results, errors and artifacts")
+    agent_secret_env: NameList = Field(
+        default_factory=list, description="secret variables the `command` and `claude` agent "
+        "runners may see (claude always gets ANTHROPIC_API_KEY)")
+    workstream_python_modules: NameList = Field(
+        default_factory=list, description="modules whose functions workstream `python` steps "
+        "may call (exact names, e.g. mypkg.steps); empty: no python step may run")
+    workstream_trust_spec_tools: bool = Field(
+        False, description="accept tools and routes a workstream spec defines that the "
+        "worker's router config does not (development only; such tools get no secrets)")
 
     @model_validator(mode="after")
     def _check_runner(self) -> Settings:
@@ -208,6 +238,11 @@ class Settings(BaseSettings):
             return ("note: ANTHROPIC_API_KEY is not set, so LLM calls use the offline "
                     "provider (deterministic stand-in output marked `provider: offline`)")
         return None
+
+    def secret_values(self) -> list[str]:
+        """The values of the secrets these settings hold (also when read from ``.env``)."""
+        return [v.get_secret_value() for v in (self.anthropic_api_key, self.github_token,
+                                               self.exa_api_key) if v is not None]
 
     @property
     def worktree_root(self) -> Path:
