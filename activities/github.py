@@ -41,6 +41,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.git import git, require_repo
 from activities.issues import PHASE_LABEL_PREFIX, IssueTracker, phase_label, phase_labels
+from activities.processes import run_sync
 from models.common import Verdict
 from models.issues import (
     CommentCommand,
@@ -404,9 +405,9 @@ def _push(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[s
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     try:
-        return subprocess.run(
+        return run_sync(
             ["git", "push", "--quiet", remote, f"refs/heads/{branch}:refs/heads/{branch}"],
-            cwd=root, env=env, capture_output=True, text=True, timeout=PUSH_TIMEOUT)
+            cwd=root, env=env, timeout=PUSH_TIMEOUT)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess([], 1, "", f"no answer from {remote} in "
                                                       f"{PUSH_TIMEOUT} s")

@@ -31,9 +31,9 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agents import run_process_split
 from activities.artifacts import ArtifactStore
 from activities.git import (
+    FENCE_DIR,
     GitError,
     commit_file,
     find_commit,
@@ -42,6 +42,7 @@ from activities.git import (
     merge_branch,
     trailer_log,
 )
+from activities.processes import Fence, attempt_owner, run_process_split
 from activities.secrets import subprocess_env
 from models.common import ArtifactRef
 from models.workstream import (
@@ -155,7 +156,9 @@ class WorkstreamActivities:
         ``/bin/sh -e -c``), cwd = the workspace, environment from the allowlist of
         :func:`activities.secrets.subprocess_env`: ``PATH``, ``HOME``, ``LANG``...,
         the secrets the worker grants the tool, the tool's ``env``, ``inputs.env``
-        and the ``WORKSTREAM_*`` variables (never the rest of the worker's).
+        and the ``WORKSTREAM_*`` variables (never the rest of the worker's). The
+        process runs through the subprocess layer, fenced per step execution: an
+        earlier attempt's process group still alive in the workspace is killed first.
 
         Raises:
             ApplicationError: no argv or script (non-retryable); the tool is refused
@@ -177,9 +180,12 @@ class WorkstreamActivities:
              "WORKSTREAM_ATTEMPT": str(info.attempt), "WORKSTREAM_TOOL": task.tool,
              "WORKSTREAM_SPEC_DIR": task.spec_dir, "WORKSTREAM_WORKSPACE": task.workspace},
             tool_env=tool.env, grants=self.authority.granted_secrets(task.tool, task.spec))
+        ws = Path(task.workspace)
+        fence = Fence(await asyncio.to_thread(self._git_dir, ws) / FENCE_DIR,
+                      f"step-{task.step}-{task.number}", attempt_owner())
         code, out, err = await run_process_split(
-            [str(a) for a in argv], cwd=Path(task.workspace), env=env, stdin=b"",
-            timeout=task.timeout, label=f"step {task.step}")
+            [str(a) for a in argv], cwd=ws, env=env, stdin=b"",
+            timeout=task.timeout, label=f"step {task.step}", fence=fence)
         base = self._artifact_dir(task)
         outputs = [self.store.write(f"{base}/stdout.txt", out),
                    self.store.write(f"{base}/stderr.txt", err)]

@@ -151,6 +151,9 @@ class AgentTask(BaseModel):
         title, description: the feature request.
         feedback: reviewers' feedback from earlier rounds, oldest first.
         timeout_seconds: wall-clock limit of the agent process.
+        fence_key: names the step or round whose earlier attempts' processes a new
+            attempt kills first (``activities.processes.Fence``); empty =
+            ``agent-round-<round>``.
     """
 
     workflow_id: str
@@ -162,6 +165,7 @@ class AgentTask(BaseModel):
     description: str
     feedback: list[str] = Field(default_factory=list)
     timeout_seconds: float = Field(default=1800, gt=0)
+    fence_key: str = ""
 
     @property
     def spec_relpath(self) -> str:
