@@ -34,9 +34,12 @@ def tracker(server: GitHubServer) -> GitHubIssueTracker:
     return tracker_for(server)
 
 
+RUN_START = datetime.now(UTC) - timedelta(minutes=1)
+
+
 def open_input(wf: str = "sdlc-shop-add-csv") -> OpenIssueInput:
     return OpenIssueInput(workflow_id=wf, repo_path="/unused", title="Add CSV export",
-                          body="Export results as CSV.")
+                          body="Export results as CSV.", since=RUN_START)
 
 
 def test_parse_command():
@@ -80,12 +83,18 @@ def test_labels_are_reconciled_and_drift_repaired(server, tracker):
     assert server.gh.issue_labels(1) == labels
 
 
-def test_label_prefix_is_configurable(server):
+def test_label_prefix_is_configurable_and_may_hold_a_slash(server):
+    """``flow/phase-1`` travels as one path segment (``flow%2Fphase-1``): unescaped,
+    the request matches no route of GitHub's description and the server fails the test."""
     tracker = tracker_for(server, label_prefix="flow/")
     ref = tracker.open_issue(open_input())
-    tracker.sync_phase_label(PhaseLabelInput(repo_path="/unused", issue=ref,
-                                             phase=SdlcPhase.DONE))
+    for phase in (SdlcPhase.PHASE_1, SdlcPhase.DONE):
+        tracker.sync_phase_label(PhaseLabelInput(repo_path="/unused", issue=ref, phase=phase))
     assert server.gh.issue_labels(1) == ["flow/done"]
+    deletes = [r for r in server.gh.requests if r.method == "DELETE"]
+    assert [(r.path, r.status) for r in deletes] == [
+        ("/repos/octo/shop/issues/1/labels/flow/phase-1", 200)]
+    assert server.gh.violations == []
 
 
 def test_poll_accepts_writers_and_answers_others_once(server, tracker):
@@ -164,7 +173,7 @@ def test_an_unknown_repository_is_named(server):
 
 
 def test_server_errors_are_retryable(server, tracker):
-    server.gh.fail_next("GET", r"/repos/octo/shop$", "status", status=502, message="Bad Gateway")
+    server.gh.fail_next("GET", r"/issues$", "status", status=502, message="Bad Gateway")
     with pytest.raises(ApplicationError) as err:
         tracker.open_issue(open_input())
     assert not err.value.non_retryable

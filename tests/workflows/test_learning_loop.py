@@ -13,8 +13,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
-from cli.learning import SimulatedStudent, learning_config, start_learning
-from cli.server import start_time_skipping_env
+from cli.learning import learning_config, start_learning
 from models.common import AuditEntry
 from models.learning import (
     Answer,
@@ -30,7 +29,9 @@ from models.learning import (
     SubmitAnswers,
 )
 from models.llm import LlmRequest, LlmResponse
+from temporal_plumbing.environments import start_time_skipping_env
 from tests.learning_support import imported_database, learning_settings
+from tests.simulated_student import SimulatedStudent
 from worker import make_worker
 from workflows.learning_loop import SUBMIT_ANSWERS
 
