@@ -17,10 +17,10 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from cli.gates import query
 from cli.sdlc import feature_request, start_sdlc
-from cli.server import temporal_executable
 from models.common import MAX_GATE_TEXT_BYTES, AuditEntry, GateDecision, Verdict
 from models.sdlc import GATE_1, SdlcPhase, SdlcResult
 from settings import Settings
+from temporal_plumbing.environments import temporal_executable
 from tests.integration.test_sdlc_dev import wait_gate
 from worker import make_worker
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE
