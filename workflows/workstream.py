@@ -7,6 +7,8 @@ Lifecycle ``pending -> running -> succeeded / failed / quarantined / canceled``:
   anything runs, with every reason in its error.
 * **Workspace**: a worktree of the spec's repository on a branch of its own
   (``NNN-<work item>``, via the SDLC git activities), or a fresh repository.
+  A run that ends failed or canceled removes its worktree (the branch and its
+  commits stay); a fresh repository stays.
 * **Scheduling**: ready steps (every dependency succeeded) launch in a stable
   order, higher ``priority`` first and then spec order, while fewer than
   ``max_parallel`` steps run; every launch is a ``scheduled`` event. A failed
@@ -53,7 +55,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.git import GitActivities
     from activities.workstream import WorkstreamActivities, digest, exit_code_error_type
     from models.common import ArtifactRef, Verdict
-    from models.sdlc import AgentTask, PrepareBranchInput, WorktreeInput
+    from models.git import PrepareBranchInput, WorktreeInput
+    from models.sdlc import AgentTask
     from models.workstream import (
         BreakerGrant,
         BreakerPick,
@@ -86,6 +89,9 @@ BREAKER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coeff
 STEP_TIMEOUT_MARGIN = timedelta(seconds=30)  # past the step's own timeout, for clean-up
 SHELL_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 MIN_BREAKER_WAIT = timedelta(seconds=1)
+# workflow.patched ID: a failed or canceled run removes its worktree (runs recorded
+# before this change end without that activity)
+PATCH_END_REMOVES_WORKTREE = "end-removes-worktree"
 _DONE = (StepState.SUCCEEDED,)
 _DEAD = (StepState.FAILED, StepState.BLOCKED, StepState.CANCELED)
 
@@ -217,10 +223,16 @@ class WorkstreamWorkflow(GatedWorkflow):
                 merge_commit = await self._merge()
         except asyncio.CancelledError:
             await self._cancel_steps()
+            await self._remove_worktree("canceled")
             self._set_state(RunState.CANCELED, "canceled")
             raise
         except ActivityError as err:  # workspace, git or breaker: the run cannot go on
             await self._cancel_steps()
+            if is_cancelled_exception(err):  # cancelled with the run: not a failure
+                await self._remove_worktree("canceled")
+                self._set_state(RunState.CANCELED, "canceled")
+                raise
+            await self._remove_worktree("failed")
             cause = err.cause
             return self._fail(f"{err.activity_type} failed: "
                               f"{cause.message if cause else err.message}")
@@ -229,8 +241,31 @@ class WorkstreamWorkflow(GatedWorkflow):
             return WorkstreamResult(state=self._state, steps=dict(self._steps),
                                     branch=self._workspace.branch, merge_commit=merge_commit,
                                     handoffs=list(self._handoffs), audit=self.audit_log())
+        await self._remove_worktree("failed")
         return self._fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
                                     if st != StepState.SUCCEEDED))
+
+    async def _remove_worktree(self, why: str) -> None:
+        """A run on a worktree of the spec's repository that ends failed or canceled
+        removes the worktree (killing the processes still fenced there); its branch
+        and commits stay. A fresh workspace repository is the run's only copy of
+        its work and stays."""
+        assert self._inp
+        ws = self._workspace
+        if ws is None or self._inp.repo_path is None or not workflow.patched(
+                PATCH_END_REMOVES_WORKTREE):
+            return
+        try:
+            await workflow.execute_activity_method(
+                GitActivities.remove_worktree,
+                WorktreeInput(repo_path=ws.repo_path, branch=ws.branch),
+                start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+                summary=f"remove the worktree ({why})")
+        except ActivityError as err:  # the run ends anyway; say what was left
+            self._event("workspace", f"worktree {ws.path} left: {err.cause or err}")
+            return
+        self._event("workspace", f"worktree {ws.path} removed ({why}); branch "
+                    f"{ws.branch} stays")
 
     def _fail(self, reason: str) -> WorkstreamResult:
         """End the run failed: raise ApplicationError (type ``WorkstreamFailed``)."""

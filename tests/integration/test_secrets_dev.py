@@ -19,9 +19,9 @@ import pytest
 import yaml
 from temporalio.client import WorkflowFailureError
 
-from cli.server import temporal_executable
 from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec
 from settings import Settings
+from temporal_plumbing.environments import temporal_executable
 from worker import make_worker
 
 CALLABLES = "tests.workflows.workstream_callables"
