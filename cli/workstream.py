@@ -16,7 +16,6 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from activities.workstream import verify_chain
 from cli import gates
 from cli.common import CliError, Context, default_actor, json_flag
-from cli.server import ensure_search_attributes
 from models.common import Verdict
 from models.workstream import (
     Progress,
@@ -29,6 +28,7 @@ from models.workstream import (
     WorkstreamSpec,
 )
 from settings import Settings
+from temporal_plumbing.search_attributes import ensure_search_attributes
 from workflows.search_attributes import WORK_ITEM, WORKSTREAM_STATE
 
 # Used when neither the spec nor WORKSTREAM_ROUTER_CONFIG names a router config:

@@ -10,6 +10,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, field_validator
 
 from models.common import ArtifactRef, AuditEntry, GateInfo
+from models.git import BranchRef
 
 GATE_1 = "GATE_1"
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -97,15 +98,6 @@ class IssueRef(BaseModel):
     provider: str = "local"
 
 
-class BranchRef(BaseModel):
-    """A feature branch named ``NNN-slug``, created from ``base`` at ``base_commit``."""
-
-    name: str
-    number: int
-    base: str
-    base_commit: str
-
-
 class OpenIssueInput(BaseModel):
     """Activity input: open (or find) the tracking issue of a workflow.
 
@@ -129,22 +121,6 @@ class PhaseLabelInput(BaseModel):
     repo_path: str
     issue: IssueRef
     phase: SdlcPhase
-
-
-class PrepareBranchInput(BaseModel):
-    """Activity input: create (or find) the feature branch of a workflow."""
-
-    workflow_id: str
-    repo_path: str
-    base_branch: str
-    slug: str
-
-
-class WorktreeInput(BaseModel):
-    """Activity input: add (or remove) the git worktree of a branch."""
-
-    repo_path: str
-    branch: str
 
 
 class AgentTask(BaseModel):

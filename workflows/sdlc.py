@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.git import GitActivities
     from activities.issues import IssueTracker
     from models.common import ArtifactRef, GateDecision, GateInfo, Verdict
+    from models.git import PrepareBranchInput, WorktreeInput
     from models.issues import CommentInput, CommentPollInput, PullRequestInput
     from models.sdlc import (
         GATE_1,
@@ -39,11 +40,9 @@ with workflow.unsafe.imports_passed_through():
         FeatureRequest,
         OpenIssueInput,
         PhaseLabelInput,
-        PrepareBranchInput,
         SdlcPhase,
         SdlcResult,
         SdlcState,
-        WorktreeInput,
     )
 
 # workflow.patched ID: a FAILED run removes its worktree before it ends (runs

@@ -52,7 +52,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.git import GitActivities
     from activities.workstream import WorkstreamActivities, digest, exit_code_error_type
     from models.common import ArtifactRef, Verdict
-    from models.sdlc import AgentTask, PrepareBranchInput, WorktreeInput
+    from models.git import PrepareBranchInput, WorktreeInput
+    from models.sdlc import AgentTask
     from models.workstream import (
         BreakerGrant,
         BreakerPick,
