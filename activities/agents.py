@@ -274,8 +274,21 @@ class AgentActivities:
 
         Raises:
             ApplicationError: unknown runner (non-retryable); the agent failed,
-                timed out or wrote no spec (retryable by the workflow's policy).
+                timed out or wrote no spec (retryable by the workflow's policy;
+                non-retryable with ``task.own_failures_final``, details
+                ``{"attempt", "infra_retries"}``).
         """
+        try:
+            return await self._run_agent(task)
+        except ApplicationError as err:
+            if not task.own_failures_final or err.non_retryable:
+                raise
+            attempt = activity.info().attempt
+            raise ApplicationError(err.message, {"attempt": attempt,
+                                                 "infra_retries": attempt - 1},
+                                   type=err.type, non_retryable=True) from None
+
+    async def _run_agent(self, task: AgentTask) -> LlmArtifactRef:
         name = task.runner or self.default_runner
         runner = self.runners.get(name)
         if runner is None:
