@@ -239,6 +239,12 @@ async def test_answers_overrides_and_state_across_runs(ts_env, task_queue, tmp_p
         ack = await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
             answers=[Answer(item=i.id, answer="42") for i in rest]), result_type=SubmitAck)
         assert ack.closed
+        # ... by its own handler: GatedWorkflow's dynamic signal handler does not take it
+        refusals = [e.detail for e in await handle.query("audit_log",
+                                                         result_type=list[AuditEntry])
+                    if e.kind == "refused"]
+        assert any(d.startswith("answers refused") for d in refusals), refusals
+        assert not any("no signal of that name" in d for d in refusals)
         await refused(handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
                 answers=[Answer(item=first.id, answer="1")])), "closed|no test is open")
         second = await wait_for_test(handle, previous=test.test_id)

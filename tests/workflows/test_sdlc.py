@@ -214,8 +214,10 @@ async def test_update_validator_refuses_bad_decisions(ts_env, task_queue, fakes,
 async def test_malformed_update_payload_is_refused(ts_env, task_queue, fakes, worker):
     handle = await start(ts_env, task_queue, request())
     await gate_open(handle)
-    with pytest.raises(WorkflowUpdateFailedError):
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(GATE_UPDATE, {"gate": GATE_1, "verdict": "maybe"})
+    assert ("verdict: Input should be 'approve', 'reject' or 'revise'; actor: Field required"
+            in str(refused.value.cause))
     await decide(handle, Verdict.APPROVE)
     assert SdlcResult.model_validate(await handle.result()).phase == SdlcPhase.DONE
 
