@@ -1,8 +1,10 @@
 """The worker: ``python worker.py`` hosts every workflow and activity on one task queue.
 
-It connects with ``temporalio.envconfig`` (TEMPORAL_ADDRESS, default
-localhost:7233), uses the pydantic data converter and shuts down gracefully on
-SIGINT/SIGTERM (running activities get the graceful-shutdown timeout to finish).
+It connects through ``temporal_plumbing`` (``temporalio.envconfig`` profile,
+TEMPORAL_ADDRESS default localhost:7233; the shared data converter and
+interceptors; worker options from the performance settings) and shuts down
+gracefully on SIGINT/SIGTERM (running activities get the graceful-shutdown
+timeout to finish).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from temporalio.client import Client
@@ -33,16 +34,17 @@ from activities.learning import LearningStore
 from activities.llm import LlmActivities, build_anthropic_provider, build_llm_provider
 from activities.web_search import WebSearchActivities, build_exa_client
 from activities.workstream import WorkstreamActivities
-from cli.server import ensure_search_attributes
 from settings import (
     PerformanceSettings,
     Settings,
     SettingsError,
-    connect_client,
     load_performance_settings,
     load_settings,
-    temporal_connect_config,
 )
+from temporal_plumbing.client import connect_client, temporal_connect_config
+from temporal_plumbing.runtime import exit_process
+from temporal_plumbing.search_attributes import ensure_search_attributes
+from temporal_plumbing.workers import worker_options
 from workflows.analysis import AnalysisWorkflow
 from workflows.breaker import BreakerWorkflow
 from workflows.learning_loop import LearningLoopWorkflow
@@ -93,25 +95,6 @@ def issue_tracker_activities(settings: Settings) -> list[Any]:
             remote=settings.github_remote).activities()
     tracker = LocalIssueTracker(settings.issues_root)
     return [tracker.open_issue, tracker.sync_phase_label]
-
-
-def worker_options(perf: PerformanceSettings | None = None) -> dict[str, Any]:
-    """``Worker`` keyword arguments for concurrency, polling and recovery, from
-    ``perf`` (default: the environment); see PerformanceSettings for each reason."""
-    from temporalio.worker import PollerBehaviorSimpleMaximum
-
-    perf = perf or load_performance_settings()
-    return {
-        "activity_executor": ThreadPoolExecutor(perf.activity_threads),
-        "max_concurrent_activities": perf.max_concurrent_activities,
-        "max_concurrent_workflow_tasks": perf.max_concurrent_workflow_tasks,
-        "max_concurrent_local_activities": perf.max_concurrent_local_activities,
-        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(perf.workflow_task_polls),
-        "activity_task_poller_behavior": PollerBehaviorSimpleMaximum(perf.activity_task_polls),
-        "nonsticky_to_sticky_poll_ratio": perf.nonsticky_to_sticky_poll_ratio,
-        "sticky_queue_schedule_to_start_timeout": perf.sticky_schedule_to_start_timeout,
-        "graceful_shutdown_timeout": perf.graceful_shutdown_timeout,
-    }
 
 
 def make_worker(client: Client, settings: Settings, perf: PerformanceSettings | None = None,
@@ -165,6 +148,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from cli.common import exit_process
-
     exit_process(main())

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -21,13 +20,22 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import file_ref
-from activities.git import commit_round, git
+from activities.git import commit_round, fence_dir, git
 from activities.llm import LlmProvider, render_template
+from activities.processes import (
+    HEARTBEAT_EVERY,
+    Fence,
+    attempt_owner,
+    run_process,
+    run_process_split,
+)
 from models.llm import LlmArtifactRef, LlmRequest, LlmUsage
 from models.sdlc import AgentTask
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
-HEARTBEAT_EVERY = 1.0  # seconds; well inside policies.AGENT_HEARTBEAT_TIMEOUT
+# run_process, run_process_split and HEARTBEAT_EVERY (well inside
+# policies.AGENT_HEARTBEAT_TIMEOUT) live in the subprocess layer, activities/processes.py
+__all__ = ["HEARTBEAT_EVERY", "run_process", "run_process_split"]
 
 
 class AgentRunner(Protocol):
@@ -35,9 +43,10 @@ class AgentRunner(Protocol):
 
     name: str
 
-    async def run(self, task: AgentTask) -> LlmUsage | None:
+    async def run(self, task: AgentTask, fence: Fence | None = None) -> LlmUsage | None:
         """Run the agent to completion; return the LLM usage when the runner knows
-        it (else None); raise ApplicationError on failure."""
+        it (else None); raise ApplicationError on failure. A runner that starts a
+        process passes ``fence`` to the subprocess layer."""
 
 
 def repository_context(worktree: Path, max_files: int = 200, max_readme: int = 4000) -> str:
@@ -70,7 +79,7 @@ class OfflineRunner:
 
     name = "offline"
 
-    async def run(self, task: AgentTask) -> None:
+    async def run(self, task: AgentTask, fence: Fence | None = None) -> None:
         """Write the spec for ``task``; the same task always gives the same file."""
         path = Path(task.worktree) / task.spec_relpath
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +141,7 @@ class AnthropicRunner:
         self.provider = provider
         self.max_tokens = max_tokens
 
-    async def run(self, task: AgentTask) -> LlmUsage:
+    async def run(self, task: AgentTask, fence: Fence | None = None) -> LlmUsage:
         """Ask for the spec and write it to ``task.spec_relpath``.
 
         Raises:
@@ -178,9 +187,9 @@ class CommandRunner:
         """The process to start for ``task``."""
         return ["/bin/sh", "-c", self.command]
 
-    async def run(self, task: AgentTask) -> None:
-        """Run the command; a non-zero exit raises a retryable ApplicationError
-        with the tail of its output."""
+    async def run(self, task: AgentTask, fence: Fence | None = None) -> None:
+        """Run the command (through the subprocess layer, fenced by ``fence``); a
+        non-zero exit raises a retryable ApplicationError with the tail of its output."""
         prompt = render_prompt(task)
         env = {
             **os.environ,
@@ -195,7 +204,7 @@ class CommandRunner:
         }
         code, output = await run_process(
             self.argv(task), cwd=Path(task.worktree), env=env, stdin=prompt.encode(),
-            timeout=task.timeout_seconds,
+            timeout=task.timeout_seconds, fence=fence,
         )
         if code != 0:
             raise ApplicationError(
@@ -229,72 +238,6 @@ class ClaudeRunner(CommandRunner):
         return [exe, "-p", render_prompt(task), "--permission-mode", "acceptEdits"]
 
 
-async def run_process(
-    argv: list[str], *, cwd: Path, env: Mapping[str, str], stdin: bytes, timeout: float
-) -> tuple[int, str]:
-    """Run a process in its own process group, heartbeating while it runs.
-
-    Returns:
-        (exit code, combined stdout and stderr as text).
-
-    Raises:
-        ApplicationError: the process ran longer than ``timeout`` seconds (its
-            process group is killed first).
-        asyncio.CancelledError: the activity was cancelled (the group is killed first).
-    """
-    code, out, _ = await run_process_split(argv, cwd=cwd, env=env, stdin=stdin,
-                                           timeout=timeout, merge_stderr=True)
-    return code, out
-
-
-async def run_process_split(
-    argv: list[str], *, cwd: Path, env: Mapping[str, str], stdin: bytes, timeout: float,
-    merge_stderr: bool = False, label: str = "agent",
-) -> tuple[int, str, str]:
-    """Like :func:`run_process`, with stdout and stderr kept apart.
-
-    Returns:
-        (exit code, stdout, stderr); stderr is "" when ``merge_stderr`` sends it
-        to stdout.
-
-    Raises:
-        ApplicationError: (type ``AgentTimeout``) ran longer than ``timeout``
-            seconds; ``label`` names what ran in the message.
-        asyncio.CancelledError: the activity was cancelled (the group is killed first).
-    """
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, env=dict(env), stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
-    communicate = asyncio.ensure_future(proc.communicate(stdin))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        while True:
-            wait = min(HEARTBEAT_EVERY, max(deadline - loop.time(), 0))
-            done, _ = await asyncio.wait({communicate}, timeout=wait)
-            if done:
-                out, err = communicate.result()
-                return (proc.returncode or 0, out.decode(errors="replace"),
-                        (err or b"").decode(errors="replace"))
-            activity.heartbeat()
-            if loop.time() >= deadline:
-                raise ApplicationError(
-                    f"{label} {argv[0]} ran longer than {timeout:.0f} s and was killed",
-                    type="AgentTimeout",
-                )
-    finally:
-        if proc.returncode is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            communicate.cancel()
-            await asyncio.shield(proc.wait())
-
-
 class AgentActivities:
     """The ``run_agent`` activity, with the runners this worker offers.
 
@@ -320,8 +263,21 @@ class AgentActivities:
 
         Raises:
             ApplicationError: unknown runner (non-retryable); the agent failed,
-                timed out or wrote no spec (retryable by the workflow's policy).
+                timed out or wrote no spec (retryable by the workflow's policy;
+                non-retryable with ``task.own_failures_final``, details
+                ``{"attempt", "infra_retries"}``).
         """
+        try:
+            return await self._run_agent(task)
+        except ApplicationError as err:
+            if not task.own_failures_final or err.non_retryable:
+                raise
+            attempt = activity.info().attempt
+            raise ApplicationError(err.message, {"attempt": attempt,
+                                                 "infra_retries": attempt - 1},
+                                   type=err.type, non_retryable=True) from None
+
+    async def _run_agent(self, task: AgentTask) -> LlmArtifactRef:
         name = task.runner or self.default_runner
         runner = self.runners.get(name)
         if runner is None:
@@ -333,17 +289,23 @@ class AgentActivities:
         worktree = Path(task.worktree)
         activity.logger.info("agent %s writing %s (round %d)", name, task.spec_relpath,
                              task.round)
-        usage = await runner.run(task)
+        fence = Fence(await asyncio.to_thread(fence_dir, worktree),
+                      task.fence_key or f"agent-round-{task.round}", attempt_owner())
+        await asyncio.to_thread(fence.take)
+        usage = await runner.run(task, fence)
         spec = worktree / task.spec_relpath
         if not spec.is_file() or not spec.read_text(errors="replace").strip():
             raise ApplicationError(
                 f"agent {name!r} finished without writing {task.spec_relpath}",
                 type="SpecMissing",
             )
-        sha = await asyncio.to_thread(
-            commit_round, worktree, task.spec_relpath,
-            f"spec: {task.title} (round {task.round})",
-            {"Workflow-Id": task.workflow_id, "Spec-Round": str(task.round),
-             "Agent-Runner": name},
-        )
+
+        def commit() -> str:
+            with fence.owned():  # a later attempt took over: commit nothing
+                return commit_round(
+                    worktree, task.spec_relpath, f"spec: {task.title} (round {task.round})",
+                    {"Workflow-Id": task.workflow_id, "Spec-Round": str(task.round),
+                     "Agent-Runner": name})
+
+        sha = await asyncio.to_thread(commit)
         return LlmArtifactRef(**file_ref(spec, commit=sha).model_dump(), usage=usage)

@@ -30,9 +30,9 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agents import run_process_split
 from activities.artifacts import ArtifactStore
 from activities.git import (
+    FENCE_DIR,
     GitError,
     commit_file,
     find_commit,
@@ -41,6 +41,7 @@ from activities.git import (
     merge_branch,
     trailer_log,
 )
+from activities.processes import HEARTBEAT_EVERY, Fence, attempt_owner, run_process_split
 from models.common import ArtifactRef
 from models.workstream import (
     HANDOFF_SCHEMA,
@@ -68,6 +69,16 @@ def digest(data: Any) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def _attempt(task: StepTask) -> tuple[int, int]:
+    """(attempt number of the running activity within its step execution,
+    infrastructure retries inside this activity). With ``own_failures_final`` every
+    earlier attempt of this activity was lost, not failed (its own failures are
+    non-retryable), so they are all infrastructure retries."""
+    info = activity.info()
+    infra = info.attempt - 1 if task.own_failures_final else 0
+    return task.attempt_base + info.attempt, infra
+
+
 def exit_code_error_type(code: int) -> str:
     """The ApplicationError type of a shell step that exited with ``code``."""
     return f"ExitCode{code}"
@@ -88,7 +99,7 @@ class WorkstreamActivities:
 
     def _artifact_dir(self, task: StepTask) -> str:
         return (f"workstream/{task.workflow_id}/{task.step}/"
-                f"{task.number}-a{activity.info().attempt}")
+                f"{task.number}-a{task.attempt_base + activity.info().attempt}")
 
     def _git_dir(self, ws: Path) -> Path:
         if ws not in self._git_dirs:
@@ -113,13 +124,15 @@ class WorkstreamActivities:
     async def run_shell(self, task: StepTask) -> StepOutput:
         """Run a shell step: ``inputs.argv`` (list) or ``inputs.script`` (run with
         ``/bin/sh -e -c``), environment = worker's + tool's ``env`` + ``inputs.env`` +
-        ``WORKSTREAM_*`` variables, cwd = the workspace.
+        ``WORKSTREAM_*`` variables, cwd = the workspace. The process runs through
+        the subprocess layer, fenced per step execution: an earlier attempt's
+        process group still alive in the workspace is killed first.
 
         Raises:
             ApplicationError: no argv or script (non-retryable); exit code N != 0
                 (type ``ExitCode<N>``, details: attempt, exit code, outputs); timeout.
         """
-        info = activity.info()
+        attempt, infra = _attempt(task)
         argv = task.inputs.get("argv")
         script = task.inputs.get("script")
         if argv is None and script is None:
@@ -130,11 +143,22 @@ class WorkstreamActivities:
         env = {**os.environ, **task.spec.env,
                **{k: str(v) for k, v in (task.inputs.get("env") or {}).items()},
                "WORKSTREAM_WORKFLOW_ID": task.workflow_id, "WORKSTREAM_STEP": task.step,
-               "WORKSTREAM_ATTEMPT": str(info.attempt), "WORKSTREAM_TOOL": task.tool,
+               "WORKSTREAM_ATTEMPT": str(attempt), "WORKSTREAM_TOOL": task.tool,
                "WORKSTREAM_SPEC_DIR": task.spec_dir, "WORKSTREAM_WORKSPACE": task.workspace}
-        code, out, err = await run_process_split(
-            [str(a) for a in argv], cwd=Path(task.workspace), env=env, stdin=b"",
-            timeout=task.timeout, label=f"step {task.step}")
+        ws = Path(task.workspace)
+        fence = Fence(await asyncio.to_thread(self._git_dir, ws) / FENCE_DIR,
+                      f"step-{task.step}-{task.number}", attempt_owner())
+        try:
+            code, out, err = await run_process_split(
+                [str(a) for a in argv], cwd=ws, env=env, stdin=b"",
+                timeout=task.timeout, label=f"step {task.step}", fence=fence)
+        except ApplicationError as error:
+            if error.type != "AgentTimeout":
+                raise
+            raise ApplicationError(error.message,
+                                   {"attempt": attempt, "infra_retries": infra},
+                                   type="StepTimeout",
+                                   non_retryable=task.own_failures_final) from None
         base = self._artifact_dir(task)
         outputs = [self.store.write(f"{base}/stdout.txt", out),
                    self.store.write(f"{base}/stderr.txt", err)]
@@ -142,10 +166,10 @@ class WorkstreamActivities:
             tail = (err.strip() or out.strip())[-1500:]
             raise ApplicationError(
                 f"step {task.step!r} on {task.tool} exited with code {code}: {tail}",
-                {"attempt": info.attempt, "exit_code": code,
+                {"attempt": attempt, "exit_code": code, "infra_retries": infra,
                  "outputs": [o.model_dump() for o in outputs]},
-                type=exit_code_error_type(code))
-        return StepOutput(attempt=info.attempt, exit_code=0, outputs=outputs)
+                type=exit_code_error_type(code), non_retryable=task.own_failures_final)
+        return StepOutput(attempt=attempt, infra_retries=infra, exit_code=0, outputs=outputs)
 
     @activity.defn(name="ws_run_python")
     async def run_python(self, task: StepTask) -> StepOutput:
@@ -167,25 +191,40 @@ class WorkstreamActivities:
                 "inputs.callable as 'package.module:function'", type="InvalidStep",
                 non_retryable=True) from None
         kwargs = dict(task.inputs.get("kwargs") or {})
+        attempt, infra = _attempt(task)
+        call = asyncio.ensure_future(
+            func(**kwargs) if inspect.iscoroutinefunction(func)
+            else asyncio.to_thread(func, **kwargs))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + task.timeout
         try:
-            if inspect.iscoroutinefunction(func):
-                result = await asyncio.wait_for(func(**kwargs), task.timeout)
-            else:
-                result = await asyncio.to_thread(func, **kwargs)
+            while not call.done():  # heartbeat, so that a lost worker is noticed at once
+                await asyncio.wait({call}, timeout=min(HEARTBEAT_EVERY,
+                                                       max(deadline - loop.time(), 0)))
+                if call.done():
+                    break
+                activity.heartbeat()
+                if loop.time() >= deadline:
+                    raise TimeoutError(f"ran longer than {task.timeout:.0f} s")
+            result = call.result()
         except Exception as err:  # noqa: BLE001 - the step's own failure, reported
             raise ApplicationError(f"python step {task.step!r}: {target} raised "
                                    f"{type(err).__name__}: {err}",
-                                   {"attempt": activity.info().attempt},
-                                   type="PythonStepFailed") from None
+                                   {"attempt": attempt, "infra_retries": infra},
+                                   type="PythonStepFailed",
+                                   non_retryable=task.own_failures_final) from None
+        finally:
+            call.cancel()
         raw = json.dumps(result, default=str, sort_keys=True)
         ref = self.store.write(f"{self._artifact_dir(task)}/result.json", raw)
-        return StepOutput(attempt=activity.info().attempt, outputs=[ref],
+        return StepOutput(attempt=attempt, infra_retries=infra, outputs=[ref],
                           result=result if len(raw) <= MAX_INLINE_RESULT else None)
 
     @activity.defn(name="ws_run_noop")
     async def run_noop(self, task: StepTask) -> StepOutput:
         """Do nothing (benchmarks and placeholders)."""
-        return StepOutput(attempt=activity.info().attempt)
+        attempt, infra = _attempt(task)
+        return StepOutput(attempt=attempt, infra_retries=infra)
 
     @activity.defn(name="ws_commit_handoff")
     def commit_handoff(self, inp: HandoffInput) -> ArtifactRef:

@@ -41,11 +41,11 @@ if not __package__:
 
 from temporalio.api.enums.v1 import EventType
 
-from cli.common import exit_process
-from cli.server import start_local_env
 from cli.workstream import start_workstream
 from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec
 from settings import Settings
+from temporal_plumbing.environments import start_local_env
+from temporal_plumbing.runtime import exit_process
 from worker import make_worker
 
 ROUTER = {"tools": {"noop": {"adapter": "noop", "breaker": None}},

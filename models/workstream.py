@@ -273,7 +273,14 @@ class StepAttempt(BaseModel):
         number: 1-based execution number of the step (a resume or a revise adds one).
         tool: the tool it ran on.
         started_at, finished_at: workflow times (UTC).
-        attempts: Temporal activity attempts used (retries = attempts - 1).
+        attempts: activity attempts used in all (retries = attempts - 1), the
+            infrastructure retries included.
+        infra_retries: attempts that were lost, not failed: the worker died or
+            was lost (heartbeat timeout), or the server lost the completion
+            (e.g. it restarted). Retried by the platform, never counted against
+            the step's ``retry.max_attempts``.
+        failed_attempts: the step's own failed attempts (non-zero exit,
+            exception), counted against ``retry.max_attempts``.
         outcome: ``succeeded``, ``failed`` or ``canceled``.
         exit_code: exit code of a shell step's last attempt.
         error: why it failed.
@@ -287,6 +294,8 @@ class StepAttempt(BaseModel):
     started_at: datetime
     finished_at: datetime | None = None
     attempts: int = 1
+    infra_retries: int = 0
+    failed_attempts: int = 0
     outcome: str = "running"
     exit_code: int | None = None
     error: str = ""
@@ -422,6 +431,12 @@ class StepTask(BaseModel):
         workspace: the run's workspace (cwd of shell steps).
         spec_dir: ``WORKSTREAM_SPEC_DIR`` of shell steps.
         timeout: seconds one attempt may run.
+        attempt_base: attempts this execution used in earlier activities; the
+            attempt number (``WORKSTREAM_ATTEMPT``) is ``attempt_base`` + the
+            activity's own attempt, so it keeps increasing across them.
+        own_failures_final: raise the step's own failures (non-zero exit, the
+            callable raised) as non-retryable, for the workflow to count against
+            ``retry.max_attempts``; the platform then retries only lost attempts.
     """
 
     workflow_id: str
@@ -433,12 +448,17 @@ class StepTask(BaseModel):
     workspace: str
     spec_dir: str = ""
     timeout: float = 600
+    attempt_base: int = 0
+    own_failures_final: bool = False
 
 
 class StepOutput(BaseModel):
-    """Activity result of a step: attempt used, exit code and output references."""
+    """Activity result of a step: attempt number used (see ``StepTask.attempt_base``),
+    infrastructure retries inside this activity (its earlier, lost attempts), exit
+    code and output references."""
 
     attempt: int
+    infra_retries: int = 0
     exit_code: int | None = None
     outputs: list[ArtifactRef] = Field(default_factory=list)
     result: Any = None

@@ -43,6 +43,19 @@ AGENT_RETRY = RetryPolicy(
     maximum_attempts=3,
 )
 
+# Workstream steps: lost attempts only (the worker died or was lost, a heartbeat
+# timeout, a completion the server rejected after a restart). The activity raises
+# the step's own failures as non-retryable and the workflow counts them against
+# the spec's retry.max_attempts, so these retries never use up a step's budget.
+# Bounded, so that a step that kills its worker every time (e.g. out of memory)
+# still fails in the end.
+STEP_INFRA_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=20,
+)
+
 # LLM calls (issue 4): one attempt covers the model call and its re-asks after
 # invalid structured output; rate limits and overload (429, 529) retry after the
 # server's retry-after (next_retry_delay), else with this backoff.

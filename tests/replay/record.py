@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from cli.sdlc import feature_request, start_sdlc  # noqa: E402
-from cli.server import start_local_env  # noqa: E402
 from models.common import GateDecision, GateInfo, Verdict  # noqa: E402
 from models.sdlc import GATE_1  # noqa: E402
 from settings import Settings  # noqa: E402
+from temporal_plumbing.environments import start_local_env  # noqa: E402
 from tests.github_server import GitHubServer  # noqa: E402
 from worker import make_worker  # noqa: E402
 from workflows.gates import GATE_UPDATE  # noqa: E402
