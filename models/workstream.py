@@ -422,6 +422,10 @@ class StepTask(BaseModel):
         workspace: the run's workspace (cwd of shell steps).
         spec_dir: ``WORKSTREAM_SPEC_DIR`` of shell steps.
         timeout: seconds one attempt may run.
+        new_feedback: the reviewer's comment that asked for this execution (a
+            revise of execution ``number - 1``); empty otherwise. Only this one
+            comment travels in the input: the earlier ones are already in the
+            step's feedback file in the workspace (``WORKSTREAM_FEEDBACK_FILE``).
     """
 
     workflow_id: str
@@ -433,6 +437,7 @@ class StepTask(BaseModel):
     workspace: str
     spec_dir: str = ""
     timeout: float = 600
+    new_feedback: str = ""
 
 
 class StepOutput(BaseModel):
