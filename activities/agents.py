@@ -12,10 +12,9 @@ from the previous round's commit plus the one new comment the task carries.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +31,7 @@ from activities.processes import (
     run_process,
     run_process_split,
 )
+from activities.secrets import Scrubber, subprocess_env
 from models.llm import LlmArtifactRef, LlmRequest, LlmUsage
 from models.sdlc import AgentTask
 
@@ -240,16 +240,22 @@ class CommandRunner:
     environment (``SDLC_TITLE``, ``SDLC_DESCRIPTION``, ``SDLC_SPEC_PATH``,
     ``SDLC_BRANCH``, ``SDLC_ROUND``, ``SDLC_WORKFLOW_ID``, ``SDLC_PROMPT``). The
     reviewers' feedback is a file, never a variable: ``SDLC_FEEDBACK_FILE`` is
-    its absolute path (see :func:`prepare_feedback`), or empty in round 1.
+    its absolute path (see :func:`prepare_feedback`), or empty in round 1. The
+    rest of its environment comes from the allowlist of
+    :func:`activities.secrets.subprocess_env`: ``PATH``, ``HOME``, ``LANG``... and
+    only the secrets in ``grants``.
 
     Args:
         command: a shell command line (run with ``/bin/sh -c``).
+        grants: names of worker environment variables (secrets) the agent may
+            see (AGENT_SECRET_ENV).
     """
 
     name = "command"
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, grants: Sequence[str] = ()) -> None:
         self.command = command
+        self.grants = list(grants)
 
     def argv(self, task: AgentTask) -> list[str]:
         """The process to start for ``task``."""
@@ -259,8 +265,7 @@ class CommandRunner:
         """Run the command (through the subprocess layer, fenced by ``fence``); a
         non-zero exit raises a retryable ApplicationError with the tail of its output."""
         prompt = render_prompt(task)
-        env = {
-            **os.environ,
+        env = subprocess_env({
             "SDLC_TITLE": task.title,
             "SDLC_DESCRIPTION": task.description,
             FEEDBACK_FILE_ENV: (str(Path(task.worktree) / task.feedback_relpath)
@@ -270,7 +275,7 @@ class CommandRunner:
             "SDLC_ROUND": str(task.round),
             "SDLC_WORKFLOW_ID": task.workflow_id,
             "SDLC_PROMPT": prompt,
-        }
+        }, grants=self.grants)
         code, output = await run_process(
             self.argv(task), cwd=Path(task.worktree), env=env, stdin=prompt.encode(),
             timeout=task.timeout_seconds, fence=fence,
@@ -285,14 +290,17 @@ class CommandRunner:
 class ClaudeRunner(CommandRunner):
     """The Claude Code CLI in print mode, allowed to edit files in the worktree.
 
+    It is granted ``ANTHROPIC_API_KEY`` (Claude Code's credential) besides ``grants``.
+
     Args:
         executable: the ``claude`` executable (name on PATH or path).
+        grants: more secret names it may see (AGENT_SECRET_ENV).
     """
 
     name = "claude"
 
-    def __init__(self, executable: str = "claude") -> None:
-        super().__init__(command="")
+    def __init__(self, executable: str = "claude", grants: Sequence[str] = ()) -> None:
+        super().__init__(command="", grants=["ANTHROPIC_API_KEY", *grants])
         self.executable = executable
 
     def argv(self, task: AgentTask) -> list[str]:
@@ -313,14 +321,18 @@ class AgentActivities:
     Args:
         runners: runner name -> runner.
         default_runner: used when a task names none.
+        scrubber: the worker's secret values; a spec the agent wrote with one in it
+            is rewritten with ``***`` before it is committed.
     """
 
-    def __init__(self, runners: Mapping[str, AgentRunner], default_runner: str) -> None:
+    def __init__(self, runners: Mapping[str, AgentRunner], default_runner: str,
+                 scrubber: Scrubber | None = None) -> None:
         if default_runner not in runners:
             raise ValueError(f"default agent runner {default_runner!r} is not among "
                              f"{sorted(runners)}")
         self.runners = dict(runners)
         self.default_runner = default_runner
+        self.scrubber = scrubber
 
     @activity.defn(name="run_agent")
     async def run_agent(self, task: AgentTask) -> LlmArtifactRef:
@@ -332,8 +344,21 @@ class AgentActivities:
 
         Raises:
             ApplicationError: unknown runner (non-retryable); the agent failed,
-                timed out or wrote no spec (retryable by the workflow's policy).
+                timed out or wrote no spec (retryable by the workflow's policy;
+                non-retryable with ``task.own_failures_final``, details
+                ``{"attempt", "infra_retries"}``).
         """
+        try:
+            return await self._run_agent(task)
+        except ApplicationError as err:
+            if not task.own_failures_final or err.non_retryable:
+                raise
+            attempt = activity.info().attempt
+            raise ApplicationError(err.message, {"attempt": attempt,
+                                                 "infra_retries": attempt - 1},
+                                   type=err.type, non_retryable=True) from None
+
+    async def _run_agent(self, task: AgentTask) -> LlmArtifactRef:
         name = task.runner or self.default_runner
         runner = self.runners.get(name)
         if runner is None:
@@ -358,6 +383,10 @@ class AgentActivities:
                 f"agent {name!r} finished without writing {task.spec_relpath}",
                 type="SpecMissing",
             )
+        if self.scrubber:
+            raw = spec.read_bytes()
+            if (clean := self.scrubber.data(raw)) != raw:
+                spec.write_bytes(clean)
 
         def commit() -> str:
             with fence.owned():  # a later attempt took over: commit nothing

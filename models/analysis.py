@@ -158,6 +158,9 @@ class SourceDoc(BaseModel):
         text: its text, truncated to ``max_source_chars`` (empty for L1).
         sha256: hex SHA-256 of the full file (L0 only).
         cited_by: analysts that cited it (L1).
+        role: ``evidence`` (L0, L2: its text can support a claim) or ``framework``
+            (L1, a catalogue reference work: a lens, never evidence; it cannot be
+            the only support of a factual claim).
     """
 
     id: str
@@ -167,6 +170,7 @@ class SourceDoc(BaseModel):
     text: str = ""
     sha256: str = ""
     cited_by: list[str] = Field(default_factory=list)
+    role: str = "evidence"
 
 
 class LoadSourcesInput(BaseModel):
@@ -234,12 +238,15 @@ class CitationMap(BaseModel):
     Attributes:
         citations: outline point id -> source ids, in outline order.
         gaps: factual points no source supports.
+        unsupported: outline point id -> cited ids whose text did not support the
+            claim after the one redo (they are dropped from ``citations``).
         sources: every source the map may cite (loaded or fetched).
         provider: the LLM provider(s) that made it.
     """
 
     citations: dict[str, list[str]] = Field(default_factory=dict)
     gaps: list[str] = Field(default_factory=list)
+    unsupported: dict[str, list[str]] = Field(default_factory=dict)
     sources: list[SourceDoc] = Field(default_factory=list)
     provider: str = ""
 

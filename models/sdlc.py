@@ -146,6 +146,9 @@ class AgentTask(BaseModel):
         fence_key: names the step or round whose earlier attempts' processes a new
             attempt kills first (``activities.processes.Fence``); empty =
             ``agent-round-<round>``.
+        own_failures_final: raise the agent's own failures (non-zero exit, no
+            spec, timeout) as non-retryable, for the workflow to count them
+            (workstream steps); the platform then retries only lost attempts.
     """
 
     workflow_id: str
@@ -160,6 +163,7 @@ class AgentTask(BaseModel):
     feedback_from: str = ""
     timeout_seconds: float = Field(default=1800, gt=0)
     fence_key: str = ""
+    own_failures_final: bool = False
 
     @property
     def spec_relpath(self) -> str:

@@ -16,8 +16,17 @@ def depends(service: str) -> dict:
     return value if isinstance(value, dict) else {name: {} for name in value}
 
 
-def test_the_stack_has_its_four_services():
-    assert set(SERVICES) == {"postgresql", "temporal", "temporal-ui", "worker"}
+def test_the_stack_has_its_services():
+    assert set(SERVICES) == {"postgresql", "temporal", "temporal-ui", "worker", "codec-server"}
+
+
+def test_the_codec_server_runs_with_the_workers_keys_on_loopback():
+    codec = SERVICES["codec-server"]
+    assert "python starter.py codec-server" in " ".join(codec["command"])
+    assert codec["environment"]["PAYLOAD_KEYS"] == SERVICES["worker"]["environment"][
+        "PAYLOAD_KEYS"] == "${PAYLOAD_KEYS:-}"
+    assert codec["ports"] == ["127.0.0.1:8081:8081"]
+    assert "TEMPORAL_CODEC_ENDPOINT" in SERVICES["temporal-ui"]["environment"]
 
 
 def test_temporal_runs_on_the_postgresql_service():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from github import Auth, Github, GithubException
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities.github import GitHubIssueTracker, parse_command, rate_limit_delay
 from models.common import Verdict
@@ -204,6 +206,24 @@ def test_a_secondary_limit_as_403_without_retry_after_is_retried(server, tracker
     assert not err.value.non_retryable and err.value.type == "GitHubRateLimited"
     assert err.value.next_retry_delay == timedelta(minutes=1)
     assert tracker.open_issue(open_input()).number == 1
+
+
+def test_repeated_secondary_limits_wait_longer_in_the_activity(server, tracker):
+    """Inside an activity, the wait doubles with the attempt (activity.info().attempt);
+    the issue search then starts at the activity's first scheduling (no ``since``)."""
+    env = ActivityEnvironment()
+    waits = []
+    for attempt in (1, 2, 3):
+        env.info = dataclasses.replace(ActivityEnvironment.default_info(), attempt=attempt,
+                                       scheduled_time=datetime.now(UTC))
+        server.gh.fail_next("GET", r"/issues$", "abuse")
+        with pytest.raises(ApplicationError) as err:
+            env.run(tracker.open_issue, open_input().model_copy(update={"since": None}))
+        waits.append(err.value.next_retry_delay)
+    assert waits == [timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=4)]
+    search = [r for r in server.gh.requests if r.path == "/repos/octo/shop/issues"][-1]
+    assert datetime.fromisoformat(search.query["since"]) > datetime.now(UTC) - timedelta(
+        minutes=6)
 
 
 def test_rate_limit_delay_rules():
