@@ -204,15 +204,16 @@ class LearningRepository:
 
     def store_template_items(self, inp: TemplateItemsInput) -> StoredGenerated:
         """Draw ``inp.count`` items from the KC's item templates (in turn) for one
-        student and round, check each like a generated item (:func:`item_problem`,
-        and no repeat of a prompt in the bank) and add the valid ones to the bank as
-        ``origin=template``. The seed of draw ``k`` is ``student/curriculum/template/
+        student and round, check each like a generated item (:func:`item_problem`)
+        and add the valid ones to the bank as ``origin=template``; a draw whose prompt
+        a template item of the bank already has reuses that item, one that repeats an
+        authored or LLM item is refused. The seed of draw ``k`` is ``student/curriculum/template/
         round/k``, so a rerun (or a replay) finds the same items by their IDs.
         No templates -> nothing stored, nothing refused."""
         with self.db.session() as s:
             kc = self._kc(s, inp.curriculum, inp.kc)
             templates = [ItemTemplate.model_validate(t) for t in kc.item_templates or []]
-            prompts = {p.strip().lower() for p in s.scalars(select(Item.prompt).where(
+            bank = {i.prompt.strip().lower(): i for i in s.scalars(select(Item).where(
                 Item.curriculum_id == inp.curriculum, Item.kc_id == inp.kc))}
             stored: list[PublicItem] = []
             refused: list[str] = []
@@ -229,12 +230,16 @@ class LearningRepository:
                     problem = item_problem(gen, inp.kc)
                 except TemplateError as err:
                     problem = str(err)
-                if problem is None and gen.prompt.strip().lower() in prompts:
+                same = bank.get(gen.prompt.strip().lower()) if problem is None else None
+                if same is not None and same.origin == "template":
+                    if all(i.id != same.id for i in stored):  # drawn before: reuse it
+                        stored.append(public(same))
+                    continue
+                if same is not None:
                     problem = "repeats the prompt of an item in the bank"
                 if problem:
                     refused.append(f"template {template.id} draw {k + 1}: {problem}")
                     continue
-                prompts.add(gen.prompt.strip().lower())
                 row = Item(curriculum_id=inp.curriculum, id=item_id, kc_id=inp.kc,
                            prompt=gen.prompt, answer_type=gen.answer_type,
                            answer_key=gen.answer, choices=list(gen.choices),
@@ -243,6 +248,7 @@ class LearningRepository:
                            created_by=f"{inp.workflow_id}/round-{inp.round}",
                            created_at=utcnow())
                 s.add(row)
+                bank[gen.prompt.strip().lower()] = row
                 stored.append(public(row))
             return StoredGenerated(items=stored, refused=refused)
 
