@@ -10,9 +10,8 @@ reference to it, never its text.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +28,7 @@ from activities.processes import (
     run_process,
     run_process_split,
 )
+from activities.secrets import Scrubber, subprocess_env
 from models.llm import LlmArtifactRef, LlmRequest, LlmUsage
 from models.sdlc import AgentTask
 
@@ -172,16 +172,21 @@ class CommandRunner:
     """Runs a shell command in the worktree with the request on stdin and in the
     environment (``SDLC_TITLE``, ``SDLC_DESCRIPTION``, ``SDLC_FEEDBACK``,
     ``SDLC_SPEC_PATH``, ``SDLC_BRANCH``, ``SDLC_ROUND``, ``SDLC_WORKFLOW_ID``,
-    ``SDLC_PROMPT``).
+    ``SDLC_PROMPT``). The rest of its environment comes from the allowlist of
+    :func:`activities.secrets.subprocess_env`: ``PATH``, ``HOME``, ``LANG``... and
+    only the secrets in ``grants``.
 
     Args:
         command: a shell command line (run with ``/bin/sh -c``).
+        grants: names of worker environment variables (secrets) the agent may
+            see (AGENT_SECRET_ENV).
     """
 
     name = "command"
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, grants: Sequence[str] = ()) -> None:
         self.command = command
+        self.grants = list(grants)
 
     def argv(self, task: AgentTask) -> list[str]:
         """The process to start for ``task``."""
@@ -191,8 +196,7 @@ class CommandRunner:
         """Run the command (through the subprocess layer, fenced by ``fence``); a
         non-zero exit raises a retryable ApplicationError with the tail of its output."""
         prompt = render_prompt(task)
-        env = {
-            **os.environ,
+        env = subprocess_env({
             "SDLC_TITLE": task.title,
             "SDLC_DESCRIPTION": task.description,
             "SDLC_FEEDBACK": "\n".join(task.feedback),
@@ -201,7 +205,7 @@ class CommandRunner:
             "SDLC_ROUND": str(task.round),
             "SDLC_WORKFLOW_ID": task.workflow_id,
             "SDLC_PROMPT": prompt,
-        }
+        }, grants=self.grants)
         code, output = await run_process(
             self.argv(task), cwd=Path(task.worktree), env=env, stdin=prompt.encode(),
             timeout=task.timeout_seconds, fence=fence,
@@ -216,14 +220,17 @@ class CommandRunner:
 class ClaudeRunner(CommandRunner):
     """The Claude Code CLI in print mode, allowed to edit files in the worktree.
 
+    It is granted ``ANTHROPIC_API_KEY`` (Claude Code's credential) besides ``grants``.
+
     Args:
         executable: the ``claude`` executable (name on PATH or path).
+        grants: more secret names it may see (AGENT_SECRET_ENV).
     """
 
     name = "claude"
 
-    def __init__(self, executable: str = "claude") -> None:
-        super().__init__(command="")
+    def __init__(self, executable: str = "claude", grants: Sequence[str] = ()) -> None:
+        super().__init__(command="", grants=["ANTHROPIC_API_KEY", *grants])
         self.executable = executable
 
     def argv(self, task: AgentTask) -> list[str]:
@@ -244,14 +251,18 @@ class AgentActivities:
     Args:
         runners: runner name -> runner.
         default_runner: used when a task names none.
+        scrubber: the worker's secret values; a spec the agent wrote with one in it
+            is rewritten with ``***`` before it is committed.
     """
 
-    def __init__(self, runners: Mapping[str, AgentRunner], default_runner: str) -> None:
+    def __init__(self, runners: Mapping[str, AgentRunner], default_runner: str,
+                 scrubber: Scrubber | None = None) -> None:
         if default_runner not in runners:
             raise ValueError(f"default agent runner {default_runner!r} is not among "
                              f"{sorted(runners)}")
         self.runners = dict(runners)
         self.default_runner = default_runner
+        self.scrubber = scrubber
 
     @activity.defn(name="run_agent")
     async def run_agent(self, task: AgentTask) -> LlmArtifactRef:
@@ -299,6 +310,10 @@ class AgentActivities:
                 f"agent {name!r} finished without writing {task.spec_relpath}",
                 type="SpecMissing",
             )
+        if self.scrubber:
+            raw = spec.read_bytes()
+            if (clean := self.scrubber.data(raw)) != raw:
+                spec.write_bytes(clean)
 
         def commit() -> str:
             with fence.owned():  # a later attempt took over: commit nothing

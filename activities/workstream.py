@@ -1,5 +1,7 @@
 """Tool adapters of the workstream engine, its git handoff artifacts and their check.
 
+* ``ws_check_run``: the worker's authority on tools: refuses a run whose router
+  config or python callables this worker does not allow (before anything runs).
 * ``ws_init_workspace``: a fresh git repository as the run's workspace (when the
   spec names no repository; otherwise the run uses a worktree of it).
 * ``ws_run_shell`` / ``ws_run_python`` / ``ws_run_noop``: run one step. Shell steps
@@ -22,7 +24,6 @@ import hashlib
 import importlib
 import inspect
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from activities.git import (
     trailer_log,
 )
 from activities.processes import HEARTBEAT_EVERY, Fence, attempt_owner, run_process_split
+from activities.secrets import subprocess_env
 from models.common import ArtifactRef
 from models.workstream import (
     HANDOFF_SCHEMA,
@@ -50,8 +52,11 @@ from models.workstream import (
     MergeInput,
     StepOutput,
     StepTask,
+    ToolAuthority,
+    ToolSpec,
     Workspace,
     WorkspaceInput,
+    WorkstreamInput,
 )
 
 HANDOFF_DIR = ".workstream/handoffs"
@@ -90,12 +95,47 @@ class WorkstreamActivities:
     Args:
         workspace_root: fresh run workspaces are made as ``<root>/<workflow ID>``.
         store: the artifact store (stdout, stderr and results of steps).
+        authority: the tools, routes and python modules this worker allows
+            (see :class:`ToolAuthority`).
     """
 
-    def __init__(self, workspace_root: Path, store: ArtifactStore) -> None:
+    def __init__(self, workspace_root: Path, store: ArtifactStore,
+                 authority: ToolAuthority) -> None:
         self.workspace_root = workspace_root
         self.store = store
+        self.authority = authority
         self._git_dirs: dict[Path, Path] = {}
+
+    def _tool(self, task: StepTask) -> ToolSpec:
+        """The tool definition a step runs with: the run's, once this worker's
+        authority accepts it (checked again here: a run started before the worker's
+        configuration changed is held to the new one).
+
+        Raises:
+            ApplicationError: (non-retryable, type ``ToolRefused``) the worker
+                does not allow the tool as the run defines it.
+        """
+        problem = self.authority.tool_problem(task.tool, task.spec)
+        if problem:
+            raise ApplicationError(f"step {task.step!r} refused by the worker: {problem}",
+                                   type="ToolRefused", non_retryable=True)
+        return task.spec
+
+    @activity.defn(name="ws_check_run")
+    def check_run(self, inp: WorkstreamInput) -> None:
+        """Refuse a run this worker does not allow, before anything runs: tools or
+        routes its router config does not define as the run does, and python
+        callables outside WORKSTREAM_PYTHON_MODULES.
+
+        Raises:
+            ApplicationError: (non-retryable, type ``WorkstreamRefused``) the
+                message lists every problem.
+        """
+        problems = self.authority.problems(inp)
+        if problems:
+            raise ApplicationError("refused by the worker's tool configuration: "
+                                   + "; ".join(problems),
+                                   type="WorkstreamRefused", non_retryable=True)
 
     def _artifact_dir(self, task: StepTask) -> str:
         return (f"workstream/{task.workflow_id}/{task.step}/"
@@ -123,15 +163,19 @@ class WorkstreamActivities:
     @activity.defn(name="ws_run_shell")
     async def run_shell(self, task: StepTask) -> StepOutput:
         """Run a shell step: ``inputs.argv`` (list) or ``inputs.script`` (run with
-        ``/bin/sh -e -c``), environment = worker's + tool's ``env`` + ``inputs.env`` +
-        ``WORKSTREAM_*`` variables, cwd = the workspace. The process runs through
-        the subprocess layer, fenced per step execution: an earlier attempt's
-        process group still alive in the workspace is killed first.
+        ``/bin/sh -e -c``), cwd = the workspace, environment from the allowlist of
+        :func:`activities.secrets.subprocess_env`: ``PATH``, ``HOME``, ``LANG``...,
+        the secrets the worker grants the tool, the tool's ``env``, ``inputs.env``
+        and the ``WORKSTREAM_*`` variables (never the rest of the worker's). The
+        process runs through the subprocess layer, fenced per step execution: an
+        earlier attempt's process group still alive in the workspace is killed first.
 
         Raises:
-            ApplicationError: no argv or script (non-retryable); exit code N != 0
-                (type ``ExitCode<N>``, details: attempt, exit code, outputs); timeout.
+            ApplicationError: no argv or script (non-retryable); the tool is refused
+                (non-retryable, ``ToolRefused``); exit code N != 0 (type
+                ``ExitCode<N>``, details: attempt, exit code, outputs); timeout.
         """
+        tool = self._tool(task)
         attempt, infra = _attempt(task)
         argv = task.inputs.get("argv")
         script = task.inputs.get("script")
@@ -140,11 +184,12 @@ class WorkstreamActivities:
                                    "inputs.script", type="InvalidStep", non_retryable=True)
         if argv is None:
             argv = ["/bin/sh", "-e", "-c", str(script)]
-        env = {**os.environ, **task.spec.env,
-               **{k: str(v) for k, v in (task.inputs.get("env") or {}).items()},
-               "WORKSTREAM_WORKFLOW_ID": task.workflow_id, "WORKSTREAM_STEP": task.step,
-               "WORKSTREAM_ATTEMPT": str(attempt), "WORKSTREAM_TOOL": task.tool,
-               "WORKSTREAM_SPEC_DIR": task.spec_dir, "WORKSTREAM_WORKSPACE": task.workspace}
+        env = subprocess_env(
+            {**{k: str(v) for k, v in (task.inputs.get("env") or {}).items()},
+             "WORKSTREAM_WORKFLOW_ID": task.workflow_id, "WORKSTREAM_STEP": task.step,
+             "WORKSTREAM_ATTEMPT": str(attempt), "WORKSTREAM_TOOL": task.tool,
+             "WORKSTREAM_SPEC_DIR": task.spec_dir, "WORKSTREAM_WORKSPACE": task.workspace},
+            tool_env=tool.env, grants=self.authority.granted_secrets(task.tool, task.spec))
         ws = Path(task.workspace)
         fence = Fence(await asyncio.to_thread(self._git_dir, ws) / FENCE_DIR,
                       f"step-{task.step}-{task.number}", attempt_owner())
@@ -177,11 +222,19 @@ class WorkstreamActivities:
         a coroutine function is awaited, a plain one runs on a thread. The JSON of
         its return value is stored as ``result.json`` (and returned when small).
 
+        Only functions defined in a module of WORKSTREAM_PYTHON_MODULES may be
+        called (a name the module merely imports, e.g. ``os.system``, is refused).
+
         Raises:
-            ApplicationError: the callable cannot be imported (non-retryable); it
-                raised (retryable, type ``PythonStepFailed``).
+            ApplicationError: the callable is not allowed (non-retryable,
+                ``ToolRefused``) or cannot be imported (non-retryable,
+                ``InvalidStep``); it raised (retryable, type ``PythonStepFailed``).
         """
+        self._tool(task)
         target = str(task.inputs.get("callable", ""))
+        if problem := self.authority.python_problem(target):
+            raise ApplicationError(f"python step {task.step!r} refused by the worker: "
+                                   f"{problem}", type="ToolRefused", non_retryable=True)
         module_name, _, func_name = target.partition(":")
         try:
             func = getattr(importlib.import_module(module_name), func_name)
@@ -190,6 +243,10 @@ class WorkstreamActivities:
                 f"python step {task.step!r}: cannot import {target!r} ({err}); give "
                 "inputs.callable as 'package.module:function'", type="InvalidStep",
                 non_retryable=True) from None
+        if not callable(func) or getattr(func, "__module__", None) != module_name:
+            raise ApplicationError(
+                f"python step {task.step!r} refused by the worker: {target!r} is not a "
+                f"function defined in {module_name}", type="ToolRefused", non_retryable=True)
         kwargs = dict(task.inputs.get("kwargs") or {})
         attempt, infra = _attempt(task)
         call = asyncio.ensure_future(

@@ -114,7 +114,8 @@ async def run(chain: int = 500, fanout: int = 100, max_parallel: int = 20) -> di
     try:
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(orchestrator_home=Path(tmp) / "home",
-                                temporal_task_queue=f"bench-{uuid.uuid4().hex[:6]}")
+                                temporal_task_queue=f"bench-{uuid.uuid4().hex[:6]}",
+                                workstream_trust_spec_tools=True)  # ROUTER's noop tool
             async with make_worker(env.client, settings):
                 return {
                     "benchmark": "workstream",

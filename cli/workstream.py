@@ -18,6 +18,7 @@ from cli import gates
 from cli.common import CliError, Context, default_actor, json_flag
 from models.common import Verdict
 from models.workstream import (
+    DEFAULT_ROUTER_CONFIG,
     Progress,
     ResumeAck,
     ResumeRequest,
@@ -30,14 +31,6 @@ from models.workstream import (
 from settings import Settings
 from temporal_plumbing.search_attributes import ensure_search_attributes
 from workflows.search_attributes import WORK_ITEM, WORKSTREAM_STATE
-
-# Used when neither the spec nor WORKSTREAM_ROUTER_CONFIG names a router config:
-# each adapter is a task kind with one tool of the same name.
-DEFAULT_ROUTER_CONFIG: dict[str, Any] = {
-    "tools": {name: {"adapter": name} for name in ("shell", "python", "agent", "noop")},
-    "routes": {name: {"strategy": "fixed", "tools": [name]}
-               for name in ("shell", "python", "agent", "noop")},
-}
 
 
 def workstream_id(work_item_or_id: str) -> str:

@@ -8,6 +8,7 @@ file in the working directory):
 * ``settings.agents``: the SDLC agent runners; ``settings.llm``: the LLM layer;
 * ``settings.analysis``, ``settings.github``, ``settings.workstream``,
   ``settings.learning``: one per orchestration or outside system;
+* ``settings.secrets``: secret names to scrub and the agents' secret grants;
 * ``settings.performance``: dev-server tuning, recovery, worker concurrency
   (:class:`PerformanceSettings`, loaded on its own).
 
@@ -33,6 +34,7 @@ from settings.github import GitHubSettings
 from settings.learning import LearningSettings
 from settings.llm import DEFAULT_LLM_PRICES, LlmSettings
 from settings.performance import PerformanceSettings, load_performance_settings
+from settings.secrets import SecretSettings
 from settings.workstream import WorkstreamSettings
 
 __all__ = ["DEFAULT_LLM_PRICES", "PerformanceSettings", "Seconds", "Settings", "SettingsError",
@@ -40,8 +42,13 @@ __all__ = ["DEFAULT_LLM_PRICES", "PerformanceSettings", "Seconds", "Settings", "
 
 
 class Settings(AgentSettings, LlmSettings, AnalysisSettings, GitHubSettings,
-               WorkstreamSettings, LearningSettings, CoreSettings):
+               WorkstreamSettings, LearningSettings, SecretSettings, CoreSettings):
     """Process settings: every per-concern settings class in one object."""
+
+    def secret_values(self) -> list[str]:
+        """The values of the secrets these settings hold (also when read from ``.env``)."""
+        return [v.get_secret_value() for v in (self.anthropic_api_key, self.github_token,
+                                               self.exa_api_key) if v is not None]
 
     @model_validator(mode="after")
     def _check_runner(self) -> Settings:

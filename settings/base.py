@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BeforeValidator, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SettingsError(ValueError):
@@ -23,6 +25,20 @@ def _seconds_or_duration(value: Any) -> Any:
 
 Seconds = Annotated[timedelta, BeforeValidator(_seconds_or_duration)]
 """A duration setting: plain seconds ("30", "0.5") or any form pydantic reads."""
+
+
+def _name_list(value: Any) -> Any:
+    # "A,B" or "A B" from the environment; a JSON list ('["A"]') works too.
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [v for v in re.split(r"[,\s]+", text) if v]
+    return value
+
+
+NameList = Annotated[list[str], NoDecode, BeforeValidator(_name_list)]
+"""A list setting: comma- or space-separated names ("A,B"), or a JSON list."""
 
 
 class EnvSettings(BaseSettings):

@@ -21,6 +21,17 @@ GIT_RETRY = RetryPolicy(
     maximum_attempts=5,
 )
 
+# The worker's check of a run's tools (workstream): reads the worker's own
+# configuration; a refusal is non-retryable, anything else is a lost worker.
+ADMISSION_TIMEOUT = timedelta(seconds=30)
+ADMISSION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+    non_retryable_error_types=["WorkstreamRefused"],
+)
+
 # Issue tracker calls (local file or GitHub REST): rate limits set their own delay.
 TRACKER_TIMEOUT = timedelta(seconds=60)
 TRACKER_RETRY = RetryPolicy(

@@ -2,6 +2,9 @@
 
 Lifecycle ``pending -> running -> succeeded / failed / quarantined / canceled``:
 
+* **Admission**: the worker checks the run's router config and python callables
+  against its own configuration (``ws_check_run``); a refused run fails before
+  anything runs, with every reason in its error.
 * **Workspace**: a worktree of the spec's repository on a branch of its own
   (``NNN-<work item>``, via the SDLC git activities), or a fresh repository.
   A run that ends failed or canceled removes its worktree (the branch and its
@@ -202,6 +205,17 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._started_at = workflow.now()
         self._event("run_state", f"pending: {len(inp.spec.steps)} steps, "
                     f"max_parallel {inp.spec.max_parallel}")
+        if workflow.patched("worker-tool-authority"):
+            try:
+                await workflow.execute_activity_method(
+                    WorkstreamActivities.check_run, inp,
+                    start_to_close_timeout=policies.ADMISSION_TIMEOUT,
+                    retry_policy=policies.ADMISSION_RETRY,
+                    summary="the worker checks the run's tools")
+            except ActivityError as err:
+                cause = err.cause
+                return self._fail(cause.message if isinstance(cause, ApplicationError)
+                                  else str(err))
         try:
             self._workspace = await self._prepare_workspace()
             self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "

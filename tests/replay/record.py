@@ -40,7 +40,8 @@ async def record_sdlc(workdir: Path) -> None:
                                                  "commit", "-q", "--allow-empty", "-m", "init"]):
         subprocess.run(["git", *args], cwd=repo, check=True)
     env = await start_local_env()
-    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
+                        workstream_trust_spec_tools=True)
     try:
         async with make_worker(env.client, settings):
             handle = await start_sdlc(env.client, settings, feature_request(
@@ -154,7 +155,8 @@ async def record_workstream(workdir: Path) -> None:
         "routes": {"shell": {"strategy": "fixed", "tools": ["sh"]},
                    "broken": {"strategy": "fixed", "tools": ["broken"]}}})
     env = await start_local_env()
-    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
+                        workstream_trust_spec_tools=True)
     try:
         async with make_worker(env.client, settings):
             handle = await start_workstream(env.client, settings, WorkstreamInput(

@@ -69,7 +69,11 @@ class Run:
 
     def __init__(self, env: WorkflowEnvironment, tmp: Path, task_queue: str) -> None:
         self.env = env
-        self.settings = Settings(orchestrator_home=tmp / "home", temporal_task_queue=task_queue)
+        # these tests bring their own tools: the worker trusts the spec's router config
+        self.settings = Settings(
+            orchestrator_home=tmp / "home", temporal_task_queue=task_queue,
+            workstream_trust_spec_tools=True,
+            workstream_python_modules=["tests.workflows.workstream_callables"])
         self.worker = make_worker(env.client, self.settings)
 
     async def __aenter__(self) -> Run:
