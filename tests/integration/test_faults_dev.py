@@ -18,6 +18,7 @@ from cli.sdlc import feature_request, start_sdlc
 from models.common import GateDecision, Verdict
 from models.sdlc import SdlcPhase, SdlcResult, SdlcState
 from models.workstream import (
+    DEFAULT_ROUTER_CONFIG,
     Progress,
     RouterConfig,
     RunEvent,
@@ -122,8 +123,7 @@ def workstream_input(repo: Path, spec_dir: Path, steps: list[dict]) -> Workstrea
     return WorkstreamInput(
         spec=WorkstreamSpec.model_validate(
             {"work_item": f"faults-{uuid.uuid4().hex[:8]}", "steps": steps}),
-        router=RouterConfig.model_validate({"tools": {"sh": {"adapter": "shell"}},
-                                            "routes": {"shell": {"tools": ["sh"]}}}),
+        router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),  # the worker's own
         repo_path=str(repo), spec_dir=str(spec_dir))
 
 
@@ -156,9 +156,12 @@ async def test_workstream_step_survives_a_killed_worker_without_using_its_retrie
         first.kill9()  # mid-step
         await eventually(lambda: asyncio.sleep(0, not alive(shell)), "the step's death", 10)
         second = WorkerProcess(server.address, task_queue, home)
-        await handle.result()
-        att = await step_attempts(handle)
-        events = await handle.query("run_events", result_type=list[RunEvent])
+        try:
+            await handle.result()
+        finally:
+            att = await step_attempts(handle)
+            events = await handle.query("run_events", result_type=list[RunEvent])
+            print("\n".join(f"{e.kind} {e.step}: {e.detail}" for e in events))
         state = await handle.query("state")
     finally:
         for worker in (first, second):
@@ -166,7 +169,8 @@ async def test_workstream_step_survives_a_killed_worker_without_using_its_retrie
                 worker.stop()
     assert state["state"] == "succeeded"
     build = att["build"]
-    assert (build.attempts, build.infra_retries, build.failed_attempts) == (2, 1, 0)
+    assert (build.attempts, build.infra_retries, build.failed_attempts) == (2, 1, 0), (
+        build, [e.detail for e in events])
     assert [line.split()[0] for line in log.read_text().splitlines()] == ["1", "2"]
     assert any(e.kind == "infra_retry" and e.step == "build" for e in events)
     assert not any(e.kind == "attempt_failed" for e in events)
