@@ -31,6 +31,10 @@ def prompts(tmp_path: Path) -> Path:
     (tmp_path / "judge.md").write_text(
         "---\nsystem: You judge {topic}.\noffline: 'offline verdict on {topic}'\n---\n"
         "Judge this: {topic}\n")
+    (tmp_path / "judge_data.md").write_text(
+        "---\noffline: '{{verdict: go, score: 0.5, reasons: [offline verdict on {topic}]}}'"
+        "\n---\nJudge this: {topic}\n")
+    (tmp_path / "bare.md").write_text("Judge this: {topic}\n")
     return tmp_path
 
 
@@ -152,15 +156,29 @@ async def test_missing_variable_is_not_retryable(fake, prompts):
 
 async def test_offline_is_deterministic_schema_valid_and_marked(prompts):
     acts = LlmActivities(OfflineProvider(ModelPrice(input=3, output=15)), prompts)
-    first = await complete(acts, request())
-    again = await complete(acts, request())
-    other = await complete(acts, request(variables={"topic": "something else entirely"}))
+    first = await complete(acts, request(template="judge_data.md"))
+    again = await complete(acts, request(template="judge_data.md"))
+    other = await complete(acts, request(template="judge_data.md",
+                                         variables={"topic": "something else entirely"}))
     assert schema_errors(SCHEMA, first.data) is None
     assert first.data == again.data and first.text == again.text
+    assert first.data["reasons"] == ["offline verdict on the CSV export"]
     assert first.usage.provider == "offline" and first.usage.cost_usd > 0
     assert other.data != first.data  # derived from the input
     text = await complete(acts, request(output_schema=None))
     assert text.text == "offline verdict on the CSV export"
+
+
+async def test_offline_refuses_templates_without_a_counterpart(prompts):
+    """No filler: a template without an offline answer, or whose answer does not
+    fit the schema, is refused for good instead of answered with words of the prompt."""
+    acts = LlmActivities(OfflineProvider(), prompts)
+    with pytest.raises(ApplicationError) as missing:
+        await complete(acts, request(template="bare.md"))
+    assert missing.value.non_retryable and missing.value.type == "OfflineAnswerMissing"
+    with pytest.raises(ApplicationError) as invalid:
+        await complete(acts, request())  # a text answer for a structured request
+    assert invalid.value.non_retryable and invalid.value.type == "LlmOutputInvalid"
 
 
 def test_provider_defaults_to_offline_without_a_key_with_a_notice(monkeypatch):
