@@ -175,11 +175,13 @@ class SourceDoc(BaseModel):
 
 class LoadSourcesInput(BaseModel):
     """Activity input: load files or directories of markdown/text as L0 sources,
-    numbered from ``first_number``."""
+    numbered from ``first_number``; text kept up to ``max_chars`` characters; a
+    file over ``max_bytes`` bytes is refused."""
 
     paths: list[str]
     first_number: int = Field(default=1, ge=1)
     max_chars: int = Field(default=6000, gt=0)
+    max_bytes: int = Field(default=1_000_000, gt=0)
 
 
 class WebSearchInput(BaseModel):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -38,6 +39,13 @@ def new_key() -> str:
 def database_bytes(db: Path) -> bytes:
     """The SQLite file with its write-ahead log and shared-memory files."""
     return b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
+
+
+def started_input(history_json: bytes) -> bytes:
+    """The first input payload's data in ``temporal workflow show --output json``."""
+    event = json.loads(history_json)["events"][0]
+    payload = event["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
+    return base64.b64decode(payload["data"])
 
 
 def start_codec_server(env: dict[str, str], port: int) -> subprocess.Popen[str]:
@@ -107,3 +115,46 @@ async def test_a_marker_in_the_input_is_only_readable_through_the_codec(
             assert proc.wait(timeout=30) == 0
     finally:
         await env.shutdown()
+
+
+async def test_the_cli_the_web_ui_and_the_temporal_cli_with_a_key(tmp_path):
+    """`demo` with PAYLOAD_KEYS (CLI, in-process worker and background dev server all
+    encrypting): the dev server's database holds no request text, its web UI is
+    configured with the codec endpoint, and `temporal workflow show` reads the
+    request through `starter.py codec-server`."""
+    from cli.demo import DEMO_DESCRIPTION
+    from temporal_plumbing.environments import temporal_executable
+    from tests.integration.test_cli import acli
+
+    port, ui_port, codec_port = free_port(), free_port(), free_port()
+    codec_url = f"http://127.0.0.1:{codec_port}"
+    env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+           "TEMPORAL_UI_URL": f"http://localhost:{ui_port}",
+           "ORCHESTRATOR_HOME": str(tmp_path / "home"), "PAYLOAD_KEYS": f"k1:{new_key()}",
+           "CODEC_SERVER_URL": codec_url}
+    env.pop("CODEC_SERVER_TOKEN", None)
+    codec = None
+    try:
+        demo = await acli("demo", env=env)
+        assert demo.returncode == 0, demo.stderr
+        workflow_id = next(line.split()[1] for line in demo.stdout.splitlines()
+                           if line.startswith("workflow "))
+        text = DEMO_DESCRIPTION.split(".")[0].encode()
+        assert text not in database_bytes(tmp_path / "home" / "temporal.db")
+        async with httpx.AsyncClient() as http:
+            ui = (await http.get(f"http://127.0.0.1:{ui_port}/api/v1/settings")).json()
+        assert ui["Codec"]["Endpoint"] == codec_url
+
+        codec = start_codec_server(env, codec_port)
+        show = [temporal_executable(), "workflow", "show", "-w", workflow_id, "--address",
+                f"127.0.0.1:{port}", "--output", "json"]
+        plain = await asyncio.to_thread(subprocess.run, [*show, "--codec-endpoint", codec_url],
+                                        capture_output=True, timeout=60)
+        sealed = await asyncio.to_thread(subprocess.run, show, capture_output=True, timeout=60)
+        assert plain.returncode == 0, plain.stderr
+        assert text in started_input(plain.stdout) and text not in started_input(sealed.stdout)
+    finally:
+        if codec is not None:
+            codec.send_signal(signal.SIGTERM)
+            codec.wait(timeout=30)
+        await acli("dev-server", "--stop", env=env)

@@ -23,9 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from temporalio.client import Client
 
-from temporal_plumbing.client import temporal_connect_config
+from temporal_plumbing.client import connect_client, temporal_connect_config
 
 
 def _cert(subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey,
@@ -130,7 +129,7 @@ async def test_client_from_a_tls_profile_speaks_tls(tmp_path: Path,
     config = temporal_connect_config()
     assert config["target_host"] == f"localhost:{listener.port}"
     assert config["namespace"] == "prod-ns" and config["tls"]
-    connect = asyncio.create_task(Client.connect(**config))
+    connect = asyncio.create_task(connect_client())  # the path of worker and CLI
     try:
         done = await asyncio.to_thread(listener.handshake_done.wait, 60)
         assert done, f"the client never completed a TLS handshake: {listener.error}"

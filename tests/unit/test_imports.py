@@ -134,3 +134,16 @@ def test_clients_environments_and_replayers_are_built_only_by_the_plumbing():
                  if not name.startswith("temporal_plumbing") and name not in allowed
                  and pattern.search(path.read_text())]
     assert not offenders, f"build these through temporal_plumbing: {offenders}"
+
+
+def test_console_scripts_resolve_and_learn_is_orchestrator_learn():
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for target in scripts.values():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), target
+    proc = fresh_interpreter("import sys; sys.argv = ['learn', '--help']; "
+                             "import starter; starter.learn_entry()")
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: orchestrator learn")
