@@ -330,11 +330,57 @@ async def record_learning_templates(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_workstream_admission(workdir: Path) -> None:
+    """Workstream with the worker's tool check (patch ``worker-tool-authority``): a
+    run the worker admits (a shell and a python step) and one it refuses (a tool
+    it does not define, ``os:system``)."""
+    from cli.workstream import start_workstream
+    from models.workstream import (
+        DEFAULT_ROUTER_CONFIG,
+        RouterConfig,
+        WorkstreamInput,
+        WorkstreamSpec,
+    )
+
+    mod = "tests.workflows.workstream_callables"
+    allowed = WorkstreamInput(spec=WorkstreamSpec.model_validate({
+        "work_item": "replay-admitted", "steps": [
+            {"id": "sh", "kind": "shell", "inputs": {"script": "echo ok"}},
+            {"id": "py", "kind": "python", "depends_on": ["sh"], "inputs": {
+                "callable": f"{mod}:area", "kwargs": {"width": 2, "height": 3}}}]}),
+        router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG), spec_dir=str(workdir))
+    refused = WorkstreamInput(spec=WorkstreamSpec.model_validate({
+        "work_item": "replay-refused", "steps": [
+            {"id": "own", "kind": "mine", "inputs": {"script": "echo stolen"}},
+            {"id": "sys", "kind": "python", "inputs": {"callable": "os:system"}}]}),
+        router=RouterConfig.model_validate({
+            "tools": {"mine": {"adapter": "shell", "secrets": ["GITHUB_TOKEN"]},
+                      "python": {"adapter": "python"}},
+            "routes": {"mine": {"tools": ["mine"]}, "python": {"tools": ["python"]}}}),
+        spec_dir=str(workdir))
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-adm",
+                        workstream_python_modules=[mod])
+    try:
+        async with make_worker(env.client, settings):
+            for inp, name in ((allowed, "allowed"), (refused, "refused")):
+                handle = await start_workstream(env.client, settings, inp)
+                try:
+                    await handle.result()
+                except Exception:  # noqa: BLE001 - the refused run is meant to fail
+                    pass
+                (HISTORIES / f"workstream_admission_{name}.json").write_text(
+                    (await handle.fetch_history()).to_json())
+    finally:
+        await env.shutdown()
+
+
 SCENARIOS = {"sdlc": record_sdlc, "sdlc_github": record_sdlc_github,
              "analysis": record_analysis, "workstream": record_workstream,
              "analysis_grounded": record_analysis_grounded,
              "learning_templates": record_learning_templates,
-             "learning": record_learning, "sdlc_signals": record_sdlc_signals}
+             "learning": record_learning, "sdlc_signals": record_sdlc_signals,
+             "workstream_admission": record_workstream_admission}
 
 
 async def main(names: list[str]) -> None:
