@@ -279,6 +279,21 @@ def analysis_full_text(v: dict[str, Any]) -> str:
     return "---\n" + json.dumps(meta, ensure_ascii=False) + "\n---\n\n" + "\n".join(body) + "\n"
 
 
+def analysis_citation_judge(v: dict[str, Any]) -> dict[str, Any]:
+    """The lexical verdict (the support score against the cited passages reaches
+    SUPPORT_THRESHOLD) for each claim of ``claims_json``: the same rule as the
+    workflow's own check, so offline the judge never overrules it."""
+    verdicts = []
+    for n, item in enumerate(json.loads(v["claims_json"]), 1):
+        scores = [support_score(strip_citations(item["claim"]), text)
+                  for text in item["passages"].values()]
+        best = max(scores, default=0.0)
+        verdicts.append({"claim": n, "supported": best >= SUPPORT_THRESHOLD,
+                         "reason": f"best lexical support {best:.2f} (threshold "
+                                   f"{SUPPORT_THRESHOLD})"})
+    return {"verdicts": verdicts}
+
+
 # -- the learning loop -----------------------------------------------------------------
 def learning_generate_items(v: dict[str, Any]) -> dict[str, Any]:
     """Offline, the LLM item generator is off: the curriculum's item templates
@@ -308,6 +323,7 @@ OFFLINE_ANSWERS: dict[str, OfflineAnswer] = {
     "analysis_outline.md": analysis_outline,
     "analysis_citations.md": analysis_citations,
     "analysis_full_text.md": analysis_full_text,
+    "analysis_citation_judge.md": analysis_citation_judge,
     "learning_generate_items.md": learning_generate_items,
     "learning_grade_free_text.md": learning_grade_free_text,
 }

@@ -11,6 +11,7 @@ change to the command sequence must go behind ``workflow.patched``).
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -391,4 +392,7 @@ async def main(names: list[str]) -> None:
             await SCENARIOS[name](Path(tmp))
 
 if __name__ == "__main__":
+    if os.environ.get("PAYLOAD_KEYS", "").strip():
+        sys.exit("unset PAYLOAD_KEYS: saved histories must replay without a key (the replay "
+                 "tests run with none)")
     asyncio.run(main(sys.argv[1:]))

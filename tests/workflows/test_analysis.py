@@ -384,3 +384,47 @@ async def test_unsupported_citations_are_redone_once_then_marked(run_analysis, l
     assert meta["unsupported_citations"][0].startswith("L0-1: PyJWT tokens")
     kinds = [e.kind for e in await audit(handle)]
     assert kinds.count("citations_unsupported") == 2
+
+
+async def test_with_a_model_a_judge_overrules_the_lexical_check_per_section(run_analysis, llm):
+    """In a run with a model, sentences the lexical check flags go to a judge call
+    (one per report section, priced in the ledger): a paraphrase the judge accepts
+    keeps its citation; one it refuses is redone once, then marked."""
+    paraphrase = "Electronic bills will soon be compulsory for every company [L0-1]."
+    wrong = "PyJWT tokens can be verified by a Node.js service [L0-1]."
+
+    def as_model(hook=None):  # the offline answers, billed as a model's
+        def wrapped(req, resp, n):
+            resp = hook(req, resp, n) if hook else resp
+            return resp.model_copy(update={"usage": resp.usage.model_copy(
+                update={"provider": "anthropic"})})
+        return wrapped
+
+    def full_text(req, resp, n):
+        return resp.model_copy(update={"text": resp.text.rstrip()
+                                       + f"\n\n## Added\n\n{paraphrase} {wrong}\n"})
+
+    def judge(req, resp, n):
+        claims = req.variables["claims"].split("\n")
+        verdicts = [{"claim": int(line.split(".")[0]), "supported": "compulsory" in line,
+                     "reason": "checked"} for line in claims if line[:1].isdigit()]
+        return with_data(resp, {"verdicts": verdicts})
+
+    phases = ["analysis_clarify", "analysis_proposal", "analysis_analyst",
+              "analysis_integrate", "analysis_outline", "analysis_citations"]
+    llm.hooks = {**{p: as_model() for p in phases}, "analysis_parse": as_model(STRATEGY),
+                 "analysis_full_text": as_model(full_text),
+                 "analysis_citation_judge": as_model(judge)}
+    result, handle = await run_analysis()
+    assert isinstance(result, AnalysisResult), result
+    judged = llm.phase_calls("analysis_citation_judge")
+    assert len(judged) == 2  # the "Added" section, in the draft and in the redo
+    assert "compulsory" in judged[0].variables["claims"]
+    assert "German business must be able to receive structured" in judged[0].variables[
+        "claims"]  # the best passage of the cited source is shown to the judge
+    meta, body = split_frontmatter(Path(result.report.path).read_text())
+    assert paraphrase in body  # judged supported: the citation stays
+    assert "Node.js service. (unsupported citation: L0-1)" in body
+    ledger = await handle.query("llm_ledger", result_type=LlmLedger)
+    assert {p.phase: p.calls for p in ledger.by_phase}["analysis_citation_judge"] == 2
+    assert any(e.kind == "citations_judged" for e in await audit(handle))
