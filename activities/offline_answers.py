@@ -173,8 +173,7 @@ def analysis_analyst(v: dict[str, Any]) -> str:
     catalogue reference is listed as a framework reference, never as evidence."""
     docs = [d for d in parse_sources(v["sources"]) if d.level in ("L0", "L2")]
     candidates = [p for d in docs for p in passages(d.id, d.title, d.text)]
-    query = f"{v['analyst_focus']} {v['analyst_focus']} {v['problem']}"
-    found = rank(query, candidates, FINDINGS_PER_ANALYST)
+    found = lens_rank(v["analyst_focus"], v["problem"], candidates)[:FINDINGS_PER_ANALYST]
     found.sort(key=lambda x: (x[0].source_id, x[0].index))
     cited = list(dict.fromkeys(p.source_id for p, _ in found))
     confidence = "high" if len(cited) >= 2 and len(found) >= 3 else \
@@ -190,6 +189,27 @@ def analysis_analyst(v: dict[str, Any]) -> str:
     if not found:
         lines.append(f"No passage of the loaded sources addresses {v['analyst_focus']}.")
     return "---\n" + json.dumps(meta) + "\n---\n" + "\n".join(lines) + "\n"
+
+
+LENS_WEIGHT = 2.0  # the analyst's focus counts twice the problem in its ranking
+
+
+def lens_rank(focus: str, problem: str, candidates: list[Passage]
+              ) -> list[tuple[Passage, float]]:
+    """``candidates`` ranked for one analyst: BM25 relevance to its focus and to the
+    problem, each scaled to a best of 1.0, weighted LENS_WEIGHT : 1; a passage must
+    be relevant to the problem (so a lens word alone does not pull in off-topic
+    text). Best first; ties keep the candidates' order."""
+    def scaled(query: str) -> dict[int, float]:
+        ranked = rank(query, candidates)
+        top = ranked[0][1] if ranked else 0.0
+        return {id(p): s / top for p, s in ranked} if top else {}
+
+    lens, topic = scaled(focus), scaled(problem)
+    scored = [(p, LENS_WEIGHT * lens.get(id(p), 0.0) + topic[id(p)], i)
+              for i, p in enumerate(candidates) if id(p) in topic]
+    scored.sort(key=lambda x: (-x[1], x[2]))
+    return [(p, s) for p, s, _ in scored]
 
 
 def _findings(text: str) -> list[tuple[str, str, list[str]]]:
