@@ -6,6 +6,9 @@ effect happened exactly once, and that no process of a dead attempt survives."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,7 +41,9 @@ from tests.fault_harness import (
     orphans,
     wait_file,
 )
+from tests.integration.test_cli import acli
 from tests.integration.test_sdlc_dev import decide, wait_gate
+from tests.learning_support import FRACTIONS
 from workflows.gates import GATE_UPDATE
 
 
@@ -216,3 +221,58 @@ async def test_workstream_survives_server_restarts_mid_activity_and_mid_gate(
     workspace = Path(state["workspace"])
     assert commits_with(workspace, "HEAD", f"Workstream-Workflow-Id: {handle.id}") == 2
     assert is_clean(workspace)
+
+
+async def test_learning_loop_answers_are_stored_once_across_a_killed_worker(
+        server, task_queue, tmp_path):
+    """kill -9 of the worker right after the student's last answer closes the test
+    (while the round grades and stores it); a new worker finishes the round."""
+    db = tmp_path / "learning.db"
+    environ = {**os.environ, "TEMPORAL_ADDRESS": server.address,
+               "TEMPORAL_TASK_QUEUE": task_queue, "ORCHESTRATOR_HOME": str(tmp_path / "home"),
+               "DATABASE_URL": f"sqlite:///{db}"}
+    for args in (("learn", "init-db"), ("learn", "import", str(FRACTIONS))):
+        proc = await acli(*args, env=environ)
+        assert proc.returncode == 0, proc.stderr
+    worker_env = {"DATABASE_URL": environ["DATABASE_URL"]}
+    first = WorkerProcess(server.address, task_queue, tmp_path / "home", **worker_env)
+    second = None
+    try:
+        started = await acli("learn", "start", "--student", "kim", "--curriculum", "fractions",
+                             "--max-rounds", "3", "--json", env=environ)
+        assert started.returncode == 0, started.stderr
+        wf = json.loads(started.stdout)["workflow_id"]
+
+        async def open_test() -> list[str]:
+            shown = json.loads((await acli("learn", "test", wf, "--json", env=environ)).stdout)
+            return [i["id"] for i in (shown["open_test"] or {}).get("items", [])]
+
+        items = await eventually(open_test, "the first test", 60, every=0.2)
+        answers = tmp_path / "answers.yaml"
+        answers.write_text("".join(f"{item}: 1/4\n" for item in items))
+        done = await acli("learn", "answer", wf, "--file", str(answers), env=environ)
+        assert done.returncode == 0 and "test closed" in done.stdout, done.stderr
+        first.kill9()  # the round now grades and stores the answers
+        second = WorkerProcess(server.address, task_queue, tmp_path / "home", **worker_env)
+
+        async def round_one() -> bool:
+            progress = json.loads((await acli("learn", "progress", wf, "--json",
+                                              env=environ)).stdout)
+            return progress["round"] >= 1
+
+        await eventually(round_one, "round 1's model update", 60, every=0.2)
+        await (await server.client()).get_workflow_handle(wf).terminate()
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                worker.stop()
+    with sqlite3.connect(db) as conn:
+        responses = conn.execute(
+            "SELECT item_id, count(*) FROM responses r JOIN tests t ON r.test_id = t.id "
+            "WHERE t.workflow_id = ? GROUP BY item_id", (wf,)).fetchall()
+        bkt = conn.execute("SELECT count(*) FROM mastery_history WHERE student_id = 'kim' "
+                           "AND source = 'bkt'").fetchone()[0]
+        tests = conn.execute("SELECT count(*) FROM tests WHERE workflow_id = ? AND round = 1",
+                             (wf,)).fetchone()[0]
+    assert sorted(responses) == sorted((item, 1) for item in items)  # one row per answer
+    assert bkt == len(items) and tests == 1
