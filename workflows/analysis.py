@@ -59,6 +59,10 @@ NONE = "(none)"
 CITATION_SUPPORT_PATCH = "citation-support"
 """Patch id: citations are checked for support (redo once, then marked) and the
 report's frontmatter lists uncited sources and frameworks."""
+CACHE_WARMUP_PATCH = "analyst-cache-warmup"
+"""Patch id: with a model, the first analyst runs alone so that it writes the shared
+source block to the prompt cache, then the others run in parallel and read it
+(simultaneous first calls would each pay for a cache write)."""
 CITATION_JUDGE_PATCH = "citation-judge"
 """Patch id: with a model, citations the lexical check finds unsupported go to a
 judge call (one per citation map, one per report section) before they count."""
@@ -463,7 +467,13 @@ class AnalysisWorkflow(LlmWorkflow):
             async with slots:
                 return await self._analyst(aid)
 
-        errors = await asyncio.gather(*(one(a) for a in analysts))
+        first: list[str | None] = []
+        if len(analysts) > 1 and any(u.provider != "offline" for u in self.ledger) and \
+                workflow.patched(CACHE_WARMUP_PATCH):
+            first = [await one(analysts[0])]  # writes the source block to the cache
+            self.record("cache_warmup", f"{analysts[0]} ran first; the other analysts "
+                        "read the shared source block from the prompt cache")
+        errors = first + list(await asyncio.gather(*(one(a) for a in analysts[len(first):])))
         failed = {a: e for a, e in zip(analysts, errors, strict=True) if e is not None}
         for aid in [a for a in analysts if a in failed]:
             for attempt in range(1, self._req.analyst_retries + 1):

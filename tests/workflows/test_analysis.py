@@ -428,3 +428,41 @@ async def test_with_a_model_a_judge_overrules_the_lexical_check_per_section(run_
     ledger = await handle.query("llm_ledger", result_type=LlmLedger)
     assert {p.phase: p.calls for p in ledger.by_phase}["analysis_citation_judge"] == 2
     assert any(e.kind == "citations_judged" for e in await audit(handle))
+
+
+async def test_with_a_model_the_first_analyst_warms_the_prompt_cache(run_analysis, llm):
+    """A run with a model starts one analyst, and the others only once it is done
+    (they then read the shared source block from the cache); offline they all start
+    at once."""
+    def as_model(hook=None):
+        def wrapped(req, resp, n):
+            resp = hook(req, resp, n) if hook else resp
+            return resp.model_copy(update={"usage": resp.usage.model_copy(
+                update={"provider": "anthropic"})})
+        return wrapped
+
+    def analyst_order(events) -> tuple[list[int], list[int]]:
+        scheduled, completed = {}, []
+        for e in events:
+            if e.HasField("activity_task_scheduled_event_attributes"):
+                a = e.activity_task_scheduled_event_attributes
+                if a.activity_type.name == "llm_complete" and json.loads(
+                        a.input.payloads[0].data)["phase"] == "analysis_analyst":
+                    scheduled[e.event_id] = e.event_id
+            elif e.HasField("activity_task_completed_event_attributes"):
+                if e.activity_task_completed_event_attributes.scheduled_event_id in scheduled:
+                    completed.append(e.event_id)
+        return sorted(scheduled), completed
+
+    llm.hooks = {"analysis_parse": as_model(STRATEGY)}
+    result, handle = await run_analysis()
+    assert isinstance(result, AnalysisResult), result
+    starts, done = analyst_order((await handle.fetch_history()).events)
+    assert len(starts) == 5 and starts[1] > done[0]  # the others after the first
+    assert any(e.kind == "cache_warmup" for e in await audit(handle))
+
+    llm.hooks = {"analysis_parse": STRATEGY}
+    llm.calls.clear()
+    result, handle = await run_analysis()
+    starts, done = analyst_order((await handle.fetch_history()).events)
+    assert len(starts) == 5 and starts[-1] < done[0]  # offline: all at once
