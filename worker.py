@@ -173,6 +173,8 @@ async def run_worker(settings: Settings) -> None:
               flush=True)
     if notice := settings.llm_provider_notice():
         print(notice, flush=True)
+    if keys := load_codec_settings().keys:
+        print(f"payloads are encrypted with key {keys[0][0]!r} (PAYLOAD_KEYS)", flush=True)
     worker = make_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -17,8 +17,9 @@
   the same offline).
 
 Prompt templates are files under ``prompts/``: an optional YAML front matter
-(``system``: the system prompt; ``offline``: the offline provider's answer),
-then the user message. Both are Python format strings over the request's
+(``system``: the system prompt; ``shared``: a block that many calls send alike,
+e.g. the source documents every parallel analyst reads; ``offline``: the offline
+provider's answer), then the user message. Both are Python format strings over the request's
 variables. The ledger records the template file's SHA-256.
 
 HTTP errors (Anthropic's error codes, https://docs.anthropic.com/en/api/errors):
@@ -35,7 +36,7 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -70,13 +71,21 @@ class Prompt:
     Attributes:
         user: the user message; system: the system prompt (may be empty);
         offline: the offline provider's text answer (may be empty);
-        sha256: hex SHA-256 of the template file's bytes.
+        sha256: hex SHA-256 of the template file's bytes;
+        shared: a block sent alike by many calls (may be empty). The Anthropic
+            provider sends it first, as a system block marked for prompt caching
+            (``cache_control``), so calls that share it read it from the cache;
+        variables: the values the template was rendered with (the offline answers
+            read them, so they see what a model would, e.g. source texts loaded
+            from artifact references before rendering).
     """
 
     user: str
     system: str
     offline: str
     sha256: str
+    shared: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
 
 
 def render_template(name: str, variables: dict[str, Any], root: Path = PROMPTS) -> Prompt:
@@ -99,7 +108,8 @@ def render_template(name: str, variables: dict[str, Any], root: Path = PROMPTS) 
         fill = lambda s: str(s).format_map(variables)  # noqa: E731
         return Prompt(user=fill(text).strip(), system=fill(meta.get("system", "")).strip(),
                       offline=fill(meta.get("offline", "")), sha256=hashlib.sha256(
-                          raw).hexdigest())
+                          raw).hexdigest(), shared=fill(meta.get("shared", "")).strip(),
+                      variables=dict(variables))
     except (KeyError, IndexError, AttributeError) as err:
         raise ApplicationError(f"prompt template {name!r} needs the variable {err}; "
                                "pass it in LlmRequest.variables",
@@ -198,7 +208,12 @@ class AnthropicProvider:
                          phase=request.phase, attempts=0)
         messages: list[dict[str, Any]] = [{"role": "user", "content": prompt.user}]
         kwargs: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens}
-        if prompt.system:
+        if prompt.shared:  # first, so the cached prefix is the same for every call
+            kwargs["system"] = [{"type": "text", "text": prompt.shared,
+                                 "cache_control": {"type": "ephemeral"}}]
+            if prompt.system:
+                kwargs["system"].append({"type": "text", "text": prompt.system})
+        elif prompt.system:
             kwargs["system"] = prompt.system
         schema = request.output_schema
         if schema is not None:
@@ -312,7 +327,7 @@ def offline_answer(request: LlmRequest, prompt: Prompt) -> dict[str, Any] | str:
     """
     handler = OFFLINE_ANSWERS.get(request.template)
     if handler is not None:
-        return handler(dict(request.variables))
+        return handler(dict(prompt.variables or request.variables))
     if prompt.offline.strip():
         if request.output_schema is None:
             return prompt.offline

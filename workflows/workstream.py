@@ -89,7 +89,7 @@ BREAKER_TIMEOUT = timedelta(seconds=30)
 BREAKER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                             maximum_interval=timedelta(seconds=10), maximum_attempts=10)
 STEP_TIMEOUT_MARGIN = timedelta(seconds=30)  # past the step's own timeout, for clean-up
-SHELL_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+SHELL_HEARTBEAT_TIMEOUT = timedelta(seconds=5)  # as policies.AGENT_HEARTBEAT_TIMEOUT
 MIN_BREAKER_WAIT = timedelta(seconds=1)
 # workflow.patched ID: lost attempts are retried by the platform, the step's own
 # failures by the workflow (runs recorded before this change used one Temporal
