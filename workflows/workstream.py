@@ -590,6 +590,7 @@ class WorkstreamWorkflow(GatedWorkflow):
                           description=str(step.inputs.get("description", "")),
                           new_feedback=feedback,
                           feedback_from=self._last_output_commit(step.id) if feedback else "",
+                          feedback_key=step.id,
                           timeout_seconds=step.timeout,
                           fence_key=f"step-{step.id}-{number}" if final else "",
                           own_failures_final=final),

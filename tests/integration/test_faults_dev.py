@@ -18,7 +18,9 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
 from cli.sdlc import feature_request, start_sdlc
+from models.analysis import AnalysisPhase, AnalysisResult
 from models.common import GateDecision, Verdict
+from models.learning import LearningProgress, OpenTest
 from models.sdlc import SdlcPhase, SdlcResult, SdlcState
 from models.workstream import (
     DEFAULT_ROUTER_CONFIG,
@@ -43,7 +45,10 @@ from tests.fault_harness import (
 )
 from tests.integration.test_cli import acli
 from tests.integration.test_sdlc_dev import decide, wait_gate
-from tests.learning_support import FRACTIONS
+from tests.learning_support import imported_database
+from tests.workflows.analysis_harness import analysis_request, drive
+from tests.workflows.analysis_harness import workflow_id as analysis_workflow_id
+from workflows.analysis import AnalysisWorkflow
 from workflows.gates import GATE_UPDATE
 
 
@@ -231,9 +236,7 @@ async def test_learning_loop_answers_are_stored_once_across_a_killed_worker(
     environ = {**os.environ, "TEMPORAL_ADDRESS": server.address,
                "TEMPORAL_TASK_QUEUE": task_queue, "ORCHESTRATOR_HOME": str(tmp_path / "home"),
                "DATABASE_URL": f"sqlite:///{db}"}
-    for args in (("learn", "init-db"), ("learn", "import", str(FRACTIONS))):
-        proc = await acli(*args, env=environ)
-        assert proc.returncode == 0, proc.stderr
+    await asyncio.to_thread(imported_database, environ["DATABASE_URL"])
     worker_env = {"DATABASE_URL": environ["DATABASE_URL"]}
     first = WorkerProcess(server.address, task_queue, tmp_path / "home", **worker_env)
     second = None
@@ -243,11 +246,13 @@ async def test_learning_loop_answers_are_stored_once_across_a_killed_worker(
         assert started.returncode == 0, started.stderr
         wf = json.loads(started.stdout)["workflow_id"]
 
-        async def open_test() -> list[str]:
-            shown = json.loads((await acli("learn", "test", wf, "--json", env=environ)).stdout)
-            return [i["id"] for i in (shown["open_test"] or {}).get("items", [])]
+        handle = (await server.client()).get_workflow_handle(wf)
 
-        items = await eventually(open_test, "the first test", 60, every=0.2)
+        async def open_test() -> list[str]:
+            test = await handle.query("open_test", result_type=OpenTest | None)
+            return [i.id for i in test.items] if test else []
+
+        items = await eventually(open_test, "the first test", 60)
         answers = tmp_path / "answers.yaml"
         answers.write_text("".join(f"{item}: 1/4\n" for item in items))
         done = await acli("learn", "answer", wf, "--file", str(answers), env=environ)
@@ -256,12 +261,10 @@ async def test_learning_loop_answers_are_stored_once_across_a_killed_worker(
         second = WorkerProcess(server.address, task_queue, tmp_path / "home", **worker_env)
 
         async def round_one() -> bool:
-            progress = json.loads((await acli("learn", "progress", wf, "--json",
-                                              env=environ)).stdout)
-            return progress["round"] >= 1
+            return (await handle.query("state", result_type=LearningProgress)).round >= 1
 
-        await eventually(round_one, "round 1's model update", 60, every=0.2)
-        await (await server.client()).get_workflow_handle(wf).terminate()
+        await eventually(round_one, "round 1's model update", 60)
+        await handle.terminate()
     finally:
         for worker in (first, second):
             if worker is not None:
@@ -276,3 +279,31 @@ async def test_learning_loop_answers_are_stored_once_across_a_killed_worker(
                              (wf,)).fetchone()[0]
     assert sorted(responses) == sorted((item, 1) for item in items)  # one row per answer
     assert bkt == len(items) and tests == 1
+
+
+async def test_analysis_finishes_after_its_worker_is_killed_at_a_gate(
+        server, client, task_queue, tmp_path):
+    """kill -9 of the worker while the sources gate is open; a new worker replays the
+    run and the remaining gates lead to one report."""
+    home = tmp_path / "home"
+    env = {"LLM_PROVIDER": "offline", "ANTHROPIC_API_KEY": "", "EXA_API_KEY": ""}
+    workers = [WorkerProcess(server.address, task_queue, home, **env)]
+
+    async def kill_at_first_gate(handle: WorkflowHandle, gate: str) -> bool:
+        if len(workers) == 1:
+            workers[0].kill9()
+            workers.append(WorkerProcess(server.address, task_queue, home, **env))
+        return True
+
+    try:
+        handle = await client.start_workflow(AnalysisWorkflow.run, analysis_request(),
+                                             id=analysis_workflow_id(), task_queue=task_queue)
+        opened = await drive(handle, on_gate=kill_at_first_gate, timeout=90)
+        result = AnalysisResult.model_validate(await handle.result())
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert len(workers) == 2 and opened[0] == "sources"
+    assert result.phase == AnalysisPhase.DONE
+    reports = list((home / "artifacts").rglob("report.md"))
+    assert reports == [Path(result.report.path)]
