@@ -4,15 +4,17 @@ An agent writes ``specs/<branch>/spec.md`` in the feature's worktree. The
 activity heartbeats while the agent runs, kills the agent's process group on
 cancellation or timeout, checks the spec exists and is not empty, commits it
 (one commit per round, see :func:`activities.git.commit_round`) and returns a
-reference to it, never its text.
+reference to it, never its text. Reviewers' feedback reaches the agent as a
+file beside the spec (``specs/<branch>/feedback.md``, committed with it), built
+from the previous round's commit plus the one new comment the task carries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +31,7 @@ from activities.processes import (
     run_process,
     run_process_split,
 )
+from activities.secrets import Scrubber, subprocess_env
 from models.llm import LlmArtifactRef, LlmRequest, LlmUsage
 from models.sdlc import AgentTask
 
@@ -36,6 +39,63 @@ PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 # run_process, run_process_split and HEARTBEAT_EVERY (well inside
 # policies.AGENT_HEARTBEAT_TIMEOUT) live in the subprocess layer, activities/processes.py
 __all__ = ["HEARTBEAT_EVERY", "run_process", "run_process_split"]
+
+
+FEEDBACK_FILE_ENV = "SDLC_FEEDBACK_FILE"
+_ROUND_MARK = "<!-- feedback on round {n} -->"
+_ROUND_MARK_RE = re.compile(r"^<!-- feedback on round (\d+) -->$", re.MULTILINE)
+
+
+def render_feedback(rounds: list[str], spec_relpath: str) -> str:
+    """The text of the feedback file: one section per round, oldest first (the
+    feedback on round 1 first); each section starts with a marker line that
+    :func:`parse_feedback` splits on."""
+    head = (f"# Reviewer feedback\n\nWhat the reviewers asked to change in "
+            f"`{spec_relpath}`, one section per round, newest last. Address every round.\n")
+    sections = [f"\n{_ROUND_MARK.format(n=i)}\n## Round {i}\n\n{text.strip()}\n"
+                for i, text in enumerate(rounds, 1)]
+    return head + "".join(sections)
+
+
+def parse_feedback(text: str) -> list[str]:
+    """The rounds of a feedback file written by :func:`render_feedback`, oldest first."""
+    parts = _ROUND_MARK_RE.split(text)[1:]  # [n, body, n, body, ...]
+    rounds = []
+    for body in parts[1::2]:
+        body = body.lstrip("\n")
+        if body.startswith("## Round "):
+            body = body.split("\n", 1)[1] if "\n" in body else ""
+        rounds.append(body.strip())
+    return rounds
+
+
+def prepare_feedback(task: AgentTask) -> list[str]:
+    """Write ``task.feedback_relpath`` in the worktree; return every round's feedback.
+
+    The earlier rounds come from the file as committed at ``task.feedback_from``
+    (the previous round's commit) and the new one from ``task.new_feedback``, so
+    the activity input carries one round's feedback, never all of them. A task
+    from older workflow code carries every round inline in ``task.feedback``.
+    The result is the same on every attempt of a round (nothing is read from the
+    work tree). No file is written when there is no feedback yet.
+
+    Raises:
+        GitError: git failed.
+    """
+    worktree = Path(task.worktree)
+    if task.new_feedback or task.feedback_from:
+        earlier = ""
+        if task.feedback_from:
+            earlier = git(worktree, "show", f"{task.feedback_from}:{task.feedback_relpath}",
+                          check=False)
+        rounds = parse_feedback(earlier) + ([task.new_feedback] if task.new_feedback else [])
+    else:
+        rounds = list(task.feedback)
+    if rounds:
+        path = worktree / task.feedback_relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_feedback(rounds, task.spec_relpath))
+    return rounds
 
 
 class AgentRunner(Protocol):
@@ -61,8 +121,15 @@ def repository_context(worktree: Path, max_files: int = 200, max_readme: int = 4
 
 
 def render_prompt(task: AgentTask) -> str:
-    """The spec prompt of ``prompts/sdlc_spec.md`` filled in for ``task``."""
-    feedback = "\n".join(f"- Round {i}: {f}" for i, f in enumerate(task.feedback, 1)) or "(none)"
+    """The spec prompt of ``prompts/sdlc_spec.md`` filled in for ``task``.
+
+    The reviewers' feedback is not inlined (a prompt goes into argv and the
+    environment, whose strings the kernel limits to 128 KiB each): the prompt
+    names the feedback file, ``task.feedback_relpath``, instead.
+    """
+    feedback = (f"{len(task.feedback)} round(s) of feedback are in the file "
+                f"`{task.feedback_relpath}` (also in ${FEEDBACK_FILE_ENV}), newest last: "
+                "read it first and address every point." if task.feedback else "(none)")
     template = (PROMPTS / "sdlc_spec.md").read_text()
     return template.format(
         spec_path=task.spec_relpath, title=task.title, description=task.description,
@@ -170,18 +237,25 @@ class AnthropicRunner:
 
 class CommandRunner:
     """Runs a shell command in the worktree with the request on stdin and in the
-    environment (``SDLC_TITLE``, ``SDLC_DESCRIPTION``, ``SDLC_FEEDBACK``,
-    ``SDLC_SPEC_PATH``, ``SDLC_BRANCH``, ``SDLC_ROUND``, ``SDLC_WORKFLOW_ID``,
-    ``SDLC_PROMPT``).
+    environment (``SDLC_TITLE``, ``SDLC_DESCRIPTION``, ``SDLC_SPEC_PATH``,
+    ``SDLC_BRANCH``, ``SDLC_ROUND``, ``SDLC_WORKFLOW_ID``, ``SDLC_PROMPT``). The
+    reviewers' feedback is a file, never a variable: ``SDLC_FEEDBACK_FILE`` is
+    its absolute path (see :func:`prepare_feedback`), or empty in round 1. The
+    rest of its environment comes from the allowlist of
+    :func:`activities.secrets.subprocess_env`: ``PATH``, ``HOME``, ``LANG``... and
+    only the secrets in ``grants``.
 
     Args:
         command: a shell command line (run with ``/bin/sh -c``).
+        grants: names of worker environment variables (secrets) the agent may
+            see (AGENT_SECRET_ENV).
     """
 
     name = "command"
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, grants: Sequence[str] = ()) -> None:
         self.command = command
+        self.grants = list(grants)
 
     def argv(self, task: AgentTask) -> list[str]:
         """The process to start for ``task``."""
@@ -191,17 +265,17 @@ class CommandRunner:
         """Run the command (through the subprocess layer, fenced by ``fence``); a
         non-zero exit raises a retryable ApplicationError with the tail of its output."""
         prompt = render_prompt(task)
-        env = {
-            **os.environ,
+        env = subprocess_env({
             "SDLC_TITLE": task.title,
             "SDLC_DESCRIPTION": task.description,
-            "SDLC_FEEDBACK": "\n".join(task.feedback),
+            FEEDBACK_FILE_ENV: (str(Path(task.worktree) / task.feedback_relpath)
+                                if task.feedback else ""),
             "SDLC_SPEC_PATH": task.spec_relpath,
             "SDLC_BRANCH": task.branch,
             "SDLC_ROUND": str(task.round),
             "SDLC_WORKFLOW_ID": task.workflow_id,
             "SDLC_PROMPT": prompt,
-        }
+        }, grants=self.grants)
         code, output = await run_process(
             self.argv(task), cwd=Path(task.worktree), env=env, stdin=prompt.encode(),
             timeout=task.timeout_seconds, fence=fence,
@@ -216,14 +290,17 @@ class CommandRunner:
 class ClaudeRunner(CommandRunner):
     """The Claude Code CLI in print mode, allowed to edit files in the worktree.
 
+    It is granted ``ANTHROPIC_API_KEY`` (Claude Code's credential) besides ``grants``.
+
     Args:
         executable: the ``claude`` executable (name on PATH or path).
+        grants: more secret names it may see (AGENT_SECRET_ENV).
     """
 
     name = "claude"
 
-    def __init__(self, executable: str = "claude") -> None:
-        super().__init__(command="")
+    def __init__(self, executable: str = "claude", grants: Sequence[str] = ()) -> None:
+        super().__init__(command="", grants=["ANTHROPIC_API_KEY", *grants])
         self.executable = executable
 
     def argv(self, task: AgentTask) -> list[str]:
@@ -244,14 +321,18 @@ class AgentActivities:
     Args:
         runners: runner name -> runner.
         default_runner: used when a task names none.
+        scrubber: the worker's secret values; a spec the agent wrote with one in it
+            is rewritten with ``***`` before it is committed.
     """
 
-    def __init__(self, runners: Mapping[str, AgentRunner], default_runner: str) -> None:
+    def __init__(self, runners: Mapping[str, AgentRunner], default_runner: str,
+                 scrubber: Scrubber | None = None) -> None:
         if default_runner not in runners:
             raise ValueError(f"default agent runner {default_runner!r} is not among "
                              f"{sorted(runners)}")
         self.runners = dict(runners)
         self.default_runner = default_runner
+        self.scrubber = scrubber
 
     @activity.defn(name="run_agent")
     async def run_agent(self, task: AgentTask) -> LlmArtifactRef:
@@ -263,8 +344,21 @@ class AgentActivities:
 
         Raises:
             ApplicationError: unknown runner (non-retryable); the agent failed,
-                timed out or wrote no spec (retryable by the workflow's policy).
+                timed out or wrote no spec (retryable by the workflow's policy;
+                non-retryable with ``task.own_failures_final``, details
+                ``{"attempt", "infra_retries"}``).
         """
+        try:
+            return await self._run_agent(task)
+        except ApplicationError as err:
+            if not task.own_failures_final or err.non_retryable:
+                raise
+            attempt = activity.info().attempt
+            raise ApplicationError(err.message, {"attempt": attempt,
+                                                 "infra_retries": attempt - 1},
+                                   type=err.type, non_retryable=True) from None
+
+    async def _run_agent(self, task: AgentTask) -> LlmArtifactRef:
         name = task.runner or self.default_runner
         runner = self.runners.get(name)
         if runner is None:
@@ -279,6 +373,9 @@ class AgentActivities:
         fence = Fence(await asyncio.to_thread(fence_dir, worktree),
                       task.fence_key or f"agent-round-{task.round}", attempt_owner())
         await asyncio.to_thread(fence.take)
+        # every round's feedback, for the runner only: never sent back into history
+        task = task.model_copy(update={"feedback": await asyncio.to_thread(prepare_feedback,
+                                                                           task)})
         usage = await runner.run(task, fence)
         spec = worktree / task.spec_relpath
         if not spec.is_file() or not spec.read_text(errors="replace").strip():
@@ -286,9 +383,16 @@ class AgentActivities:
                 f"agent {name!r} finished without writing {task.spec_relpath}",
                 type="SpecMissing",
             )
+        if self.scrubber:
+            raw = spec.read_bytes()
+            if (clean := self.scrubber.data(raw)) != raw:
+                spec.write_bytes(clean)
 
         def commit() -> str:
             with fence.owned():  # a later attempt took over: commit nothing
+                if task.feedback:  # committed beside the spec, as the agent was given it
+                    prepare_feedback(task)
+                    git(worktree, "add", "--", task.feedback_relpath)
                 return commit_round(
                     worktree, task.spec_relpath, f"spec: {task.title} (round {task.round})",
                     {"Workflow-Id": task.workflow_id, "Spec-Round": str(task.round),

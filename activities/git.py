@@ -18,7 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.processes import kill_fenced, run_sync
-from models.sdlc import BranchRef, PrepareBranchInput, WorktreeInput
+from models.git import BranchRef, PrepareBranchInput, WorktreeInput
 
 _BRANCH_NUMBER = re.compile(r"^(\d{3,})-")
 # git config key (under branch.<name>.) that ties a branch to the workflow that made it

@@ -6,11 +6,11 @@ import argparse
 import asyncio
 import getpass
 import json
-import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio.client import (
@@ -27,11 +27,11 @@ from settings import (
     PerformanceSettings,
     Settings,
     SettingsError,
-    connect_client,
     load_performance_settings,
     load_settings,
-    temporal_connect_config,
 )
+from temporal_plumbing.client import connect_client, temporal_connect_config
+from temporal_plumbing.environments import TemporalSetupError
 
 M = TypeVar("M", bound=BaseModel)
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -98,6 +98,28 @@ class Context:
             print(text() if callable(text) else text)
 
 
+_VISIBILITY_VALUE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,256}$")
+
+
+def visibility_literal(value: str, what: str) -> str:
+    """``value`` as a quoted string literal of a Temporal visibility (list filter)
+    query, e.g. ``'SdlcWorkflow'``.
+
+    Only letters, digits and ``_ . : / @ + -`` are accepted (every workflow type,
+    workflow ID and search attribute value this tool makes); a quote, space or
+    backslash could change the query's meaning, so it is refused rather than
+    escaped.
+
+    Raises:
+        CliError: ``value`` holds another character; the message names ``what``
+            (e.g. ``--type``).
+    """
+    if not _VISIBILITY_VALUE.match(value):
+        raise CliError(f"{what} {value!r} is not a valid name: use letters, digits and "
+                       "_ . : / @ + - only")
+    return f"'{value}'"
+
+
 def to_jsonable(data: Any) -> Any:
     """Models and containers of models as plain JSON-compatible data."""
     if isinstance(data, BaseModel):
@@ -159,6 +181,9 @@ def run(command: Command, args: argparse.Namespace) -> int:
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.code
+    except TemporalSetupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -207,16 +232,3 @@ def workflow_start_options(perf: PerformanceSettings | None = None) -> dict[str,
     retried elsewhere after WORKFLOW_TASK_TIMEOUT instead of the server's 10 s."""
     perf = perf or load_performance_settings()
     return {"task_timeout": perf.workflow_task_timeout}
-
-
-def exit_process(code: int) -> NoReturn:
-    """End a process that used a Temporal client, skipping interpreter finalization.
-
-    The SDK's Rust threads can still call into Python while the interpreter is
-    finalizing, and a short-lived process then aborts with "Fatal Python error:
-    PyGILState_Release" (temporalio/sdk-python issue 300). Our work is done and
-    flushed by then, so leave with ``os._exit``.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -11,7 +11,14 @@ from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
-from cli.common import QUERY_TIMEOUT, CliError, Context, default_actor, json_flag
+from cli.common import (
+    QUERY_TIMEOUT,
+    CliError,
+    Context,
+    default_actor,
+    json_flag,
+    visibility_literal,
+)
 from models.common import AuditEntry, GateAck, GateDecision, GateInfo, Verdict
 from workflows.gates import GATE_UPDATE
 
@@ -160,8 +167,9 @@ async def cmd_revise(ctx: Context) -> int:
 
 async def cmd_list(ctx: Context) -> int:
     """``list``: recent workflows, newest first."""
+    query_text = (f"WorkflowType = {visibility_literal(ctx.args.type, '--type')}"
+                  if ctx.args.type else "")
     client = await ctx.client()
-    query_text = f"WorkflowType = '{ctx.args.type}'" if ctx.args.type else ""
     rows = []
     async for wf in client.list_workflows(query_text or None, limit=ctx.args.limit):
         rows.append({"workflow_id": wf.id, "type": wf.workflow_type,

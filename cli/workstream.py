@@ -10,15 +10,21 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.service import RPCError
 
 from activities.workstream import verify_chain
 from cli import gates
-from cli.common import CliError, Context, default_actor, json_flag
-from cli.server import ensure_search_attributes
+from cli.common import CliError, Context, default_actor, failure_message, json_flag
 from models.common import Verdict
 from models.workstream import (
+    DEFAULT_ROUTER_CONFIG,
     Progress,
     ResumeAck,
     ResumeRequest,
@@ -29,15 +35,8 @@ from models.workstream import (
     WorkstreamSpec,
 )
 from settings import Settings
+from temporal_plumbing.search_attributes import ensure_search_attributes
 from workflows.search_attributes import WORK_ITEM, WORKSTREAM_STATE
-
-# Used when neither the spec nor WORKSTREAM_ROUTER_CONFIG names a router config:
-# each adapter is a task kind with one tool of the same name.
-DEFAULT_ROUTER_CONFIG: dict[str, Any] = {
-    "tools": {name: {"adapter": name} for name in ("shell", "python", "agent", "noop")},
-    "routes": {name: {"strategy": "fixed", "tools": [name]}
-               for name in ("shell", "python", "agent", "noop")},
-}
 
 
 def workstream_id(work_item_or_id: str) -> str:
@@ -143,10 +142,46 @@ async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False)
         await asyncio.sleep(gates.POLL_INTERVAL)
 
 
+ADMISSION_WAIT = 15.0  # seconds `start` waits for the worker to admit or refuse the run
+
+
+async def await_admission(handle: WorkflowHandle[Any, Any], wait: float = ADMISSION_WAIT
+                          ) -> None:
+    """Wait until the worker has checked the run's tools (the run left ``pending``),
+    the run ended, or ``wait`` seconds passed (no worker answering: the check
+    happens when one does).
+
+    Raises:
+        CliError: the worker refused the run (or it failed before it began); the
+            message is the run's error, e.g. "refused by the worker's tool
+            configuration: tool 'x' is not defined ...".
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while loop.time() < deadline:
+        desc = await handle.describe()
+        if desc.status == WorkflowExecutionStatus.FAILED:
+            try:
+                await handle.result()
+            except WorkflowFailureError as err:
+                raise CliError(failure_message(err)) from None
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return
+        try:
+            state = await gates.query(handle, "state")
+        except RPCError:
+            return  # no worker answers yet
+        if state.get("state") != RunState.PENDING.value:
+            return
+        await asyncio.sleep(gates.POLL_INTERVAL)
+
+
 async def cmd_start(ctx: Context) -> int:
-    """``workstream start SPEC``."""
+    """``workstream start SPEC``: start the run and wait until the worker admits it
+    (a run the worker refuses is one error line and exit 1)."""
     inp = load_input(Path(ctx.args.spec), ctx.settings)
     handle = await start_workstream(await ctx.client(), ctx.settings, inp)
+    await await_admission(handle)
     ctx.emit({"workflow_id": handle.id, "run_id": handle.result_run_id,
               "ui": ctx.ui_link(handle.id)},
              f"started {handle.id} ({len(inp.spec.steps)} steps)\n  web UI: "
@@ -184,11 +219,13 @@ def render_markdown(r: WorkstreamReport) -> str:
     total = ((r.finished_at - r.started_at).total_seconds()
              if r.started_at and r.finished_at else None)
     retries = sum(a.attempts - 1 for a in r.attempts)
+    lost = sum(a.infra_retries for a in r.attempts)
     lines = [f"# Workstream {r.work_item}", "",
              f"- workflow: `{r.workflow_id}`", f"- state: **{r.state.value}**"
              + (f" ({r.reason})" if r.reason else ""),
              f"- duration: {f'{total:.1f} s' if total is not None else 'running'}",
-             f"- steps: {len(r.steps)}; executions: {len(r.attempts)}; retries: {retries}; "
+             f"- steps: {len(r.steps)}; executions: {len(r.attempts)}; retries: {retries} "
+             f"({retries - lost} after failed attempts, {lost} infrastructure); "
              f"breaker trips: {r.breaker_trips}",
              f"- branch: `{r.branch}` in `{r.repo_path}`", "",
              "## Steps", "", "| step | state | executions | attempts | retries | tool | seconds |",
@@ -209,6 +246,9 @@ def render_markdown(r: WorkstreamReport) -> str:
     lines += ["", "## Failures", ""]
     lines += [f"- `{a.step}` execution {a.number} on {a.tool}: {a.error[:200]}"
               for a in r.attempts if a.outcome == "failed"] or ["- none"]
+    lines += ["", "## Infrastructure retries", ""]
+    lines += [f"- {e.at:%H:%M:%S} `{e.step}`: {e.detail}" for e in r.events
+              if e.kind == "infra_retry"] or ["- none"]
     lines += ["", "## Handoff commits", ""]
     lines += [f"{i}. `{(h.commit or '')[:12]}` {Path(h.path).name} sha256 {h.sha256[:12]}"
               for i, h in enumerate(r.handoffs, 1)] or ["- none"]
@@ -223,7 +263,10 @@ def report_json(r: WorkstreamReport) -> dict[str, Any]:
         "workflow_id": r.workflow_id, "state": r.state.value, "reason": r.reason,
         "duration_seconds": total, "executions": len(r.attempts),
         "attempts": sum(a.attempts for a in r.attempts),
-        "retries": sum(a.attempts - 1 for a in r.attempts), "breaker_trips": r.breaker_trips,
+        "retries": sum(a.attempts - 1 for a in r.attempts),
+        "infra_retries": sum(a.infra_retries for a in r.attempts),
+        "failed_attempts": sum(a.failed_attempts for a in r.attempts),
+        "breaker_trips": r.breaker_trips,
         "routing_decisions": [e.model_dump(mode="json") for e in r.events if e.kind == "routed"],
         "steps": {s: {"state": st.value,
                       "seconds": sum(a.seconds for a in r.attempts if a.step == s)}

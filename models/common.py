@@ -7,6 +7,12 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
 
+MAX_GATE_TEXT_BYTES = 64 * 1024
+"""The largest gate comment, and the largest edited content, a decision may carry:
+64 KiB of UTF-8. A larger one is refused with its size (the update's validator
+raises; a signal or a GitHub comment becomes a ``refused`` audit entry), so one
+reviewer cannot grow a run's history or an agent's input without bound."""
+
 
 class ArtifactRef(BaseModel):
     """A large payload kept out of workflow history, passed by reference.
@@ -40,9 +46,10 @@ class GateDecision(BaseModel):
         verdict: approve, reject or revise.
         actor: who decided (a user name or e-mail); checked against the gate's
             allowed reviewers when the workflow names any.
-        comment: the reviewer's reasoning or feedback; required for reject and revise.
+        comment: the reviewer's reasoning or feedback; required for reject and revise;
+            at most ``MAX_GATE_TEXT_BYTES`` (64 KiB) of UTF-8.
         content: optional edited content (e.g. an edited outline) that replaces
-            what the workflow produced.
+            what the workflow produced; at most ``MAX_GATE_TEXT_BYTES``.
         source: how the decision arrived, filled in by the workflow (``signal``,
             ``update``); ignored when sent.
     """
@@ -61,6 +68,27 @@ class GateDecision(BaseModel):
         if not value:
             raise ValueError("must not be blank")
         return value
+
+
+def text_size_problem(field: str, text: str | None) -> str | None:
+    """Why ``text`` is too large for a gate decision, or None when it fits.
+
+    The size is in UTF-8 bytes, compared with :data:`MAX_GATE_TEXT_BYTES`; the
+    message names ``field``, the size and the limit, e.g. "the comment is
+    1,048,576 bytes, over the limit of 65,536 bytes (64 KiB)".
+    """
+    size = len(text.encode("utf-8", "surrogatepass")) if text else 0
+    if size > MAX_GATE_TEXT_BYTES:
+        return (f"the {field} is {size:,} bytes, over the limit of "
+                f"{MAX_GATE_TEXT_BYTES:,} bytes ({MAX_GATE_TEXT_BYTES // 1024} KiB)")
+    return None
+
+
+def gate_text_problem(decision: GateDecision) -> str | None:
+    """Why ``decision``'s comment or content is too large (see
+    :func:`text_size_problem`), or None when both fit."""
+    return (text_size_problem("comment", decision.comment)
+            or text_size_problem("content", decision.content))
 
 
 class GateAck(BaseModel):

@@ -10,6 +10,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, field_validator
 
 from models.common import ArtifactRef, AuditEntry, GateInfo
+from models.git import BranchRef
 
 GATE_1 = "GATE_1"
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -97,15 +98,6 @@ class IssueRef(BaseModel):
     provider: str = "local"
 
 
-class BranchRef(BaseModel):
-    """A feature branch named ``NNN-slug``, created from ``base`` at ``base_commit``."""
-
-    name: str
-    number: int
-    base: str
-    base_commit: str
-
-
 class OpenIssueInput(BaseModel):
     """Activity input: open (or find) the tracking issue of a workflow.
 
@@ -131,22 +123,6 @@ class PhaseLabelInput(BaseModel):
     phase: SdlcPhase
 
 
-class PrepareBranchInput(BaseModel):
-    """Activity input: create (or find) the feature branch of a workflow."""
-
-    workflow_id: str
-    repo_path: str
-    base_branch: str
-    slug: str
-
-
-class WorktreeInput(BaseModel):
-    """Activity input: add (or remove) the git worktree of a branch."""
-
-    repo_path: str
-    branch: str
-
-
 class AgentTask(BaseModel):
     """Activity input: one agent run that writes ``specs/<branch>/spec.md``.
 
@@ -157,11 +133,24 @@ class AgentTask(BaseModel):
         worktree: absolute path of the worktree the agent works in.
         branch: the feature branch.
         title, description: the feature request.
-        feedback: reviewers' feedback from earlier rounds, oldest first.
+        feedback: reviewers' feedback of every earlier round, oldest first, inline.
+            Only tasks scheduled by older workflow code carry it; new code sends
+            ``new_feedback`` and ``feedback_from`` instead, so that an activity
+            input does not grow with the number of rounds.
+        new_feedback: the feedback that asked for this round (the latest reviewer
+            comment, at most ``MAX_GATE_TEXT_BYTES``); empty in round 1.
+        feedback_from: the commit of the previous round, whose ``feedback_relpath``
+            holds the feedback of the rounds before it (the reference to earlier
+            rounds); empty when there is none.
+        feedback_key: names the feedback file when several agents share a branch
+            (a workstream's agent steps: the step ID); empty for the SDLC's one.
         timeout_seconds: wall-clock limit of the agent process.
         fence_key: names the step or round whose earlier attempts' processes a new
             attempt kills first (``activities.processes.Fence``); empty =
             ``agent-round-<round>``.
+        own_failures_final: raise the agent's own failures (non-zero exit, no
+            spec, timeout) as non-retryable, for the workflow to count them
+            (workstream steps); the platform then retries only lost attempts.
     """
 
     workflow_id: str
@@ -172,13 +161,25 @@ class AgentTask(BaseModel):
     title: str
     description: str
     feedback: list[str] = Field(default_factory=list)
+    new_feedback: str = ""
+    feedback_from: str = ""
+    feedback_key: str = ""
     timeout_seconds: float = Field(default=1800, gt=0)
     fence_key: str = ""
+    own_failures_final: bool = False
 
     @property
     def spec_relpath(self) -> str:
         """Path of the spec inside the worktree."""
         return f"specs/{self.branch}/spec.md"
+
+    @property
+    def feedback_relpath(self) -> str:
+        """Path, inside the worktree, of the reviewers' feedback file: every round's
+        feedback so far, committed beside the spec (``feedback.md``, or
+        ``feedback-<feedback_key>.md``)."""
+        name = f"feedback-{self.feedback_key}.md" if self.feedback_key else "feedback.md"
+        return f"specs/{self.branch}/{name}"
 
 
 class SdlcState(BaseModel):

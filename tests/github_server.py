@@ -289,20 +289,24 @@ def _route(gh: FakeGitHub, method: str, raw_path: str, query: dict[str, str],
             html_url=gh.html, owner=gh.user(gh.owner), default_branch="main",
             has_issues=True), {}
     if rest == ["issues"] and method == "GET":
-        items = [*gh.issues.values(), *(gh._pull_as_issue(p) for p in gh.pulls)]
+        # issues and pulls have the fields filtered on; a pull is rendered as an issue
+        # only when it is on the page
+        items = [*gh.issues.values(), *gh.pulls]
         state = query.get("state", "open")
         if state != "all":
             items = [i for i in items if i["state"] == state]
         if "creator" in query:
             items = [i for i in items if i["user"]["login"] == query["creator"]]
         if "since" in query:
-            since = _at(query["since"])
-            items = [i for i in items if _at(i["updated_at"]) >= since]
+            since = stamp(_at(query["since"]))  # one format: compare as text
+            items = [i for i in items if i["updated_at"] >= since]
         key = {"created": "number", "updated": "updated_at",
                "comments": "comments"}[query.get("sort", "created")]
         items.sort(key=lambda i: (i[key], i["number"]),
                    reverse=query.get("direction", "desc") == "desc")
-        return 200, *gh.page(raw_path, query, items)
+        page, links = gh.page(raw_path, query, items)
+        return 200, [i if i["number"] in gh.issues else gh._pull_as_issue(i)
+                     for i in page], links
     if rest == ["issues"] and method == "POST":
         return 201, gh._issue(body["title"], body.get("body") or "", BOT, stamp()), {}
     if len(rest) == 2 and rest[0] == "labels" and method == "GET":
@@ -318,6 +322,9 @@ def _route(gh: FakeGitHub, method: str, raw_path: str, query: dict[str, str],
     if len(rest) >= 2 and rest[0] == "issues" and rest[1].isdigit():
         number, sub = int(rest[1]), rest[2:]
         issue = gh.issues.get(number)
+        pull = next((p for p in gh.pulls if p["number"] == number), None)
+        if sub == [] and method == "GET" and pull is not None:
+            return 200, gh._pull_as_issue(pull), {}
         if issue is None:
             return _error(404, "Not Found")
         if sub == [] and method == "GET":
@@ -337,8 +344,8 @@ def _route(gh: FakeGitHub, method: str, raw_path: str, query: dict[str, str],
         if sub == ["comments"] and method == "GET":
             items = gh.comments_on(number)
             if "since" in query:
-                since = _at(query["since"])
-                items = [c for c in items if _at(c["updated_at"]) >= since]
+                since = stamp(_at(query["since"]))
+                items = [c for c in items if c["updated_at"] >= since]
             return 200, *gh.page(raw_path, query, items)
         if sub == ["comments"] and method == "POST":
             return 201, gh._comment(number, BOT, body["body"], stamp()), {}

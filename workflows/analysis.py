@@ -56,6 +56,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows import analysis_checks as checks
 
 NONE = "(none)"
+CITATION_SUPPORT_PATCH = "citation-support"
+"""Patch id: citations are checked for support (redo once, then marked) and the
+report's frontmatter lists uncited sources and frameworks."""
+CACHE_WARMUP_PATCH = "analyst-cache-warmup"
+"""Patch id: with a model, the first analyst runs alone so that it writes the shared
+source block to the prompt cache, then the others run in parallel and read it
+(simultaneous first calls would each pay for a cache write)."""
+CITATION_JUDGE_PATCH = "citation-judge"
+"""Patch id: with a model, citations the lexical check finds unsupported go to a
+judge call (one per citation map, one per report section) before they count."""
 
 
 def failure_text(err: ActivityError) -> str:
@@ -81,6 +91,7 @@ class AnalysisWorkflow(LlmWorkflow):
         self._outputs: dict[str, AnalystOutput] = {}
         self._outline: Outline | None = None
         self._source_need_reason = ""
+        self._suggested_analysts: list[str] = []
         self._track_phase = False
 
     # -- queries and decisions --------------------------------------------
@@ -253,8 +264,13 @@ class AnalysisWorkflow(LlmWorkflow):
                 output_schema=checks.parse_schema(cat),
                 variables={
                     "problem": self._req.problem, "clarifications": clarifications,
-                    "synthesizers": "\n".join(f"- {sid}: {s.name} — {s.description}"
-                                              for sid, s in cat.synthesizers.items()),
+                    "synthesizers": "\n".join(
+                        f"- {sid}: {s.name} — {s.description} (templates: "
+                        f"{', '.join(s.templates)}; analysts: {', '.join(s.analysts)}; "
+                        f"keywords: {', '.join(s.keywords)})"
+                        for sid, s in cat.synthesizers.items()),
+                    "analysts": "\n".join(f"- {aid}: {a.name} — {a.focus}"
+                                           for aid, a in cat.analysts.items()),
                     "templates": "\n".join(f"- {tid}: {t.name}"
                                            for tid, t in cat.templates.items()),
                     "sources": self._source_listing(("L0",), 300)}),
@@ -269,6 +285,8 @@ class AnalysisWorkflow(LlmWorkflow):
         self._state.scoring = "llm"
         self._state.source_need = resp.data["source_need"]
         self._source_need_reason = resp.data["source_need_reason"]
+        self._suggested_analysts = [str(a) for a in resp.data.get("analysts", [])
+                                    if a in cat.analysts]
         return {k: float(v) for k, v in resp.data["scores"].items()}, resp.data["template"]
 
     def _apply_scores(self, scores: dict[str, float], template: str | None) -> None:
@@ -279,10 +297,11 @@ class AnalysisWorkflow(LlmWorkflow):
         synth = cat.synthesizers[best]
         self._state.synthesizer = best
         self._state.template = template if template in synth.templates else synth.templates[0]
-        self._state.analysts = list(synth.analysts)
+        self._state.analysts = list(self._suggested_analysts or synth.analysts)
         self.record("scored", f"{self._state.scoring}: " + ", ".join(
             f"{s}={scores[s]:.2f}" for s in checks.ranked(scores))
-            + f" -> {best}, template {self._state.template}")
+            + f" -> {best}, template {self._state.template}, analysts "
+            + ", ".join(self._state.analysts))
 
     async def _parse(self) -> None:
         assert self._req
@@ -451,7 +470,13 @@ class AnalysisWorkflow(LlmWorkflow):
             async with slots:
                 return await self._analyst(aid)
 
-        errors = await asyncio.gather(*(one(a) for a in analysts))
+        first: list[str | None] = []
+        if len(analysts) > 1 and any(u.provider != "offline" for u in self.ledger) and \
+                workflow.patched(CACHE_WARMUP_PATCH):
+            first = [await one(analysts[0])]  # writes the source block to the cache
+            self.record("cache_warmup", f"{analysts[0]} ran first; the other analysts "
+                        "read the shared source block from the prompt cache")
+        errors = first + list(await asyncio.gather(*(one(a) for a in analysts[len(first):])))
         failed = {a: e for a, e in zip(analysts, errors, strict=True) if e is not None}
         for aid in [a for a in analysts if a in failed]:
             for attempt in range(1, self._req.analyst_retries + 1):
@@ -478,7 +503,8 @@ class AnalysisWorkflow(LlmWorkflow):
                 if known is None:
                     n = sum(1 for s in self._registry if s.level == "L1") + 1
                     self._registry.append(SourceDoc(id=f"L1-{n}", level="L1", title=ref,
-                                                    location=ref, cited_by=[aid]))
+                                                    location=ref, cited_by=[aid],
+                                                    role="framework"))
                 elif aid not in known.cited_by:
                     known.cited_by.append(aid)
 
@@ -581,7 +607,7 @@ class AnalysisWorkflow(LlmWorkflow):
         return ids
 
     async def _map_citations(self, previous_error: str) -> CitationMap:
-        assert self._outline
+        assert self._outline and self._req
         points = self._outline.points
         resp = await self.call_llm(LlmRequest(
             phase="analysis_citations", template="analysis_citations.md",
@@ -589,7 +615,8 @@ class AnalysisWorkflow(LlmWorkflow):
                                                  [s.id for s in self._registry]),
             variables={"outline": "\n".join(f"{p.id} [{'factual' if p.factual else 'opinion'}]"
                                             f" {p.heading}: {p.claim}" for p in points),
-                       "sources": self._source_listing(("L0", "L1", "L2"), 500),
+                       "sources": self._source_listing(("L0", "L1", "L2"),
+                                                       self._req.max_source_chars),
                        "previous_error": previous_error}),
             summary="map sources to the outline")
         assert resp.data is not None
@@ -610,9 +637,23 @@ class AnalysisWorkflow(LlmWorkflow):
         assert self._outline
         self._enter(AnalysisPhase.CITATIONS)
         previous_error = NONE
-        for _ in range(2):
+        for attempt in range(2):
             cmap = await self._map_citations(previous_error)
             problems = checks.validate_citation_map(cmap, self._outline, self._loaded())
+            if not problems and workflow.patched(CITATION_SUPPORT_PATCH):
+                unsupported = checks.unsupported_map_citations(cmap, self._outline,
+                                                               self._registry)
+                claims = {p.id: p.claim for p in self._outline.points}
+                kept = await self._judge([(claims[pid], ids) for pid, ids in
+                                          unsupported.items()], "the citation map")
+                unsupported = {pid: ids for pid, ids in unsupported.items()
+                               if (claims[pid], ids) in kept}
+                if unsupported and attempt == 0:
+                    problems = [f"{pid} cites {', '.join(ids)}, whose text does not support "
+                                "its claim (frameworks (L1) cannot be the only support)"
+                                for pid, ids in unsupported.items()]
+                elif unsupported:
+                    self._drop_unsupported(cmap, unsupported)
             if not problems:
                 count = sum(map(len, cmap.citations.values()))
                 self.record("check_passed", f"citation map: {count} citation(s), gaps: "
@@ -621,6 +662,45 @@ class AnalysisWorkflow(LlmWorkflow):
             previous_error = "; ".join(problems)
             self.record("check_failed", f"citation map: {previous_error}")
         raise self._fail(f"the citation map failed validation twice: {previous_error}")
+
+    async def _judge(self, found: list[tuple[str, list[str]]], what: str
+                     ) -> list[tuple[str, list[str]]]:
+        """Of the citations the lexical check found unsupported (claim, ids), those a
+        model judge finds unsupported too. Only in runs that use a model (offline the
+        lexical check is final): one judge call per batch, priced in the ledger; a
+        failed call leaves the lexical verdict."""
+        if not found or all(u.provider == "offline" for u in self.ledger) or \
+                not workflow.patched(CITATION_JUDGE_PATCH):
+            return found
+        claims, claims_json = checks.judge_claims(found, self._registry)
+        try:
+            resp = await self.call_llm(LlmRequest(
+                phase="analysis_citation_judge", template="analysis_citation_judge.md",
+                output_schema=checks.JUDGE_SCHEMA,
+                variables={"claims": claims, "claims_json": claims_json}),
+                summary=f"judge {len(found)} citation(s) of {what}")
+        except ActivityError as err:
+            self.record("fallback", f"citation judge failed ({failure_text(err)}); the "
+                        "lexical check stands")
+            return found
+        assert resp.data is not None
+        kept = checks.judged(found, resp.data["verdicts"])
+        self.record("citations_judged", f"{what}: {len(found) - len(kept)} of {len(found)} "
+                    "flagged citation(s) judged supported")
+        return kept
+
+    def _drop_unsupported(self, cmap: CitationMap, unsupported: dict[str, list[str]]) -> None:
+        """Take citations that stayed unsupported after the redo out of ``cmap`` (kept
+        in ``cmap.unsupported``); a factual point left without any becomes a gap."""
+        assert self._outline
+        for pid, ids in unsupported.items():
+            cmap.citations[pid] = [i for i in cmap.citations[pid] if i not in ids]
+        cmap.unsupported = unsupported
+        cmap.gaps = [p.id for p in self._outline.points
+                     if p.factual and not cmap.citations.get(p.id)]
+        self.record("citations_unsupported", "; ".join(
+            f"{pid}: {', '.join(ids)}" for pid, ids in unsupported.items())
+            + " (dropped after one redo)")
 
     # -- 10./11. full text ------------------------------------------------------------
     async def _full_text(self, cmap: CitationMap, integration: str) -> str:
@@ -633,7 +713,7 @@ class AnalysisWorkflow(LlmWorkflow):
         cited = list(dict.fromkeys(s for ids in cmap.citations.values() for s in ids))
         st = self._state
         previous_error = NONE
-        for _ in range(2):
+        for attempt in range(2):
             resp = await self.call_llm(LlmRequest(
                 phase="analysis_full_text", template="analysis_full_text.md", max_tokens=8192,
                 variables={"title": self._outline.title,
@@ -647,8 +727,28 @@ class AnalysisWorkflow(LlmWorkflow):
             text = checks.remove_source_markers(resp.text)
             meta, body, problems = checks.validate_report(
                 text, self._req.catalogue.report_frontmatter, self._loaded())
+            supported = not problems and workflow.patched(CITATION_SUPPORT_PATCH)
+            if supported:
+                found = []
+                for section in checks.sections(body):
+                    flagged = checks.unsupported_report_citations(section, self._registry)
+                    found += await self._judge(flagged, f"section "
+                                               f"'{section.splitlines()[0][:60]}'")
+                if found and attempt == 0:
+                    problems = checks.support_problems(found)
+                elif found:
+                    body = checks.mark_unsupported(body, found)
+                    meta["unsupported_citations"] = [
+                        f"{', '.join(ids)}: {sentence[:120]}" for sentence, ids in found]
+                    self.record("citations_unsupported", f"{len(found)} sentence(s) of the "
+                                "report marked as citing sources that do not support them")
             if not problems:
                 meta["provider"] = self._providers()
+                if supported:
+                    meta["sources"] = list(dict.fromkeys(checks.inline_citations(body)))
+                    meta["uncited_sources"] = checks.uncited_sources(body, self._registry)
+                    meta["frameworks"] = [f"{s.id}: {s.title}" for s in self._registry
+                                          if s.role == "framework"]
                 self.record("check_passed", f"report frontmatter and "
                             f"{len(checks.inline_citations(body))} inline citation(s)")
                 return checks.render_report(meta, body)

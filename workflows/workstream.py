@@ -2,6 +2,9 @@
 
 Lifecycle ``pending -> running -> succeeded / failed / quarantined / canceled``:
 
+* **Admission**: the worker checks the run's router config and python callables
+  against its own configuration (``ws_check_run``); a refused run fails before
+  anything runs, with every reason in its error.
 * **Workspace**: a worktree of the spec's repository on a branch of its own
   (``NNN-<work item>``, via the SDLC git activities), or a fresh repository.
   A run that ends failed or canceled removes its worktree (the branch and its
@@ -23,8 +26,10 @@ Lifecycle ``pending -> running -> succeeded / failed / quarantined / canceled``:
   the ``resume`` update re-runs the failed (and so blocked) steps; cancelling
   ends the run ``canceled``.
 * **Gate reviews**: a ``gate: true`` step waits at gate ``review-<step>`` after it
-  succeeds: approve lets dependents run, revise runs it again with the comment in
-  ``WORKSTREAM_FEEDBACK``, reject fails it.
+  succeeds: approve lets dependents run, revise runs it again with the comment
+  in the step's feedback file (``WORKSTREAM_FEEDBACK_FILE``; agent steps get
+  ``SDLC_FEEDBACK_FILE``), reject fails it. Each execution's input carries only
+  the newest comment: the file holds the earlier ones.
 * With ``merge_to_base``, the branch is merged into the base branch at the end.
 """
 
@@ -53,7 +58,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.git import GitActivities
     from activities.workstream import WorkstreamActivities, digest, exit_code_error_type
     from models.common import ArtifactRef, Verdict
-    from models.sdlc import AgentTask, PrepareBranchInput, WorktreeInput
+    from models.git import PrepareBranchInput, WorktreeInput
+    from models.sdlc import AgentTask
     from models.workstream import (
         BreakerGrant,
         BreakerPick,
@@ -84,8 +90,12 @@ BREAKER_TIMEOUT = timedelta(seconds=30)
 BREAKER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                             maximum_interval=timedelta(seconds=10), maximum_attempts=10)
 STEP_TIMEOUT_MARGIN = timedelta(seconds=30)  # past the step's own timeout, for clean-up
-SHELL_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+SHELL_HEARTBEAT_TIMEOUT = timedelta(seconds=5)  # as policies.AGENT_HEARTBEAT_TIMEOUT
 MIN_BREAKER_WAIT = timedelta(seconds=1)
+# workflow.patched ID: lost attempts are retried by the platform, the step's own
+# failures by the workflow (runs recorded before this change used one Temporal
+# retry policy of retry.max_attempts for both)
+PATCH_INFRA_RETRY = "step-infra-retry"
 # workflow.patched ID: a failed or canceled run removes its worktree (runs recorded
 # before this change end without that activity)
 PATCH_END_REMOVES_WORKTREE = "end-removes-worktree"
@@ -197,6 +207,17 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._started_at = workflow.now()
         self._event("run_state", f"pending: {len(inp.spec.steps)} steps, "
                     f"max_parallel {inp.spec.max_parallel}")
+        if workflow.patched("worker-tool-authority"):
+            try:
+                await workflow.execute_activity_method(
+                    WorkstreamActivities.check_run, inp,
+                    start_to_close_timeout=policies.ADMISSION_TIMEOUT,
+                    retry_policy=policies.ADMISSION_RETRY,
+                    summary="the worker checks the run's tools")
+            except ActivityError as err:
+                cause = err.cause
+                return self._fail(cause.message if isinstance(cause, ApplicationError)
+                                  else str(err))
         try:
             self._workspace = await self._prepare_workspace()
             self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "
@@ -325,16 +346,19 @@ class WorkstreamWorkflow(GatedWorkflow):
                     changed = True
 
     async def _run_step(self, step: StepSpec) -> None:
+        feedback = ""
         try:
             while True:
-                again = await self._run_once(step)
+                again = await self._run_once(step, feedback)
                 if not again:
                     return
+                feedback = self._feedback[step.id][-1]
         finally:
             self._changed = True
 
-    async def _run_once(self, step: StepSpec) -> bool:
-        """One execution of ``step``; True when a reviewer asked for a revision."""
+    async def _run_once(self, step: StepSpec, feedback: str = "") -> bool:
+        """One execution of ``step``; True when a reviewer asked for a revision.
+        ``feedback`` is the comment of the revise that asked for this execution."""
         number = self._executions[step.id] = self._executions.get(step.id, 0) + 1
         self._set_step(step.id, StepState.RUNNING, f"execution {number}")
         tool = await self._route(step, number)
@@ -344,7 +368,7 @@ class WorkstreamWorkflow(GatedWorkflow):
         att = StepAttempt(step=step.id, number=number, tool=tool, started_at=workflow.now())
         self._attempts.append(att)
         try:
-            out = await self._execute(step, tool, number)
+            out = await self._execute(step, tool, number, att, feedback)
             att.attempts, att.exit_code, att.outputs = out.attempt, out.exit_code, out.outputs
             att.outcome = "succeeded"
         except (ActivityError, asyncio.CancelledError) as err:
@@ -406,8 +430,8 @@ class WorkstreamWorkflow(GatedWorkflow):
         att.exit_code = info.get("exit_code")
         att.outputs = [ArtifactRef.model_validate(o) for o in info.get("outputs", [])]
         exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
-        att.attempts = int(info.get("attempt") or
-                           (step.retry.max_attempts if exhausted else 1))
+        att.attempts = int(info.get("attempt") or max(
+            att.attempts, step.retry.max_attempts if exhausted else 1))
 
     # -- routing ---------------------------------------------------------------
     async def _route(self, step: StepSpec, number: int) -> str | None:
@@ -476,16 +500,86 @@ class WorkstreamWorkflow(GatedWorkflow):
                         f"consecutive failure(s), until {outcome.breaker.open_until}", step_id)
 
     # -- activities ------------------------------------------------------------
-    async def _execute(self, step: StepSpec, tool: str, number: int) -> StepOutput:
+    async def _execute(self, step: StepSpec, tool: str, number: int, att: StepAttempt,
+                       feedback: str = "") -> StepOutput:
+        """Run one execution of ``step`` on ``tool``; ``feedback`` is the comment of
+        the revise that asked for it (the activity gets only this one).
+
+        A lost attempt (worker killed or lost, heartbeat timeout, a completion the
+        server rejected after a restart) is retried by the platform
+        (``policies.STEP_INFRA_RETRY``) and never counts against the step's
+        ``retry.max_attempts``; the activity raises the step's own failures
+        (non-zero exit, exception, timeout) as non-retryable, and they are counted
+        and retried here, with the step's backoff. Both are events
+        (``infra_retry``, ``attempt_failed``) and fields of ``att``.
+
+        Raises:
+            ActivityError: the step failed for good (own failures exhausted, a
+                non-retryable exit code, an invalid step, or lost attempts beyond
+                STEP_INFRA_RETRY's limit); cancelled.
+        """
+        r = step.retry
+        if not workflow.patched(PATCH_INFRA_RETRY):  # runs recorded before the split
+            return await self._execute_activity(
+                step, tool, number, RetryPolicy(
+                    initial_interval=timedelta(seconds=r.initial_interval),
+                    backoff_coefficient=r.backoff,
+                    maximum_interval=timedelta(seconds=max(r.maximum_interval,
+                                                           r.initial_interval)),
+                    maximum_attempts=r.max_attempts,
+                    non_retryable_error_types=[exit_code_error_type(c)
+                                               for c in r.non_retryable_exit_codes]),
+                attempt_base=0, final=False, feedback=feedback)
+        final_types = {exit_code_error_type(c) for c in r.non_retryable_exit_codes}
+        base = 0
+        while True:
+            try:
+                out = await self._execute_activity(step, tool, number,
+                                                   policies.STEP_INFRA_RETRY,
+                                                   attempt_base=base, final=True,
+                                                   feedback=feedback)
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise
+                cause = err.cause
+                details = getattr(cause, "details", None) or ()
+                info = details[0] if details and isinstance(details[0], dict) else {}
+                if not (isinstance(cause, ApplicationError) and cause.non_retryable
+                        and "attempt" in info):
+                    # lost attempts beyond the platform's limit, or an invalid step
+                    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED:
+                        lost = policies.STEP_INFRA_RETRY.maximum_attempts
+                        self._note_infra(step.id, att, lost, base + lost)
+                        att.attempts = base + lost
+                    raise
+                base = int(info["attempt"])
+                self._note_infra(step.id, att, int(info.get("infra_retries", 0)), base)
+                att.failed_attempts += 1
+                self._event("attempt_failed", f"attempt {base} failed (failure "
+                            f"{att.failed_attempts} of retry.max_attempts {r.max_attempts}): "
+                            f"{cause.message[:300]}", step.id)
+                if att.failed_attempts >= r.max_attempts or cause.type in final_types:
+                    raise
+                delay = min(r.initial_interval * r.backoff ** (att.failed_attempts - 1),
+                            max(r.maximum_interval, r.initial_interval))
+                await workflow.sleep(timedelta(seconds=delay),
+                                     summary=f"{step.id}: back off before attempt {base + 1}")
+                continue
+            self._note_infra(step.id, att, out.infra_retries, out.attempt)
+            return out
+
+    def _note_infra(self, step_id: str, att: StepAttempt, lost: int, attempt: int) -> None:
+        if lost > 0:
+            att.infra_retries += lost
+            self._event("infra_retry", f"{lost} lost attempt(s) before attempt {attempt} "
+                        "retried by the platform (worker lost, heartbeat timeout or "
+                        "completion lost); not counted against retry.max_attempts", step_id)
+
+    async def _execute_activity(self, step: StepSpec, tool: str, number: int,
+                                retry: RetryPolicy, attempt_base: int, final: bool,
+                                feedback: str = "") -> StepOutput:
         assert self._inp and self._workspace
         spec = self._inp.router.tools[tool]
-        r = step.retry
-        retry = RetryPolicy(
-            initial_interval=timedelta(seconds=r.initial_interval), backoff_coefficient=r.backoff,
-            maximum_interval=timedelta(seconds=max(r.maximum_interval, r.initial_interval)),
-            maximum_attempts=r.max_attempts,
-            non_retryable_error_types=[exit_code_error_type(c)
-                                       for c in r.non_retryable_exit_codes])
         timeout = timedelta(seconds=step.timeout) + STEP_TIMEOUT_MARGIN
         summary = f"{step.id} on {tool} (execution {number})"
         wf_id = workflow.info().workflow_id
@@ -496,28 +590,40 @@ class WorkstreamWorkflow(GatedWorkflow):
                           worktree=self._workspace.path, branch=self._workspace.branch,
                           title=str(step.inputs.get("title", step.id)),
                           description=str(step.inputs.get("description", "")),
-                          feedback=self._feedback.get(step.id, []),
-                          timeout_seconds=step.timeout),
+                          new_feedback=feedback,
+                          feedback_from=self._last_output_commit(step.id) if feedback else "",
+                          feedback_key=step.id,
+                          timeout_seconds=step.timeout,
+                          fence_key=f"step-{step.id}-{number}" if final else "",
+                          own_failures_final=final),
                 start_to_close_timeout=timeout,
                 heartbeat_timeout=policies.AGENT_HEARTBEAT_TIMEOUT, retry_policy=retry,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=summary)
-            return StepOutput(attempt=1, outputs=[ref])
-        inputs = dict(step.inputs)
-        if self._feedback.get(step.id):
-            inputs["env"] = {**(inputs.get("env") or {}),
-                             "WORKSTREAM_FEEDBACK": "\n".join(self._feedback[step.id])}
+            # the agent's result does not say its attempt: the first after ``attempt_base``
+            return StepOutput(attempt=attempt_base + 1, outputs=[ref])
         task = StepTask(workflow_id=wf_id, step=step.id, number=number, tool=tool, spec=spec,
-                        inputs=inputs, workspace=self._workspace.path,
-                        spec_dir=self._inp.spec_dir, timeout=step.timeout)
+                        inputs=dict(step.inputs), workspace=self._workspace.path,
+                        spec_dir=self._inp.spec_dir, timeout=step.timeout,
+                        attempt_base=attempt_base, own_failures_final=final,
+                        new_feedback=feedback)
         method = {"shell": WorkstreamActivities.run_shell,
                   "python": WorkstreamActivities.run_python,
                   "noop": WorkstreamActivities.run_noop}[spec.adapter]
+        heartbeats = ("shell", "python") if final else ("shell",)
         return await workflow.execute_activity_method(
             method, task, start_to_close_timeout=timeout, retry_policy=retry,
-            heartbeat_timeout=SHELL_HEARTBEAT_TIMEOUT if spec.adapter == "shell" else None,
+            heartbeat_timeout=SHELL_HEARTBEAT_TIMEOUT if spec.adapter in heartbeats else None,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=summary)
+
+    def _last_output_commit(self, step_id: str) -> str:
+        """The commit of the newest output of ``step_id``'s executions (an agent
+        step's committed spec, beside which its feedback file is), or ""."""
+        for att in reversed(self._attempts):
+            if att.step == step_id and att.outputs and att.outputs[0].commit:
+                return att.outputs[0].commit
+        return ""
 
     async def _commit_handoff(self, att: StepAttempt, step: StepSpec) -> None:
         assert self._workspace

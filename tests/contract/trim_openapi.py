@@ -1,6 +1,6 @@
 """Vendor a trimmed copy of GitHub's OpenAPI description for the contract tests.
 
-``python tests/contract/trim_openapi.py [--version V] [--source FILE]`` downloads
+``python tests/contract/trim_openapi.py [--version V] [--source FILE] [--check]`` downloads
 ``@octokit/openapi@V`` with ``npm pack`` (or reads ``FILE``, the package's
 ``generated/api.github.com.json``), keeps only the operations in :data:`OPERATIONS`
 (the REST calls ``activities/github.py`` makes) and every component they reference,
@@ -9,6 +9,8 @@ the package, its version and the SHA-256 of the full description under
 ``info.x-trimmed-from``, so a reviewer can regenerate and diff it.
 
 To follow GitHub's API: bump :data:`PACKAGE_VERSION`, re-run, run the contract tests.
+``--check`` writes nothing and exits 1 when the vendored copy differs from what the
+package gives (``.ci/run`` runs it where npm is reachable).
 """
 
 from __future__ import annotations
@@ -114,13 +116,20 @@ def main() -> None:
     parser.add_argument("--version", default=PACKAGE_VERSION)
     parser.add_argument("--source", type=Path,
                         help="an extracted generated/api.github.com.json (skips npm)")
+    parser.add_argument("--check", action="store_true",
+                        help="compare with the vendored copy instead of writing it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         source = args.source or download(args.version, Path(tmp))
         raw = source.read_bytes()
         full = json.loads(raw)
         trimmed = trim(full, hashlib.sha256(raw).hexdigest(), args.version)
-    OUTPUT.write_text(json.dumps(trimmed, indent=1, sort_keys=False) + "\n")
+    text = json.dumps(trimmed, indent=1, sort_keys=False) + "\n"
+    if args.check:
+        same = OUTPUT.read_text() == text
+        print(f"{OUTPUT}: {'matches' if same else 'DIFFERS from'} {PACKAGE}@{args.version}")
+        raise SystemExit(0 if same else 1)
+    OUTPUT.write_text(text)
     print(f"{OUTPUT}: {len(trimmed['paths'])} paths, "
           f"{sum(len(v) for v in trimmed['components'].values())} components, "
           f"{OUTPUT.stat().st_size} bytes")

@@ -4,6 +4,7 @@ gate, the analyst failure rules, the search limit, the enforced checks, the budg
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,13 +15,14 @@ from temporalio.worker import Worker
 
 from activities.analysis import AnalysisActivities
 from activities.artifacts import ArtifactStore
-from activities.llm import LlmActivities, OfflineProvider
+from activities.llm import LlmActivities, OfflineProvider, template_lines
 from activities.web_search import WebSearchActivities, build_exa_client
 from models.analysis import AnalysisResult, AnalysisState
 from models.common import AuditEntry, Verdict
 from models.llm import LlmLedger, ModelPrice
 from tests.fakes import exa_api
 from tests.workflows.analysis_harness import (
+    EXAMPLE,
     FIXTURES,
     ScriptedLlm,
     analysis_request,
@@ -29,6 +31,7 @@ from tests.workflows.analysis_harness import (
     with_data,
     workflow_id,
 )
+from workflows import analysis_checks as checks
 from workflows.analysis import AnalysisWorkflow
 from workflows.analysis_checks import split_frontmatter
 from workflows.gates import GATE_UPDATE
@@ -59,9 +62,14 @@ async def run_analysis(ts_env, task_queue, tmp_path, exa, llm):
             task_queue=task_queue)
         handle.opened = await drive(handle, script, on_gate=on_gate)
         try:
-            return AnalysisResult.model_validate(await handle.result()), handle
+            result = AnalysisResult.model_validate(await handle.result())
         except WorkflowFailureError as failure:
             return failure, handle
+        report = Path(result.report.path).read_text()
+        leaked = [line for lines in template_lines().values() for line in lines
+                  if line in report]
+        assert not leaked, f"prompt text in the report: {leaked}"
+        return result, handle
 
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[AnalysisWorkflow],
                       activities=[llm.llm_complete, acts.load_sources, acts.write_report,
@@ -71,8 +79,11 @@ async def run_analysis(ts_env, task_queue, tmp_path, exa, llm):
 
 
 def scores(values: dict[str, float]):
+    """A scorer that gives ``values`` and suggests no analysts (the best
+    synthesizer's defaults run)."""
     def hook(req, resp, n):
-        return with_data(resp, {**resp.data, "scores": values})
+        kept = {k: v for k, v in resp.data.items() if k != "analysts"}
+        return with_data(resp, {**kept, "scores": values})
     return hook
 
 
@@ -313,3 +324,145 @@ async def test_an_unanswered_gate_expires_and_the_run_fails(ts_env, run_analysis
     assert "gate sources expired" in str(failure.cause)
     kinds = [e.kind for e in await audit(handle)]
     assert kinds.count("reminder") == 1 and "expired" in kinds
+
+
+async def test_offline_analysis_is_grounded_in_the_sources(run_analysis, llm):
+    """The offline provider, untouched: a library choice gets the matching
+    synthesizer and lenses, the title is the problem's heading, every finding is a
+    sentence of the source it cites, and every citation supports its sentence."""
+    docs = sorted(p for p in EXAMPLE.glob("*.md") if p.name != "problem.md")
+    result, handle = await run_analysis(problem=(EXAMPLE / "problem.md").read_text(),
+                                        title="reset links", sources=[str(p) for p in docs])
+    assert isinstance(result, AnalysisResult), result
+    assert result.synthesizer == "innovation" and "technology" in result.analysts
+    assert "policy" not in result.synthesizer and "regulatory" not in result.analysts
+    report = Path(result.report.path).read_text()
+    meta, body = split_frontmatter(report)
+    assert meta["title"] == "Which library should sign our password-reset links?"
+    assert meta["provider"] == "offline"
+    cmap = json.loads(Path(result.citation_map.path).read_text())
+    registry = [checks.SourceDoc.model_validate(s) for s in cmap["sources"]]
+    texts = {s.id: " ".join(s.text.split()) for s in registry}
+    quotes = re.findall(r'^- "(.+)" \[(L0-\d+)\]', body, re.M)
+    assert quotes and all(q.replace("**", "") in texts[sid].replace("**", "")
+                          for q, sid in quotes)
+    assert checks.cited_sentences(body)
+    assert checks.unsupported_report_citations(body, registry) == []
+    loaded = [s.id for s in registry if s.level == "L0"]
+    assert set(loaded) <= set(meta["sources"]) | set(meta["uncited_sources"])
+    assert all(s.role == "framework" for s in registry if s.level == "L1")
+    assert meta["frameworks"] and all(f.startswith("L1-") for f in meta["frameworks"])
+    assert not any(e.kind == "citations_unsupported" for e in await audit(handle))
+
+
+async def test_unsupported_citations_are_redone_once_then_marked(run_analysis, llm):
+    """A map that cites only a framework, and a report sentence cited to a source that
+    does not say it: each step is redone once with the problem, then the citation is
+    dropped from the map and marked in the report."""
+    def framework_only(req, resp, n):
+        return with_data(resp, {"citations": {**resp.data["citations"], "P1": ["L1-1"]}})
+
+    claim = "PyJWT tokens can be verified by a Node.js service [L0-1]."
+
+    def wrong_source(req, resp, n):
+        return resp.model_copy(update={"text": resp.text.rstrip() + f"\n\n{claim}\n"})
+
+    llm.hooks = {"analysis_parse": STRATEGY, "analysis_citations": framework_only,
+                 "analysis_full_text": wrong_source}
+    result, handle = await run_analysis()
+    assert isinstance(result, AnalysisResult), result
+    citation_calls = llm.phase_calls("analysis_citations")
+    assert len(citation_calls) == 2
+    assert "P1 cites L1-1" in citation_calls[1].variables["previous_error"]
+    cmap = json.loads(Path(result.citation_map.path).read_text())
+    assert cmap["unsupported"] == {"P1": ["L1-1"]} and "P1" in cmap["gaps"]
+    full = llm.phase_calls("analysis_full_text")
+    assert len(full) == 2 and "Node.js" in full[1].variables["previous_error"]
+    meta, body = split_frontmatter(Path(result.report.path).read_text())
+    assert "PyJWT tokens can be verified by a Node.js service. (unsupported citation: " \
+           "L0-1)" in body
+    assert meta["unsupported_citations"][0].startswith("L0-1: PyJWT tokens")
+    kinds = [e.kind for e in await audit(handle)]
+    assert kinds.count("citations_unsupported") == 2
+
+
+async def test_with_a_model_a_judge_overrules_the_lexical_check_per_section(run_analysis, llm):
+    """In a run with a model, sentences the lexical check flags go to a judge call
+    (one per report section, priced in the ledger): a paraphrase the judge accepts
+    keeps its citation; one it refuses is redone once, then marked."""
+    paraphrase = "Electronic bills will soon be compulsory for every company [L0-1]."
+    wrong = "PyJWT tokens can be verified by a Node.js service [L0-1]."
+
+    def as_model(hook=None):  # the offline answers, billed as a model's
+        def wrapped(req, resp, n):
+            resp = hook(req, resp, n) if hook else resp
+            return resp.model_copy(update={"usage": resp.usage.model_copy(
+                update={"provider": "anthropic"})})
+        return wrapped
+
+    def full_text(req, resp, n):
+        return resp.model_copy(update={"text": resp.text.rstrip()
+                                       + f"\n\n## Added\n\n{paraphrase} {wrong}\n"})
+
+    def judge(req, resp, n):
+        claims = req.variables["claims"].split("\n")
+        verdicts = [{"claim": int(line.split(".")[0]), "supported": "compulsory" in line,
+                     "reason": "checked"} for line in claims if line[:1].isdigit()]
+        return with_data(resp, {"verdicts": verdicts})
+
+    phases = ["analysis_clarify", "analysis_proposal", "analysis_analyst",
+              "analysis_integrate", "analysis_outline", "analysis_citations"]
+    llm.hooks = {**{p: as_model() for p in phases}, "analysis_parse": as_model(STRATEGY),
+                 "analysis_full_text": as_model(full_text),
+                 "analysis_citation_judge": as_model(judge)}
+    result, handle = await run_analysis()
+    assert isinstance(result, AnalysisResult), result
+    judged = llm.phase_calls("analysis_citation_judge")
+    assert len(judged) == 2  # the "Added" section, in the draft and in the redo
+    assert "compulsory" in judged[0].variables["claims"]
+    assert "German business must be able to receive structured" in judged[0].variables[
+        "claims"]  # the best passage of the cited source is shown to the judge
+    meta, body = split_frontmatter(Path(result.report.path).read_text())
+    assert paraphrase in body  # judged supported: the citation stays
+    assert "Node.js service. (unsupported citation: L0-1)" in body
+    ledger = await handle.query("llm_ledger", result_type=LlmLedger)
+    assert {p.phase: p.calls for p in ledger.by_phase}["analysis_citation_judge"] == 2
+    assert any(e.kind == "citations_judged" for e in await audit(handle))
+
+
+async def test_with_a_model_the_first_analyst_warms_the_prompt_cache(run_analysis, llm):
+    """A run with a model starts one analyst, and the others only once it is done
+    (they then read the shared source block from the cache); offline they all start
+    at once."""
+    def as_model(hook=None):
+        def wrapped(req, resp, n):
+            resp = hook(req, resp, n) if hook else resp
+            return resp.model_copy(update={"usage": resp.usage.model_copy(
+                update={"provider": "anthropic"})})
+        return wrapped
+
+    def analyst_order(events) -> tuple[list[int], list[int]]:
+        scheduled, completed = {}, []
+        for e in events:
+            if e.HasField("activity_task_scheduled_event_attributes"):
+                a = e.activity_task_scheduled_event_attributes
+                if a.activity_type.name == "llm_complete" and json.loads(
+                        a.input.payloads[0].data)["phase"] == "analysis_analyst":
+                    scheduled[e.event_id] = e.event_id
+            elif e.HasField("activity_task_completed_event_attributes"):
+                if e.activity_task_completed_event_attributes.scheduled_event_id in scheduled:
+                    completed.append(e.event_id)
+        return sorted(scheduled), completed
+
+    llm.hooks = {"analysis_parse": as_model(STRATEGY)}
+    result, handle = await run_analysis()
+    assert isinstance(result, AnalysisResult), result
+    starts, done = analyst_order((await handle.fetch_history()).events)
+    assert len(starts) == 5 and starts[1] > done[0]  # the others after the first
+    assert any(e.kind == "cache_warmup" for e in await audit(handle))
+
+    llm.hooks = {"analysis_parse": STRATEGY}
+    llm.calls.clear()
+    result, handle = await run_analysis()
+    starts, done = analyst_order((await handle.fetch_history()).events)
+    assert len(starts) == 5 and starts[-1] < done[0]  # offline: all at once

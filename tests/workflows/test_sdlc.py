@@ -18,19 +18,17 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models.common import ArtifactRef, AuditEntry, GateDecision, GateInfo, Verdict
+from models.git import BranchRef, PrepareBranchInput, WorktreeInput
 from models.sdlc import (
     GATE_1,
     AgentTask,
-    BranchRef,
     FeatureRequest,
     IssueRef,
     OpenIssueInput,
     PhaseLabelInput,
-    PrepareBranchInput,
     SdlcPhase,
     SdlcResult,
     SdlcState,
-    WorktreeInput,
 )
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE
 from workflows.sdlc import SdlcWorkflow
@@ -149,8 +147,10 @@ async def test_reject_then_revise_then_approve_passes_feedback(ts_env, task_queu
     await decide(handle, Verdict.APPROVE)
     result = SdlcResult.model_validate(await handle.result())
     assert result.phase == SdlcPhase.DONE and result.rounds == 3
-    assert [t.feedback for t in fakes.tasks] == [
-        [], ["cover empty input"], ["cover empty input", "name the limits"]]
+    # each round carries only the new feedback and the previous round's commit
+    assert [(t.new_feedback, t.feedback_from, t.feedback) for t in fakes.tasks] == [
+        ("", "", []), ("cover empty input", f"{1:040d}", []),
+        ("name the limits", f"{2:040d}", [])]
     assert [t.round for t in fakes.tasks] == [1, 2, 3]
     sources = [e.detail for e in result.audit if e.kind == "decision"]
     assert "via signal" in sources[1] and "via update" in sources[0]
@@ -216,8 +216,10 @@ async def test_update_validator_refuses_bad_decisions(ts_env, task_queue, fakes,
 async def test_malformed_update_payload_is_refused(ts_env, task_queue, fakes, worker):
     handle = await start(ts_env, task_queue, request())
     await gate_open(handle)
-    with pytest.raises(WorkflowUpdateFailedError):
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(GATE_UPDATE, {"gate": GATE_1, "verdict": "maybe"})
+    assert ("verdict: Input should be 'approve', 'reject' or 'revise'; actor: Field required"
+            in str(refused.value.cause))
     await decide(handle, Verdict.APPROVE)
     assert SdlcResult.model_validate(await handle.result()).phase == SdlcPhase.DONE
 

@@ -69,7 +69,11 @@ class Run:
 
     def __init__(self, env: WorkflowEnvironment, tmp: Path, task_queue: str) -> None:
         self.env = env
-        self.settings = Settings(orchestrator_home=tmp / "home", temporal_task_queue=task_queue)
+        # these tests bring their own tools: the worker trusts the spec's router config
+        self.settings = Settings(
+            orchestrator_home=tmp / "home", temporal_task_queue=task_queue,
+            workstream_trust_spec_tools=True,
+            workstream_python_modules=["tests.workflows.workstream_callables"])
         self.worker = make_worker(env.client, self.settings)
 
     async def __aenter__(self) -> Run:
@@ -267,19 +271,28 @@ async def test_quarantine_then_resume(ts_env: WorkflowEnvironment, tmp_path: Pat
 async def test_gate_review_revise_then_approve(ts_env: WorkflowEnvironment, tmp_path: Path,
                                                task_queue: str):
     inp = make_input(tmp_path, [
-        shell("draft", 'echo "${WORKSTREAM_FEEDBACK:-first}" > draft.txt', gate=True),
+        # the feedback comes as a file (never a variable), holding every round so far
+        shell("draft", 'test -z "${WORKSTREAM_FEEDBACK:-}"; '
+              'if [ -n "$WORKSTREAM_FEEDBACK_FILE" ]; then cp "$WORKSTREAM_FEEDBACK_FILE" '
+              'draft.txt; else echo first > draft.txt; fi', gate=True),
         shell("publish", "cat draft.txt", depends_on=["draft"]),
     ])
     async with Run(ts_env, tmp_path, task_queue) as run:
         handle = await run.start(inp)
-        for verdict, comment in ((Verdict.REVISE, "say hello"), (Verdict.APPROVE, "")):
+        for verdict, comment in ((Verdict.REVISE, "say hello"), (Verdict.REVISE, "louder"),
+                                 (Verdict.APPROVE, "")):
             await wait_for(handle, lambda p: p.review == ["draft"], "the review gate")
             assert (await handle.query("progress", result_type=Progress)).pending == ["publish"]
             await handle.execute_update(GATE_UPDATE, GateDecision(
                 gate="review-draft", verdict=verdict, actor="rita", comment=comment))
         await handle.result()
         att = await attempts(handle)
-    assert Path(att["publish"].outputs[0].path).read_text() == "say hello\n"
+    published = Path(att["publish"].outputs[0].path).read_text()
+    assert "## Round 1\n\nsay hello\n" in published and "## Round 2\n\nlouder\n" in published
+    history = await handle.fetch_history()
+    inputs = [e.activity_task_scheduled_event_attributes.input for e in history.events
+              if e.activity_task_scheduled_event_attributes.activity_type.name == "ws_run_shell"]
+    assert sum(b"say hello" in p.data for i in inputs for p in i.payloads) == 1  # sent once
 
 
 async def test_cancel_kills_the_running_process_group(ts_env: WorkflowEnvironment,
@@ -421,6 +434,35 @@ async def test_agent_adapter_runs_the_sdlc_agent_runner(ts_env: WorkflowEnvironm
     spec = att["spec"].outputs[0]
     assert spec.path.endswith("spec.md") and spec.commit
     assert result["steps"] == {"spec": "succeeded", "check": "succeeded"}
+
+
+async def test_agent_step_revised_twice_reads_every_round_from_its_feedback_file(
+        ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str, git_repo: Path):
+    inp = make_input(tmp_path, [
+        {"id": "spec", "kind": "agent", "gate": True,
+         "inputs": {"title": "Add CSV export", "description": "Export results as CSV."}},
+    ], tools={"offline-agent": {"adapter": "agent", "runner": "offline", "breaker": None}},
+        routes={"agent": {"tools": ["offline-agent"]}}, repo=git_repo)
+    async with Run(ts_env, tmp_path, task_queue) as run:
+        handle = await run.start(inp)
+        for verdict, comment in ((Verdict.REVISE, "name the columns"),
+                                 (Verdict.REVISE, "quote the commas"), (Verdict.APPROVE, "")):
+            await wait_for(handle, lambda p: p.review == ["spec"], "the review gate")
+            await handle.execute_update(GATE_UPDATE, GateDecision(
+                gate="review-spec", verdict=verdict, actor="rita", comment=comment))
+        await handle.result()
+        att = await attempts(handle)
+        history = await handle.fetch_history()
+    spec = att["spec"].outputs[0]
+    text = Path(spec.path).read_text()
+    assert "name the columns" in text and "quote the commas" in text  # both rounds
+    feedback = git(Path(spec.path).parent, "show", f"{spec.commit}:./feedback-spec.md")
+    assert "## Round 1\n\nname the columns" in feedback
+    assert "## Round 2\n\nquote the commas" in feedback
+    inputs = [p.data for e in history.events
+              if e.activity_task_scheduled_event_attributes.activity_type.name == "run_agent"
+              for p in e.activity_task_scheduled_event_attributes.input.payloads]
+    assert sum(b"name the columns" in data for data in inputs) == 1  # sent once
 
 
 async def test_breaker_workflow_continues_as_new_with_its_board(
