@@ -216,8 +216,8 @@ class WorkstreamWorkflow(GatedWorkflow):
                     summary="the worker checks the run's tools")
             except ActivityError as err:
                 cause = err.cause
-                return self._fail(cause.message if isinstance(cause, ApplicationError)
-                                  else str(err))
+                await self._fail(cause.message if isinstance(cause, ApplicationError)
+                                 else str(err))
         try:
             self._workspace = await self._prepare_workspace()
             self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "

@@ -19,8 +19,8 @@ from temporalio.worker import Worker
 from activities.breaker import BreakerActivities
 from activities.git import GitActivities
 from activities.llm import LlmActivities, OfflineProvider
+from models.git import BranchRef, PrepareBranchInput
 from models.llm import LlmRequest
-from models.sdlc import BranchRef, PrepareBranchInput
 from models.workstream import (
     BreakerBoard,
     BreakerPolicy,
