@@ -84,7 +84,10 @@ class GatedWorkflow:
     def decision_problem(self, decision: GateDecision) -> str | None:
         """Why a decision cannot be accepted now, or None when it can.
 
-        Subclasses may extend this with gate-specific checks (call super first).
+        Checks, in order: the comment and content fit ``MAX_GATE_TEXT_BYTES`` (the
+        reason gives the size), the gate is open and not already decided, the actor
+        may decide it, and a reject or revise has a comment. Subclasses may extend
+        this with gate-specific checks (call super first).
         """
         too_large = gate_text_problem(decision)
         if too_large:
