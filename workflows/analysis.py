@@ -59,6 +59,9 @@ NONE = "(none)"
 CITATION_SUPPORT_PATCH = "citation-support"
 """Patch id: citations are checked for support (redo once, then marked) and the
 report's frontmatter lists uncited sources and frameworks."""
+NO_EVIDENCE_PATCH = "report-without-evidence"
+"""Patch id: when no source supports any point (an empty citation map), the report
+is accepted without inline citations instead of failing."""
 CACHE_WARMUP_PATCH = "analyst-cache-warmup"
 """Patch id: with a model, the first analyst runs alone so that it writes the shared
 source block to the prompt cache, then the others run in parallel and read it
@@ -712,6 +715,10 @@ class AnalysisWorkflow(LlmWorkflow):
             for p in self._outline.points)
         cited = list(dict.fromkeys(s for ids in cmap.citations.values() for s in ids))
         st = self._state
+        evidence = bool(cited) or not workflow.patched(NO_EVIDENCE_PATCH)
+        if not evidence:
+            self.record("no_evidence", "no source supports any point of the outline; the "
+                        "report is written without citations")
         previous_error = NONE
         for attempt in range(2):
             resp = await self.call_llm(LlmRequest(
@@ -726,7 +733,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 summary="write the full text")
             text = checks.remove_source_markers(resp.text)
             meta, body, problems = checks.validate_report(
-                text, self._req.catalogue.report_frontmatter, self._loaded())
+                text, self._req.catalogue.report_frontmatter, self._loaded(), evidence)
             supported = not problems and workflow.patched(CITATION_SUPPORT_PATCH)
             if supported:
                 found = []
