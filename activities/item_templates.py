@@ -24,6 +24,7 @@ from fractions import Fraction
 from typing import Any
 
 from activities.learning_scoring import parse_number
+from activities.llm import template_lines
 from models.learning import AnswerType, GeneratedItem, ItemTemplate
 
 MAX_DRAWS = 200
@@ -191,8 +192,6 @@ SHINGLE = 4  # words: an item sharing a run this long with a prompt template car
 @functools.cache
 def _template_shingles() -> frozenset[tuple[str, ...]]:
     """The SHINGLE-word runs of the prompt templates' fixed wording (lower case)."""
-    from activities.llm import template_lines
-
     runs = set()
     for lines in template_lines(min_words=SHINGLE).values():
         for line in lines:

@@ -10,12 +10,18 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.service import RPCError
 
 from activities.workstream import verify_chain
 from cli import gates
-from cli.common import CliError, Context, default_actor, json_flag
+from cli.common import CliError, Context, default_actor, failure_message, json_flag
 from models.common import Verdict
 from models.workstream import (
     DEFAULT_ROUTER_CONFIG,
@@ -136,10 +142,46 @@ async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False)
         await asyncio.sleep(gates.POLL_INTERVAL)
 
 
+ADMISSION_WAIT = 15.0  # seconds `start` waits for the worker to admit or refuse the run
+
+
+async def await_admission(handle: WorkflowHandle[Any, Any], wait: float = ADMISSION_WAIT
+                          ) -> None:
+    """Wait until the worker has checked the run's tools (the run left ``pending``),
+    the run ended, or ``wait`` seconds passed (no worker answering: the check
+    happens when one does).
+
+    Raises:
+        CliError: the worker refused the run (or it failed before it began); the
+            message is the run's error, e.g. "refused by the worker's tool
+            configuration: tool 'x' is not defined ...".
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while loop.time() < deadline:
+        desc = await handle.describe()
+        if desc.status == WorkflowExecutionStatus.FAILED:
+            try:
+                await handle.result()
+            except WorkflowFailureError as err:
+                raise CliError(failure_message(err)) from None
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return
+        try:
+            state = await gates.query(handle, "state")
+        except RPCError:
+            return  # no worker answers yet
+        if state.get("state") != RunState.PENDING.value:
+            return
+        await asyncio.sleep(gates.POLL_INTERVAL)
+
+
 async def cmd_start(ctx: Context) -> int:
-    """``workstream start SPEC``."""
+    """``workstream start SPEC``: start the run and wait until the worker admits it
+    (a run the worker refuses is one error line and exit 1)."""
     inp = load_input(Path(ctx.args.spec), ctx.settings)
     handle = await start_workstream(await ctx.client(), ctx.settings, inp)
+    await await_admission(handle)
     ctx.emit({"workflow_id": handle.id, "run_id": handle.result_run_id,
               "ui": ctx.ui_link(handle.id)},
              f"started {handle.id} ({len(inp.spec.steps)} steps)\n  web UI: "

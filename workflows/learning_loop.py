@@ -34,6 +34,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies
+from workflows.gates import claimed, parse_payload
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -451,8 +452,16 @@ class LearningLoopWorkflow(LlmWorkflow):
                          missing=missing, closed=closed)
 
     @workflow.signal(name=SUBMIT_ANSWERS)
-    def submit_answers_signal(self, sub: SubmitAnswers) -> None:
-        """Signal form: a submission that cannot be taken is audited as refused."""
+    def submit_answers_signal(self, *payload: object) -> None:
+        """Signal form: a submission that cannot be taken is audited as refused,
+        and so is a payload that is not a SubmitAnswers (validated here, from the
+        raw input, with the validation error as the reason)."""
+        sub, error = parse_payload(SubmitAnswers, payload)
+        if sub is None:
+            first = payload[0] if len(payload) == 1 else None
+            self.record("refused", f"{SUBMIT_ANSWERS} signal refused: {error}",
+                        actor=claimed(first, "student"))
+            return
         problem = self.answers_problem(sub)
         if problem:
             self.record("refused", f"answers refused: {problem}", actor=sub.student)

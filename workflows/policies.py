@@ -164,7 +164,10 @@ async def execute_step(activity: Any, arg: Any, *, start_to_close_timeout: timed
 # -- learning loop -----------------------------------------------------------
 # Learning database calls (SQLite file or PostgreSQL): short transactions; a
 # failure is a lock timeout or a dropped connection, worth a few quick retries.
-DB_TIMEOUT = timedelta(seconds=30)
+# They do not heartbeat, so a call lost with its worker is retried only after
+# this timeout: 10 s (was 30) keeps a killed worker's round waiting seconds,
+# while a transaction still has far more time than it takes (milliseconds).
+DB_TIMEOUT = timedelta(seconds=10)
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,

@@ -89,7 +89,7 @@ BREAKER_TIMEOUT = timedelta(seconds=30)
 BREAKER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                             maximum_interval=timedelta(seconds=10), maximum_attempts=10)
 STEP_TIMEOUT_MARGIN = timedelta(seconds=30)  # past the step's own timeout, for clean-up
-SHELL_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+SHELL_HEARTBEAT_TIMEOUT = timedelta(seconds=5)  # as policies.AGENT_HEARTBEAT_TIMEOUT
 MIN_BREAKER_WAIT = timedelta(seconds=1)
 # workflow.patched ID: lost attempts are retried by the platform, the step's own
 # failures by the workflow (runs recorded before this change used one Temporal
@@ -590,6 +590,7 @@ class WorkstreamWorkflow(GatedWorkflow):
                           description=str(step.inputs.get("description", "")),
                           new_feedback=feedback,
                           feedback_from=self._last_output_commit(step.id) if feedback else "",
+                          feedback_key=step.id,
                           timeout_seconds=step.timeout,
                           fence_key=f"step-{step.id}-{number}" if final else "",
                           own_failures_final=final),
