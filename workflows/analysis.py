@@ -59,6 +59,16 @@ NONE = "(none)"
 CITATION_SUPPORT_PATCH = "citation-support"
 """Patch id: citations are checked for support (redo once, then marked) and the
 report's frontmatter lists uncited sources and frameworks."""
+NO_EVIDENCE_PATCH = "report-without-evidence"
+"""Patch id: when no source supports any point (an empty citation map), the report
+is accepted without inline citations instead of failing."""
+CACHE_WARMUP_PATCH = "analyst-cache-warmup"
+"""Patch id: with a model, the first analyst runs alone so that it writes the shared
+source block to the prompt cache, then the others run in parallel and read it
+(simultaneous first calls would each pay for a cache write)."""
+CITATION_JUDGE_PATCH = "citation-judge"
+"""Patch id: with a model, citations the lexical check finds unsupported go to a
+judge call (one per citation map, one per report section) before they count."""
 
 
 def failure_text(err: ActivityError) -> str:
@@ -71,10 +81,15 @@ def failure_text(err: ActivityError) -> str:
 class AnalysisWorkflow(LlmWorkflow):
     """The analysis pipeline of seed 004 (see the module docstring)."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, req: AnalysisRequest) -> None:
         super().__init__()
         self._state = AnalysisState()
-        self._req: AnalysisRequest | None = None
+        self._req = req
+        self.budget_usd = req.budget_usd
+        self.budget_reminder_interval = req.reminder_interval
+        self.budget_gate_expiry = req.gate_expiry
+        self._state.web_search = req.web_search
         self._registry: list[SourceDoc] = []
         self._outputs: dict[str, AnalystOutput] = {}
         self._outline: Outline | None = None
@@ -136,11 +151,6 @@ class AnalysisWorkflow(LlmWorkflow):
     @workflow.run
     async def run(self, req: AnalysisRequest) -> AnalysisResult:
         """Run the pipeline to DONE; raise ApplicationError when it ends FAILED."""
-        self._req = req
-        self.budget_usd = req.budget_usd
-        self.budget_reminder_interval = req.reminder_interval
-        self.budget_gate_expiry = req.gate_expiry
-        self._state.web_search = req.web_search
         self._track_phase = search_attributes.started_with(search_attributes.ANALYSIS_PHASE)
         try:
             if req.sources:
@@ -165,6 +175,7 @@ class AnalysisWorkflow(LlmWorkflow):
             self.record("report_written", f"{refs.report.path} ({refs.report.bytes} bytes), "
                         f"citation map {refs.citation_map.path}")
             self._enter(AnalysisPhase.DONE)
+            await self.handlers_finished()
             return AnalysisResult(
                 phase=AnalysisPhase.DONE, report=refs.report, citation_map=refs.citation_map,
                 synthesizer=self._state.synthesizer, template=self._state.template,
@@ -177,10 +188,12 @@ class AnalysisWorkflow(LlmWorkflow):
                 self._cancel_state()
                 raise
             self._fail_state(f"{err.activity_type} failed: {failure_text(err)}")
+            await self.handlers_finished()
             raise ApplicationError(f"analysis failed: {self._state.failure_reason}",
                                    type="AnalysisFailed", non_retryable=True) from None
         except ApplicationError as err:
             self._fail_state(err.message)
+            await self.handlers_finished()
             raise
         except asyncio.CancelledError:
             self._cancel_state()
@@ -460,7 +473,13 @@ class AnalysisWorkflow(LlmWorkflow):
             async with slots:
                 return await self._analyst(aid)
 
-        errors = await asyncio.gather(*(one(a) for a in analysts))
+        first: list[str | None] = []
+        if len(analysts) > 1 and any(u.provider != "offline" for u in self.ledger) and \
+                workflow.patched(CACHE_WARMUP_PATCH):
+            first = [await one(analysts[0])]  # writes the source block to the cache
+            self.record("cache_warmup", f"{analysts[0]} ran first; the other analysts "
+                        "read the shared source block from the prompt cache")
+        errors = first + list(await asyncio.gather(*(one(a) for a in analysts[len(first):])))
         failed = {a: e for a, e in zip(analysts, errors, strict=True) if e is not None}
         for aid in [a for a in analysts if a in failed]:
             for attempt in range(1, self._req.analyst_retries + 1):
@@ -627,6 +646,11 @@ class AnalysisWorkflow(LlmWorkflow):
             if not problems and workflow.patched(CITATION_SUPPORT_PATCH):
                 unsupported = checks.unsupported_map_citations(cmap, self._outline,
                                                                self._registry)
+                claims = {p.id: p.claim for p in self._outline.points}
+                kept = await self._judge([(claims[pid], ids) for pid, ids in
+                                          unsupported.items()], "the citation map")
+                unsupported = {pid: ids for pid, ids in unsupported.items()
+                               if (claims[pid], ids) in kept}
                 if unsupported and attempt == 0:
                     problems = [f"{pid} cites {', '.join(ids)}, whose text does not support "
                                 "its claim (frameworks (L1) cannot be the only support)"
@@ -641,6 +665,32 @@ class AnalysisWorkflow(LlmWorkflow):
             previous_error = "; ".join(problems)
             self.record("check_failed", f"citation map: {previous_error}")
         raise self._fail(f"the citation map failed validation twice: {previous_error}")
+
+    async def _judge(self, found: list[tuple[str, list[str]]], what: str
+                     ) -> list[tuple[str, list[str]]]:
+        """Of the citations the lexical check found unsupported (claim, ids), those a
+        model judge finds unsupported too. Only in runs that use a model (offline the
+        lexical check is final): one judge call per batch, priced in the ledger; a
+        failed call leaves the lexical verdict."""
+        if not found or all(u.provider == "offline" for u in self.ledger) or \
+                not workflow.patched(CITATION_JUDGE_PATCH):
+            return found
+        claims, claims_json = checks.judge_claims(found, self._registry)
+        try:
+            resp = await self.call_llm(LlmRequest(
+                phase="analysis_citation_judge", template="analysis_citation_judge.md",
+                output_schema=checks.JUDGE_SCHEMA,
+                variables={"claims": claims, "claims_json": claims_json}),
+                summary=f"judge {len(found)} citation(s) of {what}")
+        except ActivityError as err:
+            self.record("fallback", f"citation judge failed ({failure_text(err)}); the "
+                        "lexical check stands")
+            return found
+        assert resp.data is not None
+        kept = checks.judged(found, resp.data["verdicts"])
+        self.record("citations_judged", f"{what}: {len(found) - len(kept)} of {len(found)} "
+                    "flagged citation(s) judged supported")
+        return kept
 
     def _drop_unsupported(self, cmap: CitationMap, unsupported: dict[str, list[str]]) -> None:
         """Take citations that stayed unsupported after the redo out of ``cmap`` (kept
@@ -665,6 +715,10 @@ class AnalysisWorkflow(LlmWorkflow):
             for p in self._outline.points)
         cited = list(dict.fromkeys(s for ids in cmap.citations.values() for s in ids))
         st = self._state
+        evidence = bool(cited) or not workflow.patched(NO_EVIDENCE_PATCH)
+        if not evidence:
+            self.record("no_evidence", "no source supports any point of the outline; the "
+                        "report is written without citations")
         previous_error = NONE
         for attempt in range(2):
             resp = await self.call_llm(LlmRequest(
@@ -679,10 +733,14 @@ class AnalysisWorkflow(LlmWorkflow):
                 summary="write the full text")
             text = checks.remove_source_markers(resp.text)
             meta, body, problems = checks.validate_report(
-                text, self._req.catalogue.report_frontmatter, self._loaded())
+                text, self._req.catalogue.report_frontmatter, self._loaded(), evidence)
             supported = not problems and workflow.patched(CITATION_SUPPORT_PATCH)
             if supported:
-                found = checks.unsupported_report_citations(body, self._registry)
+                found = []
+                for section in checks.sections(body):
+                    flagged = checks.unsupported_report_citations(section, self._registry)
+                    found += await self._judge(flagged, f"section "
+                                               f"'{section.splitlines()[0][:60]}'")
                 if found and attempt == 0:
                     problems = checks.support_problems(found)
                 elif found:

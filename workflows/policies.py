@@ -71,6 +71,10 @@ STEP_INFRA_RETRY = RetryPolicy(
 # invalid structured output; rate limits and overload (429, 529) retry after the
 # server's retry-after (next_retry_delay), else with this backoff.
 LLM_TIMEOUT = timedelta(minutes=20)
+# The activity heartbeats every second while the call runs (activities/llm.py
+# HEARTBEAT_EVERY), so a worker that died mid-call is noticed after this, not
+# after LLM_TIMEOUT, and the call is retried on another worker.
+LLM_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
@@ -164,7 +168,10 @@ async def execute_step(activity: Any, arg: Any, *, start_to_close_timeout: timed
 # -- learning loop -----------------------------------------------------------
 # Learning database calls (SQLite file or PostgreSQL): short transactions; a
 # failure is a lock timeout or a dropped connection, worth a few quick retries.
-DB_TIMEOUT = timedelta(seconds=30)
+# They do not heartbeat, so a call lost with its worker is retried only after
+# this timeout: 10 s (was 30) keeps a killed worker's round waiting seconds,
+# while a transaction still has far more time than it takes (milliseconds).
+DB_TIMEOUT = timedelta(seconds=10)
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,
