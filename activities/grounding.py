@@ -116,7 +116,7 @@ def rank(query: str, candidates: list[Passage], limit: int | None = None
     scoring 0 (no query term); ties keep the candidates' order."""
     if not candidates:
         return []
-    from rank_bm25 import BM25Okapi
+    from rank_bm25 import BM25Okapi  # here, not at the top: keeps numpy out of workflow code
 
     query_terms = terms(query)
     corpus = [terms(p.text) or ["\x00"] for p in candidates]

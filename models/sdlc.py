@@ -142,6 +142,8 @@ class AgentTask(BaseModel):
         feedback_from: the commit of the previous round, whose ``feedback_relpath``
             holds the feedback of the rounds before it (the reference to earlier
             rounds); empty when there is none.
+        feedback_key: names the feedback file when several agents share a branch
+            (a workstream's agent steps: the step ID); empty for the SDLC's one.
         timeout_seconds: wall-clock limit of the agent process.
         fence_key: names the step or round whose earlier attempts' processes a new
             attempt kills first (``activities.processes.Fence``); empty =
@@ -161,6 +163,7 @@ class AgentTask(BaseModel):
     feedback: list[str] = Field(default_factory=list)
     new_feedback: str = ""
     feedback_from: str = ""
+    feedback_key: str = ""
     timeout_seconds: float = Field(default=1800, gt=0)
     fence_key: str = ""
     own_failures_final: bool = False
@@ -173,8 +176,10 @@ class AgentTask(BaseModel):
     @property
     def feedback_relpath(self) -> str:
         """Path, inside the worktree, of the reviewers' feedback file: every round's
-        feedback so far, committed beside the spec."""
-        return f"specs/{self.branch}/feedback.md"
+        feedback so far, committed beside the spec (``feedback.md``, or
+        ``feedback-<feedback_key>.md``)."""
+        name = f"feedback-{self.feedback_key}.md" if self.feedback_key else "feedback.md"
+        return f"specs/{self.branch}/{name}"
 
 
 class SdlcState(BaseModel):

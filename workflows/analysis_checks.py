@@ -334,12 +334,14 @@ def inline_citations(body: str) -> list[str]:
     return [sid for group in BRACKETED.findall(body) for sid in CITATION_ID.findall(group)]
 
 
-def validate_report(text: str, fields: dict[str, str], loaded: set[str]
-                    ) -> tuple[dict[str, Any], str, list[str]]:
+def validate_report(text: str, fields: dict[str, str], loaded: set[str],
+                    evidence: bool = True) -> tuple[dict[str, Any], str, list[str]]:
     """The frontmatter checkpoint of the full text: every field of ``fields`` present
     with its JSON-schema type, a non-empty body with at least one inline citation, and
-    every inline citation a loaded or fetched source. Returns (frontmatter, body,
-    problems)."""
+    every inline citation a loaded or fetched source. Without ``evidence`` (the
+    citation map cites nothing: no source supports any point) the report needs no
+    inline citation and its ``sources`` may be an empty list. Returns (frontmatter,
+    body, problems)."""
     try:
         meta, body = split_frontmatter(text)
     except ValueError as err:
@@ -347,7 +349,7 @@ def validate_report(text: str, fields: dict[str, str], loaded: set[str]
     problems = []
     for name, kind in fields.items():
         value = meta.get(name)
-        if value in (None, "", []):
+        if value in (None, "") or value == [] and (evidence or name != "sources"):
             problems.append(f"frontmatter field '{name}' is missing or empty")
         elif not isinstance(value, _JSON_TYPES.get(kind, object)) or isinstance(value, bool) \
                 and kind != "boolean":
@@ -355,7 +357,7 @@ def validate_report(text: str, fields: dict[str, str], loaded: set[str]
     if not body:
         problems.append("the report body is empty")
     cited = inline_citations(body)
-    if body and not cited:
+    if body and not cited and evidence:
         problems.append("the report has no inline citations like [L0-1]")
     unknown = sorted({c for c in cited if c not in loaded})
     if unknown:

@@ -466,3 +466,17 @@ async def test_with_a_model_the_first_analyst_warms_the_prompt_cache(run_analysi
     result, handle = await run_analysis()
     starts, done = analyst_order((await handle.fetch_history()).events)
     assert len(starts) == 5 and starts[-1] < done[0]  # offline: all at once
+
+
+async def test_offline_without_sources_the_report_says_it_has_no_evidence(run_analysis, llm):
+    """No documents: nothing to quote, so no point is presented as fact and the report
+    is written without citations instead of failing its citation check."""
+    llm.hooks = {"analysis_parse": STRATEGY}
+    result, handle = await run_analysis(sources=[])
+    assert isinstance(result, AnalysisResult), result
+    meta, body = split_frontmatter(Path(result.report.path).read_text())
+    assert meta["sources"] == [] and meta["uncited_sources"] == []
+    assert not checks.inline_citations(body)
+    assert "No passage of the loaded sources" not in body  # analysts' notes, not claims
+    assert "Should we enter the German market" in meta["title"]
+    assert any(e.kind == "no_evidence" for e in await audit(handle))

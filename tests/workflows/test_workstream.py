@@ -436,6 +436,35 @@ async def test_agent_adapter_runs_the_sdlc_agent_runner(ts_env: WorkflowEnvironm
     assert result["steps"] == {"spec": "succeeded", "check": "succeeded"}
 
 
+async def test_agent_step_revised_twice_reads_every_round_from_its_feedback_file(
+        ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str, git_repo: Path):
+    inp = make_input(tmp_path, [
+        {"id": "spec", "kind": "agent", "gate": True,
+         "inputs": {"title": "Add CSV export", "description": "Export results as CSV."}},
+    ], tools={"offline-agent": {"adapter": "agent", "runner": "offline", "breaker": None}},
+        routes={"agent": {"tools": ["offline-agent"]}}, repo=git_repo)
+    async with Run(ts_env, tmp_path, task_queue) as run:
+        handle = await run.start(inp)
+        for verdict, comment in ((Verdict.REVISE, "name the columns"),
+                                 (Verdict.REVISE, "quote the commas"), (Verdict.APPROVE, "")):
+            await wait_for(handle, lambda p: p.review == ["spec"], "the review gate")
+            await handle.execute_update(GATE_UPDATE, GateDecision(
+                gate="review-spec", verdict=verdict, actor="rita", comment=comment))
+        await handle.result()
+        att = await attempts(handle)
+        history = await handle.fetch_history()
+    spec = att["spec"].outputs[0]
+    text = Path(spec.path).read_text()
+    assert "name the columns" in text and "quote the commas" in text  # both rounds
+    feedback = git(Path(spec.path).parent, "show", f"{spec.commit}:./feedback-spec.md")
+    assert "## Round 1\n\nname the columns" in feedback
+    assert "## Round 2\n\nquote the commas" in feedback
+    inputs = [p.data for e in history.events
+              if e.activity_task_scheduled_event_attributes.activity_type.name == "run_agent"
+              for p in e.activity_task_scheduled_event_attributes.input.payloads]
+    assert sum(b"name the columns" in data for data in inputs) == 1  # sent once
+
+
 async def test_breaker_workflow_continues_as_new_with_its_board(
         ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str):
     policy = BreakerPolicy(failure_threshold=5, cool_down_seconds=60)
