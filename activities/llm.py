@@ -51,6 +51,7 @@ from activities.offline_answers import OFFLINE_ANSWERS
 from models.llm import LlmRequest, LlmResponse, LlmUsage, ModelPrice, model_price
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+HEARTBEAT_EVERY = 1.0  # seconds between heartbeats while an LLM call runs
 TOOL_NAME = "respond"
 NON_RETRYABLE_STATUS = {400, 401, 403, 404, 413, 422}
 _ACTIONS = {
@@ -382,7 +383,21 @@ class LlmActivities:
             ApplicationError: see :class:`AnthropicProvider` and :func:`render_template`.
         """
         prompt = render_template(request.template, request.variables, self.prompts)
-        return await self.provider.complete(request, prompt)
+        beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_EVERY))
+        try:
+            return await self.provider.complete(request, prompt)
+        finally:
+            beating.cancel()
+
+
+async def _heartbeat_every(seconds: float) -> None:
+    """Heartbeat every ``seconds`` until cancelled, so a worker that dies mid-call is
+    noticed after the call's heartbeat timeout (workflows/policies.py
+    LLM_HEARTBEAT_TIMEOUT) and the call is retried, not after LLM_TIMEOUT; a
+    cancellation requested by the workflow reaches the call at the next heartbeat."""
+    while True:
+        await asyncio.sleep(seconds)
+        activity.heartbeat()
 
 
 def build_llm_provider(settings: Any) -> LlmProvider:

@@ -81,10 +81,15 @@ def failure_text(err: ActivityError) -> str:
 class AnalysisWorkflow(LlmWorkflow):
     """The analysis pipeline of seed 004 (see the module docstring)."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, req: AnalysisRequest) -> None:
         super().__init__()
         self._state = AnalysisState()
-        self._req: AnalysisRequest | None = None
+        self._req = req
+        self.budget_usd = req.budget_usd
+        self.budget_reminder_interval = req.reminder_interval
+        self.budget_gate_expiry = req.gate_expiry
+        self._state.web_search = req.web_search
         self._registry: list[SourceDoc] = []
         self._outputs: dict[str, AnalystOutput] = {}
         self._outline: Outline | None = None
@@ -146,11 +151,6 @@ class AnalysisWorkflow(LlmWorkflow):
     @workflow.run
     async def run(self, req: AnalysisRequest) -> AnalysisResult:
         """Run the pipeline to DONE; raise ApplicationError when it ends FAILED."""
-        self._req = req
-        self.budget_usd = req.budget_usd
-        self.budget_reminder_interval = req.reminder_interval
-        self.budget_gate_expiry = req.gate_expiry
-        self._state.web_search = req.web_search
         self._track_phase = search_attributes.started_with(search_attributes.ANALYSIS_PHASE)
         try:
             if req.sources:
@@ -175,6 +175,7 @@ class AnalysisWorkflow(LlmWorkflow):
             self.record("report_written", f"{refs.report.path} ({refs.report.bytes} bytes), "
                         f"citation map {refs.citation_map.path}")
             self._enter(AnalysisPhase.DONE)
+            await self.handlers_finished()
             return AnalysisResult(
                 phase=AnalysisPhase.DONE, report=refs.report, citation_map=refs.citation_map,
                 synthesizer=self._state.synthesizer, template=self._state.template,
@@ -187,10 +188,12 @@ class AnalysisWorkflow(LlmWorkflow):
                 self._cancel_state()
                 raise
             self._fail_state(f"{err.activity_type} failed: {failure_text(err)}")
+            await self.handlers_finished()
             raise ApplicationError(f"analysis failed: {self._state.failure_reason}",
                                    type="AnalysisFailed", non_retryable=True) from None
         except ApplicationError as err:
             self._fail_state(err.message)
+            await self.handlers_finished()
             raise
         except asyncio.CancelledError:
             self._cancel_state()

@@ -72,6 +72,13 @@ class GatedWorkflow:
             AuditEntry(at=workflow.now(), kind=kind, actor=actor, detail=detail, comment=comment)
         )
 
+    async def handlers_finished(self) -> None:
+        """Wait until no signal or update handler is running (an async update, e.g. one
+        that runs an activity, finishes first). Every workflow awaits this before it
+        returns, fails or continues as new, so no accepted message is cut off. Adds no
+        command to the history when nothing is running."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
     @workflow.query(name="audit_log")
     def audit_log(self) -> list[AuditEntry]:
         """Every transition, decision, refusal, reminder and expiry, oldest first."""

@@ -71,6 +71,10 @@ STEP_INFRA_RETRY = RetryPolicy(
 # invalid structured output; rate limits and overload (429, 529) retry after the
 # server's retry-after (next_retry_delay), else with this backoff.
 LLM_TIMEOUT = timedelta(minutes=20)
+# The activity heartbeats every second while the call runs (activities/llm.py
+# HEARTBEAT_EVERY), so a worker that died mid-call is noticed after this, not
+# after LLM_TIMEOUT, and the call is retried on another worker.
+LLM_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -106,12 +107,13 @@ _DEAD = (StepState.FAILED, StepState.BLOCKED, StepState.CANCELED)
 class WorkstreamWorkflow(GatedWorkflow):
     """The workstream engine (see the module docstring)."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: WorkstreamInput) -> None:
         super().__init__()
-        self._inp: WorkstreamInput | None = None
+        self._inp = inp
         self._state = RunState.PENDING
         self._reason = ""
-        self._steps: dict[str, StepState] = {}
+        self._steps: dict[str, StepState] = {s.id: StepState.PENDING for s in inp.spec.steps}
         self._executions: dict[str, int] = {}
         self._feedback: dict[str, list[str]] = {}
         self._attempts: list[StepAttempt] = []
@@ -201,8 +203,6 @@ class WorkstreamWorkflow(GatedWorkflow):
     async def run(self, inp: WorkstreamInput) -> WorkstreamResult:
         """Run the DAG; return when every step succeeded, raise ApplicationError
         (type ``WorkstreamFailed``) when the run ends failed."""
-        self._inp = inp
-        self._steps = {s.id: StepState.PENDING for s in inp.spec.steps}
         self._track = search_attributes.started_with(search_attributes.WORKSTREAM_STATE)
         self._started_at = workflow.now()
         self._event("run_state", f"pending: {len(inp.spec.steps)} steps, "
@@ -216,8 +216,8 @@ class WorkstreamWorkflow(GatedWorkflow):
                     summary="the worker checks the run's tools")
             except ActivityError as err:
                 cause = err.cause
-                return self._fail(cause.message if isinstance(cause, ApplicationError)
-                                  else str(err))
+                await self._fail(cause.message if isinstance(cause, ApplicationError)
+                                 else str(err))
         try:
             self._workspace = await self._prepare_workspace()
             self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "
@@ -240,16 +240,17 @@ class WorkstreamWorkflow(GatedWorkflow):
                 raise
             await self._remove_worktree("failed")
             cause = err.cause
-            return self._fail(f"{err.activity_type} failed: "
-                              f"{cause.message if cause else err.message}")
+            await self._fail(f"{err.activity_type} failed: "
+                             f"{cause.message if cause else err.message}")
         if all(st == StepState.SUCCEEDED for st in self._steps.values()):
             self._set_state(RunState.SUCCEEDED, "every step succeeded")
+            await self.handlers_finished()
             return WorkstreamResult(state=self._state, steps=dict(self._steps),
                                     branch=self._workspace.branch, merge_commit=merge_commit,
                                     handoffs=list(self._handoffs), audit=self.audit_log())
         await self._remove_worktree("failed")
-        return self._fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
-                                    if st != StepState.SUCCEEDED))
+        await self._fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
+                                   if st != StepState.SUCCEEDED))
 
     async def _remove_worktree(self, why: str) -> None:
         """A run on a worktree of the spec's repository that ends failed or canceled
@@ -273,10 +274,11 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._event("workspace", f"worktree {ws.path} removed ({why}); branch "
                     f"{ws.branch} stays")
 
-    def _fail(self, reason: str) -> WorkstreamResult:
+    async def _fail(self, reason: str) -> NoReturn:
         """End the run failed: raise ApplicationError (type ``WorkstreamFailed``)."""
         assert self._inp
         self._set_state(RunState.FAILED, reason)
+        await self.handlers_finished()
         raise ApplicationError(f"workstream {self._inp.spec.work_item} failed: {reason}",
                                type="WorkstreamFailed", non_retryable=True)
 
