@@ -31,6 +31,7 @@ from settings import (
     load_settings,
 )
 from temporal_plumbing.client import connect_client, temporal_connect_config
+from temporal_plumbing.codec import PayloadDecryptionError
 from temporal_plumbing.environments import TemporalSetupError
 
 M = TypeVar("M", bound=BaseModel)
@@ -183,6 +184,9 @@ def run(command: Command, args: argparse.Namespace) -> int:
         return err.code
     except TemporalSetupError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except PayloadDecryptionError as err:
+        print(f"error: cannot decode the workflow's data: {err}", file=sys.stderr)
         return 1
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
