@@ -130,7 +130,8 @@ def build_activities(settings: Settings, scrubber: Scrubber | None = None) -> li
     ws = WorkstreamActivities(settings.workspace_root, store, build_tool_authority(settings))
     breakers = BreakerActivities()
     activities += [ws.check_run, ws.init_workspace, ws.run_shell, ws.run_python, ws.run_noop,
-                   ws.commit_handoff, ws.merge, breakers.pick, breakers.report]
+                   ws.commit_handoff, ws.merge, ws.kill_processes, breakers.pick,
+                   breakers.report]
     return activities
 
 

@@ -43,7 +43,13 @@ from activities.git import (
     merge_branch,
     trailer_log,
 )
-from activities.processes import HEARTBEAT_EVERY, Fence, attempt_owner, run_process_split
+from activities.processes import (
+    HEARTBEAT_EVERY,
+    Fence,
+    attempt_owner,
+    kill_fenced,
+    run_process_split,
+)
 from activities.secrets import subprocess_env
 from models.common import ArtifactRef
 from models.workstream import (
@@ -181,6 +187,13 @@ class WorkstreamActivities:
             git(path, "checkout", "-q", *([] if exists else ["-b"]), branch)
         return Workspace(path=str(path), branch=branch, repo_path=str(path),
                          base_branch=inp.base_branch)
+
+    @activity.defn(name="ws_kill_processes")
+    def kill_processes(self, ws: Workspace) -> list[int]:
+        """Kill the process groups still recorded by the fences of the workspace
+        (:func:`activities.processes.kill_fenced`), e.g. left by an attempt whose
+        worker died before the run was cancelled. Returns the pgids killed."""
+        return kill_fenced(self._git_dir(Path(ws.path)) / FENCE_DIR)
 
     @activity.defn(name="ws_run_shell")
     async def run_shell(self, task: StepTask) -> StepOutput:
