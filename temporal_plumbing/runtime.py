@@ -23,7 +23,7 @@ def build_runtime(metrics_bind: str | None = None) -> Runtime:
     ``_total``, and our histograms with buckets that fit them.
 
     Raises:
-        RuntimeError: the address cannot be bound (e.g. the port is taken).
+        ValueError: the address cannot be bound (e.g. the port is taken).
     """
     if metrics_bind is None:
         return Runtime(telemetry=TelemetryConfig())
@@ -49,7 +49,7 @@ def process_runtime(metrics_bind: str | None = None) -> Runtime:
     leave without interpreter finalization.
 
     Raises:
-        RuntimeError: ``metrics_bind`` cannot be bound.
+        ValueError: ``metrics_bind`` cannot be bound.
     """
     global _RUNTIME, _METRICS_BIND
     if _RUNTIME is None:
