@@ -21,14 +21,13 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models.common import GateDecision, Verdict
 from models.sdlc import GATE_1, SdlcResult
 from temporal_plumbing import metrics
-from temporal_plumbing.client import data_converter
+from temporal_plumbing.client import connect_client
 from temporal_plumbing.environments import free_port
 from temporal_plumbing.runtime import build_runtime
 from tests.workflows.test_sdlc import FakeActivities, gate_open, request
@@ -77,9 +76,9 @@ async def metrics_run(dev_env: WorkflowEnvironment) -> AsyncIterator[MetricsRun]
     counts twice there, never on a real server)."""
     address = f"127.0.0.1:{free_port()}"
     runtime = build_runtime(address)
-    client = await Client.connect(dev_env.client.service_client.config.target_host,
-                                  namespace=dev_env.client.namespace, runtime=runtime,
-                                  data_converter=data_converter())
+    client = await connect_client(
+        runtime, target_host=dev_env.client.service_client.config.target_host,
+        namespace=dev_env.client.namespace)
     task_queue = f"metrics-{uuid.uuid4()}"
     async with Worker(client, task_queue=task_queue, workflows=[SdlcWorkflow],
                       activities=FakeActivities().all(), max_cached_workflows=0):
