@@ -143,7 +143,7 @@ def read_text_file(path: str | Path, what: str) -> str:
     try:
         raw = Path(path).expanduser().read_bytes()
     except OSError as err:
-        raise CliError(f"cannot read {what} {path}: {err.strerror or err}", code=2) from None
+        raise CliError(f"cannot read {what}: {err.strerror or err}: {path}", code=2) from None
     try:
         return decode_utf8(raw, f"{what} {path}")
     except NotUtf8Error as err:
