@@ -23,6 +23,7 @@ from activities.workstream import verify_chain
 from cli import gates
 from cli.common import CliError, Context, default_actor, failure_message, json_flag
 from models.common import Verdict
+from models.text import NotUtf8Error, decode_utf8
 from models.workstream import (
     DEFAULT_ROUTER_CONFIG,
     Progress,
@@ -48,7 +49,9 @@ def workstream_id(work_item_or_id: str) -> str:
 
 def _read_yaml(path: Path, what: str) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(decode_utf8(path.read_bytes(), f"the {what} {path}"))
+    except NotUtf8Error as err:
+        raise CliError(str(err), code=2) from None
     except OSError as err:
         raise CliError(f"cannot read the {what} {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
