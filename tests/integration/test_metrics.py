@@ -96,9 +96,10 @@ async def metrics_run(dev_env: WorkflowEnvironment) -> AsyncIterator[MetricsRun]
         result = SdlcResult.model_validate(await handle.result())
         assert result.phase.value == "DONE"
         text = ""
-        for _ in range(100):  # the exporter publishes what was recorded within moments
+        for _ in range(300):  # the exporter publishes what was recorded within moments
             text = scrape(address)
-            if value(text, "orchestrator_gates_closed_total", outcome="decided"):
+            if (value(text, "orchestrator_gates_closed_total", outcome="decided")
+                    and value(text, "temporal_workflow_completed_total")):
                 break
             await asyncio.sleep(0.1)
     yield MetricsRun(address, text)
