@@ -187,10 +187,12 @@ class ToolAuthority(BaseModel):
 
 # -- the workstream spec -------------------------------------------------------
 class StepRetry(BaseModel):
-    """The Temporal retry policy of one step.
+    """The retry policy of one step's own failures (non-zero exit, exception,
+    timeout). Attempts lost with their worker or to a server restart are retried
+    by the platform and never counted here.
 
     Attributes:
-        max_attempts: attempts in all (1 = no retry).
+        max_attempts: attempts that may fail in all (1 = no retry).
         initial_interval: seconds before the first retry.
         backoff: multiplier of the interval after each retry.
         maximum_interval: cap of the interval, seconds.
