@@ -382,6 +382,9 @@ class StepAttempt(BaseModel):
         error: why it failed.
         outputs: references to its outputs (stdout, stderr, results).
         handoff: the committed handoff artifact.
+        summary: of a failed attempt: the test runner's summary line of its output
+            (e.g. pytest's ``2 failed, 5 passed in 0.31s``), "" when none.
+        tail: of a failed attempt: the last lines of its stdout, then stderr.
     """
 
     step: str
@@ -397,6 +400,8 @@ class StepAttempt(BaseModel):
     error: str = ""
     outputs: list[ArtifactRef] = Field(default_factory=list)
     handoff: ArtifactRef | None = None
+    summary: str = ""
+    tail: str = ""
 
     @property
     def seconds(self) -> float:
