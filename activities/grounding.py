@@ -43,8 +43,10 @@ il lo la i gli le di da del della dei delle che e per con una uno non sono nel n
 """.split())
 
 _WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*%?|[^\W\d_]+(?:['’-][^\W\d_]+)*")
-# where one sentence ends and the next begins (a citation after the full stop stays)
-SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[\"'“‘(]?[A-Z0-9À-Ý])")
+# where one sentence ends and the next begins: after . ! ? and before a capital, a
+# digit or a dotted name such as ``jwt.decode`` (a citation after the full stop stays)
+SENTENCE_END = re.compile(
+    r"(?<=[.!?])[\"'”’)]*\s+(?=[\"'“‘(]?(?:[A-Z0-9À-Ý]|[a-z_]\w*\.[a-z_]))")
 _MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*)")
 
 

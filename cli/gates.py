@@ -17,6 +17,8 @@ from cli.common import (
     Context,
     default_actor,
     json_flag,
+    positive_int,
+    read_text_file,
     visibility_literal,
 )
 from models.common import AuditEntry, GateAck, GateDecision, GateInfo, Verdict
@@ -137,10 +139,10 @@ async def open_gate(ctx: Context, handle: WorkflowHandle[Any, Any], gate: str | 
 async def decide(ctx: Context, verdict: Verdict) -> int:
     """Send one GateDecision through the validated update."""
     args = ctx.args
-    handle = await ctx.handle(args.workflow_id)
     content = None
     if getattr(args, "content_file", None):
-        content = open(args.content_file, encoding="utf-8").read()
+        content = read_text_file(args.content_file, "--content-file")
+    handle = await ctx.handle(args.workflow_id)
     decision = GateDecision(
         gate=await open_gate(ctx, handle, args.gate), verdict=verdict,
         actor=args.actor or default_actor(), comment=args.comment or "", content=content,
@@ -244,7 +246,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(command=fn)
     p = sub.add_parser("list", help="recent workflows", parents=[js])
     p.add_argument("--type", help="only this workflow type, e.g. SdlcWorkflow")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=positive_int, default=20,
+                   help="at most this many workflows, newest first (default 20)")
     p.set_defaults(command=cmd_list)
     p = sub.add_parser("result", help="the result of a finished workflow", parents=[js])
     p.add_argument("workflow_id")

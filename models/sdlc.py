@@ -11,23 +11,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from models.common import ArtifactRef, AuditEntry, GateInfo
 from models.git import BranchRef
+from models.text import slugify as slugify  # re-exported for the CLI
 
 GATE_1 = "GATE_1"
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-
-
-def slugify(text: str, max_words: int = 6) -> str:
-    """Turn a title into a branch-safe slug: lowercase ASCII words joined by ``-``.
-
-    ``"Add CSV export!"`` -> ``"add-csv-export"``. At most ``max_words`` words.
-
-    Raises:
-        ValueError: the text has no letters or digits to build a slug from.
-    """
-    words = re.findall(r"[a-z0-9]+", text.lower())[:max_words]
-    if not words:
-        raise ValueError(f"cannot build a slug from {text!r}: it has no letters or digits")
-    return "-".join(words)
 
 
 class SdlcPhase(StrEnum):

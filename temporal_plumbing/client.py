@@ -14,6 +14,7 @@ from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 
 from settings.codec import CodecSettings, load_codec_settings
 from temporal_plumbing.codec import AesGcmCodec
@@ -33,8 +34,8 @@ def temporal_connect_config() -> dict[str, Any]:
 
 def data_converter(codec: CodecSettings | None = None) -> DataConverter:
     """The data converter of every client, test environment and replayer: the
-    pydantic data converter; with PAYLOAD_KEYS set (``codec``, default: the
-    environment), also the AES-256-GCM payload codec, and failure messages and
+    pydantic data converter with :class:`AesGcmCodec`; with PAYLOAD_KEYS set
+    (``codec``, default: the environment) the codec encrypts, and failure messages and
     stack traces moved into the failure's encoded attributes so they are
     encrypted too.
 
@@ -43,7 +44,9 @@ def data_converter(codec: CodecSettings | None = None) -> DataConverter:
     """
     keys = (codec or load_codec_settings()).keys
     if not keys:
-        return pydantic_data_converter
+        # Nothing is encrypted; the codec only turns an encrypted payload (a history
+        # written with PAYLOAD_KEYS) into an error that says to set the keys.
+        return dataclasses.replace(pydantic_data_converter, payload_codec=AesGcmCodec([]))
     return dataclasses.replace(
         pydantic_data_converter, payload_codec=AesGcmCodec(keys),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
@@ -55,12 +58,14 @@ def client_interceptors() -> list[Interceptor]:
     return []
 
 
-async def connect_client(**overrides: Any) -> Client:
+async def connect_client(runtime: Runtime | None = None, **overrides: Any) -> Client:
     """A client for the configured server (the one connection path of the worker,
     the CLI and the benchmarks' worker processes), with :func:`data_converter`,
     :func:`client_interceptors` and the process runtime.
 
     Args:
+        runtime: the runtime (default: :func:`process_runtime`), e.g. a test's own
+            that serves metrics (``temporal_plumbing.runtime.build_runtime``).
         overrides: ``Client.connect`` arguments that win over the envconfig profile
             (e.g. ``target_host`` of a benchmark's own server).
 
@@ -72,7 +77,7 @@ async def connect_client(**overrides: Any) -> Client:
     try:
         return await Client.connect(**config, data_converter=data_converter(),
                                     interceptors=client_interceptors(),
-                                    runtime=process_runtime())
+                                    runtime=runtime or process_runtime())
     except RuntimeError as err:
         raise ConnectionError(
             f"cannot reach Temporal at {config['target_host']} ({err}); start one with "

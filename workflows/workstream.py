@@ -84,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamResult,
         WorkstreamStatus,
     )
+    from temporal_plumbing import metrics
 
 # Breaker questions are local, fast updates.
 BREAKER_TIMEOUT = timedelta(seconds=30)
@@ -99,6 +100,12 @@ PATCH_INFRA_RETRY = "step-infra-retry"
 # workflow.patched ID: a failed or canceled run removes its worktree (runs recorded
 # before this change end without that activity)
 PATCH_END_REMOVES_WORKTREE = "end-removes-worktree"
+# workflow.patched ID: a step attempt lost after the run was cancelled (the server
+# does not retry it) ends canceled, not failed (no breaker report, no handoff)
+PATCH_LOST_AFTER_CANCEL_IS_CANCELED = "lost-after-cancel-is-canceled"
+# workflow.patched ID: a failed or canceled run in a fresh workspace kills the
+# process groups its fences still record (e.g. left by a worker killed before)
+PATCH_END_KILLS_WORKSPACE_PROCESSES = "end-kills-workspace-processes"
 _DONE = (StepState.SUCCEEDED,)
 _DEAD = (StepState.FAILED, StepState.BLOCKED, StepState.CANCELED)
 
@@ -256,11 +263,27 @@ class WorkstreamWorkflow(GatedWorkflow):
         """A run on a worktree of the spec's repository that ends failed or canceled
         removes the worktree (killing the processes still fenced there); its branch
         and commits stay. A fresh workspace repository is the run's only copy of
-        its work and stays."""
+        its work and stays; only the processes still fenced there are killed."""
         assert self._inp
         ws = self._workspace
-        if ws is None or self._inp.repo_path is None or not workflow.patched(
-                PATCH_END_REMOVES_WORKTREE):
+        if ws is None:
+            return
+        if self._inp.repo_path is None:  # a fresh workspace: only its processes go
+            if workflow.patched(PATCH_END_KILLS_WORKSPACE_PROCESSES):
+                try:
+                    killed = await workflow.execute_activity_method(
+                        WorkstreamActivities.kill_processes, ws,
+                        start_to_close_timeout=policies.GIT_TIMEOUT,
+                        retry_policy=policies.GIT_RETRY,
+                        summary=f"kill the workspace's leftover processes ({why})")
+                except ActivityError as err:
+                    self._event("workspace", f"processes in {ws.path} left: {err.cause or err}")
+                    return
+                if killed:
+                    self._event("workspace", f"killed leftover process groups {killed} in "
+                                f"{ws.path} ({why})")
+            return
+        if not workflow.patched(PATCH_END_REMOVES_WORKTREE):
             return
         try:
             await workflow.execute_activity_method(
@@ -372,12 +395,16 @@ class WorkstreamWorkflow(GatedWorkflow):
             att.attempts, att.exit_code, att.outputs = out.attempt, out.exit_code, out.outputs
             att.outcome = "succeeded"
         except (ActivityError, asyncio.CancelledError) as err:
-            if isinstance(err, asyncio.CancelledError) or is_cancelled_exception(err):
+            if isinstance(err, asyncio.CancelledError) or is_cancelled_exception(err) or (
+                    # lost (e.g. its worker died) after the run was cancelled: not a failure
+                    err.retry_state == RetryState.CANCEL_REQUESTED
+                    and workflow.patched(PATCH_LOST_AFTER_CANCEL_IS_CANCELED)):
                 att.outcome, att.finished_at = "canceled", workflow.now()
                 self._set_step(step.id, StepState.CANCELED, "canceled")
                 raise asyncio.CancelledError() from None
             self._describe_failure(att, err, step)
         att.finished_at = workflow.now()
+        metrics.step_finished(workflow.metric_meter(), tool, att.outcome, att.seconds)
         await self._report_breaker(tool, att.outcome == "succeeded", step.id, number)
         await self._commit_handoff(att, step)
         if att.outcome != "succeeded":
@@ -429,6 +456,8 @@ class WorkstreamWorkflow(GatedWorkflow):
         att.error = getattr(cause, "message", None) or str(cause or err)
         att.exit_code = info.get("exit_code")
         att.outputs = [ArtifactRef.model_validate(o) for o in info.get("outputs", [])]
+        att.summary = str(info.get("summary") or "")
+        att.tail = str(info.get("tail") or "")
         exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
         att.attempts = int(info.get("attempt") or max(
             att.attempts, step.retry.max_attempts if exhausted else 1))

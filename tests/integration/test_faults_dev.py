@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from cli.sdlc import feature_request, start_sdlc
 from models.analysis import AnalysisPhase, AnalysisResult
@@ -307,3 +307,34 @@ async def test_analysis_finishes_after_its_worker_is_killed_at_a_gate(
     assert result.phase == AnalysisPhase.DONE
     reports = list((home / "artifacts").rglob("report.md"))
     assert reports == [Path(result.report.path)]
+
+
+async def test_cancel_after_a_killed_worker_kills_what_its_step_left(
+        server, client, task_queue, tmp_path):
+    """kill -9 of the worker mid-step in a fresh workspace, then cancel: the run ends
+    canceled and the step's surviving grandchild is killed."""
+    home, gc = tmp_path / "home", tmp_path / "gc.pid"
+    inp = WorkstreamInput(
+        spec=WorkstreamSpec.model_validate({"work_item": f"faults-{uuid.uuid4().hex[:8]}",
+                                            "steps": [{"id": "long", "kind": "shell", "inputs": {
+                                                "script": f"sleep 60 & echo $! > {gc}; wait"}}]}),
+        router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG), spec_dir=str(tmp_path))
+    first = WorkerProcess(server.address, task_queue, home)
+    second = None
+    try:
+        handle = await start_workstream(client, task_queue, inp)
+        sleeper = int(await asyncio.to_thread(wait_file, gc))
+        first.kill9()
+        await handle.cancel()
+        second = WorkerProcess(server.address, task_queue, home)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        state = await handle.query("state")
+        events = await handle.query("run_events", result_type=list[RunEvent])
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                worker.stop()
+    assert state["state"] == "canceled" and state["steps"] == {"long": "canceled"}
+    assert orphans([sleeper]) == [], [e.detail for e in events]
+    assert Path(state["workspace"]).is_dir()  # a fresh workspace is the run's only copy
