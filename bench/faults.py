@@ -322,6 +322,7 @@ async def workstream_outage(server: RestartableServer, client: Client, root: Pat
     noticeable = max(restart, fault + SHELL_HEARTBEAT_TIMEOUT.total_seconds())
     return figures(restart, progress, noticeable, reruns(log, fault_line), [],
                    handoff_duplicates(state, handle.id, len(att)), status, "succeeded",
+                   lost=att["slow"].infra_retries > 0,
                    git_status_clean=is_clean(Path(state["workspace"])),
                    infra_retries=att["slow"].infra_retries,
                    failed_attempts=att["slow"].failed_attempts, max_attempts=1)

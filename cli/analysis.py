@@ -211,9 +211,21 @@ async def cmd_choose(ctx: Context) -> int:
         if args.synthesizer or args.template or args.analyst:
             raise CliError("at the sources gate choose --proceed, --add-source PATH or "
                            "--web-search")
+        if add_sources and args.proceed:
+            raise CliError("add sources first (the gate stays open to review them), then "
+                           "`analysis choose ID --proceed`")
         choice = SourcesChoice(add_sources=add_sources,
                                web_search=bool(args.web_search))
-        return await decide(ctx, gate, Verdict.APPROVE, choice)
+        if not add_sources:
+            return await decide(ctx, gate, Verdict.APPROVE, choice)
+        # a revise: the gate opens again listing the added sources for review
+        await decide(ctx, gate, Verdict.REVISE, choice,
+                     "add " + ", ".join(Path(p).name for p in add_sources))
+        if not ctx.json:
+            print(f"the sources gate stays open: review the added sources with "
+                  f"`python starter.py analysis status {handle.id}`, then "
+                  f"`python starter.py analysis choose {handle.id} --proceed`")
+        return 0
     if gate == PROPOSAL_GATE:
         if args.add_source or args.proceed:
             raise CliError("at the proposal gate choose --synthesizer, --template, "

@@ -33,6 +33,7 @@ from models.workstream import (
     ResumeRequest,
     RouterConfig,
     RunState,
+    StepAttempt,
     WorkstreamInput,
     WorkstreamReport,
     WorkstreamSpec,
@@ -260,8 +261,8 @@ def render_markdown(r: WorkstreamReport) -> str:
     lines += [f"- {e.at:%H:%M:%S} `{e.step}`: {e.detail}" for e in r.events
               if e.kind == "breaker"] or ["- none"]
     lines += ["", "## Failures", ""]
-    lines += [f"- `{a.step}` execution {a.number} on {a.tool}: {a.error[:200]}"
-              for a in r.attempts if a.outcome == "failed"] or ["- none"]
+    lines += [line for a in r.attempts if a.outcome == "failed"
+              for line in failure_lines(a)] or ["- none"]
     lines += ["", "## Infrastructure retries", ""]
     lines += [f"- {e.at:%H:%M:%S} `{e.step}`: {e.detail}" for e in r.events
               if e.kind == "infra_retry"] or ["- none"]
@@ -269,6 +270,20 @@ def render_markdown(r: WorkstreamReport) -> str:
     lines += [f"{i}. `{(h.commit or '')[:12]}` {Path(h.path).name} sha256 {h.sha256[:12]}"
               for i, h in enumerate(r.handoffs, 1)] or ["- none"]
     return "\n".join(lines) + "\n"
+
+
+def failure_lines(a: StepAttempt) -> list[str]:
+    """Markdown of one failed execution: the error, the test runner's summary line,
+    the logs' artifact paths and the last lines of the output."""
+    lines = [f"- `{a.step}` execution {a.number} on {a.tool}: {a.error[:200]}"]
+    if a.summary:
+        lines.append(f"  - summary: **{a.summary}**")
+    logs = [o.path for o in a.outputs if Path(o.path).suffix == ".txt"]
+    if logs:
+        lines.append(f"  - logs: {', '.join(f'`{p}`' for p in logs)}")
+    if a.tail:
+        lines += ["", "  ```text", *(f"  {t}" for t in a.tail.splitlines()), "  ```", ""]
+    return lines
 
 
 def report_json(r: WorkstreamReport) -> dict[str, Any]:

@@ -187,10 +187,12 @@ class ToolAuthority(BaseModel):
 
 # -- the workstream spec -------------------------------------------------------
 class StepRetry(BaseModel):
-    """The Temporal retry policy of one step.
+    """The retry policy of one step's own failures (non-zero exit, exception,
+    timeout). Attempts lost with their worker or to a server restart are retried
+    by the platform and never counted here.
 
     Attributes:
-        max_attempts: attempts in all (1 = no retry).
+        max_attempts: attempts that may fail in all (1 = no retry).
         initial_interval: seconds before the first retry.
         backoff: multiplier of the interval after each retry.
         maximum_interval: cap of the interval, seconds.
@@ -380,6 +382,9 @@ class StepAttempt(BaseModel):
         error: why it failed.
         outputs: references to its outputs (stdout, stderr, results).
         handoff: the committed handoff artifact.
+        summary: of a failed attempt: the test runner's summary line of its output
+            (e.g. pytest's ``2 failed, 5 passed in 0.31s``), "" when none.
+        tail: of a failed attempt: the last lines of its stdout, then stderr.
     """
 
     step: str
@@ -395,6 +400,8 @@ class StepAttempt(BaseModel):
     error: str = ""
     outputs: list[ArtifactRef] = Field(default_factory=list)
     handoff: ArtifactRef | None = None
+    summary: str = ""
+    tail: str = ""
 
     @property
     def seconds(self) -> float:

@@ -1,7 +1,8 @@
 """AnalysisWorkflow: the strategic analysis pipeline of seed 004 as a durable workflow.
 
 PARSE (language, synthesizer scores by LLM with a keyword fallback, template)
--> SOURCES gate (proceed, add L0 documents, enable web search)
+-> SOURCES gate (proceed, enable web search, or add L0 documents: the gate opens
+   again listing them, to be reviewed before proceeding)
 -> CLARIFY gate when the top two scores are within 0.2 (answers rescore)
 -> PROPOSE gate (approve, or revise: synthesizer, template, analysts, web search)
 -> ANALYSTS in parallel (each its own LLM activity, output validated, a failed
@@ -69,6 +70,10 @@ source block to the prompt cache, then the others run in parallel and read it
 CITATION_JUDGE_PATCH = "citation-judge"
 """Patch id: with a model, citations the lexical check finds unsupported go to a
 judge call (one per citation map, one per report section) before they count."""
+SOURCES_REVIEW_PATCH = "sources-gate-reviews-added-sources"
+"""Patch id: documents added at the sources gate are loaded and the gate opens
+again, listing them, so the reviewer sees what was added before proceeding (runs
+recorded before this went on at once)."""
 
 
 def failure_text(err: ActivityError) -> str:
@@ -321,12 +326,18 @@ class AnalysisWorkflow(LlmWorkflow):
     async def _sources_gate(self) -> None:
         assert self._req
         self._enter(AnalysisPhase.SOURCES, f"need {self._state.source_need}")
+        added: list[SourceDoc] = []
         while True:
             count = sum(1 for s in self._registry if s.level == "L0")
+            review = ""
+            if added:
+                review = ("added for review: " + "; ".join(
+                    f"{d.id} {d.title} ({d.location})" for d in added) + ". ")
             decision = await self._gate(SOURCES_GATE, (
                 f"fresh sources: need {self._state.source_need} ({self._source_need_reason}); "
                 f"{count} document(s) loaded, web search "
-                f"{'on' if self._state.web_search else 'off'}. Approve to proceed, or "
+                f"{'on' if self._state.web_search else 'off'}. {review}Proceed with "
+                "`analysis choose ID --proceed`, or "
                 "`analysis choose ID --add-source PATH` / `--web-search`"))
             if decision.verdict == Verdict.REJECT:
                 raise self._fail(f"stopped at the sources gate: {decision.comment}")
@@ -335,12 +346,16 @@ class AnalysisWorkflow(LlmWorkflow):
                 self._state.web_search = True
                 self.record("web_search", "web search enabled", actor=decision.actor)
             if choice.add_sources:
+                before = len(self._registry)
                 try:
                     await self._load(choice.add_sources)
                 except ActivityError as err:
                     if is_cancelled_exception(err):
                         raise
                     self.record("sources_refused", failure_text(err), actor=decision.actor)
+                    continue
+                if workflow.patched(SOURCES_REVIEW_PATCH):
+                    added = self._registry[before:]  # the gate opens again to review them
                     continue
             return
 

@@ -456,6 +456,8 @@ class WorkstreamWorkflow(GatedWorkflow):
         att.error = getattr(cause, "message", None) or str(cause or err)
         att.exit_code = info.get("exit_code")
         att.outputs = [ArtifactRef.model_validate(o) for o in info.get("outputs", [])]
+        att.summary = str(info.get("summary") or "")
+        att.tail = str(info.get("tail") or "")
         exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
         att.attempts = int(info.get("attempt") or max(
             att.attempts, step.retry.max_attempts if exhausted else 1))

@@ -87,6 +87,31 @@ async def record_analysis(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_analysis_sources_review(workdir: Path) -> None:
+    """Analysis: a source added at the sources gate reopens it for review (patch
+    ``sources-gate-reviews-added-sources``); the reviewer then proceeds."""
+    from cli.analysis import analysis_request, start_analysis
+    from tests.workflows.analysis_harness import FIXTURES, decision, drive
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", llm_provider="offline")
+    try:
+        async with make_worker(env.client, settings):
+            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                                   title="German market entry review",
+                                   sources=[str(FIXTURES / "german-e-invoicing.md")])
+            handle = await start_analysis(env.client, settings, req)
+            await drive(handle, {"sources": [
+                decision("sources", Verdict.REVISE, "add competitors", content={
+                    "add_sources": [str(FIXTURES / "competitors.md")]}),
+                decision("sources")]})
+            await handle.result()
+            history = await handle.fetch_history()
+        (HISTORIES / "analysis_sources_added_reviewed.json").write_text(history.to_json())
+    finally:
+        await env.shutdown()
+
+
 async def record_learning(workdir: Path) -> None:
     """Learning loop: two rounds (the first answered partly wrong, so it remediates),
     an override, items generated through the LLM layer in round 2 (the bank runs
@@ -433,6 +458,7 @@ async def record_faults(workdir: Path) -> None:
 
 SCENARIOS = {"sdlc": record_sdlc, "sdlc_github": record_sdlc_github,
              "analysis": record_analysis, "workstream": record_workstream,
+             "analysis_sources_review": record_analysis_sources_review,
              "analysis_grounded": record_analysis_grounded,
              "learning_templates": record_learning_templates,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,

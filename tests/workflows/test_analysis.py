@@ -117,10 +117,21 @@ async def test_every_gate_to_a_cited_report(run_analysis, llm, exa):
                         "- Recommendation: enter in 2026 with DATEV export (opinion)\n")),
                     decision("outline")],
     }
-    result, handle = await run_analysis(script, web_search_available=True)
+    prompts = []
+
+    async def on_gate(handle, gate):
+        if gate == "sources":
+            state = await handle.query("state", result_type=AnalysisState)
+            prompts.append((state.pending_gates[0].prompt, list(state.sources)))
+
+    result, handle = await run_analysis(script, on_gate=on_gate, web_search_available=True)
     assert isinstance(result, AnalysisResult), result
-    assert handle.opened == ["sources", "clarify", "proposal", "proposal", "outline",
-                             "outline", "outline"]
+    # adding a source kept the sources gate open, listing it for review
+    assert handle.opened == ["sources", "sources", "clarify", "proposal", "proposal",
+                             "outline", "outline", "outline"]
+    assert "added for review" not in prompts[0][0] and len(prompts[0][1]) == 1
+    assert "added for review: L0-2 Competitor notes" in prompts[1][0], prompts[1][0]
+    assert str(FIXTURES / "competitors.md") in prompts[1][0] and len(prompts[1][1]) == 2
     assert result.synthesizer == "strategy" and result.analysts == [
         "market", "competition", "risk"]
     assert sorted(c.variables["analyst_id"] for c in llm.phase_calls("analysis_analyst")) == [
@@ -143,8 +154,8 @@ async def test_every_gate_to_a_cited_report(run_analysis, llm, exa):
 
     entries = await audit(handle)
     decided = [e.detail.split(":")[0] for e in entries if e.kind == "decision"]
-    assert decided == ["sources", "clarify", "proposal", "proposal", "outline", "outline",
-                       "outline"]
+    assert decided == ["sources", "sources", "clarify", "proposal", "proposal", "outline",
+                       "outline", "outline"]
     assert any(e.kind == "outline_edited" for e in entries)
     ledger = await handle.query("llm_ledger", result_type=LlmLedger)
     calls = {p.phase: p.calls for p in ledger.by_phase}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import uuid
 from datetime import timedelta
@@ -67,13 +68,15 @@ def shell(step_id: str, script: str, **extra: Any) -> dict:
 class Run:
     """A worker on the test's task queue for the duration of a test."""
 
-    def __init__(self, env: WorkflowEnvironment, tmp: Path, task_queue: str) -> None:
+    def __init__(self, env: WorkflowEnvironment, tmp: Path, task_queue: str,
+                 python_modules: list[str] | None = None) -> None:
         self.env = env
         # these tests bring their own tools: the worker trusts the spec's router config
         self.settings = Settings(
             orchestrator_home=tmp / "home", temporal_task_queue=task_queue,
             workstream_trust_spec_tools=True,
-            workstream_python_modules=["tests.workflows.workstream_callables"])
+            workstream_python_modules=python_modules or [
+                "tests.workflows.workstream_callables"])
         self.worker = make_worker(env.client, self.settings)
 
     async def __aenter__(self) -> Run:
@@ -551,3 +554,50 @@ async def test_failed_and_canceled_runs_remove_their_worktree(ts_env: WorkflowEn
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=git_repo, capture_output=True,
                                text=True).stdout.strip().splitlines()
     assert len(worktrees) == 1
+
+
+async def test_python_step_runs_in_a_subprocess_in_the_workspace_and_failures_show_their_tail(
+        ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str, git_repo: Path):
+    """A python step's module may live in the run's workspace (cwd and first on
+    sys.path, WORKSTREAM_WORKSPACE set), in its own process; a failing pytest run is
+    reported with its summary line, its last lines and its log's path."""
+    import os
+    import sys
+
+    from cli.workstream import render_markdown
+    (git_repo / "wsmod.py").write_text(
+        "import os\nimport sys\n\n\ndef where(tag):\n"
+        "    return {'cwd': os.getcwd(), 'ws': os.environ['WORKSTREAM_WORKSPACE'],\n"
+        "            'pid': os.getpid(), 'first': sys.path[0], 'tag': tag}\n")
+    (git_repo / "test_calc.py").write_text(
+        "def test_one():\n    assert 1 == 1\n\n\ndef test_two():\n    assert 2 == 2\n\n\n"
+        "def test_wrong():\n    assert 1 + 1 == 3, 'arithmetic is broken'\n")
+    subprocess.run(["git", "add", "."], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "module and tests"], cwd=git_repo, check=True)
+    inp = make_input(tmp_path, [
+        {"id": "where", "kind": "python",
+         "inputs": {"callable": "wsmod:where", "kwargs": {"tag": "x"}}},
+        shell("tests", f"{sys.executable} -m pytest -q -p no:cacheprovider test_calc.py"),
+    ], tools={"sh": SH, "py": {"adapter": "python", "breaker": None}},
+        routes={"shell": {"tools": ["sh"]}, "python": {"tools": ["py"]}}, repo=git_repo)
+    async with Run(ts_env, tmp_path, task_queue, python_modules=["wsmod"]) as run:
+        handle = await run.start(inp)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        report = await handle.query("report", result_type=WorkstreamReport)
+    att = {a.step: a for a in report.attempts}
+    assert att["where"].outcome == "succeeded", att["where"].error
+    result = json.loads(Path(att["where"].outputs[0].path).read_text())
+    workspace = os.path.realpath(report.workspace)
+    assert os.path.realpath(result["cwd"]) == workspace == os.path.realpath(result["ws"])
+    assert os.path.realpath(result["first"]) == workspace and result["tag"] == "x"
+    assert result["pid"] != os.getpid()
+    failed = att["tests"]
+    assert failed.outcome == "failed" and failed.exit_code == 1
+    assert re.fullmatch(r"1 failed, 2 passed in [\d.]+s", failed.summary), failed.summary
+    assert failed.summary in failed.error and "exited with code 1" in failed.error
+    assert "AssertionError: arithmetic is broken" in failed.tail
+    text = render_markdown(report)
+    assert f"summary: **{failed.summary}**" in text
+    stdout = next(o.path for o in failed.outputs if o.path.endswith("stdout.txt"))
+    assert f"`{stdout}`" in text and "FAILED test_calc.py::test_wrong" in text
