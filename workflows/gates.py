@@ -25,7 +25,9 @@ A workflow class inherits :class:`GatedWorkflow` and gets:
   (e.g. to poll GitHub comments) and returns ``None`` when the gate expires.
 
 Every decision, refused decision, reminder and expiry lands in the audit log
-with who and when. Deterministic code only: this runs inside the workflow sandbox.
+with who and when, and in the metrics (``temporal_plumbing.metrics``: gates
+opened and closed, seconds to a decision, decisions, refusals). Deterministic
+code only: this runs inside the workflow sandbox.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
         gate_text_problem,
     )
+    from temporal_plumbing import metrics
 
 GATE_SEARCH_ATTRIBUTES_PATCH = "gate-search-attributes"
 GATE_SIGNAL = "gate_decision"
@@ -126,6 +129,10 @@ class GatedWorkflow:
     def _accept(self, decision: GateDecision, source: str) -> GateAck:
         decision = decision.model_copy(update={"source": source})
         self._decided[decision.gate] = decision
+        opened = self._open.get(decision.gate)
+        waited = (workflow.now() - opened.opened_at).total_seconds() if opened else 0.0
+        metrics.gate_decided(workflow.metric_meter(), decision.gate, decision.verdict.value,
+                             source, waited)
         self.record(
             "decision",
             f"{decision.gate}: {decision.verdict.value} (via {source})",
@@ -141,6 +148,7 @@ class GatedWorkflow:
         """
         problem = self.decision_problem(decision)
         if problem:
+            metrics.gate_refused(workflow.metric_meter(), source)
             self.record(
                 "refused",
                 f"{decision.gate}: {decision.verdict.value} via {source} refused: {problem}",
@@ -164,6 +172,7 @@ class GatedWorkflow:
         decision, error = parse_decision(payload)
         if decision is None:
             first = payload[0] if len(payload) == 1 else None
+            metrics.gate_refused(workflow.metric_meter(), "signal")
             self.record("refused", f"{GATE_SIGNAL} signal refused: {error}",
                         actor=claimed(first, "actor"))
             return
@@ -180,6 +189,7 @@ class GatedWorkflow:
                 first = workflow.payload_converter().from_payload(args[0].payload)
             except Exception:  # noqa: BLE001 - any undecodable input: no actor to name
                 first = None
+        metrics.gate_refused(workflow.metric_meter(), "unknown_signal")
         self.record("refused", f"signal {name!r} refused: this workflow has no signal of "
                     f"that name (a gate decision is the {GATE_SIGNAL!r} signal)",
                     actor=claimed(first, "actor"))
@@ -200,10 +210,9 @@ class GatedWorkflow:
     @decide_gate.validator
     def _validate_decision(self, *payload: object) -> None:
         decision, error = parse_decision(payload)
-        if decision is None:
-            raise ValueError(error)
-        problem = self.decision_problem(decision)
+        problem = error if decision is None else self.decision_problem(decision)
         if problem:
+            metrics.gate_refused(workflow.metric_meter(), "update")
             raise ValueError(problem)
 
     # -- waiting -----------------------------------------------------------
@@ -255,6 +264,8 @@ class GatedWorkflow:
         self._open[gate] = info
         self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
         self._sync_gate_attributes()
+        metrics.gate_opened(workflow.metric_meter(), gate)
+        closed_as = "canceled"  # unless it is decided or expires
         poller = None
         if while_open is not None and poll_interval is not None:
             poller = asyncio.create_task(self._run_while_open(info, while_open, poll_interval))
@@ -272,6 +283,7 @@ class GatedWorkflow:
                 except TimeoutError:
                     if expires_at is not None and workflow.now() >= expires_at:
                         self.record("expired", f"{gate} expired without a decision")
+                        closed_as = "expired"
                         return None
                     info.reminders_sent += 1
                     self.record("reminder", f"{gate} still waits for a decision "
@@ -279,8 +291,10 @@ class GatedWorkflow:
                     if on_reminder is not None:
                         await on_reminder(info)
                     continue
+                closed_as = "decided"
                 return self._decided.pop(gate)
         finally:
+            metrics.gate_closed(workflow.metric_meter(), gate, closed_as)
             if poller is not None:
                 poller.cancel()
             self._open.pop(gate, None)

@@ -84,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamResult,
         WorkstreamStatus,
     )
+    from temporal_plumbing import metrics
 
 # Breaker questions are local, fast updates.
 BREAKER_TIMEOUT = timedelta(seconds=30)
@@ -403,6 +404,7 @@ class WorkstreamWorkflow(GatedWorkflow):
                 raise asyncio.CancelledError() from None
             self._describe_failure(att, err, step)
         att.finished_at = workflow.now()
+        metrics.step_finished(workflow.metric_meter(), tool, att.outcome, att.seconds)
         await self._report_breaker(tool, att.outcome == "succeeded", step.id, number)
         await self._commit_handoff(att, step)
         if att.outcome != "succeeded":
