@@ -58,9 +58,9 @@ with workflow.unsafe.imports_passed_through():
 PATCH_FAILED_RUN_REMOVES_WORKTREE = "failed-run-removes-worktree"
 # workflow.patched ID: GATE_1 polls GitHub comments with one long-running, heartbeating
 # activity that returns only on news (instead of a poll activity per durable timer),
-# and continues as new when the history is full (runs recorded before this change
-# poll on a timer and never continue as new; a gate that opened before an upgrade
-# keeps its way of polling until it closes)
+# and continues as new when the history is full. A patch is decided once per run:
+# a run started before this change keeps polling on a timer, without continuing as
+# new, until it ends; runs started after it (and their continuations) take the watch.
 PATCH_LONG_GATE = "sdlc-gate-watch-and-continue-as-new"
 
 
