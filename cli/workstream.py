@@ -17,15 +17,17 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.workstream import verify_chain
 from cli import gates
 from cli.common import CliError, Context, default_actor, failure_message, json_flag
-from models.common import Verdict
+from models.common import GateInfo, Verdict
 from models.text import NotUtf8Error, decode_utf8
 from models.workstream import (
     DEFAULT_ROUTER_CONFIG,
+    ID_RE,
     Progress,
     ResumeAck,
     ResumeRequest,
@@ -76,8 +78,10 @@ def load_input(spec_path: Path, settings: Settings) -> WorkstreamInput:
     """Read and validate a spec and its router config into a WorkstreamInput.
 
     The router config is the spec's ``router_config`` (relative to the spec), else
-    WORKSTREAM_ROUTER_CONFIG, else :data:`DEFAULT_ROUTER_CONFIG`; ``repo`` is
-    resolved relative to the spec too.
+    WORKSTREAM_ROUTER_CONFIG, else :data:`DEFAULT_ROUTER_CONFIG`, with the spec's
+    inline ``tools`` and ``routes`` added over it (a name defined in both takes
+    the spec's definition; the worker then judges it, see ``ToolAuthority``);
+    ``repo`` is resolved relative to the spec too.
 
     Raises:
         CliError: unreadable file, bad YAML, or an invalid spec (unknown dependency,
@@ -94,6 +98,10 @@ def load_input(spec_path: Path, settings: Settings) -> WorkstreamInput:
         router = _validated(RouterConfig, _read_yaml(router_path, "router config"), router_path)
     else:
         router = RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG)
+    if spec.tools or spec.routes:  # inline definitions win over the router config's
+        router = _validated(RouterConfig, {
+            "tools": {**router.tools, **spec.tools}, "routes": {**router.routes, **spec.routes}},
+            spec_path)
     repo_path = None
     if spec.repo:
         repo = (spec_path.parent / spec.repo).resolve()
@@ -107,32 +115,84 @@ def load_input(spec_path: Path, settings: Settings) -> WorkstreamInput:
         raise CliError(f"{spec_path}: {_problems(err)}") from None
 
 
-async def start_workstream(client: Client, settings: Settings, inp: WorkstreamInput
-                           ) -> WorkflowHandle[Any, Any]:
-    """Start WorkstreamWorkflow with ID ``workstream-<work item>``.
+RUN_SEPARATOR = "@"  # never in a work item, so IDs of re-runs cannot collide with one
+
+
+def run_workflow_id(work_item: str, run: str | None = None) -> str:
+    """``workstream-<work item>``, or ``workstream-<work item>@<run>`` for a re-run.
 
     Raises:
-        WorkflowAlreadyStartedError: that work item was started before.
+        CliError: ``run`` is not lowercase letters, digits, ``-``, ``_`` or ``.``.
     """
+    if run is None:
+        return workstream_id(work_item)
+    if not ID_RE.match(run) or len(run) > 100:
+        raise CliError(f"--run {run!r} must be up to 100 lowercase letters, digits, '-', '_' "
+                       "or '.', starting with a letter or digit (e.g. --run 2)")
+    return workstream_id(f"{work_item}{RUN_SEPARATOR}{run}")
+
+
+async def start_workstream(client: Client, settings: Settings, inp: WorkstreamInput,
+                           run: str | None = None) -> WorkflowHandle[Any, Any]:
+    """Start WorkstreamWorkflow with ID ``workstream-<work item>`` (with ``run``:
+    ``workstream-<work item>@<run>``, the same work item run again in a workspace
+    and branch of its own).
+
+    Raises:
+        WorkflowAlreadyStartedError: that work item (and run) was started before.
+        CliError: ``run`` is not a valid suffix.
+    """
+    wf_id = run_workflow_id(inp.spec.work_item, run)
     attrs = None
     if await ensure_search_attributes(client):
         attrs = TypedSearchAttributes([
             SearchAttributePair(WORKSTREAM_STATE, RunState.PENDING.value),
             SearchAttributePair(WORK_ITEM, inp.spec.work_item)])
     return await client.start_workflow(
-        "WorkstreamWorkflow", inp, id=workstream_id(inp.spec.work_item),
+        "WorkstreamWorkflow", inp, id=wf_id,
         task_queue=settings.temporal_task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, search_attributes=attrs,
         static_summary=f"workstream {inp.spec.work_item}: {len(inp.spec.steps)} steps")
 
 
+def review_notice(wf_id: str, step: str, gate: GateInfo | None,
+                  attempt: StepAttempt | None) -> str:
+    """What ``--follow`` prints when ``step`` waits at its review gate: which step,
+    what it produced (its outputs' paths), who may decide and the commands."""
+    lines = [f"step {step} waits for review (gate review-{step}"
+             + (f", execution {attempt.number} on {attempt.tool}" if attempt else "") + ")"]
+    if attempt and attempt.outputs:
+        lines.append("  its output: " + ", ".join(o.path for o in attempt.outputs))
+    if gate and gate.allowed_actors:
+        lines.append(f"  who may decide: {', '.join(gate.allowed_actors)}")
+    lines += [f"  approve: python starter.py workstream approve {wf_id} --step {step}",
+              f"  revise:  python starter.py workstream revise {wf_id} --step {step} "
+              '--comment "what to change"   (runs it again)',
+              f"  reject:  python starter.py workstream reject {wf_id} --step {step} "
+              '--comment "why"   (fails it)']
+    return "\n".join(lines)
+
+
 async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False) -> Progress:
     """Print each change of the ``progress`` query until the run closes or is
-    quarantined; return the last progress."""
+    quarantined, and for each step that starts waiting at its review gate which
+    step it is and how to decide (:func:`review_notice`); return the last progress."""
     last = ""
+    announced: set[str] = set()
     while True:
         desc = await handle.describe()
         progress = await gates.query(handle, "progress", Progress)
+        waiting = set(progress.review)
+        if waiting - announced and not quiet:
+            open_gates = {g.gate: g for g in await gates.query(handle, "pending_gates",
+                                                                list[GateInfo])}
+            tried = await gates.query(handle, "step_attempts", list[StepAttempt])
+            for step in progress.review:
+                if step not in announced:
+                    att = next((a for a in reversed(tried) if a.step == step), None)
+                    print(review_notice(handle.id, step, open_gates.get(f"review-{step}"),
+                                        att), flush=True)
+        announced = waiting
         line = (f"{progress.state.value}: done {len(progress.done)}, running "
                 f"{','.join(progress.running) or '-'}, review {','.join(progress.review) or '-'}, "
                 f"failed {','.join(progress.failed) or '-'}, blocked "
@@ -184,7 +244,14 @@ async def cmd_start(ctx: Context) -> int:
     """``workstream start SPEC``: start the run and wait until the worker admits it
     (a run the worker refuses is one error line and exit 1)."""
     inp = load_input(Path(ctx.args.spec), ctx.settings)
-    handle = await start_workstream(await ctx.client(), ctx.settings, inp)
+    run_workflow_id(inp.spec.work_item, ctx.args.run)  # a bad suffix fails before connecting
+    try:
+        handle = await start_workstream(await ctx.client(), ctx.settings, inp, ctx.args.run)
+    except WorkflowAlreadyStartedError as err:
+        raise CliError(f"{err.workflow_id} already exists; look at it with `python "
+                       f"starter.py workstream status {err.workflow_id}`, or run the work "
+                       "item again under a new ID with `--run SUFFIX` (e.g. --run 2)"
+                       ) from None
     await await_admission(handle)
     ctx.emit({"workflow_id": handle.id, "run_id": handle.result_run_id,
               "ui": ctx.ui_link(handle.id)},
@@ -353,7 +420,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = ws.add_parser("start", help="validate a spec YAML and start its run", parents=[js])
     p.add_argument("spec", help="the workstream spec (YAML)")
     p.add_argument("--follow", action="store_true",
-                   help="print progress until the run ends or is quarantined")
+                   help="print progress until the run ends or is quarantined, and each "
+                   "step that waits for review with the commands to decide")
+    p.add_argument("--run", metavar="SUFFIX",
+                   help="run the work item again under the new ID "
+                   "workstream-<work item>@SUFFIX (its own workspace and branch)")
     p.set_defaults(command=cmd_start)
     for name, fn, hlp in (("status", cmd_status, "run state and step progress"),
                           ("cancel", cmd_cancel, "cancel the run (kills running steps)"),
