@@ -48,8 +48,9 @@ from settings import (
     load_settings,
 )
 from settings.codec import load_codec_settings
+from settings.observability import ObservabilitySettings, load_observability_settings
 from temporal_plumbing.client import connect_client, temporal_connect_config
-from temporal_plumbing.runtime import exit_process
+from temporal_plumbing.runtime import exit_process, process_runtime
 from temporal_plumbing.search_attributes import ensure_search_attributes
 from temporal_plumbing.workers import worker_options
 from workflows.analysis import AnalysisWorkflow
@@ -166,8 +167,21 @@ def make_worker(client: Client, settings: Settings, perf: PerformanceSettings | 
     )
 
 
-async def run_worker(settings: Settings) -> None:
-    """Run the worker until SIGINT or SIGTERM."""
+async def run_worker(settings: Settings, obs: ObservabilitySettings | None = None) -> None:
+    """Run the worker until SIGINT or SIGTERM; with METRICS_BIND (``obs``, default:
+    the environment) its runtime serves Prometheus metrics there.
+
+    Raises:
+        ConnectionError: no Temporal server answers, or METRICS_BIND cannot be bound.
+    """
+    obs = obs or load_observability_settings()
+    try:
+        process_runtime(obs.metrics_bind)
+    except (RuntimeError, ValueError) as err:  # the exporter cannot bind the address
+        raise ConnectionError(f"METRICS_BIND={obs.metrics_bind}: cannot serve metrics "
+                              f"({err})") from None
+    if obs.metrics_bind:
+        print(f"metrics at http://{obs.metrics_bind}/metrics", flush=True)
     client = await connect_client()
     if not await ensure_search_attributes(client):
         print("note: could not register search attributes; the web UI cannot filter by them",
@@ -195,12 +209,13 @@ def main() -> int:
         settings = load_settings()
         load_performance_settings()
         load_codec_settings()
+        obs = load_observability_settings()
         build_tool_authority(settings)
     except SettingsError as err:
         print(err, file=sys.stderr)
         return 2
     try:
-        asyncio.run(run_worker(settings))
+        asyncio.run(run_worker(settings, obs))
     except ConnectionError as err:
         print(err, file=sys.stderr)
         return 1

@@ -21,8 +21,9 @@ an attempt starts a process for a step (or SDLC round) it takes the step's
 :class:`Fence`, a small JSON file in a directory private to the workspace (the
 worktree's git directory, never the work tree): taking it kills the process
 group the previous owner recorded, if still alive, and records the new owner;
-the attempt then records its own pgid. Before an attempt commits what its
-process made, it checks it still owns the fence (:meth:`Fence.check`), so an
+the attempt then records its own pgid before its process may run (the process
+waits behind :data:`GATE_SCRIPT` until then). An attempt commits what its
+process made only while it still owns the fence (:meth:`Fence.owned`), so an
 older attempt can never touch what a later one committed.
 
 Only the environment given is passed to the child (``env=None`` inherits the

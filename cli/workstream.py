@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from temporalio.service import RPCError
 from activities.workstream import verify_chain
 from cli import gates
 from cli.common import CliError, Context, default_actor, failure_message, json_flag
-from models.common import GateInfo, Verdict
+from cli.review import EXIT_UNSUCCESSFUL, GateWatcher
+from models.common import Verdict
 from models.text import NotUtf8Error, decode_utf8
 from models.workstream import (
     DEFAULT_ROUTER_CONFIG,
@@ -155,44 +157,15 @@ async def start_workstream(client: Client, settings: Settings, inp: WorkstreamIn
         static_summary=f"workstream {inp.spec.work_item}: {len(inp.spec.steps)} steps")
 
 
-def review_notice(wf_id: str, step: str, gate: GateInfo | None,
-                  attempt: StepAttempt | None) -> str:
-    """What ``--follow`` prints when ``step`` waits at its review gate: which step,
-    what it produced (its outputs' paths), who may decide and the commands."""
-    lines = [f"step {step} waits for review (gate review-{step}"
-             + (f", execution {attempt.number} on {attempt.tool}" if attempt else "") + ")"]
-    if attempt and attempt.outputs:
-        lines.append("  its output: " + ", ".join(o.path for o in attempt.outputs))
-    if gate and gate.allowed_actors:
-        lines.append(f"  who may decide: {', '.join(gate.allowed_actors)}")
-    lines += [f"  approve: python starter.py workstream approve {wf_id} --step {step}",
-              f"  revise:  python starter.py workstream revise {wf_id} --step {step} "
-              '--comment "what to change"   (runs it again)',
-              f"  reject:  python starter.py workstream reject {wf_id} --step {step} "
-              '--comment "why"   (fails it)']
-    return "\n".join(lines)
-
-
-async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False) -> Progress:
+async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False,
+                          watcher: GateWatcher | None = None) -> Progress:
     """Print each change of the ``progress`` query until the run closes or is
-    quarantined, and for each step that starts waiting at its review gate which
-    step it is and how to decide (:func:`review_notice`); return the last progress."""
+    quarantined; return the last progress. ``watcher`` shows (and on a terminal,
+    decides) each step's review gate as it opens."""
     last = ""
-    announced: set[str] = set()
     while True:
         desc = await handle.describe()
         progress = await gates.query(handle, "progress", Progress)
-        waiting = set(progress.review)
-        if waiting - announced and not quiet:
-            open_gates = {g.gate: g for g in await gates.query(handle, "pending_gates",
-                                                                list[GateInfo])}
-            tried = await gates.query(handle, "step_attempts", list[StepAttempt])
-            for step in progress.review:
-                if step not in announced:
-                    att = next((a for a in reversed(tried) if a.step == step), None)
-                    print(review_notice(handle.id, step, open_gates.get(f"review-{step}"),
-                                        att), flush=True)
-        announced = waiting
         line = (f"{progress.state.value}: done {len(progress.done)}, running "
                 f"{','.join(progress.running) or '-'}, review {','.join(progress.review) or '-'}, "
                 f"failed {','.join(progress.failed) or '-'}, blocked "
@@ -203,6 +176,8 @@ async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False)
         if (desc.status != WorkflowExecutionStatus.RUNNING
                 or progress.state == RunState.QUARANTINED):
             return progress
+        if watcher is not None:
+            await watcher.poll(handle)
         await asyncio.sleep(gates.POLL_INTERVAL)
 
 
@@ -259,8 +234,15 @@ async def cmd_start(ctx: Context) -> int:
              f"{ctx.ui_link(handle.id)}\n  progress: python starter.py workstream status "
              f"{handle.id}")
     if ctx.args.follow:
-        progress = await follow_progress(handle, quiet=ctx.json)
-        return 0 if progress.state == RunState.SUCCEEDED else 1
+        progress = await follow_progress(handle, quiet=ctx.json, watcher=GateWatcher(ctx))
+        if progress.state == RunState.SUCCEEDED:
+            return 0
+        failed = f" (failed: {', '.join(progress.failed)})" if progress.failed else ""
+        hint = (f"; resume it with `python starter.py workstream resume {handle.id}`"
+                if progress.state == RunState.QUARANTINED else "")
+        print(f"error: {handle.id} ended {progress.state.value}{failed}; `python starter.py "
+              f"workstream report {handle.id}` shows why{hint}", file=sys.stderr)
+        return EXIT_UNSUCCESSFUL
     return 0
 
 

@@ -14,6 +14,7 @@ from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 
 from settings.codec import CodecSettings, load_codec_settings
 from temporal_plumbing.codec import AesGcmCodec
@@ -57,12 +58,14 @@ def client_interceptors() -> list[Interceptor]:
     return []
 
 
-async def connect_client(**overrides: Any) -> Client:
+async def connect_client(runtime: Runtime | None = None, **overrides: Any) -> Client:
     """A client for the configured server (the one connection path of the worker,
     the CLI and the benchmarks' worker processes), with :func:`data_converter`,
     :func:`client_interceptors` and the process runtime.
 
     Args:
+        runtime: the runtime (default: :func:`process_runtime`), e.g. a test's own
+            that serves metrics (``temporal_plumbing.runtime.build_runtime``).
         overrides: ``Client.connect`` arguments that win over the envconfig profile
             (e.g. ``target_host`` of a benchmark's own server).
 
@@ -74,7 +77,7 @@ async def connect_client(**overrides: Any) -> Client:
     try:
         return await Client.connect(**config, data_converter=data_converter(),
                                     interceptors=client_interceptors(),
-                                    runtime=process_runtime())
+                                    runtime=runtime or process_runtime())
     except RuntimeError as err:
         raise ConnectionError(
             f"cannot reach Temporal at {config['target_host']} ({err}); start one with "

@@ -1,4 +1,5 @@
-"""The process's one Temporal runtime, and how a process that used it exits."""
+"""The process's one Temporal runtime (telemetry: Prometheus metrics when asked),
+and how a process that used it exits."""
 
 from __future__ import annotations
 
@@ -6,26 +7,61 @@ import os
 import sys
 from typing import NoReturn
 
-from temporalio.runtime import Runtime, TelemetryConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from temporal_plumbing.metrics import HISTOGRAM_BUCKETS
 
 _RUNTIME: Runtime | None = None
+_METRICS_BIND: str | None = None
 
 
-def process_runtime() -> Runtime:
+def build_runtime(metrics_bind: str | None = None) -> Runtime:
+    """A new ``Runtime``; with ``metrics_bind`` (``HOST:PORT``) it serves Prometheus
+    metrics at ``http://HOST:PORT/metrics``: the SDK's own (``temporal_*``: task
+    latencies, slots, sticky cache, ...) and ours (``orchestrator_*``, see
+    ``temporal_plumbing.metrics``), durations in seconds, counters with
+    ``_total``, and our histograms with buckets that fit them.
+
+    Raises:
+        ValueError: the address cannot be bound (e.g. the port is taken).
+    """
+    if metrics_bind is None:
+        return Runtime(telemetry=TelemetryConfig())
+    prometheus = PrometheusConfig(
+        bind_address=metrics_bind, counters_total_suffix=True, durations_as_seconds=True,
+        histogram_bucket_overrides=dict(HISTOGRAM_BUCKETS))
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+
+
+def process_runtime(metrics_bind: str | None = None) -> Runtime:
     """The one ``temporalio.runtime.Runtime`` of this process, made on first use and
     passed to every client, worker and test environment of the process.
+
+    Args:
+        metrics_bind: ``HOST:PORT`` to serve Prometheus metrics on (the worker
+            passes METRICS_BIND); only the call that makes the runtime may give
+            it, later calls get that runtime whatever they pass.
 
     One explicit runtime (rather than the lazily created default) makes the
     process own the Rust thread pool's lifetime; it is also made the default,
     so code that passes no runtime (a Replayer, a plain ``Client.connect``)
     shares it. See :func:`exit_process` for why short-lived processes also
     leave without interpreter finalization.
+
+    Raises:
+        ValueError: ``metrics_bind`` cannot be bound.
     """
-    global _RUNTIME
+    global _RUNTIME, _METRICS_BIND
     if _RUNTIME is None:
-        _RUNTIME = Runtime(telemetry=TelemetryConfig())
+        _RUNTIME = build_runtime(metrics_bind)
+        _METRICS_BIND = metrics_bind
         Runtime.set_default(_RUNTIME, error_if_already_set=False)
     return _RUNTIME
+
+
+def metrics_address() -> str | None:
+    """``HOST:PORT`` where the process runtime serves metrics, or None."""
+    return _METRICS_BIND
 
 
 def exit_process(code: int) -> NoReturn:

@@ -14,12 +14,20 @@ A workflow class inherits :class:`GatedWorkflow` and gets:
   as ``gate_decison``) as ``refused``; signals the workflow defines still reach
   their own handlers;
 * the ``audit_log`` and ``pending_gates`` **queries**;
+* the ``OpenGates``, ``GateReviewers`` and ``GateOpenedAt`` search attributes,
+  kept equal to the open gates (their names; who may decide them, ``anyone`` for
+  a gate open to all; when the oldest opened), so ``starter.py inbox`` and a web
+  UI saved query (``GateReviewers = "alice"``) find every gate waiting for a person.
+  Kept only when the server has our attributes registered (the run was started
+  with one set) and behind the ``gate-search-attributes`` patch;
 * :meth:`GatedWorkflow.wait_for_decision`, which opens a gate, records a
   reminder every interval, can run a hook periodically while the gate is open
   (e.g. to poll GitHub comments) and returns ``None`` when the gate expires.
 
 Every decision, refused decision, reminder and expiry lands in the audit log
-with who and when. Deterministic code only: this runs inside the workflow sandbox.
+with who and when, and in the metrics (``temporal_plumbing.metrics``: gates
+opened and closed, seconds to a decision, decisions, refusals). Deterministic
+code only: this runs inside the workflow sandbox.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
+from workflows import search_attributes
+
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
@@ -45,7 +55,9 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
         gate_text_problem,
     )
+    from temporal_plumbing import metrics
 
+GATE_SEARCH_ATTRIBUTES_PATCH = "gate-search-attributes"
 GATE_SIGNAL = "gate_decision"
 GATE_UPDATE = "decide_gate"
 
@@ -117,6 +129,10 @@ class GatedWorkflow:
     def _accept(self, decision: GateDecision, source: str) -> GateAck:
         decision = decision.model_copy(update={"source": source})
         self._decided[decision.gate] = decision
+        opened = self._open.get(decision.gate)
+        waited = (workflow.now() - opened.opened_at).total_seconds() if opened else 0.0
+        metrics.gate_decided(workflow.metric_meter(), decision.gate, decision.verdict.value,
+                             source, waited)
         self.record(
             "decision",
             f"{decision.gate}: {decision.verdict.value} (via {source})",
@@ -132,6 +148,7 @@ class GatedWorkflow:
         """
         problem = self.decision_problem(decision)
         if problem:
+            metrics.gate_refused(workflow.metric_meter(), source)
             self.record(
                 "refused",
                 f"{decision.gate}: {decision.verdict.value} via {source} refused: {problem}",
@@ -155,6 +172,7 @@ class GatedWorkflow:
         decision, error = parse_decision(payload)
         if decision is None:
             first = payload[0] if len(payload) == 1 else None
+            metrics.gate_refused(workflow.metric_meter(), "signal")
             self.record("refused", f"{GATE_SIGNAL} signal refused: {error}",
                         actor=claimed(first, "actor"))
             return
@@ -171,6 +189,7 @@ class GatedWorkflow:
                 first = workflow.payload_converter().from_payload(args[0].payload)
             except Exception:  # noqa: BLE001 - any undecodable input: no actor to name
                 first = None
+        metrics.gate_refused(workflow.metric_meter(), "unknown_signal")
         self.record("refused", f"signal {name!r} refused: this workflow has no signal of "
                     f"that name (a gate decision is the {GATE_SIGNAL!r} signal)",
                     actor=claimed(first, "actor"))
@@ -191,10 +210,9 @@ class GatedWorkflow:
     @decide_gate.validator
     def _validate_decision(self, *payload: object) -> None:
         decision, error = parse_decision(payload)
-        if decision is None:
-            raise ValueError(error)
-        problem = self.decision_problem(decision)
+        problem = error if decision is None else self.decision_problem(decision)
         if problem:
+            metrics.gate_refused(workflow.metric_meter(), "update")
             raise ValueError(problem)
 
     # -- waiting -----------------------------------------------------------
@@ -209,6 +227,7 @@ class GatedWorkflow:
         on_reminder: ReminderHook | None = None,
         while_open: WhileOpenHook | None = None,
         poll_interval: timedelta | None = None,
+        artifact: str = "",
     ) -> GateDecision | None:
         """Open ``gate`` and wait for an accepted decision.
 
@@ -226,6 +245,8 @@ class GatedWorkflow:
                 closes, so it must not hold state it cannot lose mid-way, and it must
                 handle its own errors (an exception would end the polling silently).
             poll_interval: how often ``while_open`` runs; both or neither must be given.
+            artifact: what the reviewer judges (a path, or a command that shows it),
+                shown by ``pending_gates``, ``--follow``, ``review`` and ``inbox``.
 
         Returns:
             The accepted decision, or None when the gate expired.
@@ -238,9 +259,13 @@ class GatedWorkflow:
             allowed_actors=list(allowed_actors or []),
             expires_at=expires_at,
             prompt=prompt,
+            artifact=artifact,
         )
         self._open[gate] = info
         self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
+        self._sync_gate_attributes()
+        metrics.gate_opened(workflow.metric_meter(), gate)
+        closed_as = "canceled"  # unless it is decided or expires
         poller = None
         if while_open is not None and poll_interval is not None:
             poller = asyncio.create_task(self._run_while_open(info, while_open, poll_interval))
@@ -258,6 +283,7 @@ class GatedWorkflow:
                 except TimeoutError:
                     if expires_at is not None and workflow.now() >= expires_at:
                         self.record("expired", f"{gate} expired without a decision")
+                        closed_as = "expired"
                         return None
                     info.reminders_sent += 1
                     self.record("reminder", f"{gate} still waits for a decision "
@@ -265,12 +291,40 @@ class GatedWorkflow:
                     if on_reminder is not None:
                         await on_reminder(info)
                     continue
+                closed_as = "decided"
                 return self._decided.pop(gate)
         finally:
+            metrics.gate_closed(workflow.metric_meter(), gate, closed_as)
             if poller is not None:
                 poller.cancel()
             self._open.pop(gate, None)
             self._decided.pop(gate, None)
+            self._sync_gate_attributes()
+
+    def _sync_gate_attributes(self) -> None:
+        """Set OpenGates, GateReviewers and GateOpenedAt from the open gates (unset
+        when none is open). Nothing when the server lacks our attributes or the run
+        started before the ``gate-search-attributes`` patch."""
+        if not search_attributes.attributes_registered():
+            return
+        if not workflow.patched(GATE_SEARCH_ATTRIBUTES_PATCH):
+            return
+        gates = list(self._open.values())
+        if not gates:
+            workflow.upsert_search_attributes([
+                search_attributes.OPEN_GATES.value_unset(),
+                search_attributes.GATE_REVIEWERS.value_unset(),
+                search_attributes.GATE_OPENED_AT.value_unset()])
+            return
+        reviewers: list[str] = []
+        for info in gates:
+            for who in info.allowed_actors or [search_attributes.ANYONE]:
+                if who not in reviewers:
+                    reviewers.append(who)
+        workflow.upsert_search_attributes([
+            search_attributes.OPEN_GATES.value_set([g.gate for g in gates]),
+            search_attributes.GATE_REVIEWERS.value_set(reviewers),
+            search_attributes.GATE_OPENED_AT.value_set(min(g.opened_at for g in gates))])
 
     async def _run_while_open(self, info: GateInfo, hook: WhileOpenHook,
                               interval: timedelta) -> None:

@@ -87,6 +87,7 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamResult,
         WorkstreamStatus,
     )
+    from temporal_plumbing import metrics
 
 # Breaker questions are local, fast updates.
 BREAKER_TIMEOUT = timedelta(seconds=30)
@@ -406,6 +407,7 @@ class WorkstreamWorkflow(GatedWorkflow):
                 raise asyncio.CancelledError() from None
             self._describe_failure(att, err, step)
         att.finished_at = workflow.now()
+        metrics.step_finished(workflow.metric_meter(), tool, att.outcome, att.seconds)
         await self._report_breaker(tool, att.outcome == "succeeded", step.id, number)
         await self._commit_handoff(att, step)
         if att.outcome != "succeeded":
@@ -423,7 +425,9 @@ class WorkstreamWorkflow(GatedWorkflow):
         decision = await self.wait_for_decision(
             f"review-{step.id}",
             prompt=f"review step {step.id} (execution {att.number} on {att.tool}): approve, "
-                   "revise (runs it again with your comment) or reject (fails it)")
+                   "revise (runs it again with your comment) or reject (fails it)",
+            artifact=", ".join(ref.path for ref in
+                               ([att.handoff] if att.handoff else []) + att.outputs))
         if decision is None:
             self._fail_step(step.id, "review gate expired")
             return False

@@ -152,16 +152,16 @@ async def test_follow_names_the_step_under_review_and_run_starts_it_again(
         seen: list[str] = []
         try:
             async with asyncio.timeout(60):
-                while not any("revise:" in line for line in seen):
+                while not any("Send an Update" in line for line in seen):
                     line = (await follow.stdout.readline()).decode()
                     assert line, f"--follow ended early: {seen} {await follow.stderr.read()}"
                     seen.append(line.rstrip())
             text = "\n".join(seen)
             wf = f"workstream-{item}"
-            assert "step compile waits for review (gate review-compile, execution 1 on " \
-                   "shell)" in text, text
-            assert f"approve: python starter.py workstream approve {wf} --step compile" in text
-            assert "stdout.txt" in text  # the step's output to judge
+            assert f"== gate review-compile is open on {wf}" in text, text
+            assert "review step compile (execution 1 on shell)" in text
+            assert f"python starter.py approve {wf} --gate review-compile" in text
+            assert "to judge:" in text and "stdout.txt" in text  # the step's output
             approved = await acli("workstream", "approve", wf, "--step", "compile", env=environ)
             assert approved.returncode == 0, approved.stderr
             async with asyncio.timeout(60):
