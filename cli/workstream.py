@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from temporalio.service import RPCError
 from activities.workstream import verify_chain
 from cli import gates
 from cli.common import CliError, Context, default_actor, failure_message, json_flag
+from cli.review import EXIT_UNSUCCESSFUL, GateWatcher
 from models.common import Verdict
 from models.text import NotUtf8Error, decode_utf8
 from models.workstream import (
@@ -126,9 +128,11 @@ async def start_workstream(client: Client, settings: Settings, inp: WorkstreamIn
         static_summary=f"workstream {inp.spec.work_item}: {len(inp.spec.steps)} steps")
 
 
-async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False) -> Progress:
+async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False,
+                          watcher: GateWatcher | None = None) -> Progress:
     """Print each change of the ``progress`` query until the run closes or is
-    quarantined; return the last progress."""
+    quarantined; return the last progress. ``watcher`` shows (and on a terminal,
+    decides) each step's review gate as it opens."""
     last = ""
     while True:
         desc = await handle.describe()
@@ -143,6 +147,8 @@ async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False)
         if (desc.status != WorkflowExecutionStatus.RUNNING
                 or progress.state == RunState.QUARANTINED):
             return progress
+        if watcher is not None:
+            await watcher.poll(handle)
         await asyncio.sleep(gates.POLL_INTERVAL)
 
 
@@ -192,8 +198,15 @@ async def cmd_start(ctx: Context) -> int:
              f"{ctx.ui_link(handle.id)}\n  progress: python starter.py workstream status "
              f"{handle.id}")
     if ctx.args.follow:
-        progress = await follow_progress(handle, quiet=ctx.json)
-        return 0 if progress.state == RunState.SUCCEEDED else 1
+        progress = await follow_progress(handle, quiet=ctx.json, watcher=GateWatcher(ctx))
+        if progress.state == RunState.SUCCEEDED:
+            return 0
+        failed = f" (failed: {', '.join(progress.failed)})" if progress.failed else ""
+        hint = (f"; resume it with `python starter.py workstream resume {handle.id}`"
+                if progress.state == RunState.QUARANTINED else "")
+        print(f"error: {handle.id} ended {progress.state.value}{failed}; `python starter.py "
+              f"workstream report {handle.id}` shows why{hint}", file=sys.stderr)
+        return EXIT_UNSUCCESSFUL
     return 0
 
 

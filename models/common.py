@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, computed_field, field_validator
 
 MAX_GATE_TEXT_BYTES = 64 * 1024
 """The largest gate comment, and the largest edited content, a decision may carry:
@@ -128,6 +129,13 @@ class GateInfo(BaseModel):
         reminders_sent: reminders recorded since the gate opened.
         expires_at: when the gate expires, or None when it never does.
         prompt: what the reviewer is asked to decide.
+        artifact: what to judge: a file path (the spec, the step's log) or a
+            command that shows it; empty when the prompt says it all.
+        decision_json: (computed) a GateDecision approving this gate as one line of
+            JSON, ready to paste into the web UI's "Send a Signal" (signal
+            ``gate_decision``) or "Send an Update" (update ``decide_gate``, which
+            refuses a bad decision at once) dialog; change ``actor`` to your name,
+            and ``verdict`` to ``reject`` or ``revise`` with a ``comment`` to refuse.
     """
 
     gate: str
@@ -136,3 +144,12 @@ class GateInfo(BaseModel):
     reminders_sent: int = 0
     expires_at: datetime | None = None
     prompt: str = ""
+    artifact: str = ""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def decision_json(self) -> str:
+        """See the class docstring."""
+        actor = self.allowed_actors[0] if self.allowed_actors else "your-name"
+        return json.dumps({"gate": self.gate, "verdict": "approve", "actor": actor,
+                           "comment": ""})

@@ -14,6 +14,12 @@ A workflow class inherits :class:`GatedWorkflow` and gets:
   as ``gate_decison``) as ``refused``; signals the workflow defines still reach
   their own handlers;
 * the ``audit_log`` and ``pending_gates`` **queries**;
+* the ``OpenGates``, ``GateReviewers`` and ``GateOpenedAt`` search attributes,
+  kept equal to the open gates (their names; who may decide them, ``anyone`` for
+  a gate open to all; when the oldest opened), so ``starter.py inbox`` and a web
+  UI saved query (``GateReviewers = "alice"``) find every gate waiting for a person.
+  Kept only when the server has our attributes registered (the run was started
+  with one set) and behind the ``gate-search-attributes`` patch;
 * :meth:`GatedWorkflow.wait_for_decision`, which opens a gate, records a
   reminder every interval, can run a hook periodically while the gate is open
   (e.g. to poll GitHub comments) and returns ``None`` when the gate expires.
@@ -35,6 +41,8 @@ from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
+from workflows import search_attributes
+
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
@@ -49,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal_plumbing import metrics
 
+GATE_SEARCH_ATTRIBUTES_PATCH = "gate-search-attributes"
 GATE_SIGNAL = "gate_decision"
 GATE_UPDATE = "decide_gate"
 
@@ -220,6 +229,7 @@ class GatedWorkflow:
         on_reminder: ReminderHook | None = None,
         while_open: WhileOpenHook | None = None,
         poll_interval: timedelta | None = None,
+        artifact: str = "",
     ) -> GateDecision | None:
         """Open ``gate`` and wait for an accepted decision.
 
@@ -237,6 +247,8 @@ class GatedWorkflow:
                 closes, so it must not hold state it cannot lose mid-way, and it must
                 handle its own errors (an exception would end the polling silently).
             poll_interval: how often ``while_open`` runs; both or neither must be given.
+            artifact: what the reviewer judges (a path, or a command that shows it),
+                shown by ``pending_gates``, ``--follow``, ``review`` and ``inbox``.
 
         Returns:
             The accepted decision, or None when the gate expired.
@@ -249,9 +261,11 @@ class GatedWorkflow:
             allowed_actors=list(allowed_actors or []),
             expires_at=expires_at,
             prompt=prompt,
+            artifact=artifact,
         )
         self._open[gate] = info
         self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
+        self._sync_gate_attributes()
         metrics.gate_opened(workflow.metric_meter(), gate)
         closed_as = "canceled"  # unless it is decided or expires
         poller = None
@@ -287,6 +301,32 @@ class GatedWorkflow:
                 poller.cancel()
             self._open.pop(gate, None)
             self._decided.pop(gate, None)
+            self._sync_gate_attributes()
+
+    def _sync_gate_attributes(self) -> None:
+        """Set OpenGates, GateReviewers and GateOpenedAt from the open gates (unset
+        when none is open). Nothing when the server lacks our attributes or the run
+        started before the ``gate-search-attributes`` patch."""
+        if not search_attributes.attributes_registered():
+            return
+        if not workflow.patched(GATE_SEARCH_ATTRIBUTES_PATCH):
+            return
+        gates = list(self._open.values())
+        if not gates:
+            workflow.upsert_search_attributes([
+                search_attributes.OPEN_GATES.value_unset(),
+                search_attributes.GATE_REVIEWERS.value_unset(),
+                search_attributes.GATE_OPENED_AT.value_unset()])
+            return
+        reviewers: list[str] = []
+        for info in gates:
+            for who in info.allowed_actors or [search_attributes.ANYONE]:
+                if who not in reviewers:
+                    reviewers.append(who)
+        workflow.upsert_search_attributes([
+            search_attributes.OPEN_GATES.value_set([g.gate for g in gates]),
+            search_attributes.GATE_REVIEWERS.value_set(reviewers),
+            search_attributes.GATE_OPENED_AT.value_set(min(g.opened_at for g in gates))])
 
     async def _run_while_open(self, info: GateInfo, hook: WhileOpenHook,
                               interval: timedelta) -> None:

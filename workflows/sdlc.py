@@ -158,6 +158,7 @@ class SdlcWorkflow(LlmWorkflow):
         return await self.wait_for_decision(
             GATE_1,
             prompt=f"approve, reject or revise the spec of round {self._state.round}",
+            artifact=self._state.specs[-1].path if self._state.specs else "",
             allowed_actors=self._req.reviewers,
             reminder_interval=self._req.reminder_interval,
             expires_after=self._req.gate_expiry,

@@ -422,7 +422,9 @@ class WorkstreamWorkflow(GatedWorkflow):
         decision = await self.wait_for_decision(
             f"review-{step.id}",
             prompt=f"review step {step.id} (execution {att.number} on {att.tool}): approve, "
-                   "revise (runs it again with your comment) or reject (fails it)")
+                   "revise (runs it again with your comment) or reject (fails it)",
+            artifact=", ".join(ref.path for ref in
+                               ([att.handoff] if att.handoff else []) + att.outputs))
         if decision is None:
             self._fail_step(step.id, "review gate expired")
             return False
