@@ -48,6 +48,12 @@ class FeatureRequest(BaseModel):
         agent_timeout: wall-clock limit of one agent run.
         comment_poll_interval: how often the issue's comments are polled for
             ``/approve``, ``/reject``, ``/revise`` while GATE_1 is open (GitHub only).
+        comment_watch_window: how long one attempt of the long-running comment poll
+            activity polls before Temporal retries it (models.issues.CommentWatchInput).
+        history_budget: history events after which a run waiting at GATE_1
+            continues as new (workflows.gates.history_full).
+        carried: set by the workflow itself when it continues as new at GATE_1: the
+            run's state and the open gate; None when a user starts the run.
     """
 
     title: str = Field(min_length=1)
@@ -63,6 +69,10 @@ class FeatureRequest(BaseModel):
     agent_timeout: timedelta = timedelta(minutes=30)
     comment_poll_interval: timedelta = Field(default=timedelta(seconds=30),
                                              gt=timedelta(0))
+    comment_watch_window: timedelta = Field(default=timedelta(minutes=10),
+                                            ge=timedelta(0))
+    history_budget: int = Field(default=5_000, ge=100)
+    carried: SdlcCarry | None = None
 
     @field_validator("slug")
     @classmethod
@@ -235,3 +245,25 @@ class SdlcResult(BaseModel):
     failure_reason: str | None = None
     pr_url: str | None = None
     audit: list[AuditEntry] = Field(default_factory=list)
+
+
+class SdlcCarry(BaseModel):
+    """What an SdlcWorkflow run waiting at GATE_1 carries over continue-as-new.
+
+    Attributes:
+        state: the run's state (phase, round, issue, branch, worktree, specs,
+            feedback, comment cursor).
+        audit: the audit log so far.
+        ledger: the LLM usage so far (``models.llm.LlmUsage`` as dicts).
+        gate: the open gate, reopened as it was (opened_at, expiry, reminders).
+        spec: the spec the gate reviews.
+    """
+
+    state: SdlcState
+    audit: list[AuditEntry] = Field(default_factory=list)
+    ledger: list[dict] = Field(default_factory=list)
+    gate: GateInfo
+    spec: ArtifactRef
+
+
+FeatureRequest.model_rebuild()

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from temporal_plumbing import tracing
 from temporal_plumbing.metrics import HISTOGRAM_BUCKETS
 
 _RUNTIME: Runtime | None = None
@@ -70,8 +71,12 @@ def exit_process(code: int) -> NoReturn:
     The SDK's Rust threads can still call into Python while the interpreter is
     finalizing, and a short-lived process then aborts with "Fatal Python error:
     PyGILState_Release" (temporalio/sdk-python issue 300). Our work is done and
-    flushed by then, so leave with ``os._exit``.
+    flushed by then (batched trace spans are flushed here), so leave with ``os._exit``.
     """
+    try:
+        tracing.flush()
+    except Exception:  # noqa: BLE001 - an unreachable collector must not change the exit
+        pass
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -35,11 +35,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes
 
@@ -66,6 +66,9 @@ _MAX_ERROR_CHARS = 400  # a refused payload's validation error, as recorded
 
 M = TypeVar("M", bound="BaseModel")
 ReminderHook = Callable[[GateInfo], Awaitable[None]]
+HistoryFullHook = Callable[[GateInfo], Awaitable[NoReturn]]
+# events after which a long wait continues as new (see history_full)
+DEFAULT_HISTORY_BUDGET = 5_000
 WhileOpenHook = Callable[[GateInfo], Awaitable[None]]
 
 
@@ -83,6 +86,8 @@ class GatedWorkflow:
         self._audit.append(
             AuditEntry(at=workflow.now(), kind=kind, actor=actor, detail=detail, comment=comment)
         )
+        if kind == "refused":  # an expected failure: one log line (not during replay)
+            workflow.logger.warning("refused: %s (actor %s)", detail, actor)
 
     async def handlers_finished(self) -> None:
         """Wait until no signal or update handler is running (an async update, e.g. one
@@ -227,6 +232,9 @@ class GatedWorkflow:
         on_reminder: ReminderHook | None = None,
         while_open: WhileOpenHook | None = None,
         poll_interval: timedelta | None = None,
+        resume: GateInfo | None = None,
+        on_history_full: HistoryFullHook | None = None,
+        history_budget: int = DEFAULT_HISTORY_BUDGET,
         artifact: str = "",
     ) -> GateDecision | None:
         """Open ``gate`` and wait for an accepted decision.
@@ -239,12 +247,24 @@ class GatedWorkflow:
                 each time this much passes without a decision; None = never.
             expires_after: close the gate and return None after this long; None = never.
             on_reminder: awaited after each reminder is recorded (e.g. to post a comment).
-            while_open: awaited every ``poll_interval`` (a durable timer) while the gate
-                is open, beside the wait, e.g. to poll for decisions made elsewhere and
-                pass them to :meth:`receive_decision`. It is cancelled when the gate
-                closes, so it must not hold state it cannot lose mid-way, and it must
-                handle its own errors (an exception would end the polling silently).
-            poll_interval: how often ``while_open`` runs; both or neither must be given.
+            while_open: awaited while the gate is open, beside the wait, e.g. to poll
+                for decisions made elsewhere and pass them to :meth:`receive_decision`:
+                every ``poll_interval`` (a durable timer) when one is given, else again
+                as soon as it returns (a hook that itself waits for news, such as a
+                long-running poll activity; it must not return at once forever). It is
+                cancelled when the gate closes, so it must not hold state it cannot lose
+                mid-way, and it must handle its own errors (an exception would end the
+                polling silently).
+            poll_interval: the timer between ``while_open`` calls; None = back to back.
+            resume: the gate as a previous run left it (carried over continue-as-new):
+                it opens again with the same ``opened_at``, ``expires_at`` and reminder
+                count, and the next reminder comes when it was due.
+            on_history_full: awaited, with the gate, when the run's history reaches
+                ``history_budget`` events or Temporal suggests continue-as-new (see
+                :func:`history_full`), after the ``while_open`` hook is cancelled and
+                every handler finished. It must continue as new (carrying the gate so
+                the next run passes it as ``resume``); None = never checked.
+            history_budget: see :func:`history_full`.
             artifact: what the reviewer judges (a path, or a command that shows it),
                 shown by ``pending_gates``, ``--follow``, ``review`` and ``inbox``.
 
@@ -252,34 +272,66 @@ class GatedWorkflow:
             The accepted decision, or None when the gate expired.
         """
         now = workflow.now()
-        expires_at = now + expires_after if expires_after else None
-        info = GateInfo(
-            gate=gate,
-            opened_at=now,
-            allowed_actors=list(allowed_actors or []),
-            expires_at=expires_at,
-            prompt=prompt,
-            artifact=artifact,
-        )
+        if resume is not None and resume.gate == gate:
+            info = resume.model_copy()
+            expires_at = info.expires_at
+            opened = info.opened_at.strftime("%Y-%m-%d %H:%M")
+            self.record("gate_resumed", f"{gate} still open (opened {opened} UTC), "
+                        "carried over continue-as-new")
+        else:
+            expires_at = now + expires_after if expires_after else None
+            info = GateInfo(
+                gate=gate,
+                opened_at=now,
+                allowed_actors=list(allowed_actors or []),
+                expires_at=expires_at,
+                prompt=prompt,
+                artifact=artifact,
+            )
+            self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
         self._open[gate] = info
-        self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
         self._sync_gate_attributes()
-        metrics.gate_opened(workflow.metric_meter(), gate)
+        if resume is None or resume.gate != gate:
+            metrics.gate_opened(workflow.metric_meter(), gate)
         closed_as = "canceled"  # unless it is decided or expires
         poller = None
-        if while_open is not None and poll_interval is not None:
+        if while_open is not None:
             poller = asyncio.create_task(self._run_while_open(info, while_open, poll_interval))
+
+        def full() -> bool:
+            return on_history_full is not None and history_full(history_budget)
+
+        first = True
         try:
             while True:
                 timeout = reminder_interval
+                if first and resume is not None and reminder_interval is not None:
+                    due = info.opened_at + reminder_interval * (info.reminders_sent + 1)
+                    timeout = max(due - workflow.now(), timedelta(0))
+                first = False
                 if expires_at is not None:
                     left = expires_at - workflow.now()
                     timeout = left if timeout is None else min(timeout, left)
                 try:
                     await workflow.wait_condition(
-                        lambda: gate in self._decided, timeout=timeout,
+                        lambda: gate in self._decided or full(), timeout=timeout,
                         timeout_summary=f"{gate}: next reminder or expiry",
                     )
+                    if gate not in self._decided:  # the history is full
+                        assert on_history_full is not None
+                        if poller is not None:  # stopped before the next run polls
+                            poller.cancel()
+                            try:
+                                await poller
+                            except (asyncio.CancelledError, ActivityError):
+                                pass
+                            poller = None
+                        await self.handlers_finished()
+                        if gate not in self._decided:
+                            self._open.pop(gate, None)
+                            await on_history_full(info)
+                            raise ApplicationError("on_history_full returned instead of "
+                                                   "continuing as new", non_retryable=True)
                 except TimeoutError:
                     if expires_at is not None and workflow.now() >= expires_at:
                         self.record("expired", f"{gate} expired without a decision")
@@ -327,11 +379,22 @@ class GatedWorkflow:
             search_attributes.GATE_OPENED_AT.value_set(min(g.opened_at for g in gates))])
 
     async def _run_while_open(self, info: GateInfo, hook: WhileOpenHook,
-                              interval: timedelta) -> None:
+                              interval: timedelta | None) -> None:
         while info.gate not in self._decided:
-            await workflow.sleep(interval, summary=f"{info.gate}: next poll")
+            if interval is not None:
+                await workflow.sleep(interval, summary=f"{info.gate}: next poll")
             if info.gate not in self._decided:
                 await hook(info)
+
+
+def history_full(budget: int = DEFAULT_HISTORY_BUDGET) -> bool:
+    """Whether this run should continue as new: Temporal suggests it
+    (``is_continue_as_new_suggested()``: about 4,096 events or 4 MB on a default
+    server) or the history has ``budget`` events (``get_current_history_length()``).
+    The default budget, DEFAULT_HISTORY_BUDGET, stays well under the 10,240 events
+    at which Temporal starts warning (and the 51,200 at which it terminates a run)."""
+    info = workflow.info()
+    return info.is_continue_as_new_suggested() or info.get_current_history_length() >= budget
 
 
 def parse_payload(model: type[M], payload: Sequence[object]) -> tuple[M | None, str]:
