@@ -182,7 +182,7 @@ async def run_worker(settings: Settings, obs: ObservabilitySettings | None = Non
     """
     obs = obs or load_observability_settings()
     try:
-        process_runtime(obs.metrics_bind)
+        process_runtime(obs.metrics_bind, forward_core_logs=True)
     except (RuntimeError, ValueError) as err:  # the exporter cannot bind the address
         raise ConnectionError(f"METRICS_BIND={obs.metrics_bind}: cannot serve metrics "
                               f"({err})") from None
