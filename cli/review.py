@@ -143,12 +143,20 @@ class GateWatcher:
                 await self.ask(handle, info)
 
     async def ask(self, handle: WorkflowHandle[Any, Any], info: GateInfo) -> None:
-        """Ask approve / reject / revise / skip and send the decision as ``actor``."""
+        """Ask approve / reject / revise / skip and send the decision as ``actor``;
+        the end of input (Ctrl-D) skips, and stops asking."""
+        try:
+            await self._ask(handle, info)
+        except EOFError:
+            self.interactive = False
+            print(f"\n   no more input; {info.gate} stays open", flush=True)
+
+    async def _ask(self, handle: WorkflowHandle[Any, Any], info: GateInfo) -> None:
         verdicts = {"a": Verdict.APPROVE, "approve": Verdict.APPROVE, "r": Verdict.REJECT,
                     "reject": Verdict.REJECT, "v": Verdict.REVISE, "revise": Verdict.REVISE}
         while True:
-            answer = (await asyncio.to_thread(
-                input, f"{info.gate}: [a]pprove, [r]eject, re[v]ise or [s]kip? ")).strip().lower()
+            answer = (await ask_line(
+                f"{info.gate}: [a]pprove, [r]eject, re[v]ise or [s]kip? ")).lower()
             if answer in ("s", "skip", ""):
                 print(f"   skipped; {info.gate} stays open", flush=True)
                 return
@@ -158,10 +166,9 @@ class GateWatcher:
         comment = ""
         if verdict != Verdict.APPROVE:
             while not comment:
-                comment = (await asyncio.to_thread(input, "comment (what to change, why): ")
-                           ).strip()
+                comment = await ask_line("comment (what to change, why): ")
         else:
-            comment = (await asyncio.to_thread(input, "comment (enter for none): ")).strip()
+            comment = await ask_line("comment (enter for none): ")
         saved = self.ctx.args
         self.ctx.args = argparse.Namespace(**{**vars(saved), "workflow_id": handle.id,
                                               "gate": info.gate, "comment": comment,
@@ -173,6 +180,17 @@ class GateWatcher:
             self._shown.discard((info.gate, info.opened_at.isoformat()))  # ask again
         finally:
             self.ctx.args = saved
+
+
+async def ask_line(prompt: str) -> str:
+    """One line typed at the terminal, stripped (the prompt goes to stdout, where
+    the gate was shown; ``input``'s own prompt may go to stderr). End of input is
+    raises EOFError."""
+    print(prompt, end="", flush=True)
+    line = await asyncio.to_thread(sys.stdin.readline)
+    if not line:
+        raise EOFError
+    return line.strip()
 
 
 async def run_outcome(handle: WorkflowHandle[Any, Any]) -> tuple[bool, str]:

@@ -86,6 +86,8 @@ class GatedWorkflow:
         self._audit.append(
             AuditEntry(at=workflow.now(), kind=kind, actor=actor, detail=detail, comment=comment)
         )
+        if kind == "refused":  # an expected failure: one log line (not during replay)
+            workflow.logger.warning("refused: %s (actor %s)", detail, actor)
 
     async def handlers_finished(self) -> None:
         """Wait until no signal or update handler is running (an async update, e.g. one

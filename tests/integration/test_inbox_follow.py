@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
+import select
+import subprocess
 import sys
+import time
 
 from temporalio.client import Client
 
@@ -80,3 +85,50 @@ async def test_follow_inbox_and_exit_code(dev_env, env, task_queue, git_repo,  #
         assert not desc.typed_search_attributes.get(OPEN_GATES)  # unset once decided
         empty = json.loads((await acli("inbox", "--as", "alice", "--json", env=env)).stdout)
         assert wf_id not in [row["workflow_id"] for row in empty]
+
+
+def read_until(fd: int, marker: str, timeout: float = 90.0) -> str:
+    """Read a pty's output until ``marker`` shows (or fail after ``timeout`` s)."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{marker!r} never showed; output so far: {seen!r}")
+        ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+        if ready:
+            try:
+                seen += os.read(fd, 4096).decode(errors="replace")
+            except OSError:
+                break
+    return seen
+
+
+async def test_review_asks_on_a_terminal_and_decides_as_the_reviewer(
+        dev_env, env, task_queue, git_repo, tmp_path):  # noqa: F811
+    settings = Settings(orchestrator_home=tmp_path / "home", temporal_task_queue=task_queue)
+    async with make_worker(dev_env.client, settings):
+        started = await acli("sdlc", "start", "--title", "Review check", "--repo",
+                             str(git_repo), "--reviewer", "alice", "--json", env=env)
+        wf_id = json.loads(started.stdout)["workflow_id"]
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, str(ROOT / "starter.py"), "review", wf_id,
+                                 "--as", "alice"], stdin=slave, stdout=slave,
+                                stderr=subprocess.PIPE, env=env, cwd=ROOT)
+        os.close(slave)
+        try:
+            shown = await asyncio.to_thread(read_until, master, "[s]kip?")
+            assert f"== gate GATE_1 is open on {wf_id}" in shown
+            assert "to judge: " in shown and "who may decide: alice" in shown
+            os.write(master, b"a\n")
+            await asyncio.to_thread(read_until, master, "comment")
+            os.write(master, b"looks right\n")
+            rest = await asyncio.to_thread(read_until, master, "ended DONE")
+            assert "GATE_1: approve accepted" in rest
+            assert await asyncio.to_thread(proc.wait, 60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            os.close(master)
+        audit = (await acli("audit", wf_id, env=env)).stdout
+        assert "GATE_1: approve (via update) [alice] — looks right" in audit
