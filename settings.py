@@ -136,6 +136,12 @@ class Settings(BaseSettings):
         timedelta(seconds=30), gt=timedelta(0),
         description="issue comments are polled this often at a gate")
 
+    # -- authenticated gate decisions (issue 12) ---------------------------------
+    gate_signers: Path | None = Field(
+        None, description="allowed_signers file (ssh-keygen format) of the reviewers' "
+        "ed25519 keys: when set, every gate decision must be SSH-signed by a listed key "
+        "(`key:<principal>`) or come from GitHub; unset: anyone who reaches the server decides")
+
     @field_validator("github_repository")
     @classmethod
     def _check_repository(cls, value: str | None) -> str | None:

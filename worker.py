@@ -31,9 +31,11 @@ from activities.github import GitHubIssueTracker
 from activities.issues import LocalIssueTracker
 from activities.learning import LearningStore
 from activities.llm import LlmActivities, build_anthropic_provider, build_llm_provider
+from activities.signers import GateSignerActivities, read_gate_signers
 from activities.web_search import WebSearchActivities, build_exa_client
 from activities.workstream import WorkstreamActivities
 from cli.server import ensure_search_attributes
+from models.signatures import SignatureError
 from settings import (
     PerformanceSettings,
     Settings,
@@ -74,6 +76,7 @@ def build_activities(settings: Settings) -> list[Any]:
         llm.llm_complete,
         analysis.load_sources, analysis.write_report, search.web_search,
         *LearningStore(settings.learning_database_url, settings.artifact_root).all(),
+        GateSignerActivities(settings.gate_signers).load_gate_signers,
     ]
     # workstream engine
     ws = WorkstreamActivities(settings.workspace_root, ArtifactStore(settings.artifact_root))
@@ -155,6 +158,11 @@ def main() -> int:
         load_performance_settings()
     except SettingsError as err:
         print(err, file=sys.stderr)
+        return 2
+    try:  # a bad GATE_SIGNERS stops the worker now, not at a run's first gate
+        read_gate_signers(settings.gate_signers)
+    except SignatureError as err:
+        print(f"invalid configuration: {err}", file=sys.stderr)
         return 2
     try:
         asyncio.run(run_worker(settings))

@@ -13,6 +13,14 @@ A workflow class inherits :class:`GatedWorkflow` and gets:
 
 Every decision, refused decision, reminder and expiry lands in the audit log
 with who and when. Deterministic code only: this runs inside the workflow sandbox.
+
+Authentication (``models/signatures.py``): before its first gate opens a run loads
+the worker's allowed signers (GATE_SIGNERS) through an activity, so they are in
+its history. When they are configured every gate requires an authenticated
+decision: a ``key:<name>`` actor with an SSH signature bound to this run and gate
+opening, or a ``github:<login>`` decision made by the workflow's own GitHub comment
+poll. Without them any decision that reaches the server is taken, as the
+``pending_gates`` entries say (``signatures_required``).
 """
 
 from __future__ import annotations
@@ -22,12 +30,28 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+from workflows import policies
 
 with workflow.unsafe.imports_passed_through():
+    from activities.signers import GateSignerActivities
     from models.common import AuditEntry, GateAck, GateDecision, GateInfo, Verdict
+    from models.signatures import (
+        GITHUB_PREFIX,
+        KEY_PREFIX,
+        GateSigners,
+        principal_allowed,
+        signature_problem,
+    )
 
 GATE_SIGNAL = "gate_decision"
 GATE_UPDATE = "decide_gate"
+SIGNERS_QUERY = "gate_signers"
+SIGNERS_PATCH = "gate-signers"
+"""workflow.patched ID of loading GATE_SIGNERS before the first gate (runs started
+before it replay without the load and take unauthenticated decisions, as they did)."""
+GITHUB_CHANNEL = "github"
 
 ReminderHook = Callable[[GateInfo], Awaitable[None]]
 WhileOpenHook = Callable[[GateInfo], Awaitable[None]]
@@ -40,6 +64,9 @@ class GatedWorkflow:
         self._audit: list[AuditEntry] = []
         self._open: dict[str, GateInfo] = {}
         self._decided: dict[str, GateDecision] = {}
+        self._openings = 0
+        self._signers: GateSigners | None = None
+        self._signers_lock = asyncio.Lock()
 
     # -- audit log ---------------------------------------------------------
     def record(self, kind: str, detail: str, actor: str = "workflow", comment: str = "") -> None:
@@ -58,11 +85,24 @@ class GatedWorkflow:
         """The gates open now, in the order they opened."""
         return list(self._open.values())
 
+    @workflow.query(name=SIGNERS_QUERY)
+    def gate_signers(self) -> GateSigners | None:
+        """The allowed signers this run loaded (public keys and principals), or None
+        before its first gate or for a run started before signatures existed."""
+        return self._signers
+
+    @property
+    def signatures_required(self) -> bool:
+        """Whether this run's gates take only authenticated decisions."""
+        return self._signers is not None and self._signers.configured
+
     # -- receiving decisions ----------------------------------------------
     def decision_problem(self, decision: GateDecision) -> str | None:
         """Why a decision cannot be accepted now, or None when it can.
 
-        Subclasses may extend this with gate-specific checks (call super first).
+        Who decides is :meth:`identity_problem`'s question; this one is about the gate
+        and the decision. Subclasses may extend it with gate-specific checks (call
+        super first).
         """
         gate = self._open.get(decision.gate)
         if gate is None:
@@ -70,12 +110,63 @@ class GatedWorkflow:
             return f"gate {decision.gate!r} is not open (open gates: {open_now})"
         if decision.gate in self._decided:
             return f"gate {decision.gate!r} already has a decision that is being acted on"
-        if gate.allowed_actors and decision.actor not in gate.allowed_actors:
-            allowed = ", ".join(gate.allowed_actors)
-            return f"{decision.actor!r} may not decide gate {decision.gate!r} (allowed: {allowed})"
         if decision.verdict != Verdict.APPROVE and not decision.comment.strip():
             return f"a {decision.verdict.value} decision needs a comment saying what to change"
         return None
+
+    def identity_problem(self, decision: GateDecision) -> str | None:
+        """Why the decision's actor may not decide its (open) gate, or None.
+
+        Authentication: ``github:`` actors come only from the workflow's GitHub poll
+        (``GateDecision.authenticated``); ``key:`` actors need a signature that
+        :func:`models.signatures.signature_problem` accepts (bound to this run and gate
+        opening, unaltered, by a key the allowed signers list for that principal);
+        bare names pass only while the worker has no GATE_SIGNERS. Authorization: the
+        actor must be one of the gate's allowed actors
+        (:func:`models.signatures.principal_allowed`). A gate that is not open is
+        decision_problem's.
+        """
+        gate = self._open.get(decision.gate)
+        if gate is None:
+            return None
+        actor = decision.actor
+        problem = None
+        if decision.authenticated_by == GITHUB_CHANNEL:
+            problem = None if actor.startswith(GITHUB_PREFIX) else f"{actor!r} is not github:"
+        elif actor.startswith(GITHUB_PREFIX):
+            problem = f"{actor} decides only by a comment on the run's GitHub issue"
+        elif not self.signatures_required:
+            if actor.startswith(KEY_PREFIX):
+                problem = (f"{actor} cannot be verified: the worker has no GATE_SIGNERS; "
+                           "decide under a plain name")
+        else:
+            assert self._signers is not None
+            info = workflow.info()
+            # cryptography imports its OpenSSL backend lazily, at the first verify; a
+            # second copy of its Rust extension inside the sandbox would abort the worker
+            with workflow.unsafe.imports_passed_through():
+                problem = signature_problem(
+                    signers=self._signers, workflow_id=info.workflow_id, run_id=info.run_id,
+                    gate=gate.gate, opening=gate.opening, verdict=decision.verdict.value,
+                    actor=actor, comment=decision.comment, content=decision.content,
+                    signature=decision.signature, now=workflow.now())
+        if problem is None and not principal_allowed(actor, gate.allowed_actors):
+            allowed = ", ".join(gate.allowed_actors)
+            problem = f"{actor!r} may not decide gate {gate.gate!r} (allowed: {allowed})"
+        return problem
+
+    def gate_problem(self, decision: GateDecision) -> str | None:
+        """Why a decision cannot be accepted now (identity first, then the gate's own
+        checks), or None when it can."""
+        return self.identity_problem(decision) or self.decision_problem(decision)
+
+    def _refuse(self, decision: GateDecision, source: str, problem: str) -> None:
+        self.record(
+            "refused",
+            f"{decision.gate}: {decision.verdict.value} via {source} refused: {problem}",
+            actor=decision.actor,
+            comment=decision.comment,
+        )
 
     def _accept(self, decision: GateDecision, source: str) -> GateAck:
         decision = decision.model_copy(update={"source": source})
@@ -91,16 +182,12 @@ class GatedWorkflow:
     def receive_decision(self, decision: GateDecision, source: str) -> None:
         """Accept a decision that arrived without a validator (signal, comment poll).
 
-        A decision that cannot be accepted is recorded as ``refused`` with the reason.
+        A decision that cannot be accepted (unauthenticated, or one decision_problem
+        names) is recorded as ``refused`` with the reason.
         """
-        problem = self.decision_problem(decision)
+        problem = self.gate_problem(decision)
         if problem:
-            self.record(
-                "refused",
-                f"{decision.gate}: {decision.verdict.value} via {source} refused: {problem}",
-                actor=decision.actor,
-                comment=decision.comment,
-            )
+            self._refuse(decision, source, problem)
             return
         self._accept(decision, source)
 
@@ -111,11 +198,24 @@ class GatedWorkflow:
 
     @workflow.update(name=GATE_UPDATE)
     def decide_gate(self, decision: GateDecision) -> GateAck:
-        """Update form of a gate decision: refused at once by the validator when invalid."""
+        """Update form of a gate decision: refused at once by the validator when invalid;
+        one whose actor may not decide is refused here instead, so the refusal is audited.
+
+        Raises:
+            ApplicationError: (``DecisionRefused``) see :meth:`identity_problem`
+                (unsigned, wrong key, replayed, altered, not an allowed reviewer); the
+                update fails, the run goes on.
+        """
+        problem = self.identity_problem(decision)
+        if problem:
+            self._refuse(decision, "update", problem)
+            raise ApplicationError(problem, type="DecisionRefused", non_retryable=True)
         return self._accept(decision, "update")
 
     @decide_gate.validator
     def _validate_decision(self, decision: GateDecision) -> None:
+        if self.identity_problem(decision):
+            return  # the handler refuses it and audits why (a validator records nothing)
         problem = self.decision_problem(decision)
         if problem:
             raise ValueError(problem)
@@ -153,14 +253,18 @@ class GatedWorkflow:
         Returns:
             The accepted decision, or None when the gate expired.
         """
+        await self._load_gate_signers()
         now = workflow.now()
         expires_at = now + expires_after if expires_after else None
+        self._openings += 1
         info = GateInfo(
             gate=gate,
             opened_at=now,
             allowed_actors=list(allowed_actors or []),
             expires_at=expires_at,
             prompt=prompt,
+            opening=self._openings,
+            signatures_required=self.signatures_required,
         )
         self._open[gate] = info
         self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
@@ -194,6 +298,23 @@ class GatedWorkflow:
                 poller.cancel()
             self._open.pop(gate, None)
             self._decided.pop(gate, None)
+
+    async def _load_gate_signers(self) -> None:
+        """Load the worker's allowed signers into this run, once (before its first gate)."""
+        async with self._signers_lock:
+            if self._signers is not None or not workflow.patched(SIGNERS_PATCH):
+                return
+            self._signers = await workflow.execute_activity_method(
+                GateSignerActivities.load_gate_signers,
+                start_to_close_timeout=policies.SIGNERS_TIMEOUT,
+                retry_policy=policies.SIGNERS_RETRY,
+                summary="load the worker's GATE_SIGNERS",
+            )
+            self.record("gate_signers", (
+                f"{len(self._signers.signers)} allowed signer key(s) from "
+                f"{self._signers.source}: gate decisions must be signed"
+                if self._signers.configured else
+                "no GATE_SIGNERS on the worker: gate decisions are not authenticated"))
 
     async def _run_while_open(self, info: GateInfo, hook: WhileOpenHook,
                               interval: timedelta) -> None:

@@ -23,6 +23,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import policies, search_attributes
+from workflows.gates import GITHUB_CHANNEL
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         SdlcState,
         WorktreeInput,
     )
+    from models.signatures import GITHUB_PREFIX
 
 
 @workflow.defn(name="SdlcWorkflow")
@@ -182,9 +184,11 @@ class SdlcWorkflow(LlmWorkflow):
             return
         self._state.last_comment_id = poll.last_seen_id
         for command in poll.commands:
+            # GitHub authenticated the commenter (the poll checked their write permission)
             decision = GateDecision(gate=gate.gate, verdict=command.verdict,
-                                    actor=command.author, comment=command.text)
-            problem = self.decision_problem(decision)
+                                    actor=f"{GITHUB_PREFIX}{command.author}",
+                                    comment=command.text).authenticated(GITHUB_CHANNEL)
+            problem = self.gate_problem(decision)
             self.receive_decision(decision, f"github comment {command.comment_id}")
             if problem:
                 await self._comment(f"@{command.author}: `/{command.verdict.value}` ignored: "

@@ -30,6 +30,7 @@ from models.learning import (
     SubmitAnswers,
 )
 from models.llm import LlmRequest, LlmResponse
+from tests.conftest import NO_SIGNERS
 from tests.learning_support import imported_database, learning_settings
 from worker import make_worker
 from workflows.learning_loop import SUBMIT_ANSWERS
@@ -324,7 +325,7 @@ async def test_a_failing_llm_leaves_the_test_to_the_bank(ts_env, task_queue, tmp
     config = learning_config(settings, student=student(), curriculum="fractions",
                              max_rounds=1, items_per_test=8, llm_grading=True)
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[LearningLoopWorkflow],
-                      activities=[*store.all(), llm_down],
+                      activities=[*store.all(), llm_down, NO_SIGNERS],
                       activity_executor=ThreadPoolExecutor(4)):
         handle = await start_learning(ts_env.client, settings, config)
         test = await wait_for_test(handle)
