@@ -6,9 +6,11 @@ Run ``python starter.py --help`` for the commands.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from cli import analysis, demo, gates, learning, llm, sdlc, server, workstream
-from cli.common import exit_process, run
+from cli.common import run
+from temporal_plumbing.runtime import exit_process
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The ``orchestrator`` console script: ``main`` then a clean process exit."""
     exit_process(main())
+
+
+def learn_entry() -> None:
+    """The ``learn`` console script: ``learn ARGS`` is ``orchestrator learn ARGS``."""
+    exit_process(main(["learn", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

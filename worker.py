@@ -1,18 +1,23 @@
 """The worker: ``python worker.py`` hosts every workflow and activity on one task queue.
 
-It connects with ``temporalio.envconfig`` (TEMPORAL_ADDRESS, default
-localhost:7233), uses the pydantic data converter and shuts down gracefully on
-SIGINT/SIGTERM (running activities get the graceful-shutdown timeout to finish).
+It connects through ``temporal_plumbing`` (``temporalio.envconfig`` profile,
+TEMPORAL_ADDRESS default localhost:7233; the shared data converter and
+interceptors; worker options from the performance settings) and shuts down
+gracefully on SIGINT/SIGTERM (running activities get the graceful-shutdown
+timeout to finish).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -31,20 +36,23 @@ from activities.github import GitHubIssueTracker
 from activities.issues import LocalIssueTracker
 from activities.learning import LearningStore
 from activities.llm import LlmActivities, build_anthropic_provider, build_llm_provider
+from activities.secrets import Scrubber, ScrubbingInterceptor, secret_names
 from activities.signers import GateSignerActivities, read_gate_signers
 from activities.web_search import WebSearchActivities, build_exa_client
 from activities.workstream import WorkstreamActivities
-from cli.server import ensure_search_attributes
 from models.signatures import SignatureError
+from models.workstream import DEFAULT_ROUTER_CONFIG, RouterConfig, ToolAuthority
 from settings import (
     PerformanceSettings,
     Settings,
     SettingsError,
-    connect_client,
     load_performance_settings,
     load_settings,
-    temporal_connect_config,
 )
+from temporal_plumbing.client import connect_client, temporal_connect_config
+from temporal_plumbing.runtime import exit_process
+from temporal_plumbing.search_attributes import ensure_search_attributes
+from temporal_plumbing.workers import worker_options
 from workflows.analysis import AnalysisWorkflow
 from workflows.breaker import BreakerWorkflow
 from workflows.learning_loop import LearningLoopWorkflow
@@ -55,18 +63,60 @@ ALL_WORKFLOWS: list[type] = [SdlcWorkflow, AnalysisWorkflow, WorkstreamWorkflow,
                              BreakerWorkflow, LearningLoopWorkflow]
 
 
-def build_activities(settings: Settings) -> list[Any]:
-    """Every activity callable of the worker, with clients built from ``settings``."""
+def build_scrubber(settings: Settings) -> Scrubber:
+    """The worker's scrubber: the values of ANTHROPIC_API_KEY, GITHUB_TOKEN,
+    EXA_API_KEY, TEMPORAL_API_KEY and the SECRET_ENV names (environment, ``.env``
+    and the Temporal config profile)."""
+    extra = settings.secret_values()
+    try:
+        api_key = temporal_connect_config().get("api_key")
+    except Exception:  # noqa: BLE001 - a broken profile fails at connect, with its reason
+        api_key = None
+    if isinstance(api_key, str):
+        extra.append(api_key)
+    return Scrubber.from_environment(secret_names(settings.secret_env), os.environ, extra)
+
+
+def build_tool_authority(settings: Settings) -> ToolAuthority:
+    """What workstream runs may use on this worker: WORKSTREAM_ROUTER_CONFIG (else
+    the default router config), WORKSTREAM_TRUST_SPEC_TOOLS, WORKSTREAM_PYTHON_MODULES.
+
+    Raises:
+        SettingsError: the router config file cannot be read or is invalid.
+    """
+    data: Any = DEFAULT_ROUTER_CONFIG
+    path: Path | None = settings.workstream_router_config
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as err:
+            raise SettingsError(f"WORKSTREAM_ROUTER_CONFIG: cannot read {path}: "
+                                f"{str(err).splitlines()[0]}") from None
+    try:
+        router = RouterConfig.model_validate(data)
+    except ValidationError as err:
+        raise SettingsError(f"WORKSTREAM_ROUTER_CONFIG: {path} is not a valid router "
+                            f"config: {err.errors()[0]['msg']}") from None
+    return ToolAuthority(router=router, trust_spec_tools=settings.workstream_trust_spec_tools,
+                         python_modules=list(settings.workstream_python_modules))
+
+
+def build_activities(settings: Settings, scrubber: Scrubber | None = None) -> list[Any]:
+    """Every activity callable of the worker, with clients built from ``settings``;
+    artifacts are scrubbed by ``scrubber`` (default: :func:`build_scrubber`)."""
+    scrubber = scrubber if scrubber is not None else build_scrubber(settings)
+    grants = settings.agent_secret_env
     runners: dict[str, Any] = {"offline": OfflineRunner(), "claude": ClaudeRunner(
-        settings.claude_executable)}
+        settings.claude_executable, grants)}
     if settings.agent_command:
-        runners["command"] = CommandRunner(settings.agent_command)
+        runners["command"] = CommandRunner(settings.agent_command, grants)
     if settings.anthropic_api_key is not None:
         runners["anthropic"] = AnthropicRunner(build_anthropic_provider(settings))
+    store = ArtifactStore(settings.artifact_root, scrubber)
     git = GitActivities(settings.worktree_root)
-    agents = AgentActivities(runners, settings.agent_runner)
+    agents = AgentActivities(runners, settings.agent_runner, scrubber)
     llm = LlmActivities(build_llm_provider(settings))
-    analysis = AnalysisActivities(ArtifactStore(settings.artifact_root))
+    analysis = AnalysisActivities(store)
     exa_key = settings.exa_api_key.get_secret_value() if settings.exa_api_key else None
     search = WebSearchActivities(build_exa_client(exa_key, settings.exa_base_url))
     activities = [
@@ -79,9 +129,9 @@ def build_activities(settings: Settings) -> list[Any]:
         GateSignerActivities(settings.gate_signers).load_gate_signers,
     ]
     # workstream engine
-    ws = WorkstreamActivities(settings.workspace_root, ArtifactStore(settings.artifact_root))
+    ws = WorkstreamActivities(settings.workspace_root, store, build_tool_authority(settings))
     breakers = BreakerActivities()
-    activities += [ws.init_workspace, ws.run_shell, ws.run_python, ws.run_noop,
+    activities += [ws.check_run, ws.init_workspace, ws.run_shell, ws.run_python, ws.run_noop,
                    ws.commit_handoff, ws.merge, breakers.pick, breakers.report]
     return activities
 
@@ -98,34 +148,21 @@ def issue_tracker_activities(settings: Settings) -> list[Any]:
     return [tracker.open_issue, tracker.sync_phase_label]
 
 
-def worker_options(perf: PerformanceSettings | None = None) -> dict[str, Any]:
-    """``Worker`` keyword arguments for concurrency, polling and recovery, from
-    ``perf`` (default: the environment); see PerformanceSettings for each reason."""
-    from temporalio.worker import PollerBehaviorSimpleMaximum
-
-    perf = perf or load_performance_settings()
-    return {
-        "activity_executor": ThreadPoolExecutor(perf.activity_threads),
-        "max_concurrent_activities": perf.max_concurrent_activities,
-        "max_concurrent_workflow_tasks": perf.max_concurrent_workflow_tasks,
-        "max_concurrent_local_activities": perf.max_concurrent_local_activities,
-        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(perf.workflow_task_polls),
-        "activity_task_poller_behavior": PollerBehaviorSimpleMaximum(perf.activity_task_polls),
-        "nonsticky_to_sticky_poll_ratio": perf.nonsticky_to_sticky_poll_ratio,
-        "sticky_queue_schedule_to_start_timeout": perf.sticky_schedule_to_start_timeout,
-        "graceful_shutdown_timeout": perf.graceful_shutdown_timeout,
-    }
-
-
 def make_worker(client: Client, settings: Settings, perf: PerformanceSettings | None = None,
                 **options: Any) -> Worker:
     """A worker for every workflow and activity on ``settings.temporal_task_queue``,
-    tuned by ``perf`` (default: the environment); ``options`` override any Worker argument."""
+    tuned by ``perf`` (default: the environment); ``options`` override any Worker argument.
+    Every activity's result and error pass through the secret scrubber
+    (:class:`activities.secrets.ScrubbingInterceptor`)."""
+    scrubber = build_scrubber(settings)
+    options = dict(options)
+    interceptors = [ScrubbingInterceptor(scrubber), *options.pop("interceptors", [])]
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=build_activities(settings),
+        activities=build_activities(settings, scrubber),
+        interceptors=interceptors,
         **{**worker_options(perf), **options},
     )
 
@@ -156,6 +193,7 @@ def main() -> int:
     try:
         settings = load_settings()
         load_performance_settings()
+        build_tool_authority(settings)
     except SettingsError as err:
         print(err, file=sys.stderr)
         return 2
@@ -173,6 +211,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from cli.common import exit_process
-
     exit_process(main())

@@ -10,10 +10,8 @@ reference to it, never its text.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -21,13 +19,23 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import file_ref
-from activities.git import commit_round, git
+from activities.git import commit_round, fence_dir, git
 from activities.llm import LlmProvider, render_template
+from activities.processes import (
+    HEARTBEAT_EVERY,
+    Fence,
+    attempt_owner,
+    run_process,
+    run_process_split,
+)
+from activities.secrets import Scrubber, subprocess_env
 from models.llm import LlmArtifactRef, LlmRequest, LlmUsage
 from models.sdlc import AgentTask
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
-HEARTBEAT_EVERY = 1.0  # seconds; well inside policies.AGENT_HEARTBEAT_TIMEOUT
+# run_process, run_process_split and HEARTBEAT_EVERY (well inside
+# policies.AGENT_HEARTBEAT_TIMEOUT) live in the subprocess layer, activities/processes.py
+__all__ = ["HEARTBEAT_EVERY", "run_process", "run_process_split"]
 
 
 class AgentRunner(Protocol):
@@ -35,9 +43,10 @@ class AgentRunner(Protocol):
 
     name: str
 
-    async def run(self, task: AgentTask) -> LlmUsage | None:
+    async def run(self, task: AgentTask, fence: Fence | None = None) -> LlmUsage | None:
         """Run the agent to completion; return the LLM usage when the runner knows
-        it (else None); raise ApplicationError on failure."""
+        it (else None); raise ApplicationError on failure. A runner that starts a
+        process passes ``fence`` to the subprocess layer."""
 
 
 def repository_context(worktree: Path, max_files: int = 200, max_readme: int = 4000) -> str:
@@ -70,7 +79,7 @@ class OfflineRunner:
 
     name = "offline"
 
-    async def run(self, task: AgentTask) -> None:
+    async def run(self, task: AgentTask, fence: Fence | None = None) -> None:
         """Write the spec for ``task``; the same task always gives the same file."""
         path = Path(task.worktree) / task.spec_relpath
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +141,7 @@ class AnthropicRunner:
         self.provider = provider
         self.max_tokens = max_tokens
 
-    async def run(self, task: AgentTask) -> LlmUsage:
+    async def run(self, task: AgentTask, fence: Fence | None = None) -> LlmUsage:
         """Ask for the spec and write it to ``task.spec_relpath``.
 
         Raises:
@@ -163,27 +172,31 @@ class CommandRunner:
     """Runs a shell command in the worktree with the request on stdin and in the
     environment (``SDLC_TITLE``, ``SDLC_DESCRIPTION``, ``SDLC_FEEDBACK``,
     ``SDLC_SPEC_PATH``, ``SDLC_BRANCH``, ``SDLC_ROUND``, ``SDLC_WORKFLOW_ID``,
-    ``SDLC_PROMPT``).
+    ``SDLC_PROMPT``). The rest of its environment comes from the allowlist of
+    :func:`activities.secrets.subprocess_env`: ``PATH``, ``HOME``, ``LANG``... and
+    only the secrets in ``grants``.
 
     Args:
         command: a shell command line (run with ``/bin/sh -c``).
+        grants: names of worker environment variables (secrets) the agent may
+            see (AGENT_SECRET_ENV).
     """
 
     name = "command"
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, grants: Sequence[str] = ()) -> None:
         self.command = command
+        self.grants = list(grants)
 
     def argv(self, task: AgentTask) -> list[str]:
         """The process to start for ``task``."""
         return ["/bin/sh", "-c", self.command]
 
-    async def run(self, task: AgentTask) -> None:
-        """Run the command; a non-zero exit raises a retryable ApplicationError
-        with the tail of its output."""
+    async def run(self, task: AgentTask, fence: Fence | None = None) -> None:
+        """Run the command (through the subprocess layer, fenced by ``fence``); a
+        non-zero exit raises a retryable ApplicationError with the tail of its output."""
         prompt = render_prompt(task)
-        env = {
-            **os.environ,
+        env = subprocess_env({
             "SDLC_TITLE": task.title,
             "SDLC_DESCRIPTION": task.description,
             "SDLC_FEEDBACK": "\n".join(task.feedback),
@@ -192,10 +205,10 @@ class CommandRunner:
             "SDLC_ROUND": str(task.round),
             "SDLC_WORKFLOW_ID": task.workflow_id,
             "SDLC_PROMPT": prompt,
-        }
+        }, grants=self.grants)
         code, output = await run_process(
             self.argv(task), cwd=Path(task.worktree), env=env, stdin=prompt.encode(),
-            timeout=task.timeout_seconds,
+            timeout=task.timeout_seconds, fence=fence,
         )
         if code != 0:
             raise ApplicationError(
@@ -207,14 +220,17 @@ class CommandRunner:
 class ClaudeRunner(CommandRunner):
     """The Claude Code CLI in print mode, allowed to edit files in the worktree.
 
+    It is granted ``ANTHROPIC_API_KEY`` (Claude Code's credential) besides ``grants``.
+
     Args:
         executable: the ``claude`` executable (name on PATH or path).
+        grants: more secret names it may see (AGENT_SECRET_ENV).
     """
 
     name = "claude"
 
-    def __init__(self, executable: str = "claude") -> None:
-        super().__init__(command="")
+    def __init__(self, executable: str = "claude", grants: Sequence[str] = ()) -> None:
+        super().__init__(command="", grants=["ANTHROPIC_API_KEY", *grants])
         self.executable = executable
 
     def argv(self, task: AgentTask) -> list[str]:
@@ -229,86 +245,24 @@ class ClaudeRunner(CommandRunner):
         return [exe, "-p", render_prompt(task), "--permission-mode", "acceptEdits"]
 
 
-async def run_process(
-    argv: list[str], *, cwd: Path, env: Mapping[str, str], stdin: bytes, timeout: float
-) -> tuple[int, str]:
-    """Run a process in its own process group, heartbeating while it runs.
-
-    Returns:
-        (exit code, combined stdout and stderr as text).
-
-    Raises:
-        ApplicationError: the process ran longer than ``timeout`` seconds (its
-            process group is killed first).
-        asyncio.CancelledError: the activity was cancelled (the group is killed first).
-    """
-    code, out, _ = await run_process_split(argv, cwd=cwd, env=env, stdin=stdin,
-                                           timeout=timeout, merge_stderr=True)
-    return code, out
-
-
-async def run_process_split(
-    argv: list[str], *, cwd: Path, env: Mapping[str, str], stdin: bytes, timeout: float,
-    merge_stderr: bool = False, label: str = "agent",
-) -> tuple[int, str, str]:
-    """Like :func:`run_process`, with stdout and stderr kept apart.
-
-    Returns:
-        (exit code, stdout, stderr); stderr is "" when ``merge_stderr`` sends it
-        to stdout.
-
-    Raises:
-        ApplicationError: (type ``AgentTimeout``) ran longer than ``timeout``
-            seconds; ``label`` names what ran in the message.
-        asyncio.CancelledError: the activity was cancelled (the group is killed first).
-    """
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, env=dict(env), stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
-    communicate = asyncio.ensure_future(proc.communicate(stdin))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        while True:
-            wait = min(HEARTBEAT_EVERY, max(deadline - loop.time(), 0))
-            done, _ = await asyncio.wait({communicate}, timeout=wait)
-            if done:
-                out, err = communicate.result()
-                return (proc.returncode or 0, out.decode(errors="replace"),
-                        (err or b"").decode(errors="replace"))
-            activity.heartbeat()
-            if loop.time() >= deadline:
-                raise ApplicationError(
-                    f"{label} {argv[0]} ran longer than {timeout:.0f} s and was killed",
-                    type="AgentTimeout",
-                )
-    finally:
-        if proc.returncode is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            communicate.cancel()
-            await asyncio.shield(proc.wait())
-
-
 class AgentActivities:
     """The ``run_agent`` activity, with the runners this worker offers.
 
     Args:
         runners: runner name -> runner.
         default_runner: used when a task names none.
+        scrubber: the worker's secret values; a spec the agent wrote with one in it
+            is rewritten with ``***`` before it is committed.
     """
 
-    def __init__(self, runners: Mapping[str, AgentRunner], default_runner: str) -> None:
+    def __init__(self, runners: Mapping[str, AgentRunner], default_runner: str,
+                 scrubber: Scrubber | None = None) -> None:
         if default_runner not in runners:
             raise ValueError(f"default agent runner {default_runner!r} is not among "
                              f"{sorted(runners)}")
         self.runners = dict(runners)
         self.default_runner = default_runner
+        self.scrubber = scrubber
 
     @activity.defn(name="run_agent")
     async def run_agent(self, task: AgentTask) -> LlmArtifactRef:
@@ -320,8 +274,21 @@ class AgentActivities:
 
         Raises:
             ApplicationError: unknown runner (non-retryable); the agent failed,
-                timed out or wrote no spec (retryable by the workflow's policy).
+                timed out or wrote no spec (retryable by the workflow's policy;
+                non-retryable with ``task.own_failures_final``, details
+                ``{"attempt", "infra_retries"}``).
         """
+        try:
+            return await self._run_agent(task)
+        except ApplicationError as err:
+            if not task.own_failures_final or err.non_retryable:
+                raise
+            attempt = activity.info().attempt
+            raise ApplicationError(err.message, {"attempt": attempt,
+                                                 "infra_retries": attempt - 1},
+                                   type=err.type, non_retryable=True) from None
+
+    async def _run_agent(self, task: AgentTask) -> LlmArtifactRef:
         name = task.runner or self.default_runner
         runner = self.runners.get(name)
         if runner is None:
@@ -333,17 +300,27 @@ class AgentActivities:
         worktree = Path(task.worktree)
         activity.logger.info("agent %s writing %s (round %d)", name, task.spec_relpath,
                              task.round)
-        usage = await runner.run(task)
+        fence = Fence(await asyncio.to_thread(fence_dir, worktree),
+                      task.fence_key or f"agent-round-{task.round}", attempt_owner())
+        await asyncio.to_thread(fence.take)
+        usage = await runner.run(task, fence)
         spec = worktree / task.spec_relpath
         if not spec.is_file() or not spec.read_text(errors="replace").strip():
             raise ApplicationError(
                 f"agent {name!r} finished without writing {task.spec_relpath}",
                 type="SpecMissing",
             )
-        sha = await asyncio.to_thread(
-            commit_round, worktree, task.spec_relpath,
-            f"spec: {task.title} (round {task.round})",
-            {"Workflow-Id": task.workflow_id, "Spec-Round": str(task.round),
-             "Agent-Runner": name},
-        )
+        if self.scrubber:
+            raw = spec.read_bytes()
+            if (clean := self.scrubber.data(raw)) != raw:
+                spec.write_bytes(clean)
+
+        def commit() -> str:
+            with fence.owned():  # a later attempt took over: commit nothing
+                return commit_round(
+                    worktree, task.spec_relpath, f"spec: {task.title} (round {task.round})",
+                    {"Workflow-Id": task.workflow_id, "Spec-Round": str(task.round),
+                     "Agent-Runner": name})
+
+        sha = await asyncio.to_thread(commit)
         return LlmArtifactRef(**file_ref(spec, commit=sha).model_dump(), usage=usage)

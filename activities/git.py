@@ -14,31 +14,59 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from models.sdlc import BranchRef, PrepareBranchInput, WorktreeInput
+from activities.processes import kill_fenced, run_sync
+from models.git import BranchRef, PrepareBranchInput, WorktreeInput
 
 _BRANCH_NUMBER = re.compile(r"^(\d{3,})-")
 # git config key (under branch.<name>.) that ties a branch to the workflow that made it
 _OWNER_KEY = "orchestratorworkflow"
 # committer identity when the repository and the user have none configured
 FALLBACK_IDENTITY = {"user.name": "Durable Orchestrator", "user.email": "orchestrator@localhost"}
+# seconds one local git command may take (well inside policies.GIT_TIMEOUT, which
+# bounds a whole git activity); a hung git is killed with its process group
+GIT_COMMAND_TIMEOUT = 30.0
+# directory (inside a worktree's private git directory) of the process fences of
+# activities.processes: never in the work tree, removed with the worktree
+FENCE_DIR = "orchestrator-fences"
 
 
 class GitError(RuntimeError):
     """A git command failed; the message holds the command and git's stderr."""
 
 
-def git(cwd: Path | str, *args: str, check: bool = True) -> str:
+def run_git(cwd: Path | str, *args: str, timeout: float = GIT_COMMAND_TIMEOUT
+            ) -> subprocess.CompletedProcess[str]:
+    """Run ``git <args>`` in ``cwd`` through the subprocess layer
+    (:func:`activities.processes.run_sync`: own process group, parent-death signal).
+
+    Raises:
+        GitError: git ran longer than ``timeout`` seconds (it was killed).
+    """
+    try:
+        return run_sync(["git", *args], cwd=cwd, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {' '.join(args)} in {cwd} ran longer than {timeout:.0f} s "
+                       "and was killed") from None
+
+
+def git(cwd: Path | str, *args: str, check: bool = True,
+        timeout: float = GIT_COMMAND_TIMEOUT) -> str:
     """Run ``git <args>`` in ``cwd`` and return stdout without the trailing newline.
 
     Raises:
-        GitError: git exited non-zero (only when ``check``).
+        GitError: git exited non-zero (only when ``check``), or ran longer than
+            ``timeout`` seconds.
     """
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=False
-    )
+    proc = run_git(cwd, *args, timeout=timeout)
     if check and proc.returncode != 0:
         raise GitError(f"git {' '.join(args)} failed in {cwd}: {proc.stderr.strip()}")
     return proc.stdout.rstrip("\n")
+
+
+def fence_dir(worktree: Path | str) -> Path:
+    """Where the process fences of ``worktree`` live: ``<its git directory>/
+    orchestrator-fences`` (private to the worktree, outside the work tree)."""
+    return Path(git(worktree, "rev-parse", "--absolute-git-dir")) / FENCE_DIR
 
 
 def require_repo(path: str) -> Path:
@@ -53,9 +81,7 @@ def require_repo(path: str) -> Path:
             f"repository path {path} does not exist; pass the path of a local git repository",
             type="InvalidRepository", non_retryable=True,
         )
-    top = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], cwd=repo, capture_output=True, text=True
-    )
+    top = run_git(repo, "rev-parse", "--show-toplevel")
     if top.returncode != 0:
         raise ApplicationError(
             f"{path} is not a git repository; run `git init` there or pass another path",
@@ -86,9 +112,7 @@ def commit_round(
         )
         head_lines = set(head_trailers.splitlines())
         head_has_round = all(f"{k}: {v}" in head_lines for k, v in trailers.items())
-    staged = subprocess.run(
-        ["git", "diff", "--cached", "--quiet"], cwd=worktree
-    ).returncode != 0
+    staged = run_git(worktree, "diff", "--cached", "--quiet").returncode != 0
     if head_has_round and not staged:
         return git(worktree, "rev-parse", "HEAD")
     args = ["commit", "-q", "-m", message]
@@ -179,8 +203,7 @@ def merge_branch(repo: Path, branch: str, base: str, message: str) -> str:
     Raises:
         GitError: the merge failed (e.g. a conflict; the merge is aborted first).
     """
-    if subprocess.run(["git", "merge-base", "--is-ancestor", branch, base],
-                      cwd=repo).returncode == 0:
+    if run_git(repo, "merge-base", "--is-ancestor", branch, base).returncode == 0:
         return git(repo, "rev-parse", base)
     checked_out = git(repo, "worktree", "list", "--porcelain")
     where: Path | None = None
@@ -289,10 +312,15 @@ class GitActivities:
 
     @activity.defn(name="remove_worktree")
     def remove_worktree(self, inp: WorktreeInput) -> None:
-        """Remove the worktree of ``inp.branch``; the branch and its commits stay."""
+        """Kill the process groups still recorded in the worktree's fences (see
+        :mod:`activities.processes`), then remove the worktree of ``inp.branch``;
+        the branch and its commits stay. Nothing to remove is fine (idempotent)."""
         repo = require_repo(inp.repo_path)
         for path, branch in _worktrees(repo):
             if branch == inp.branch:
+                killed = kill_fenced(fence_dir(path))
+                if killed:
+                    activity.logger.info("killed process groups %s in %s", killed, path)
                 git(repo, "worktree", "remove", "--force", path)
         git(repo, "worktree", "prune")
 

@@ -1,5 +1,7 @@
 """Tool adapters of the workstream engine, its git handoff artifacts and their check.
 
+* ``ws_check_run``: the worker's authority on tools: refuses a run whose router
+  config or python callables this worker does not allow (before anything runs).
 * ``ws_init_workspace``: a fresh git repository as the run's workspace (when the
   spec names no repository; otherwise the run uses a worktree of it).
 * ``ws_run_shell`` / ``ws_run_python`` / ``ws_run_noop``: run one step. Shell steps
@@ -22,7 +24,6 @@ import hashlib
 import importlib
 import inspect
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,9 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agents import run_process_split
 from activities.artifacts import ArtifactStore
 from activities.git import (
+    FENCE_DIR,
     GitError,
     commit_file,
     find_commit,
@@ -41,6 +42,8 @@ from activities.git import (
     merge_branch,
     trailer_log,
 )
+from activities.processes import HEARTBEAT_EVERY, Fence, attempt_owner, run_process_split
+from activities.secrets import subprocess_env
 from models.common import ArtifactRef
 from models.workstream import (
     HANDOFF_SCHEMA,
@@ -49,8 +52,11 @@ from models.workstream import (
     MergeInput,
     StepOutput,
     StepTask,
+    ToolAuthority,
+    ToolSpec,
     Workspace,
     WorkspaceInput,
+    WorkstreamInput,
 )
 
 HANDOFF_DIR = ".workstream/handoffs"
@@ -68,6 +74,16 @@ def digest(data: Any) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def _attempt(task: StepTask) -> tuple[int, int]:
+    """(attempt number of the running activity within its step execution,
+    infrastructure retries inside this activity). With ``own_failures_final`` every
+    earlier attempt of this activity was lost, not failed (its own failures are
+    non-retryable), so they are all infrastructure retries."""
+    info = activity.info()
+    infra = info.attempt - 1 if task.own_failures_final else 0
+    return task.attempt_base + info.attempt, infra
+
+
 def exit_code_error_type(code: int) -> str:
     """The ApplicationError type of a shell step that exited with ``code``."""
     return f"ExitCode{code}"
@@ -79,16 +95,51 @@ class WorkstreamActivities:
     Args:
         workspace_root: fresh run workspaces are made as ``<root>/<workflow ID>``.
         store: the artifact store (stdout, stderr and results of steps).
+        authority: the tools, routes and python modules this worker allows
+            (see :class:`ToolAuthority`).
     """
 
-    def __init__(self, workspace_root: Path, store: ArtifactStore) -> None:
+    def __init__(self, workspace_root: Path, store: ArtifactStore,
+                 authority: ToolAuthority) -> None:
         self.workspace_root = workspace_root
         self.store = store
+        self.authority = authority
         self._git_dirs: dict[Path, Path] = {}
+
+    def _tool(self, task: StepTask) -> ToolSpec:
+        """The tool definition a step runs with: the run's, once this worker's
+        authority accepts it (checked again here: a run started before the worker's
+        configuration changed is held to the new one).
+
+        Raises:
+            ApplicationError: (non-retryable, type ``ToolRefused``) the worker
+                does not allow the tool as the run defines it.
+        """
+        problem = self.authority.tool_problem(task.tool, task.spec)
+        if problem:
+            raise ApplicationError(f"step {task.step!r} refused by the worker: {problem}",
+                                   type="ToolRefused", non_retryable=True)
+        return task.spec
+
+    @activity.defn(name="ws_check_run")
+    def check_run(self, inp: WorkstreamInput) -> None:
+        """Refuse a run this worker does not allow, before anything runs: tools or
+        routes its router config does not define as the run does, and python
+        callables outside WORKSTREAM_PYTHON_MODULES.
+
+        Raises:
+            ApplicationError: (non-retryable, type ``WorkstreamRefused``) the
+                message lists every problem.
+        """
+        problems = self.authority.problems(inp)
+        if problems:
+            raise ApplicationError("refused by the worker's tool configuration: "
+                                   + "; ".join(problems),
+                                   type="WorkstreamRefused", non_retryable=True)
 
     def _artifact_dir(self, task: StepTask) -> str:
         return (f"workstream/{task.workflow_id}/{task.step}/"
-                f"{task.number}-a{activity.info().attempt}")
+                f"{task.number}-a{task.attempt_base + activity.info().attempt}")
 
     def _git_dir(self, ws: Path) -> Path:
         if ws not in self._git_dirs:
@@ -112,14 +163,20 @@ class WorkstreamActivities:
     @activity.defn(name="ws_run_shell")
     async def run_shell(self, task: StepTask) -> StepOutput:
         """Run a shell step: ``inputs.argv`` (list) or ``inputs.script`` (run with
-        ``/bin/sh -e -c``), environment = worker's + tool's ``env`` + ``inputs.env`` +
-        ``WORKSTREAM_*`` variables, cwd = the workspace.
+        ``/bin/sh -e -c``), cwd = the workspace, environment from the allowlist of
+        :func:`activities.secrets.subprocess_env`: ``PATH``, ``HOME``, ``LANG``...,
+        the secrets the worker grants the tool, the tool's ``env``, ``inputs.env``
+        and the ``WORKSTREAM_*`` variables (never the rest of the worker's). The
+        process runs through the subprocess layer, fenced per step execution: an
+        earlier attempt's process group still alive in the workspace is killed first.
 
         Raises:
-            ApplicationError: no argv or script (non-retryable); exit code N != 0
-                (type ``ExitCode<N>``, details: attempt, exit code, outputs); timeout.
+            ApplicationError: no argv or script (non-retryable); the tool is refused
+                (non-retryable, ``ToolRefused``); exit code N != 0 (type
+                ``ExitCode<N>``, details: attempt, exit code, outputs); timeout.
         """
-        info = activity.info()
+        tool = self._tool(task)
+        attempt, infra = _attempt(task)
         argv = task.inputs.get("argv")
         script = task.inputs.get("script")
         if argv is None and script is None:
@@ -127,14 +184,26 @@ class WorkstreamActivities:
                                    "inputs.script", type="InvalidStep", non_retryable=True)
         if argv is None:
             argv = ["/bin/sh", "-e", "-c", str(script)]
-        env = {**os.environ, **task.spec.env,
-               **{k: str(v) for k, v in (task.inputs.get("env") or {}).items()},
-               "WORKSTREAM_WORKFLOW_ID": task.workflow_id, "WORKSTREAM_STEP": task.step,
-               "WORKSTREAM_ATTEMPT": str(info.attempt), "WORKSTREAM_TOOL": task.tool,
-               "WORKSTREAM_SPEC_DIR": task.spec_dir, "WORKSTREAM_WORKSPACE": task.workspace}
-        code, out, err = await run_process_split(
-            [str(a) for a in argv], cwd=Path(task.workspace), env=env, stdin=b"",
-            timeout=task.timeout, label=f"step {task.step}")
+        env = subprocess_env(
+            {**{k: str(v) for k, v in (task.inputs.get("env") or {}).items()},
+             "WORKSTREAM_WORKFLOW_ID": task.workflow_id, "WORKSTREAM_STEP": task.step,
+             "WORKSTREAM_ATTEMPT": str(attempt), "WORKSTREAM_TOOL": task.tool,
+             "WORKSTREAM_SPEC_DIR": task.spec_dir, "WORKSTREAM_WORKSPACE": task.workspace},
+            tool_env=tool.env, grants=self.authority.granted_secrets(task.tool, task.spec))
+        ws = Path(task.workspace)
+        fence = Fence(await asyncio.to_thread(self._git_dir, ws) / FENCE_DIR,
+                      f"step-{task.step}-{task.number}", attempt_owner())
+        try:
+            code, out, err = await run_process_split(
+                [str(a) for a in argv], cwd=ws, env=env, stdin=b"",
+                timeout=task.timeout, label=f"step {task.step}", fence=fence)
+        except ApplicationError as error:
+            if error.type != "AgentTimeout":
+                raise
+            raise ApplicationError(error.message,
+                                   {"attempt": attempt, "infra_retries": infra},
+                                   type="StepTimeout",
+                                   non_retryable=task.own_failures_final) from None
         base = self._artifact_dir(task)
         outputs = [self.store.write(f"{base}/stdout.txt", out),
                    self.store.write(f"{base}/stderr.txt", err)]
@@ -142,10 +211,10 @@ class WorkstreamActivities:
             tail = (err.strip() or out.strip())[-1500:]
             raise ApplicationError(
                 f"step {task.step!r} on {task.tool} exited with code {code}: {tail}",
-                {"attempt": info.attempt, "exit_code": code,
+                {"attempt": attempt, "exit_code": code, "infra_retries": infra,
                  "outputs": [o.model_dump() for o in outputs]},
-                type=exit_code_error_type(code))
-        return StepOutput(attempt=info.attempt, exit_code=0, outputs=outputs)
+                type=exit_code_error_type(code), non_retryable=task.own_failures_final)
+        return StepOutput(attempt=attempt, infra_retries=infra, exit_code=0, outputs=outputs)
 
     @activity.defn(name="ws_run_python")
     async def run_python(self, task: StepTask) -> StepOutput:
@@ -153,11 +222,19 @@ class WorkstreamActivities:
         a coroutine function is awaited, a plain one runs on a thread. The JSON of
         its return value is stored as ``result.json`` (and returned when small).
 
+        Only functions defined in a module of WORKSTREAM_PYTHON_MODULES may be
+        called (a name the module merely imports, e.g. ``os.system``, is refused).
+
         Raises:
-            ApplicationError: the callable cannot be imported (non-retryable); it
-                raised (retryable, type ``PythonStepFailed``).
+            ApplicationError: the callable is not allowed (non-retryable,
+                ``ToolRefused``) or cannot be imported (non-retryable,
+                ``InvalidStep``); it raised (retryable, type ``PythonStepFailed``).
         """
+        self._tool(task)
         target = str(task.inputs.get("callable", ""))
+        if problem := self.authority.python_problem(target):
+            raise ApplicationError(f"python step {task.step!r} refused by the worker: "
+                                   f"{problem}", type="ToolRefused", non_retryable=True)
         module_name, _, func_name = target.partition(":")
         try:
             func = getattr(importlib.import_module(module_name), func_name)
@@ -166,26 +243,45 @@ class WorkstreamActivities:
                 f"python step {task.step!r}: cannot import {target!r} ({err}); give "
                 "inputs.callable as 'package.module:function'", type="InvalidStep",
                 non_retryable=True) from None
+        if not callable(func) or getattr(func, "__module__", None) != module_name:
+            raise ApplicationError(
+                f"python step {task.step!r} refused by the worker: {target!r} is not a "
+                f"function defined in {module_name}", type="ToolRefused", non_retryable=True)
         kwargs = dict(task.inputs.get("kwargs") or {})
+        attempt, infra = _attempt(task)
+        call = asyncio.ensure_future(
+            func(**kwargs) if inspect.iscoroutinefunction(func)
+            else asyncio.to_thread(func, **kwargs))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + task.timeout
         try:
-            if inspect.iscoroutinefunction(func):
-                result = await asyncio.wait_for(func(**kwargs), task.timeout)
-            else:
-                result = await asyncio.to_thread(func, **kwargs)
+            while not call.done():  # heartbeat, so that a lost worker is noticed at once
+                await asyncio.wait({call}, timeout=min(HEARTBEAT_EVERY,
+                                                       max(deadline - loop.time(), 0)))
+                if call.done():
+                    break
+                activity.heartbeat()
+                if loop.time() >= deadline:
+                    raise TimeoutError(f"ran longer than {task.timeout:.0f} s")
+            result = call.result()
         except Exception as err:  # noqa: BLE001 - the step's own failure, reported
             raise ApplicationError(f"python step {task.step!r}: {target} raised "
                                    f"{type(err).__name__}: {err}",
-                                   {"attempt": activity.info().attempt},
-                                   type="PythonStepFailed") from None
+                                   {"attempt": attempt, "infra_retries": infra},
+                                   type="PythonStepFailed",
+                                   non_retryable=task.own_failures_final) from None
+        finally:
+            call.cancel()
         raw = json.dumps(result, default=str, sort_keys=True)
         ref = self.store.write(f"{self._artifact_dir(task)}/result.json", raw)
-        return StepOutput(attempt=activity.info().attempt, outputs=[ref],
+        return StepOutput(attempt=attempt, infra_retries=infra, outputs=[ref],
                           result=result if len(raw) <= MAX_INLINE_RESULT else None)
 
     @activity.defn(name="ws_run_noop")
     async def run_noop(self, task: StepTask) -> StepOutput:
         """Do nothing (benchmarks and placeholders)."""
-        return StepOutput(attempt=activity.info().attempt)
+        attempt, infra = _attempt(task)
+        return StepOutput(attempt=attempt, infra_retries=infra)
 
     @activity.defn(name="ws_commit_handoff")
     def commit_handoff(self, inp: HandoffInput) -> ArtifactRef:

@@ -32,9 +32,9 @@ if not __package__:
 from temporalio.api.enums.v1 import EventType
 
 from cli.analysis import analysis_request, start_analysis
-from cli.server import start_local_env
 from models.common import GateDecision, GateInfo, Verdict
 from settings import Settings
+from temporal_plumbing.environments import start_local_env
 from worker import make_worker
 from workflows.gates import GATE_UPDATE
 

@@ -17,7 +17,7 @@
   growth across 5 repeated batches (MB, /proc/self/status VmRSS).
 
 ``stock`` is the dev server without flags and a worker with the SDK's defaults;
-``tuned`` is cli.server's tuning flags, worker.worker_options() and
+``tuned`` is temporal_plumbing's dev-server tuning flags and worker_options() and
 cli.common.workflow_start_options().
 """
 
@@ -139,8 +139,8 @@ ACTIVITIES = [noop_step, journal_step]
 
 
 def bench_worker(client: Any, task_queue: str, tuned: bool) -> Worker:
-    """A worker of the bench workflows; tuned: worker.worker_options(), else SDK defaults."""
-    from worker import worker_options
+    """A worker of the bench workflows; tuned: worker_options(), else SDK defaults."""
+    from temporal_plumbing.workers import worker_options
 
     options = worker_options() if tuned else {}
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=ACTIVITIES,
@@ -304,7 +304,7 @@ async def run(setup: str = "tuned", steps: int = 50, gates: int = 10,
         gates: gate round trips measured.
         recoveries: kill-the-worker runs.
     """
-    from cli.server import start_local_env
+    from temporal_plumbing.environments import start_local_env
 
     tuned = setup == "tuned"
     with tempfile.TemporaryDirectory() as tmp:
@@ -330,13 +330,9 @@ async def run(setup: str = "tuned", steps: int = 50, gates: int = 10,
 
 async def serve(address: str, tq: str, tuned: bool) -> None:
     """The recovery workload's worker process: run until killed."""
-    from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporal_plumbing.client import connect_client
 
-    from settings import process_runtime
-
-    client = await Client.connect(address, data_converter=pydantic_data_converter,
-                                  runtime=process_runtime())
+    client = await connect_client(target_host=address)
     async with bench_worker(client, tq, tuned):
         await asyncio.Event().wait()
 

@@ -1,15 +1,25 @@
-"""Benchmark: GitHub label reconciliation per transition and one comment poll.
+"""Benchmark: GitHub requests at repository scale, label reconciliation, comment polls.
 
-``python bench/github.py [--runs N] [--comments M]`` prints JSON. The real PyGithub
-client and the tracker's activity code run against the local GitHub server of the
-tests (``tests/github_server.py``), so the figures are this code's own cost plus
-one local HTTP round trip per request, not GitHub's latency; the request counts
-say how many round trips a real GitHub would add. Over N runs (default 10), each
-a new issue taken through PHASE_1 -> PHASE_2 -> GATE_1 -> PHASE_2 -> GATE_1 ->
-DONE, the median, p95 and max time of one label reconciliation, in ms, against
-the seed's 2 s budget; then one comment poll over M comments (default 50) with
-commands from a writer and a reader (permission checks and one reply), and a
-poll that finds nothing new.
+``python bench/github.py [--runs N] [--comments M] [--scales 10,1000,10000]`` prints
+JSON. The real PyGithub client and the tracker's activity code run against the
+local GitHub server of the tests (``tests/github_server.py``, its OpenAPI contract
+check off so the times are this code's own), so the times are this code's cost
+plus one local HTTP round trip per request, not GitHub's latency; the request
+counts are what a real GitHub would be sent, and the figures that matter for its
+rate limits (5,000 requests/hour for a token, 1,000 for GitHub Actions' token).
+
+* ``scale``: for each number S of issues/comments (default 10, 1,000, 10,000):
+  requests of ``open_issue`` on a repository holding S older issues and pull
+  requests (one in five a pull request; a few updated during the run), and of its
+  retry after a crash; and requests of an empty comment poll on an issue with S
+  comments, after the poll that first read them. Targets: at most 3 requests per
+  ``open_issue``, exactly 1 per empty poll, at every scale.
+* ``label_sync_*``: over N runs (default 10), each a new issue taken through
+  PHASE_1 -> PHASE_2 -> GATE_1 -> PHASE_2 -> GATE_1 -> DONE, the median, p95 and
+  max time of one label reconciliation, in ms, against the seed's 2 s budget.
+* ``comment_poll``: one poll over M comments (default 50) with commands from a
+  writer and a reader (permission checks and one reply), and polls that find
+  nothing new.
 """
 
 from __future__ import annotations
@@ -30,12 +40,17 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from temporalio.exceptions import ApplicationError
+
 from activities.github import GitHubIssueTracker
 from models.issues import CommentPollInput
 from models.sdlc import OpenIssueInput, PhaseLabelInput, SdlcPhase
 from tests.github_server import GitHubServer
 
-BUDGET_MS = 2000.0  # seed 002: label sync < 2 s
+BUDGET_MS = 2000.0  # label sync < 2 s
+SCALES = (10, 1_000, 10_000)
+OPEN_ISSUE_TARGET = 3  # requests per open_issue, first attempt or retry
+EMPTY_POLL_TARGET = 1  # requests per comment poll that finds nothing new
 TRANSITIONS = [SdlcPhase.PHASE_1, SdlcPhase.PHASE_2, SdlcPhase.GATE_1, SdlcPhase.PHASE_2,
                SdlcPhase.GATE_1, SdlcPhase.DONE]
 
@@ -55,9 +70,76 @@ def timed(fn: Any, *args: Any) -> tuple[Any, float]:
     return result, (time.perf_counter() - begin) * 1000
 
 
-async def run(runs: int = 10, comments: int = 50) -> dict[str, Any]:
-    """Run the benchmark on a local GitHub server of its own; returns the JSON figures."""
-    with GitHubServer() as server:
+def scale_point(size: int) -> dict[str, Any]:
+    """Requests and ms of ``open_issue`` (first attempt, and a retry after a crash) among
+    ``size`` older issues and pull requests, and of an empty poll over ``size`` comments."""
+    run_start = datetime.now(UTC)
+    long_ago = run_start - timedelta(days=400)
+    with GitHubServer(contract=False) as server:
+        gh = server.gh
+        gh.permissions["alice"] = "write"
+        for i in range(size):
+            at = long_ago + timedelta(minutes=i)
+            if i % 5 == 4:
+                gh.add_pull(f"feature-{i}", body=f"Pull request {i}", at=at)
+            else:
+                gh.add_issue(f"Issue {i}", f"Body {i}", at=at)
+        for number in list(gh.issues)[:3]:  # older issues people touch during the run
+            gh.add_comment(number, "alice", "Still relevant.")
+        tracker = GitHubIssueTracker(gh.token, gh.full_name, api_url=server.api_url)
+        inp = OpenIssueInput(workflow_id="bench-scale", repo_path="/", title="Feature",
+                             body="Benchmark.", since=run_start)
+        gh.fail_next("POST", r"/issues$", "drop")  # the first attempt creates, then crashes
+        before = len(gh.requests)
+        try:
+            tracker.open_issue(inp)
+        except ApplicationError:
+            pass
+        first = len(gh.requests) - before
+        before = len(gh.requests)
+        ref, open_ms = timed(tracker.open_issue, inp)
+        retry = len(gh.requests) - before
+        old = run_start - timedelta(days=1)
+        for i in range(size):
+            gh.add_comment(ref.number, "bob", f"Note {i}", at=old + timedelta(seconds=i))
+        poll_inp = CommentPollInput(issue=ref, not_before=run_start, gate="GATE_1")
+        before = len(gh.requests)
+        caught_up = tracker.poll_comments(poll_inp)
+        catch_up = len(gh.requests) - before
+        idle_requests, idle_ms = [], []
+        for _ in range(5):
+            before = len(gh.requests)
+            _, ms = timed(tracker.poll_comments, poll_inp.advanced(caught_up))
+            idle_requests.append(len(gh.requests) - before)
+            idle_ms.append(ms)
+    return {"size": size, "open_issue_requests": first, "open_issue_retry_requests": retry,
+            "open_issue_retry_ms": round(open_ms, 2),
+            "first_poll_requests": catch_up,
+            "empty_poll_requests": max(idle_requests),
+            "empty_poll_ms": summary(idle_ms)}
+
+
+def scale_targets(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The request targets over every scale point, in bench/run_all.py's target shape."""
+    worst_open = max(max(p["open_issue_requests"], p["open_issue_retry_requests"])
+                     for p in points)
+    worst_poll = max(p["empty_poll_requests"] for p in points)
+    sizes = ", ".join(f"{p['size']:,}" for p in points)
+    return [
+        {"name": "github_requests_per_open_issue", "target": f"<= {OPEN_ISSUE_TARGET}",
+         "measured": worst_open, "met": worst_open <= OPEN_ISSUE_TARGET,
+         "at": f"{sizes} issues and pull requests"},
+        {"name": "github_requests_per_empty_poll", "target": f"<= {EMPTY_POLL_TARGET}",
+         "measured": worst_poll, "met": worst_poll <= EMPTY_POLL_TARGET,
+         "at": f"{sizes} comments"},
+    ]
+
+
+async def run(runs: int = 10, comments: int = 50,
+              scales: tuple[int, ...] = SCALES) -> dict[str, Any]:
+    """Run the benchmark on local GitHub servers of its own; returns the JSON figures."""
+    points = [await asyncio.to_thread(scale_point, size) for size in scales]
+    with GitHubServer(contract=False) as server:
         gh = server.gh
         gh.permissions.update({"alice": "write", "mallory": "read"})
         tracker = GitHubIssueTracker(gh.token, gh.full_name, api_url=server.api_url)
@@ -84,9 +166,9 @@ async def run(runs: int = 10, comments: int = 50) -> dict[str, Any]:
         before = len(gh.requests)
         poll, poll_ms = timed(tracker.poll_comments, inp)
         poll_requests = len(gh.requests) - before
-        idle = [timed(tracker.poll_comments,
-                      inp.model_copy(update={"after_id": poll.last_seen_id}))[1]
-                for _ in range(10)]
+        before = len(gh.requests)
+        idle = [timed(tracker.poll_comments, inp.advanced(poll))[1] for _ in range(10)]
+        idle_requests = (len(gh.requests) - before) / 10
     every = first + later
     return {
         "benchmark": "github",
@@ -101,6 +183,9 @@ async def run(runs: int = 10, comments: int = 50) -> dict[str, Any]:
                          "ignored_and_answered": poll.ignored, "ms": round(poll_ms, 2),
                          "requests": poll_requests},
         "comment_poll_nothing_new_ms": summary(idle),
+        "comment_poll_nothing_new_requests": idle_requests,
+        "scale": points,
+        "targets": scale_targets(points),
     }
 
 
@@ -109,8 +194,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--comments", type=int, default=50)
+    parser.add_argument("--scales", default=",".join(map(str, SCALES)),
+                        help="comma-separated numbers of issues/comments")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.runs, args.comments)), indent=2))
+    scales = tuple(int(n) for n in args.scales.split(",") if n.strip())
+    print(json.dumps(asyncio.run(run(args.runs, args.comments, scales)), indent=2))
 
 
 if __name__ == "__main__":

@@ -35,9 +35,10 @@ if not __package__:
 
 from temporalio.api.enums.v1 import EventType
 
-from cli.learning import SimulatedStudent, learning_config, start_learning
-from cli.server import start_local_env
+from cli.learning import learning_config, start_learning
 from settings import Settings
+from temporal_plumbing.environments import start_local_env
+from tests.simulated_student import SimulatedStudent
 from worker import make_worker
 
 CURRICULUM = Path(__file__).resolve().parents[1] / "curricula" / "fractions.yaml"

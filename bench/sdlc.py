@@ -32,10 +32,10 @@ if not __package__:
 from temporalio.api.enums.v1 import EventType
 
 from cli.sdlc import feature_request, start_sdlc
-from cli.server import start_local_env
 from models.common import GateDecision, GateInfo, Verdict
 from models.sdlc import GATE_1
 from settings import Settings
+from temporal_plumbing.environments import start_local_env
 from worker import make_worker
 from workflows.gates import GATE_UPDATE
 

@@ -41,11 +41,11 @@ if not __package__:
 
 from temporalio.api.enums.v1 import EventType
 
-from cli.common import exit_process
-from cli.server import start_local_env
 from cli.workstream import start_workstream
 from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec
 from settings import Settings
+from temporal_plumbing.environments import start_local_env
+from temporal_plumbing.runtime import exit_process
 from worker import make_worker
 
 ROUTER = {"tools": {"noop": {"adapter": "noop", "breaker": None}},
@@ -114,7 +114,8 @@ async def run(chain: int = 500, fanout: int = 100, max_parallel: int = 20) -> di
     try:
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(orchestrator_home=Path(tmp) / "home",
-                                temporal_task_queue=f"bench-{uuid.uuid4().hex[:6]}")
+                                temporal_task_queue=f"bench-{uuid.uuid4().hex[:6]}",
+                                workstream_trust_spec_tools=True)  # ROUTER's noop tool
             async with make_worker(env.client, settings):
                 return {
                     "benchmark": "workstream",

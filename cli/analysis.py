@@ -29,7 +29,6 @@ from cli import gates
 from cli.common import CliError, Context, json_flag, with_defaults
 from cli.gates import finished_result, follow, open_gate, query
 from cli.llm import format_ledger
-from cli.server import ensure_search_attributes
 from models.analysis import (
     CLARIFY_GATE,
     PROPOSAL_GATE,
@@ -47,6 +46,7 @@ from models.common import Verdict
 from models.llm import LlmLedger
 from models.sdlc import slugify
 from settings import Settings
+from temporal_plumbing.search_attributes import ensure_search_attributes
 from workflows.search_attributes import ANALYSIS_PHASE
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "catalogue" / "analysis.yaml"

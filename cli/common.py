@@ -6,11 +6,10 @@ import argparse
 import asyncio
 import getpass
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio.client import (
@@ -27,11 +26,11 @@ from settings import (
     PerformanceSettings,
     Settings,
     SettingsError,
-    connect_client,
     load_performance_settings,
     load_settings,
-    temporal_connect_config,
 )
+from temporal_plumbing.client import connect_client, temporal_connect_config
+from temporal_plumbing.environments import TemporalSetupError
 
 M = TypeVar("M", bound=BaseModel)
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -159,6 +158,9 @@ def run(command: Command, args: argparse.Namespace) -> int:
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.code
+    except TemporalSetupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -207,16 +209,3 @@ def workflow_start_options(perf: PerformanceSettings | None = None) -> dict[str,
     retried elsewhere after WORKFLOW_TASK_TIMEOUT instead of the server's 10 s."""
     perf = perf or load_performance_settings()
     return {"task_timeout": perf.workflow_task_timeout}
-
-
-def exit_process(code: int) -> NoReturn:
-    """End a process that used a Temporal client, skipping interpreter finalization.
-
-    The SDK's Rust threads can still call into Python while the interpreter is
-    finalizing, and a short-lived process then aborts with "Fatal Python error:
-    PyGILState_Release" (temporalio/sdk-python issue 300). Our work is done and
-    flushed by then, so leave with ``os._exit``.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -9,17 +9,21 @@ second, and checks the approved spec's commit is on the feature branch.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from activities.git import git
-from cli.common import CliError, Context, failure_message
+from cli.common import QUERY_TIMEOUT, CliError, Context, failure_message
 from cli.gates import follow
+from cli.learning import format_progress, learning_config, open_database, start_learning
 from cli.sdlc import feature_request, start_sdlc
 from cli.server import ensure_dev_server
 from models.common import AuditEntry, GateDecision, Verdict
+from models.learning import LearningPhase, LearningProgress, LearningResult
 from models.sdlc import GATE_1, SdlcResult
 from workflows.gates import GATE_UPDATE
 
@@ -51,11 +55,10 @@ def make_demo_repo(root: Path) -> Path:
 async def cmd_demo(ctx: Context) -> int:
     """``demo``: see the module docstring. Exits 0 only when the run is DONE and the
     spec's commit is on the branch."""
+    # The worker's activity clients are heavy imports that only the demo needs.
     from worker import make_worker
 
     if ctx.args.learning:
-        from cli.learning import run_learning_demo
-
         return await run_learning_demo(ctx)
     settings = ctx.settings
     ensure_dev_server(settings)
@@ -101,6 +104,77 @@ async def cmd_demo(ctx: Context) -> int:
     print("the dev server keeps running for the web UI; stop it with "
           "`python starter.py dev-server --stop`")
     return 0
+
+
+# -- the learning demo --------------------------------------------------------------
+
+DEMO_CURRICULUM = Path(__file__).resolve().parents[1] / "curricula" / "fractions.yaml"
+
+
+async def run_learning_demo(ctx: Context) -> int:
+    """``demo --learning``: import the fractions curriculum, start a loop for a new
+    student, let a simulated student (right 85% of the time) answer every test,
+    print each step, and end with the mastery table. Exits 0 only when the loop
+    ends MASTERED."""
+    # Heavy imports only this command needs; tests/ is there in a source checkout.
+    from activities.curriculum import import_curriculum, read_curriculum
+    from tests.simulated_student import SimulatedStudent
+    from worker import make_worker
+
+    settings = ctx.settings
+    ensure_dev_server(settings)
+    client = await ctx.client()
+    spec, sha256 = read_curriculum(DEMO_CURRICULUM)
+    db = open_database(settings)
+
+    def write() -> None:
+        with db.session() as session:
+            import_curriculum(session, spec, sha256)
+
+    await asyncio.to_thread(write)
+    db.dispose()
+    print(f"curriculum {spec.id}: {len(spec.knowledge_components)} KCs imported into "
+          f"{settings.learning_database_url}")
+    config = learning_config(settings, student=f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
+                             curriculum=spec.id)
+    async with make_worker(client, settings):
+        handle = await start_learning(client, settings, config)
+        print(f"workflow {handle.id}\n  web UI: {ctx.ui_link(handle.id)}", flush=True)
+        student = SimulatedStudent(client.get_workflow_handle(handle.id),
+                                   settings.learning_database_url, p=0.85, seed=5,
+                                   name=config.student)
+        latest = client.get_workflow_handle(handle.id)
+        printer = asyncio.create_task(_print_rounds(latest))
+        await student.run(spec.id)
+        result = LearningResult.model_validate(await latest.result())
+        printer.cancel()
+        progress = await latest.query("state", result_type=LearningProgress)
+    print()
+    print(format_progress(progress))
+    print(f"\n{result.outcome.value} after {result.rounds} round(s), {result.items} item(s) "
+          f"answered; the student answered {student.tests} test(s)")
+    if progress.last_remediation:
+        print(f"  last remediation: {progress.last_remediation.artifact.path}")
+    print(f"  web UI: {ctx.ui_link(handle.id)}")
+    if result.outcome != LearningPhase.MASTERED:
+        raise CliError("the demo student did not reach mastery")
+    return 0
+
+
+async def _print_rounds(handle: WorkflowHandle[Any, Any]) -> None:
+    """Print one line per round as the loop goes (rounds run in separate runs)."""
+    shown = 0
+    while True:
+        try:
+            progress = await handle.query("state", result_type=LearningProgress,
+                                          rpc_timeout=QUERY_TIMEOUT)
+        except Exception:  # noqa: BLE001 - between runs
+            progress = None
+        if progress is not None and progress.round > shown:
+            shown = progress.round
+            mastery = " ".join(f"{k.id}={k.mastery:.2f}" for k in progress.kcs)
+            print(f"  round {shown}: {mastery}", flush=True)
+        await asyncio.sleep(0.05)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

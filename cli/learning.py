@@ -1,4 +1,4 @@
-"""``learn ...``: the learning loop from the command line, and the simulated student.
+"""``learn ...``: the learning loop from the command line.
 
 ``learn init-db`` and ``learn import`` work on the database directly (no
 workflow involved); the others talk to a running LearningLoopWorkflow.
@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 from pathlib import Path
 from typing import Any
 
 import yaml
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 
 from cli.common import QUERY_TIMEOUT, CliError, Context, default_actor, json_flag, with_defaults
@@ -75,71 +74,6 @@ def open_database(settings: Settings) -> Any:
     from activities.learning_db import LearningDatabase
 
     return LearningDatabase(settings.learning_database_url)
-
-
-# -- the simulated student ------------------------------------------------------
-
-
-class SimulatedStudent:
-    """Answers each open test of a loop: right with probability ``p``, else one of
-    the item's known wrong answers. Used by the demo, the tests and the benchmark.
-
-    Args:
-        handle: the loop (a handle without run ID follows continue-as-new).
-        database_url: the learning database, to look up answer keys.
-        p: probability of a right answer, in [0, 1].
-        seed: seed of the random choices (same seed, same answers).
-    """
-
-    def __init__(self, handle: WorkflowHandle[Any, Any], database_url: str, p: float,
-                 seed: int = 0, name: str = "simulated-student") -> None:
-        from activities.artifacts import ArtifactStore
-        from activities.learning_db import LearningDatabase
-        from activities.learning_repo import LearningRepository
-
-        self.handle = handle
-        self.repo = LearningRepository(LearningDatabase(database_url), ArtifactStore(Path(".")))
-        self.p = p
-        self.rng = random.Random(seed)
-        self.name = name
-        self.tests = 0
-
-    def answers(self, test: OpenTest, curriculum: str) -> list[Answer]:
-        """An answer for every item of ``test``."""
-        out = []
-        for item in test.items:
-            key, wrong = self.repo.answer_key(curriculum, item.id)
-            right = self.rng.random() < self.p
-            out.append(Answer(item=item.id, answer=key if right else self.rng.choice(wrong)))
-        return out
-
-    async def answer_open_test(self, curriculum: str) -> bool:
-        """Answer the open test, if one is open; True when it answered one."""
-        test = await self.handle.query("open_test", result_type=OpenTest | None,
-                                       rpc_timeout=QUERY_TIMEOUT)
-        if test is None:
-            return False
-        answers = await asyncio.to_thread(self.answers, test, curriculum)
-        await self.handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
-            test_id=test.test_id, answers=answers, student=self.name), result_type=SubmitAck)
-        self.tests += 1
-        return True
-
-    async def run(self, curriculum: str, poll: float = 0.02, max_tests: int | None = None
-                  ) -> int:
-        """Answer tests until the loop closes (or ``max_tests``); returns tests answered."""
-        while max_tests is None or self.tests < max_tests:
-            desc = await self.handle.describe()
-            if desc.status not in (WorkflowExecutionStatus.RUNNING,
-                                   WorkflowExecutionStatus.CONTINUED_AS_NEW):
-                break
-            try:
-                answered = await self.answer_open_test(curriculum)
-            except Exception:  # noqa: BLE001 - between runs (continue-as-new) or closing
-                answered = False
-            if not answered:
-                await asyncio.sleep(poll)
-        return self.tests
 
 
 # -- commands ---------------------------------------------------------------------
@@ -408,86 +342,3 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--reason")
         p.add_argument("--as", dest="actor", help="teacher name (default: your login)")
         p.set_defaults(command=fn)
-
-
-# -- the demo ---------------------------------------------------------------------
-
-DEMO_CURRICULUM = Path(__file__).resolve().parents[1] / "curricula" / "fractions.yaml"
-
-
-async def run_learning_demo(ctx: Context) -> int:
-    """``demo --learning``: import the fractions curriculum, start a loop for a new
-    student, let a simulated student (right 85% of the time) answer every test,
-    print each step, and end with the mastery table. Exits 0 only when the loop
-    ends MASTERED."""
-    import time
-
-    from activities.curriculum import import_curriculum, read_curriculum
-    from cli.server import ensure_dev_server
-    from models.learning import LearningPhase, LearningResult
-    from worker import make_worker
-
-    settings = ctx.settings
-    ensure_dev_server(settings)
-    client = await ctx.client()
-    spec, sha256 = read_curriculum(DEMO_CURRICULUM)
-    db = open_database(settings)
-
-    def write() -> None:
-        with db.session() as session:
-            import_curriculum(session, spec, sha256)
-
-    await asyncio.to_thread(write)
-    db.dispose()
-    print(f"curriculum {spec.id}: {len(spec.knowledge_components)} KCs imported into "
-          f"{settings.learning_database_url}")
-    config = learning_config(settings, student=f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
-                             curriculum=spec.id)
-    async with make_worker(client, settings):
-        handle = await start_learning(client, settings, config)
-        print(f"workflow {handle.id}\n  web UI: {ctx.ui_link(handle.id)}", flush=True)
-        student = SimulatedStudent(client.get_workflow_handle(handle.id),
-                                   settings.learning_database_url, p=0.85, seed=5,
-                                   name=config.student)
-        latest = client.get_workflow_handle(handle.id)
-        printer = asyncio.create_task(_print_rounds(latest))
-        await student.run(spec.id)
-        result = LearningResult.model_validate(await latest.result())
-        printer.cancel()
-        progress = await latest.query("state", result_type=LearningProgress)
-    print()
-    print(format_progress(progress))
-    print(f"\n{result.outcome.value} after {result.rounds} round(s), {result.items} item(s) "
-          f"answered; the student answered {student.tests} test(s)")
-    if progress.last_remediation:
-        print(f"  last remediation: {progress.last_remediation.artifact.path}")
-    print(f"  web UI: {ctx.ui_link(handle.id)}")
-    if result.outcome != LearningPhase.MASTERED:
-        raise CliError("the demo student did not reach mastery")
-    return 0
-
-
-async def _print_rounds(handle: WorkflowHandle[Any, Any]) -> None:
-    """Print one line per round as the loop goes (rounds run in separate runs)."""
-    shown = 0
-    while True:
-        try:
-            progress = await handle.query("state", result_type=LearningProgress,
-                                          rpc_timeout=QUERY_TIMEOUT)
-        except Exception:  # noqa: BLE001 - between runs
-            progress = None
-        if progress is not None and progress.round > shown:
-            shown = progress.round
-            mastery = " ".join(f"{k.id}={k.mastery:.2f}" for k in progress.kcs)
-            print(f"  round {shown}: {mastery}", flush=True)
-        await asyncio.sleep(0.05)
-
-
-def main() -> int:
-    """Entry point of the ``learn`` console script: ``learn ARGS`` is
-    ``orchestrator learn ARGS``."""
-    import sys
-
-    from starter import main as starter_main
-
-    return starter_main(["learn", *sys.argv[1:]])

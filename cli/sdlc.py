@@ -11,9 +11,9 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 
 from cli.common import CliError, Context, json_flag, with_defaults, workflow_start_options
 from cli.gates import follow
-from cli.server import ensure_search_attributes
 from models.sdlc import FeatureRequest, SdlcPhase, slugify
 from settings import Settings
+from temporal_plumbing.search_attributes import ensure_search_attributes
 from workflows.search_attributes import SDLC_PHASE
 
 

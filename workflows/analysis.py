@@ -22,7 +22,7 @@ import asyncio
 import json
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies, search_attributes
 from workflows.llm import LlmWorkflow
@@ -169,12 +169,23 @@ class AnalysisWorkflow(LlmWorkflow):
                 provider=self._providers(), llm_cost_usd=self.spent_usd(),
                 audit=self.audit_log())
         except ActivityError as err:
+            if is_cancelled_exception(err):  # cancelled: ends CANCELED, not FAILED
+                self._cancel_state()
+                raise
             self._fail_state(f"{err.activity_type} failed: {failure_text(err)}")
             raise ApplicationError(f"analysis failed: {self._state.failure_reason}",
                                    type="AnalysisFailed", non_retryable=True) from None
         except ApplicationError as err:
             self._fail_state(err.message)
             raise
+        except asyncio.CancelledError:
+            self._cancel_state()
+            raise
+
+    def _cancel_state(self) -> None:
+        if self._state.phase not in (AnalysisPhase.FAILED, AnalysisPhase.CANCELED):
+            self._state.failure_reason = "canceled"
+            self._enter(AnalysisPhase.CANCELED)
 
     def _enter(self, phase: AnalysisPhase, detail: str = "") -> None:
         previous = self._state.phase
@@ -301,6 +312,8 @@ class AnalysisWorkflow(LlmWorkflow):
                 try:
                     await self._load(choice.add_sources)
                 except ActivityError as err:
+                    if is_cancelled_exception(err):
+                        raise
                     self.record("sources_refused", failure_text(err), actor=decision.actor)
                     continue
             return
@@ -547,6 +560,8 @@ class AnalysisWorkflow(LlmWorkflow):
                 retry_policy=policies.WEB_SEARCH_RETRY,
                 summary=f"web search {self._state.searches_used} for {point.id}")
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
             self.record("search_failed", f"{point.id}: {failure_text(err)}")
             return []
         ids = []

@@ -5,7 +5,14 @@ A workflow class inherits :class:`GatedWorkflow` and gets:
 * the ``gate_decision`` **signal** (Temporal web UI, ``temporal workflow signal``,
   GitHub comment polling) and the ``decide_gate`` **update** with a validator
   (``starter.py``): both take a :class:`~models.common.GateDecision` and go
-  through one handler;
+  through one handler. The signal takes the raw payload and validates it here,
+  in workflow code, so a malformed one (wrong shape, unknown verdict, no actor,
+  a comment over ``MAX_GATE_TEXT_BYTES``) becomes a ``refused`` audit entry
+  with the reason instead of being dropped by the SDK; the update's validator
+  refuses the same at once;
+* a dynamic signal handler that records a signal of any other name (a typo such
+  as ``gate_decison``) as ``refused``; signals the workflow defines still reach
+  their own handlers;
 * the ``audit_log`` and ``pending_gates`` **queries**;
 * :meth:`GatedWorkflow.wait_for_decision`, which opens a gate, records a
   reminder every interval, can run a hook periodically while the gate is open
@@ -26,17 +33,28 @@ poll. Without them any decision that reaches the server is taken, as the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from workflows import policies
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from activities.signers import GateSignerActivities
-    from models.common import AuditEntry, GateAck, GateDecision, GateInfo, Verdict
+    from models.common import (
+        MAX_GATE_TEXT_BYTES,
+        AuditEntry,
+        GateAck,
+        GateDecision,
+        GateInfo,
+        Verdict,
+        gate_text_problem,
+    )
     from models.signatures import (
         GITHUB_PREFIX,
         KEY_PREFIX,
@@ -52,6 +70,9 @@ SIGNERS_PATCH = "gate-signers"
 """workflow.patched ID of loading GATE_SIGNERS before the first gate (runs started
 before it replay without the load and take unauthenticated decisions, as they did)."""
 GITHUB_CHANNEL = "github"
+
+AUDIT_COMMENT_PREVIEW = 1024  # characters of an oversized comment kept in a refused entry
+_MAX_ERROR_CHARS = 400  # a refused payload's validation error, as recorded
 
 ReminderHook = Callable[[GateInfo], Awaitable[None]]
 WhileOpenHook = Callable[[GateInfo], Awaitable[None]]
@@ -104,6 +125,9 @@ class GatedWorkflow:
         and the decision. Subclasses may extend it with gate-specific checks (call
         super first).
         """
+        too_large = gate_text_problem(decision)
+        if too_large:
+            return too_large
         gate = self._open.get(decision.gate)
         if gate is None:
             open_now = ", ".join(self._open) or "none"
@@ -165,7 +189,7 @@ class GatedWorkflow:
             "refused",
             f"{decision.gate}: {decision.verdict.value} via {source} refused: {problem}",
             actor=decision.actor,
-            comment=decision.comment,
+            comment=audit_comment(decision.comment),
         )
 
     def _accept(self, decision: GateDecision, source: str) -> GateAck:
@@ -182,8 +206,9 @@ class GatedWorkflow:
     def receive_decision(self, decision: GateDecision, source: str) -> None:
         """Accept a decision that arrived without a validator (signal, comment poll).
 
-        A decision that cannot be accepted (unauthenticated, or one decision_problem
-        names) is recorded as ``refused`` with the reason.
+        A decision that cannot be accepted (an actor who may not decide, see
+        :meth:`identity_problem`, or one decision_problem names) is recorded as
+        ``refused`` with the reason.
         """
         problem = self.gate_problem(decision)
         if problem:
@@ -192,20 +217,56 @@ class GatedWorkflow:
         self._accept(decision, source)
 
     @workflow.signal(name=GATE_SIGNAL)
-    def gate_decision(self, decision: GateDecision) -> None:
-        """Signal form of a gate decision; refused decisions are audited, not raised."""
+    def gate_decision(self, *payload: object) -> None:
+        """Signal form of a gate decision; refused decisions are audited, not raised.
+
+        Takes the signal's raw input (its JSON, undecoded: the handler declares no
+        model, so the SDK cannot drop a payload it fails to convert) and validates
+        it into a :class:`GateDecision` here. No input, more than one, or one that
+        is not a valid GateDecision is recorded as ``refused`` with the validation
+        error (e.g. ``verdict: Input should be 'approve', 'reject' or 'revise'``)
+        and the actor the payload claims, or ``unknown``.
+        """
+        decision, error = parse_decision(payload)
+        if decision is None:
+            first = payload[0] if len(payload) == 1 else None
+            self.record("refused", f"{GATE_SIGNAL} signal refused: {error}",
+                        actor=_claimed_actor(first))
+            return
         self.receive_decision(decision, "signal")
 
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """Any signal this workflow does not define (e.g. a misspelt ``gate_decison``):
+        recorded as ``refused`` with its name, never silently dropped. Signals the
+        workflow defines never reach this handler."""
+        first: object = None
+        if args:
+            try:
+                first = workflow.payload_converter().from_payload(args[0].payload)
+            except Exception:  # noqa: BLE001 - any undecodable input: no actor to name
+                first = None
+        self.record("refused", f"signal {name!r} refused: this workflow has no signal of "
+                    f"that name (a gate decision is the {GATE_SIGNAL!r} signal)",
+                    actor=_claimed_actor(first))
+
     @workflow.update(name=GATE_UPDATE)
-    def decide_gate(self, decision: GateDecision) -> GateAck:
-        """Update form of a gate decision: refused at once by the validator when invalid;
-        one whose actor may not decide is refused here instead, so the refusal is audited.
+    def decide_gate(self, *payload: object) -> GateAck:
+        """Update form of a gate decision: refused at once by the validator when invalid.
+
+        Takes one GateDecision as raw input, like the signal, so that a malformed
+        one is refused with a readable validation error rather than the SDK's
+        "Failed decoding arguments". A decision whose actor may not decide passes the
+        validator and is refused here instead, so the refusal is audited.
 
         Raises:
             ApplicationError: (``DecisionRefused``) see :meth:`identity_problem`
                 (unsigned, wrong key, replayed, altered, not an allowed reviewer); the
                 update fails, the run goes on.
         """
+        decision, error = parse_decision(payload)
+        if decision is None:  # only on a replay that skips the validator
+            raise ApplicationError(error, type="InvalidGateDecision", non_retryable=True)
         problem = self.identity_problem(decision)
         if problem:
             self._refuse(decision, "update", problem)
@@ -213,8 +274,11 @@ class GatedWorkflow:
         return self._accept(decision, "update")
 
     @decide_gate.validator
-    def _validate_decision(self, decision: GateDecision) -> None:
-        if self.identity_problem(decision):
+    def _validate_decision(self, *payload: object) -> None:
+        decision, error = parse_decision(payload)
+        if decision is None:
+            raise ValueError(error)
+        if gate_text_problem(decision) is None and self.identity_problem(decision):
             return  # the handler refuses it and audits why (a validator records nothing)
         problem = self.decision_problem(decision)
         if problem:
@@ -322,3 +386,50 @@ class GatedWorkflow:
             await workflow.sleep(interval, summary=f"{info.gate}: next poll")
             if info.gate not in self._decided:
                 await hook(info)
+
+
+def parse_decision(payload: Sequence[object]) -> tuple[GateDecision | None, str]:
+    """Validate the raw input of a gate signal into a decision.
+
+    Args:
+        payload: the signal's decoded input values (JSON values, or RawValue).
+
+    Returns:
+        ``(decision, "")`` when ``payload`` is exactly one valid GateDecision, else
+        ``(None, error)`` with a short readable error: each field's problem as
+        ``field: message``, joined by ``; ``, at most a few hundred characters.
+    """
+    if len(payload) != 1:
+        return None, f"expected one GateDecision as input, got {len(payload)} value(s)"
+    value = payload[0]
+    if isinstance(value, RawValue):
+        try:
+            value = workflow.payload_converter().from_payload(value.payload)
+        except Exception as err:  # noqa: BLE001 - an undecodable payload is refused
+            return None, f"the input cannot be decoded: {err}"[:_MAX_ERROR_CHARS]
+    try:
+        return GateDecision.model_validate(value), ""
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}"
+            for e in err.errors(include_url=False))
+        return None, problems[:_MAX_ERROR_CHARS]
+
+
+def audit_comment(comment: str) -> str:
+    """``comment`` as a refused audit entry keeps it: whole when within
+    ``MAX_GATE_TEXT_BYTES``, else its first ``AUDIT_COMMENT_PREVIEW`` characters
+    and its size, so a refused oversized comment does not grow the audit log."""
+    size = len(comment.encode("utf-8", "surrogatepass"))
+    if size <= MAX_GATE_TEXT_BYTES:
+        return comment
+    return f"{comment[:AUDIT_COMMENT_PREVIEW]}... [truncated: {size:,} bytes in all]"
+
+
+def _claimed_actor(value: object) -> str:
+    """The actor a refused payload names (stripped, at most 100 characters), or
+    ``unknown``."""
+    actor = value.get("actor") if isinstance(value, dict) else None
+    if isinstance(actor, str) and actor.strip():
+        return actor.strip()[:100]
+    return "unknown"

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies
 from workflows.llm import LlmWorkflow
@@ -202,6 +202,9 @@ class LearningLoopWorkflow(LlmWorkflow):
                 workflow.continue_as_new(state)
             return self._finish(outcome)
         except ActivityError as err:
+            if is_cancelled_exception(err):  # cancelled: ends CANCELED, not FAILED
+                self.record("canceled", f"{err.activity_type} was cancelled with the run")
+                raise
             cause = err.cause
             message = getattr(cause, "message", None) or err.message
             self.record("failed", f"{err.activity_type} failed: {message}")

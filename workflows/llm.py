@@ -19,7 +19,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies
 from workflows.gates import GatedWorkflow
@@ -74,6 +74,8 @@ class LlmWorkflow(GatedWorkflow):
             ActivityError: the call failed for good (its usage, when the failure
                 carries one, is still recorded).
             ApplicationError: the run was stopped at the budget gate, or the gate expired.
+            asyncio.CancelledError: the run is being cancelled (so that callers that
+                fall back on a failed call do not swallow the cancellation).
         """
         await self.wait_within_budget()
         try:
@@ -83,6 +85,8 @@ class LlmWorkflow(GatedWorkflow):
                 summary=summary or f"LLM call: {request.phase}",
             )
         except ActivityError as err:
+            if is_cancelled_exception(err):  # the run is being cancelled: not a failed call
+                raise asyncio.CancelledError() from None
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == "LlmOutputInvalid" \
                     and cause.details:

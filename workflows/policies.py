@@ -21,6 +21,17 @@ GIT_RETRY = RetryPolicy(
     maximum_attempts=5,
 )
 
+# The worker's check of a run's tools (workstream): reads the worker's own
+# configuration; a refusal is non-retryable, anything else is a lost worker.
+ADMISSION_TIMEOUT = timedelta(seconds=30)
+ADMISSION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+    non_retryable_error_types=["WorkstreamRefused"],
+)
+
 # Issue tracker calls (local file or GitHub REST): rate limits set their own delay.
 TRACKER_TIMEOUT = timedelta(seconds=60)
 TRACKER_RETRY = RetryPolicy(
@@ -41,6 +52,19 @@ AGENT_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=2),
     maximum_attempts=3,
+)
+
+# Workstream steps: lost attempts only (the worker died or was lost, a heartbeat
+# timeout, a completion the server rejected after a restart). The activity raises
+# the step's own failures as non-retryable and the workflow counts them against
+# the spec's retry.max_attempts, so these retries never use up a step's budget.
+# Bounded, so that a step that kills its worker every time (e.g. out of memory)
+# still fails in the end.
+STEP_INFRA_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=20,
 )
 
 # LLM calls (issue 4): one attempt covers the model call and its re-asks after

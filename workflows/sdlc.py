@@ -4,8 +4,9 @@ PHASE_1 opens the tracking issue, creates the branch ``NNN-slug`` and its git
 worktree. PHASE_2 has an agent write ``specs/<branch>/spec.md`` there and
 commits it. GATE_1 waits for a human decision: approve ends DONE; reject or
 revise sends the reviewer's feedback back to PHASE_2, up to ``max_rounds``
-rounds, past which the run ends FAILED. Cancelling removes the worktree (the
-branch and its commits stay) and ends CANCELED.
+rounds, past which the run ends FAILED. Cancelling, in any phase, kills the
+agent's processes, removes the worktree (the branch and its commits stay) and
+ends CANCELED; a run that ends FAILED removes its worktree too.
 
 With GitHub (the worker's tracker returns an issue whose provider is ``github``)
 three things are added, all as activities: while GATE_1 is open the issue's
@@ -18,9 +19,10 @@ opens a pull request before DONE. Without GitHub the command sequence is unchang
 from __future__ import annotations
 
 import asyncio
+from typing import NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies, search_attributes
 from workflows.gates import GITHUB_CHANNEL
@@ -31,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.git import GitActivities
     from activities.issues import IssueTracker
     from models.common import ArtifactRef, GateDecision, GateInfo, Verdict
+    from models.git import PrepareBranchInput, WorktreeInput
     from models.issues import CommentInput, CommentPollInput, PullRequestInput
     from models.sdlc import (
         GATE_1,
@@ -38,13 +41,15 @@ with workflow.unsafe.imports_passed_through():
         FeatureRequest,
         OpenIssueInput,
         PhaseLabelInput,
-        PrepareBranchInput,
         SdlcPhase,
         SdlcResult,
         SdlcState,
-        WorktreeInput,
     )
     from models.signatures import GITHUB_PREFIX
+
+# workflow.patched ID: a FAILED run removes its worktree before it ends (runs
+# recorded before this change end FAILED without that activity)
+PATCH_FAILED_RUN_REMOVES_WORKTREE = "failed-run-removes-worktree"
 
 
 @workflow.defn(name="SdlcWorkflow")
@@ -73,7 +78,7 @@ class SdlcWorkflow(LlmWorkflow):
             self._state.issue = await workflow.execute_activity_method(
                 IssueTracker.open_issue,
                 OpenIssueInput(workflow_id=wf_id, repo_path=req.repo_path, title=req.title,
-                               body=req.description),
+                               body=req.description, since=workflow.info().workflow_start_time),
                 start_to_close_timeout=policies.TRACKER_TIMEOUT,
                 retry_policy=policies.TRACKER_RETRY,
                 summary="open the tracking issue",
@@ -98,7 +103,7 @@ class SdlcWorkflow(LlmWorkflow):
                 spec = await self._write_spec()
                 decision = await self._gate()
                 if decision is None:
-                    return await self._fail("gate expired")
+                    await self._fail("gate expired")
                 if decision.verdict == Verdict.APPROVE:
                     if self._on_github:
                         await self._open_pull_request(spec, decision)
@@ -106,14 +111,17 @@ class SdlcWorkflow(LlmWorkflow):
                     return self._result(spec)
                 self._state.feedback.append(decision.comment)
                 if self._state.round >= req.max_rounds:
-                    return await self._fail(
+                    await self._fail(
                         f"spec not approved after {req.max_rounds} round(s); "
                         f"last feedback: {decision.comment}")
         except asyncio.CancelledError:
             await self._cleanup_on_cancel()
             raise
         except ActivityError as err:
-            return await self._fail(_activity_failure(err))
+            if is_cancelled_exception(err):  # an activity cancelled with the run
+                await self._cleanup_on_cancel()
+                raise
+            await self._fail(_activity_failure(err))
 
     async def _write_spec(self) -> ArtifactRef:
         assert self._req and self._state.branch and self._state.worktree
@@ -174,15 +182,19 @@ class SdlcWorkflow(LlmWorkflow):
             poll = await workflow.execute_activity_method(
                 IssueTracker.poll_comments,
                 CommentPollInput(issue=self._state.issue, after_id=self._state.last_comment_id,
+                                 since=self._state.last_comment_since,
                                  not_before=gate.opened_at, gate=gate.gate),
                 start_to_close_timeout=policies.COMMENT_TIMEOUT,
                 retry_policy=policies.COMMENT_RETRY,
                 summary=f"poll issue #{self._state.issue.number} for /approve, /reject, /revise",
             )
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
             self.record("comment_poll_failed", _activity_failure(err))
             return
         self._state.last_comment_id = poll.last_seen_id
+        self._state.last_comment_since = poll.since
         for command in poll.commands:
             # GitHub authenticated the commenter (the poll checked their write permission)
             decision = GateDecision(gate=gate.gate, verdict=command.verdict,
@@ -205,6 +217,8 @@ class SdlcWorkflow(LlmWorkflow):
                 summary=f"comment on issue #{self._state.issue.number}",
             )
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
             self.record("comment_failed", _activity_failure(err))
 
     async def _open_pull_request(self, spec: ArtifactRef, decision: GateDecision) -> None:
@@ -215,6 +229,7 @@ class SdlcWorkflow(LlmWorkflow):
             PullRequestInput(
                 repo_path=self._req.repo_path, issue=self._state.issue, branch=branch,
                 base=self._req.base_branch, title=self._req.title,
+                workflow_id=workflow.info().workflow_id,
                 body=(f"{self._req.description}\n\nSpec: `specs/{branch}/spec.md` (round "
                       f"{self._state.round}, approved by {decision.actor}).")),
             start_to_close_timeout=policies.TRACKER_TIMEOUT, retry_policy=policies.TRACKER_RETRY,
@@ -243,8 +258,15 @@ class SdlcWorkflow(LlmWorkflow):
             summary=f"issue label -> {self._state.phase.value}",
         )
 
-    async def _fail(self, reason: str) -> SdlcResult:
+    async def _fail(self, reason: str) -> NoReturn:
+        """End FAILED: remove the worktree (the branch and its commits stay), then
+        raise ApplicationError (type ``SdlcFailed``)."""
         self._state.failure_reason = reason
+        if workflow.patched(PATCH_FAILED_RUN_REMOVES_WORKTREE):
+            try:
+                await self._remove_worktree("failed")
+            except ActivityError as err:  # the run fails anyway; say what was left
+                self.record("worktree_left", _activity_failure(err))
         await self._enter(SdlcPhase.FAILED, detail=reason)
         raise ApplicationError(f"SDLC run failed: {reason}", type="SdlcFailed",
                                non_retryable=True)
@@ -252,15 +274,21 @@ class SdlcWorkflow(LlmWorkflow):
     async def _cleanup_on_cancel(self) -> None:
         assert self._req
         self._state.failure_reason = "canceled"
+        await self._remove_worktree("canceled")
+        await self._enter(SdlcPhase.CANCELED)
+
+    async def _remove_worktree(self, why: str) -> None:
+        """Kill the processes still fenced in the worktree and remove it (the branch
+        and its commits stay); nothing when no branch was made yet."""
+        assert self._req
         if self._state.branch is not None:
             await workflow.execute_activity_method(
                 GitActivities.remove_worktree,
                 WorktreeInput(repo_path=self._req.repo_path, branch=self._state.branch.name),
                 start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
-                summary="remove the worktree (canceled)",
+                summary=f"remove the worktree ({why})",
             )
             self._state.worktree = None
-        await self._enter(SdlcPhase.CANCELED)
 
     def _result(self, spec: ArtifactRef) -> SdlcResult:
         return SdlcResult(

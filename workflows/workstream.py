@@ -2,8 +2,13 @@
 
 Lifecycle ``pending -> running -> succeeded / failed / quarantined / canceled``:
 
+* **Admission**: the worker checks the run's router config and python callables
+  against its own configuration (``ws_check_run``); a refused run fails before
+  anything runs, with every reason in its error.
 * **Workspace**: a worktree of the spec's repository on a branch of its own
   (``NNN-<work item>``, via the SDLC git activities), or a fresh repository.
+  A run that ends failed or canceled removes its worktree (the branch and its
+  commits stay); a fresh repository stays.
 * **Scheduling**: ready steps (every dependency succeeded) launch in a stable
   order, higher ``priority`` first and then spec order, while fewer than
   ``max_parallel`` steps run; every launch is a ``scheduled`` event. A failed
@@ -50,7 +55,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.git import GitActivities
     from activities.workstream import WorkstreamActivities, digest, exit_code_error_type
     from models.common import ArtifactRef, Verdict
-    from models.sdlc import AgentTask, PrepareBranchInput, WorktreeInput
+    from models.git import PrepareBranchInput, WorktreeInput
+    from models.sdlc import AgentTask
     from models.workstream import (
         BreakerGrant,
         BreakerPick,
@@ -83,6 +89,13 @@ BREAKER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coeff
 STEP_TIMEOUT_MARGIN = timedelta(seconds=30)  # past the step's own timeout, for clean-up
 SHELL_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 MIN_BREAKER_WAIT = timedelta(seconds=1)
+# workflow.patched ID: lost attempts are retried by the platform, the step's own
+# failures by the workflow (runs recorded before this change used one Temporal
+# retry policy of retry.max_attempts for both)
+PATCH_INFRA_RETRY = "step-infra-retry"
+# workflow.patched ID: a failed or canceled run removes its worktree (runs recorded
+# before this change end without that activity)
+PATCH_END_REMOVES_WORKTREE = "end-removes-worktree"
 _DONE = (StepState.SUCCEEDED,)
 _DEAD = (StepState.FAILED, StepState.BLOCKED, StepState.CANCELED)
 
@@ -192,6 +205,17 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._started_at = workflow.now()
         self._event("run_state", f"pending: {len(inp.spec.steps)} steps, "
                     f"max_parallel {inp.spec.max_parallel}")
+        if workflow.patched("worker-tool-authority"):
+            try:
+                await workflow.execute_activity_method(
+                    WorkstreamActivities.check_run, inp,
+                    start_to_close_timeout=policies.ADMISSION_TIMEOUT,
+                    retry_policy=policies.ADMISSION_RETRY,
+                    summary="the worker checks the run's tools")
+            except ActivityError as err:
+                cause = err.cause
+                return self._fail(cause.message if isinstance(cause, ApplicationError)
+                                  else str(err))
         try:
             self._workspace = await self._prepare_workspace()
             self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "
@@ -203,10 +227,16 @@ class WorkstreamWorkflow(GatedWorkflow):
                 merge_commit = await self._merge()
         except asyncio.CancelledError:
             await self._cancel_steps()
+            await self._remove_worktree("canceled")
             self._set_state(RunState.CANCELED, "canceled")
             raise
         except ActivityError as err:  # workspace, git or breaker: the run cannot go on
             await self._cancel_steps()
+            if is_cancelled_exception(err):  # cancelled with the run: not a failure
+                await self._remove_worktree("canceled")
+                self._set_state(RunState.CANCELED, "canceled")
+                raise
+            await self._remove_worktree("failed")
             cause = err.cause
             return self._fail(f"{err.activity_type} failed: "
                               f"{cause.message if cause else err.message}")
@@ -215,8 +245,31 @@ class WorkstreamWorkflow(GatedWorkflow):
             return WorkstreamResult(state=self._state, steps=dict(self._steps),
                                     branch=self._workspace.branch, merge_commit=merge_commit,
                                     handoffs=list(self._handoffs), audit=self.audit_log())
+        await self._remove_worktree("failed")
         return self._fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
                                     if st != StepState.SUCCEEDED))
+
+    async def _remove_worktree(self, why: str) -> None:
+        """A run on a worktree of the spec's repository that ends failed or canceled
+        removes the worktree (killing the processes still fenced there); its branch
+        and commits stay. A fresh workspace repository is the run's only copy of
+        its work and stays."""
+        assert self._inp
+        ws = self._workspace
+        if ws is None or self._inp.repo_path is None or not workflow.patched(
+                PATCH_END_REMOVES_WORKTREE):
+            return
+        try:
+            await workflow.execute_activity_method(
+                GitActivities.remove_worktree,
+                WorktreeInput(repo_path=ws.repo_path, branch=ws.branch),
+                start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+                summary=f"remove the worktree ({why})")
+        except ActivityError as err:  # the run ends anyway; say what was left
+            self._event("workspace", f"worktree {ws.path} left: {err.cause or err}")
+            return
+        self._event("workspace", f"worktree {ws.path} removed ({why}); branch "
+                    f"{ws.branch} stays")
 
     def _fail(self, reason: str) -> WorkstreamResult:
         """End the run failed: raise ApplicationError (type ``WorkstreamFailed``)."""
@@ -308,7 +361,7 @@ class WorkstreamWorkflow(GatedWorkflow):
         att = StepAttempt(step=step.id, number=number, tool=tool, started_at=workflow.now())
         self._attempts.append(att)
         try:
-            out = await self._execute(step, tool, number)
+            out = await self._execute(step, tool, number, att)
             att.attempts, att.exit_code, att.outputs = out.attempt, out.exit_code, out.outputs
             att.outcome = "succeeded"
         except (ActivityError, asyncio.CancelledError) as err:
@@ -370,8 +423,8 @@ class WorkstreamWorkflow(GatedWorkflow):
         att.exit_code = info.get("exit_code")
         att.outputs = [ArtifactRef.model_validate(o) for o in info.get("outputs", [])]
         exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
-        att.attempts = int(info.get("attempt") or
-                           (step.retry.max_attempts if exhausted else 1))
+        att.attempts = int(info.get("attempt") or max(
+            att.attempts, step.retry.max_attempts if exhausted else 1))
 
     # -- routing ---------------------------------------------------------------
     async def _route(self, step: StepSpec, number: int) -> str | None:
@@ -440,16 +493,84 @@ class WorkstreamWorkflow(GatedWorkflow):
                         f"consecutive failure(s), until {outcome.breaker.open_until}", step_id)
 
     # -- activities ------------------------------------------------------------
-    async def _execute(self, step: StepSpec, tool: str, number: int) -> StepOutput:
+    async def _execute(self, step: StepSpec, tool: str, number: int, att: StepAttempt
+                       ) -> StepOutput:
+        """Run one execution of ``step`` on ``tool``.
+
+        A lost attempt (worker killed or lost, heartbeat timeout, a completion the
+        server rejected after a restart) is retried by the platform
+        (``policies.STEP_INFRA_RETRY``) and never counts against the step's
+        ``retry.max_attempts``; the activity raises the step's own failures
+        (non-zero exit, exception, timeout) as non-retryable, and they are counted
+        and retried here, with the step's backoff. Both are events
+        (``infra_retry``, ``attempt_failed``) and fields of ``att``.
+
+        Raises:
+            ActivityError: the step failed for good (own failures exhausted, a
+                non-retryable exit code, an invalid step, or lost attempts beyond
+                STEP_INFRA_RETRY's limit); cancelled.
+        """
+        r = step.retry
+        if not workflow.patched(PATCH_INFRA_RETRY):  # runs recorded before the split
+            return await self._execute_activity(
+                step, tool, number, RetryPolicy(
+                    initial_interval=timedelta(seconds=r.initial_interval),
+                    backoff_coefficient=r.backoff,
+                    maximum_interval=timedelta(seconds=max(r.maximum_interval,
+                                                           r.initial_interval)),
+                    maximum_attempts=r.max_attempts,
+                    non_retryable_error_types=[exit_code_error_type(c)
+                                               for c in r.non_retryable_exit_codes]),
+                attempt_base=0, final=False)
+        final_types = {exit_code_error_type(c) for c in r.non_retryable_exit_codes}
+        base = 0
+        while True:
+            try:
+                out = await self._execute_activity(step, tool, number,
+                                                   policies.STEP_INFRA_RETRY,
+                                                   attempt_base=base, final=True)
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise
+                cause = err.cause
+                details = getattr(cause, "details", None) or ()
+                info = details[0] if details and isinstance(details[0], dict) else {}
+                if not (isinstance(cause, ApplicationError) and cause.non_retryable
+                        and "attempt" in info):
+                    # lost attempts beyond the platform's limit, or an invalid step
+                    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED:
+                        lost = policies.STEP_INFRA_RETRY.maximum_attempts
+                        self._note_infra(step.id, att, lost, base + lost)
+                        att.attempts = base + lost
+                    raise
+                base = int(info["attempt"])
+                self._note_infra(step.id, att, int(info.get("infra_retries", 0)), base)
+                att.failed_attempts += 1
+                self._event("attempt_failed", f"attempt {base} failed (failure "
+                            f"{att.failed_attempts} of retry.max_attempts {r.max_attempts}): "
+                            f"{cause.message[:300]}", step.id)
+                if att.failed_attempts >= r.max_attempts or cause.type in final_types:
+                    raise
+                delay = min(r.initial_interval * r.backoff ** (att.failed_attempts - 1),
+                            max(r.maximum_interval, r.initial_interval))
+                await workflow.sleep(timedelta(seconds=delay),
+                                     summary=f"{step.id}: back off before attempt {base + 1}")
+                continue
+            self._note_infra(step.id, att, out.infra_retries, out.attempt)
+            return out
+
+    def _note_infra(self, step_id: str, att: StepAttempt, lost: int, attempt: int) -> None:
+        if lost > 0:
+            att.infra_retries += lost
+            self._event("infra_retry", f"{lost} lost attempt(s) before attempt {attempt} "
+                        "retried by the platform (worker lost, heartbeat timeout or "
+                        "completion lost); not counted against retry.max_attempts", step_id)
+
+    async def _execute_activity(self, step: StepSpec, tool: str, number: int,
+                                retry: RetryPolicy, attempt_base: int, final: bool
+                                ) -> StepOutput:
         assert self._inp and self._workspace
         spec = self._inp.router.tools[tool]
-        r = step.retry
-        retry = RetryPolicy(
-            initial_interval=timedelta(seconds=r.initial_interval), backoff_coefficient=r.backoff,
-            maximum_interval=timedelta(seconds=max(r.maximum_interval, r.initial_interval)),
-            maximum_attempts=r.max_attempts,
-            non_retryable_error_types=[exit_code_error_type(c)
-                                       for c in r.non_retryable_exit_codes])
         timeout = timedelta(seconds=step.timeout) + STEP_TIMEOUT_MARGIN
         summary = f"{step.id} on {tool} (execution {number})"
         wf_id = workflow.info().workflow_id
@@ -461,25 +582,30 @@ class WorkstreamWorkflow(GatedWorkflow):
                           title=str(step.inputs.get("title", step.id)),
                           description=str(step.inputs.get("description", "")),
                           feedback=self._feedback.get(step.id, []),
-                          timeout_seconds=step.timeout),
+                          timeout_seconds=step.timeout,
+                          fence_key=f"step-{step.id}-{number}" if final else "",
+                          own_failures_final=final),
                 start_to_close_timeout=timeout,
                 heartbeat_timeout=policies.AGENT_HEARTBEAT_TIMEOUT, retry_policy=retry,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=summary)
-            return StepOutput(attempt=1, outputs=[ref])
+            # the agent's result does not say its attempt: the first after ``attempt_base``
+            return StepOutput(attempt=attempt_base + 1, outputs=[ref])
         inputs = dict(step.inputs)
         if self._feedback.get(step.id):
             inputs["env"] = {**(inputs.get("env") or {}),
                              "WORKSTREAM_FEEDBACK": "\n".join(self._feedback[step.id])}
         task = StepTask(workflow_id=wf_id, step=step.id, number=number, tool=tool, spec=spec,
                         inputs=inputs, workspace=self._workspace.path,
-                        spec_dir=self._inp.spec_dir, timeout=step.timeout)
+                        spec_dir=self._inp.spec_dir, timeout=step.timeout,
+                        attempt_base=attempt_base, own_failures_final=final)
         method = {"shell": WorkstreamActivities.run_shell,
                   "python": WorkstreamActivities.run_python,
                   "noop": WorkstreamActivities.run_noop}[spec.adapter]
+        heartbeats = ("shell", "python") if final else ("shell",)
         return await workflow.execute_activity_method(
             method, task, start_to_close_timeout=timeout, retry_policy=retry,
-            heartbeat_timeout=SHELL_HEARTBEAT_TIMEOUT if spec.adapter == "shell" else None,
+            heartbeat_timeout=SHELL_HEARTBEAT_TIMEOUT if spec.adapter in heartbeats else None,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=summary)
 

@@ -14,8 +14,9 @@ from activities.agents import AgentActivities, AnthropicRunner
 from activities.git import GitActivities
 from activities.llm import AnthropicProvider
 from models.common import Verdict
+from models.git import WorktreeInput
 from models.llm import LlmArtifactRef, LlmLedger, LlmUsage
-from models.sdlc import AgentTask, SdlcResult, WorktreeInput
+from models.sdlc import AgentTask, SdlcResult
 from settings import DEFAULT_LLM_PRICES
 from tests.conftest import NO_SIGNERS, git
 from tests.fakes import anthropic_api as api

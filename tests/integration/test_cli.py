@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.server import free_port, server_answers
 from settings import Settings
+from temporal_plumbing.environments import free_port, server_answers
 from worker import make_worker
 
 ROOT = Path(__file__).resolve().parents[2]

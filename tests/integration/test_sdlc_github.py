@@ -110,6 +110,13 @@ async def test_full_run_with_github_ends_with_one_issue_the_done_label_and_one_p
     branch = result.branch.name
     assert pull["head"]["ref"] == branch and pull["base"]["ref"] == "main"
     assert "Closes #1" in pull["body"] and result.pr_url == pull["html_url"]
+    assert f"workflow-id={handle.id}" in pull["body"]
+    # the issue search read bodies from list answers, never an issue again; every poll
+    # after the first sent GitHub's ``since``; the server checked it all against the
+    # OpenAPI description (the fixture fails the test otherwise)
+    assert gh.count("GET", r"/issues/\d+$") == 0
+    polls = [r for r in gh.requests if r.method == "GET" and r.path.endswith("/comments")]
+    assert len(polls) > 3 and all("since" in r.query for r in polls[2:])
     assert git(remote, "rev-parse", branch) == result.spec.commit
     assert "list the columns" in git(git_repo, "show", f"{branch}:specs/{branch}/spec.md")
 

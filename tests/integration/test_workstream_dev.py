@@ -21,7 +21,8 @@ EXAMPLE = ROOT / "examples" / "workstream" / "spec.yaml"
 
 async def test_example_spec_builds_and_tests_the_package(dev_env, env, task_queue,  # noqa: F811
                                                          tmp_path):
-    settings = Settings(orchestrator_home=tmp_path / "home", temporal_task_queue=task_queue)
+    settings = Settings(orchestrator_home=tmp_path / "home", temporal_task_queue=task_queue,
+                        workstream_router_config=EXAMPLE.parent / "router_config.yaml")
     async with make_worker(dev_env.client, settings):
         started = await acli("workstream", "start", str(EXAMPLE), "--follow", env=env)
         assert started.returncode == 0, started.stderr

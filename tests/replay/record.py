@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from cli.sdlc import feature_request, start_sdlc  # noqa: E402
-from cli.server import start_local_env  # noqa: E402
 from models.common import GateDecision, GateInfo, Verdict  # noqa: E402
 from models.sdlc import GATE_1  # noqa: E402
 from settings import Settings  # noqa: E402
+from temporal_plumbing.environments import start_local_env  # noqa: E402
 from tests.github_server import GitHubServer  # noqa: E402
 from worker import make_worker  # noqa: E402
 from workflows.gates import GATE_UPDATE  # noqa: E402
@@ -40,7 +40,8 @@ async def record_sdlc(workdir: Path) -> None:
                                                  "commit", "-q", "--allow-empty", "-m", "init"]):
         subprocess.run(["git", *args], cwd=repo, check=True)
     env = await start_local_env()
-    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
+                        workstream_trust_spec_tools=True)
     try:
         async with make_worker(env.client, settings):
             handle = await start_sdlc(env.client, settings, feature_request(
@@ -154,7 +155,8 @@ async def record_workstream(workdir: Path) -> None:
         "routes": {"shell": {"strategy": "fixed", "tools": ["sh"]},
                    "broken": {"strategy": "fixed", "tools": ["broken"]}}})
     env = await start_local_env()
-    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
+                        workstream_trust_spec_tools=True)
     try:
         async with make_worker(env.client, settings):
             handle = await start_workstream(env.client, settings, WorkstreamInput(

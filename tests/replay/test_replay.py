@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
 
+from temporal_plumbing.workers import replayer
 from worker import ALL_WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -28,8 +27,8 @@ def test_there_are_histories_to_replay():
 async def test_history_replays(path: Path):
     raw = json.loads(path.read_text())
     history = WorkflowHistory.from_json(path.stem, raw)
-    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    result = await replayer(ALL_WORKFLOWS).replay_workflow(history,
+                                                          raise_on_replay_failure=True)
     assert result.replay_failure is None
 
 

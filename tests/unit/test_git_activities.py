@@ -14,7 +14,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.agents import AgentActivities, CommandRunner, OfflineRunner, run_process
 from activities.git import GitActivities, commit_round
-from models.sdlc import AgentTask, PrepareBranchInput, WorktreeInput
+from models.git import PrepareBranchInput, WorktreeInput
+from models.sdlc import AgentTask
 from tests.conftest import git
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from github import Auth, Github, GithubException
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities.github import GitHubIssueTracker, parse_command, rate_limit_delay
 from models.common import Verdict
@@ -34,9 +37,12 @@ def tracker(server: GitHubServer) -> GitHubIssueTracker:
     return tracker_for(server)
 
 
+RUN_START = datetime.now(UTC) - timedelta(minutes=1)
+
+
 def open_input(wf: str = "sdlc-shop-add-csv") -> OpenIssueInput:
     return OpenIssueInput(workflow_id=wf, repo_path="/unused", title="Add CSV export",
-                          body="Export results as CSV.")
+                          body="Export results as CSV.", since=RUN_START)
 
 
 def test_parse_command():
@@ -80,12 +86,18 @@ def test_labels_are_reconciled_and_drift_repaired(server, tracker):
     assert server.gh.issue_labels(1) == labels
 
 
-def test_label_prefix_is_configurable(server):
+def test_label_prefix_is_configurable_and_may_hold_a_slash(server):
+    """``flow/phase-1`` travels as one path segment (``flow%2Fphase-1``): unescaped,
+    the request matches no route of GitHub's description and the server fails the test."""
     tracker = tracker_for(server, label_prefix="flow/")
     ref = tracker.open_issue(open_input())
-    tracker.sync_phase_label(PhaseLabelInput(repo_path="/unused", issue=ref,
-                                             phase=SdlcPhase.DONE))
+    for phase in (SdlcPhase.PHASE_1, SdlcPhase.DONE):
+        tracker.sync_phase_label(PhaseLabelInput(repo_path="/unused", issue=ref, phase=phase))
     assert server.gh.issue_labels(1) == ["flow/done"]
+    deletes = [r for r in server.gh.requests if r.method == "DELETE"]
+    assert [(r.path, r.status) for r in deletes] == [
+        ("/repos/octo/shop/issues/1/labels/flow/phase-1", 200)]
+    assert server.gh.violations == []
 
 
 def test_poll_accepts_writers_and_answers_others_once(server, tracker):
@@ -164,7 +176,7 @@ def test_an_unknown_repository_is_named(server):
 
 
 def test_server_errors_are_retryable(server, tracker):
-    server.gh.fail_next("GET", r"/repos/octo/shop$", "status", status=502, message="Bad Gateway")
+    server.gh.fail_next("GET", r"/issues$", "status", status=502, message="Bad Gateway")
     with pytest.raises(ApplicationError) as err:
         tracker.open_issue(open_input())
     assert not err.value.non_retryable
@@ -186,6 +198,34 @@ def test_rate_limits_wait_for_the_reset(server, tracker):
     assert len(server.gh.issues) == 2  # the warm-up's and this one
 
 
+@pytest.mark.parametrize("kind", ["secondary_403", "abuse"])
+def test_a_secondary_limit_as_403_without_retry_after_is_retried(server, tracker, kind):
+    server.gh.fail_next("GET", r"/issues$", kind)
+    with pytest.raises(ApplicationError) as err:
+        tracker.open_issue(open_input())
+    assert not err.value.non_retryable and err.value.type == "GitHubRateLimited"
+    assert err.value.next_retry_delay == timedelta(minutes=1)
+    assert tracker.open_issue(open_input()).number == 1
+
+
+def test_repeated_secondary_limits_wait_longer_in_the_activity(server, tracker):
+    """Inside an activity, the wait doubles with the attempt (activity.info().attempt);
+    the issue search then starts at the activity's first scheduling (no ``since``)."""
+    env = ActivityEnvironment()
+    waits = []
+    for attempt in (1, 2, 3):
+        env.info = dataclasses.replace(ActivityEnvironment.default_info(), attempt=attempt,
+                                       scheduled_time=datetime.now(UTC))
+        server.gh.fail_next("GET", r"/issues$", "abuse")
+        with pytest.raises(ApplicationError) as err:
+            env.run(tracker.open_issue, open_input().model_copy(update={"since": None}))
+        waits.append(err.value.next_retry_delay)
+    assert waits == [timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=4)]
+    search = [r for r in server.gh.requests if r.path == "/repos/octo/shop/issues"][-1]
+    assert datetime.fromisoformat(search.query["since"]) > datetime.now(UTC) - timedelta(
+        minutes=6)
+
+
 def test_rate_limit_delay_rules():
     now = 1_000_000.0
     reset = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1000060"}
@@ -193,6 +233,14 @@ def test_rate_limit_delay_rules():
     assert rate_limit_delay(429, {"retry-after": "30"}, "", now) == timedelta(seconds=30)
     assert rate_limit_delay(403, {}, "You have exceeded a secondary rate limit", now) == \
         timedelta(minutes=1)
+    # retry-after first, then the reset, then growing waits for repeated secondary limits
+    assert rate_limit_delay(429, {"retry-after": "30", **reset}, "", now, attempt=5) == \
+        timedelta(seconds=30)
+    assert rate_limit_delay(403, reset, "", now, attempt=5) == timedelta(seconds=60)
+    abuse = "You have triggered an abuse detection mechanism."
+    assert [rate_limit_delay(403, {}, abuse, now, attempt=n) for n in (1, 2, 3, 4)] == [
+        timedelta(minutes=m) for m in (1, 2, 4, 8)]
+    assert rate_limit_delay(429, {}, "", now, attempt=30) == timedelta(minutes=30)
     assert rate_limit_delay(403, {"x-ratelimit-remaining": "10"}, "Forbidden", now) is None
     assert rate_limit_delay(500, {"retry-after": "3"}, "", now) is None
 
@@ -215,7 +263,8 @@ def test_pull_request_pushes_the_branch_and_is_opened_once(git_repo, remote):
         tracker = tracker_for(server)
         ref = tracker.open_issue(open_input())
         inp = PullRequestInput(repo_path=str(git_repo), issue=ref, branch="001-add-csv",
-                               base="main", title="Add CSV export", body="Spec.")
+                               base="main", title="Add CSV export", body="Spec.",
+                               workflow_id="sdlc-shop-add-csv")
         server.gh.fail_next("POST", r"/pulls$", "drop")
         with pytest.raises(ApplicationError):
             tracker.open_pull_request(inp)
@@ -250,3 +299,168 @@ def test_a_rejected_push_is_non_retryable_and_opens_no_pull_request(git_repo, re
                 title="t"))
         assert err.value.non_retryable and "commits the local one lacks" in err.value.message
         assert server.gh.pulls == []
+
+
+# -- scale: requests counted on the contract-checked server ------------------------------
+
+def test_open_issue_among_500_issues_and_prs_costs_two_requests_and_one_on_retry(server, tracker):
+    """500 older issues and pull requests, some updated during the run, and issues other
+    people opened during the run: creating costs the search and the creation; the retry
+    after a crash finds the issue in one request, without fetching any issue again."""
+    gh = server.gh
+    long_ago = RUN_START - timedelta(days=30)
+    for i in range(500):
+        if i % 5 == 0:
+            gh.add_pull(f"feature-{i}", body=f"PR {i}", at=long_ago + timedelta(minutes=i))
+        else:
+            gh.add_issue(f"Old {i}", f"Issue {i}", at=long_ago + timedelta(minutes=i))
+    for number in (3, 7, 11):  # old issues people comment on during the run
+        gh.add_comment(number, "alice", "still relevant")
+    gh.add_issue("Someone else's", "Unrelated.")
+    gh.fail_next("POST", r"/issues$", "drop")
+    with pytest.raises(ApplicationError):
+        tracker.open_issue(open_input())
+    gh.add_issue("Another one", "Opened meanwhile.")
+    before = len(gh.requests)
+    ref = tracker.open_issue(open_input())
+    retry = gh.requests[before:]
+    assert ref.number == 502 and "workflow-id=sdlc-shop-add-csv" in gh.issues[502]["body"]
+    assert [(r.method, r.path) for r in retry] == [("GET", "/repos/octo/shop/issues")]
+    assert retry[0].query["per_page"] == "100" and "since" in retry[0].query
+    assert len(gh.issues) == 403  # 400 old, 2 by others, ours once
+    assert gh.count("GET", r"/issues/\d+$") == 0
+    assert [(r.method, r.path) for r in gh.requests] == [
+        ("GET", "/repos/octo/shop/issues"), ("POST", "/repos/octo/shop/issues"),
+        ("GET", "/repos/octo/shop/issues")]
+
+
+def test_an_issue_of_an_earlier_run_with_the_same_id_is_not_reused(server, tracker):
+    server.gh.add_issue("Add CSV export", "<!-- durable-orchestrator:workflow-id="
+                        "sdlc-shop-add-csv -->", login="orchestrator-bot",
+                        at=RUN_START - timedelta(days=2))
+    assert tracker.open_issue(open_input()).number == 2
+
+
+def test_lists_are_paginated_with_link_headers_and_list_prs_among_issues(server):
+    gh = server.gh
+    for i in range(5):
+        gh.add_issue(f"Issue {i}")
+    gh.add_pull("feature")
+    client = Github(auth=Auth.Token(gh.token), base_url=server.api_url, per_page=2, retry=None,
+                    lazy=True)
+    listed = list(client.get_repo("octo/shop").get_issues(state="all"))
+    assert [i.number for i in listed] == [6, 5, 4, 3, 2, 1]
+    pages = [r for r in gh.requests if r.path == "/repos/octo/shop/issues"]
+    assert [r.query.get("page", "1") for r in pages] == ["1", "2", "3"]
+    assert all(r.query["per_page"] == "2" for r in pages)
+    headers, first = client.requester.requestJsonAndCheck(
+        "GET", "/repos/octo/shop/issues", parameters={"per_page": 2})
+    assert 'page=2>; rel="next"' in headers["link"] and 'page=3>; rel="last"' in headers["link"]
+    assert "pull_request" in first[0] and "pull_request" not in first[1]
+
+
+def test_the_contract_refuses_what_github_does_not_document(server):
+    """PyGithub's own label calls send a bare JSON array and an unescaped label name;
+    GitHub's description allows neither, so the server answers 422 and fails the test."""
+    gh = server.gh
+    gh.add_issue("An issue")
+    issue = Github(auth=Auth.Token(gh.token), base_url=server.api_url, retry=None,
+                   lazy=True).get_repo("octo/shop").get_issue(1)
+    with pytest.raises(GithubException) as bare:
+        issue.add_to_labels("bug")
+    with pytest.raises(GithubException) as slash:
+        issue.remove_from_labels("flow/gate-1")
+    assert bare.value.status == slash.value.status == 422
+    assert len(gh.violations) == 2
+    assert "POST /repos/octo/shop/issues/1/labels" in gh.violations[0]
+    assert "Path not found" in gh.violations[1] or "PathNotFound" in gh.violations[1]
+    gh.violations.clear()  # seen: let the fixture's exit check pass
+
+
+def test_the_server_fails_a_test_whose_client_leaves_the_description():
+    with pytest.raises(AssertionError, match="OpenAPI description"), GitHubServer() as srv:
+        client = Github(auth=Auth.Token(srv.gh.token), base_url=srv.api_url, retry=None)
+        with pytest.raises(GithubException):
+            client.requester.requestJsonAndCheck("GET", "/repos/octo/shop/issues",
+                                                 parameters={"state": "everything"})
+
+
+def test_an_empty_poll_is_one_request_whatever_the_history(server, tracker):
+    ref = tracker.open_issue(open_input())
+    gh = server.gh
+    gh.permissions["alice"] = "write"
+    opened = datetime.now(UTC) - timedelta(seconds=5)
+    old = datetime.now(UTC) - timedelta(hours=3)
+    for i in range(250):
+        gh.add_comment(1, "bob", f"Note {i}", at=old + timedelta(seconds=i))
+    inp = CommentPollInput(issue=ref, not_before=opened, gate="GATE_1")
+    first = tracker.poll_comments(inp)
+    assert gh.count("GET", "/comments$") == 3  # the whole history, once: 3 pages of 100
+    assert first.commands == [] and first.since is not None
+    for _ in range(3):
+        before = len(gh.requests)
+        idle = tracker.poll_comments(inp.advanced(first))
+        assert len(gh.requests) - before == 1
+        assert idle.commands == [] and idle.last_seen_id == first.last_seen_id
+    gh.add_comment(1, "alice", "/approve")
+    before = len(gh.requests)
+    news = tracker.poll_comments(inp.advanced(first))
+    assert [c.author for c in news.commands] == ["alice"]
+    assert [r.path.rsplit("/", 1)[-1] for r in gh.requests[before:]] == ["comments",
+                                                                          "permission"]
+    again = tracker.poll_comments(inp.advanced(news))
+    assert again.commands == [] and again.last_seen_id == news.last_seen_id
+
+
+def test_a_comment_shown_late_is_still_read(server, tracker):
+    """GitHub may list a comment only after a later one: the next poll re-reads the
+    overlap before the newest comment seen, and comment IDs keep each read once."""
+    ref = tracker.open_issue(open_input())
+    gh = server.gh
+    gh.permissions["alice"] = "write"
+    opened = datetime.now(UTC) - timedelta(minutes=5)
+    gh.add_comment(1, "bob", "Later note")
+    inp = CommentPollInput(issue=ref, not_before=opened, gate="GATE_1")
+    first = tracker.poll_comments(inp)
+    late = gh.add_comment(1, "alice", "/approve", at=datetime.now(UTC) - timedelta(seconds=30))
+    poll = tracker.poll_comments(inp.advanced(first))
+    assert [c.comment_id for c in poll.commands] == [late["id"]]
+
+
+@pytest.fixture
+def branch_pushed(git_repo: Path, remote: Path) -> Path:
+    """``git_repo`` with ``origin`` = ``remote`` and a committed branch ``001-add-csv``."""
+    git(git_repo, "remote", "add", "origin", str(remote))
+    git(git_repo, "push", "-q", "origin", "main")
+    git(git_repo, "checkout", "-q", "-b", "001-add-csv")
+    (git_repo / "spec.md").write_text("spec\n")
+    git(git_repo, "add", ".")
+    git(git_repo, "commit", "-q", "-m", "spec")
+    return git_repo
+
+
+def pr_input(repo: Path, wf: str = "sdlc-shop-add-csv") -> PullRequestInput:
+    return PullRequestInput(repo_path=str(repo), issue=IssueRef(number=1, provider="github"),
+                            branch="001-add-csv", base="main", title="Add CSV export",
+                            workflow_id=wf)
+
+
+def test_a_closed_pull_request_of_an_earlier_run_is_not_reused(branch_pushed, remote):
+    with GitHubServer(FakeGitHub(remote=remote)) as server:
+        old = server.gh.add_pull("001-add-csv", state="closed",
+                                 body="<!-- durable-orchestrator:workflow-id=sdlc-shop-add-csv -->")
+        pull = tracker_for(server).open_pull_request(pr_input(branch_pushed))
+        assert pull.number != old["number"] and len(server.gh.pulls) == 2
+        assert server.gh.pulls[-1]["state"] == "open"
+        listed = [r for r in server.gh.requests if r.path == "/repos/octo/shop/pulls"
+                  and r.method == "GET"]
+        assert listed[0].query["state"] == "open"
+
+
+def test_an_open_pull_request_of_another_run_is_not_taken(branch_pushed, remote):
+    with GitHubServer(FakeGitHub(remote=remote)) as server:
+        server.gh.add_pull("001-add-csv", body="Someone's own work.")
+        with pytest.raises(ApplicationError) as err:
+            tracker_for(server).open_pull_request(pr_input(branch_pushed))
+        assert err.value.non_retryable and err.value.type == "GitHubPullRequestTaken"
+        assert "another run" in err.value.message and len(server.gh.pulls) == 1

@@ -13,9 +13,14 @@ import pytest
 
 from bench.run_all import engine_targets, run_project_benchmark
 from cli.common import workflow_start_options
-from cli.server import TUNED_DYNAMIC_CONFIG, TUNED_SQLITE_PRAGMAS, dev_server_argv, tuning_flags
 from settings import PerformanceSettings, Settings, SettingsError, load_performance_settings
-from worker import worker_options
+from temporal_plumbing.environments import (
+    TUNED_DYNAMIC_CONFIG,
+    TUNED_SQLITE_PRAGMAS,
+    dev_server_argv,
+    tuning_flags,
+)
+from temporal_plumbing.workers import worker_options
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,7 +77,8 @@ def test_more_concurrent_activities_than_threads_is_refused(monkeypatch):
 
 
 def test_exit_process_flushes_output_and_keeps_the_exit_code():
-    code = "from cli.common import exit_process; print('done', end=''); exit_process(3)"
+    code = ("from temporal_plumbing.runtime import exit_process; print('done', end=''); "
+            "exit_process(3)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=30)
     assert (proc.returncode, proc.stdout) == (3, "done")
@@ -101,6 +107,6 @@ def test_every_performance_setting_is_in_the_readme():
 def test_one_temporal_runtime_per_process_is_also_the_default():
     from temporalio.runtime import Runtime
 
-    from settings import process_runtime
+    from temporal_plumbing.runtime import process_runtime
 
     assert process_runtime() is process_runtime() is Runtime.default()

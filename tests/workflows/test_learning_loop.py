@@ -13,8 +13,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
-from cli.learning import SimulatedStudent, learning_config, start_learning
-from cli.server import start_time_skipping_env
+from cli.learning import learning_config, start_learning
 from models.common import AuditEntry
 from models.learning import (
     Answer,
@@ -30,8 +29,10 @@ from models.learning import (
     SubmitAnswers,
 )
 from models.llm import LlmRequest, LlmResponse
+from temporal_plumbing.environments import start_time_skipping_env
 from tests.conftest import NO_SIGNERS
 from tests.learning_support import imported_database, learning_settings
+from tests.simulated_student import SimulatedStudent
 from worker import make_worker
 from workflows.learning_loop import SUBMIT_ANSWERS
 
@@ -239,6 +240,12 @@ async def test_answers_overrides_and_state_across_runs(ts_env, task_queue, tmp_p
         ack = await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
             answers=[Answer(item=i.id, answer="42") for i in rest]), result_type=SubmitAck)
         assert ack.closed
+        # ... by its own handler: GatedWorkflow's dynamic signal handler does not take it
+        refusals = [e.detail for e in await handle.query("audit_log",
+                                                         result_type=list[AuditEntry])
+                    if e.kind == "refused"]
+        assert any(d.startswith("answers refused") for d in refusals), refusals
+        assert not any("no signal of that name" in d for d in refusals)
         await refused(handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
                 answers=[Answer(item=first.id, answer="1")])), "closed|no test is open")
         second = await wait_for_test(handle, previous=test.test_id)

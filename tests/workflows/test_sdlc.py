@@ -8,24 +8,27 @@ from datetime import timedelta
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models.common import ArtifactRef, AuditEntry, GateDecision, GateInfo, Verdict
+from models.git import BranchRef, PrepareBranchInput, WorktreeInput
 from models.sdlc import (
     GATE_1,
     AgentTask,
-    BranchRef,
     FeatureRequest,
     IssueRef,
     OpenIssueInput,
     PhaseLabelInput,
-    PrepareBranchInput,
     SdlcPhase,
     SdlcResult,
     SdlcState,
-    WorktreeInput,
 )
 from tests.conftest import NO_SIGNERS
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE
@@ -212,8 +215,10 @@ async def test_update_validator_refuses_bad_decisions(ts_env, task_queue, fakes,
 async def test_malformed_update_payload_is_refused(ts_env, task_queue, fakes, worker):
     handle = await start(ts_env, task_queue, request())
     await gate_open(handle)
-    with pytest.raises(WorkflowUpdateFailedError):
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(GATE_UPDATE, {"gate": GATE_1, "verdict": "maybe"})
+    assert ("verdict: Input should be 'approve', 'reject' or 'revise'; actor: Field required"
+            in str(refused.value.cause))
     await decide(handle, Verdict.APPROVE)
     assert SdlcResult.model_validate(await handle.result()).phase == SdlcPhase.DONE
 
@@ -244,3 +249,41 @@ async def test_cancel_removes_the_worktree_and_ends_canceled(ts_env, task_queue,
     assert fakes.removed == ["001-add-csv-export"]
     state = await handle.query("state", result_type=SdlcState)
     assert state.phase == SdlcPhase.CANCELED and state.worktree is None
+
+
+async def test_cancel_during_the_agent_ends_canceled_not_failed(ts_env, task_queue, fakes):
+    started = asyncio.Event()
+
+    @activity.defn(name="run_agent")
+    async def run_agent(task: AgentTask) -> ArtifactRef:
+        started.set()
+        while True:  # an agent that runs until the run is cancelled
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
+
+    others = [a for a in fakes.all() if activity._Definition.from_callable(a).name
+              != "run_agent"]
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
+                      activities=[*others, run_agent]):
+        handle = await start(ts_env, task_queue, request())
+        await asyncio.wait_for(started.wait(), 30)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as err:
+            await handle.result()
+        assert "cancel" in str(err.value.cause).lower()
+        assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+        state = await handle.query("state", result_type=SdlcState)
+    assert state.phase == SdlcPhase.CANCELED and state.worktree is None
+    assert fakes.removed == ["001-add-csv-export"]
+
+
+async def test_a_failed_run_removes_its_worktree(ts_env, task_queue, fakes, worker):
+    handle = await start(ts_env, task_queue, request(max_rounds=1))
+    await gate_open(handle)
+    await decide(handle, Verdict.REJECT, comment="not what we need")
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
+    assert fakes.removed == ["001-add-csv-export"]
+    state = await handle.query("state", result_type=SdlcState)
+    assert state.phase == SdlcPhase.FAILED and state.worktree is None

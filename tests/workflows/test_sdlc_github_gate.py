@@ -6,7 +6,7 @@ reminder comments, a failed poll, the pull request before DONE. The outside worl
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio import activity
@@ -29,6 +29,7 @@ from tests.workflows.test_sdlc import FakeActivities, request
 from workflows.sdlc import SdlcWorkflow
 
 URL = "https://github.example/octo/shop/issues/7"
+SINCE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 class ScriptedGitHub:
@@ -39,10 +40,12 @@ class ScriptedGitHub:
         self.polls: list[tuple[CommentPollInput, object]] = []
         self.comments: list[CommentInput] = []
         self.pulls: list[PullRequestInput] = []
+        self.opened: list[OpenIssueInput] = []
 
     def all(self) -> list:
         @activity.defn(name="open_issue")
         async def open_issue(inp: OpenIssueInput) -> IssueRef:
+            self.opened.append(inp)
             return IssueRef(number=7, url=URL, provider="github")
 
         @activity.defn(name="poll_issue_comments")
@@ -73,7 +76,8 @@ def command(cid: int, author: str, verdict: Verdict, text: str = "") -> CommentC
 async def test_comment_commands_drive_the_gate(ts_env):
     github = ScriptedGitHub([
         ApplicationError("GitHub is down", non_retryable=True),
-        CommentPoll(commands=[command(11, "alice", Verdict.REJECT)], last_seen_id=11),
+        CommentPoll(commands=[command(11, "alice", Verdict.REJECT)], last_seen_id=11,
+                    since=SINCE),
         CommentPoll(commands=[command(12, "alice", Verdict.REVISE, "add limits")],
                     last_seen_id=12),
         CommentPoll(commands=[command(13, "carol", Verdict.APPROVE),
@@ -96,6 +100,11 @@ async def test_comment_commands_drive_the_gate(ts_env):
     assert [t.feedback for t in fakes.tasks] == [[], ["add limits"]]
     # polls every 30 s (the default) on a durable timer; each starts after the last seen
     assert [inp.after_id for inp, _ in github.polls] == [0, 0, 11, 12]
+    # GitHub's ``since`` travels with the ID: the cursor a poll returns is the next input's
+    assert [inp.since for inp, _ in github.polls] == [None, None, SINCE, None]
+    # the issue search is bounded by the run's start; the PR names the run
+    assert github.opened[0].since is not None
+    assert [p.workflow_id for p in github.pulls] == [handle.id]
     times = [at for _, at in github.polls]
     assert all(later - earlier >= timedelta(seconds=30)
                for earlier, later in zip(times[:2], times[1:3], strict=True))

@@ -32,6 +32,7 @@ from models.workstream import (
     ResumeAck,
     ResumeRequest,
     RouterConfig,
+    RunEvent,
     RunState,
     StepAttempt,
     StepState,
@@ -68,7 +69,11 @@ class Run:
 
     def __init__(self, env: WorkflowEnvironment, tmp: Path, task_queue: str) -> None:
         self.env = env
-        self.settings = Settings(orchestrator_home=tmp / "home", temporal_task_queue=task_queue)
+        # these tests bring their own tools: the worker trusts the spec's router config
+        self.settings = Settings(
+            orchestrator_home=tmp / "home", temporal_task_queue=task_queue,
+            workstream_trust_spec_tools=True,
+            workstream_python_modules=["tests.workflows.workstream_callables"])
         self.worker = make_worker(env.client, self.settings)
 
     async def __aenter__(self) -> Run:
@@ -474,3 +479,37 @@ async def test_missing_base_branch_fails_the_run_with_the_reason(
         state = await handle.query("state")
     assert "base branch 'nope' does not exist" in str(failed.value.cause)
     assert state["state"] == "failed" and "prepare_branch failed" in state["reason"]
+
+
+async def test_failed_and_canceled_runs_remove_their_worktree(ts_env: WorkflowEnvironment,
+                                                             tmp_path: Path, task_queue: str,
+                                                             git_repo: Path):
+    pid_file = tmp_path / "pid"
+    failing = make_input(tmp_path, [shell("broken", "exit 3")], repo=git_repo)
+    long = make_input(tmp_path, [shell("long", f"sleep 300 & echo $! > {pid_file}; wait")],
+                      repo=git_repo)
+    async with Run(ts_env, tmp_path, task_queue) as run:
+        handle = await run.start(failing)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        failed = await handle.query("state")
+        handle = await run.start(long)
+        for _ in range(400):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        canceled = await handle.query("state")
+        events = [e.detail for e in await handle.query("run_events", result_type=list[RunEvent])]
+    assert failed["state"] == "failed" and canceled["state"] == "canceled"
+    assert not alive(int(pid_file.read_text()))
+    for st in (failed, canceled):
+        assert not Path(st["workspace"]).exists()
+        assert subprocess.run(["git", "rev-parse", "--verify", st["branch"]],
+                              cwd=git_repo).returncode == 0  # the branch stays
+    assert any("removed (canceled)" in e for e in events)
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=git_repo, capture_output=True,
+                               text=True).stdout.strip().splitlines()
+    assert len(worktrees) == 1

@@ -1,0 +1,64 @@
+"""The Temporal client: connection profile, data converter and interceptors.
+
+Every ``Client.connect``, every test environment and every ``Replayer`` gets
+its data converter from :func:`data_converter` and its interceptors from
+:func:`client_interceptors`, so they all read and write the same payloads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client, Interceptor
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.envconfig import ClientConfig
+
+from temporal_plumbing.runtime import process_runtime
+
+DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
+
+
+def temporal_connect_config() -> dict[str, Any]:
+    """Keyword arguments for ``Client.connect`` from ``temporalio.envconfig``
+    (TEMPORAL_* variables and the Temporal config file), defaulting to
+    ``localhost:7233`` and namespace ``default``."""
+    config = dict(ClientConfig.load_client_connect_config())
+    config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
+    return config
+
+
+def data_converter() -> DataConverter:
+    """The data converter of every client, test environment and replayer: the
+    pydantic data converter."""
+    return pydantic_data_converter
+
+
+def client_interceptors() -> list[Interceptor]:
+    """The interceptors of every client (a client interceptor that is also a worker
+    interceptor applies to the workers made from that client too): none yet."""
+    return []
+
+
+async def connect_client(**overrides: Any) -> Client:
+    """A client for the configured server (the one connection path of the worker,
+    the CLI and the benchmarks' worker processes), with :func:`data_converter`,
+    :func:`client_interceptors` and the process runtime.
+
+    Args:
+        overrides: ``Client.connect`` arguments that win over the envconfig profile
+            (e.g. ``target_host`` of a benchmark's own server).
+
+    Raises:
+        ConnectionError: no Temporal server answers at the configured address;
+            the message names the address and how to start one.
+    """
+    config = {**temporal_connect_config(), **overrides}
+    try:
+        return await Client.connect(**config, data_converter=data_converter(),
+                                    interceptors=client_interceptors(),
+                                    runtime=process_runtime())
+    except RuntimeError as err:
+        raise ConnectionError(
+            f"cannot reach Temporal at {config['target_host']} ({err}); start one with "
+            "`python starter.py dev-server` or set TEMPORAL_ADDRESS") from None

@@ -1,0 +1,76 @@
+"""The simulated student of the learning-loop benchmark, the tests and ``demo --learning``:
+answers each open test of a loop, right with a given probability."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+
+from activities.artifacts import ArtifactStore
+from activities.learning_db import LearningDatabase
+from activities.learning_repo import LearningRepository
+from cli.common import QUERY_TIMEOUT
+from models.learning import Answer, OpenTest, SubmitAck, SubmitAnswers
+from workflows.learning_loop import SUBMIT_ANSWERS
+
+
+class SimulatedStudent:
+    """Answers each open test of a loop: right with probability ``p``, else one of
+    the item's known wrong answers. Used by the demo, the tests and the benchmark.
+
+    Args:
+        handle: the loop (a handle without run ID follows continue-as-new).
+        database_url: the learning database, to look up answer keys.
+        p: probability of a right answer, in [0, 1].
+        seed: seed of the random choices (same seed, same answers).
+    """
+
+    def __init__(self, handle: WorkflowHandle[Any, Any], database_url: str, p: float,
+                 seed: int = 0, name: str = "simulated-student") -> None:
+        self.handle = handle
+        self.repo = LearningRepository(LearningDatabase(database_url), ArtifactStore(Path(".")))
+        self.p = p
+        self.rng = random.Random(seed)
+        self.name = name
+        self.tests = 0
+
+    def answers(self, test: OpenTest, curriculum: str) -> list[Answer]:
+        """An answer for every item of ``test``."""
+        out = []
+        for item in test.items:
+            key, wrong = self.repo.answer_key(curriculum, item.id)
+            right = self.rng.random() < self.p
+            out.append(Answer(item=item.id, answer=key if right else self.rng.choice(wrong)))
+        return out
+
+    async def answer_open_test(self, curriculum: str) -> bool:
+        """Answer the open test, if one is open; True when it answered one."""
+        test = await self.handle.query("open_test", result_type=OpenTest | None,
+                                       rpc_timeout=QUERY_TIMEOUT)
+        if test is None:
+            return False
+        answers = await asyncio.to_thread(self.answers, test, curriculum)
+        await self.handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+            test_id=test.test_id, answers=answers, student=self.name), result_type=SubmitAck)
+        self.tests += 1
+        return True
+
+    async def run(self, curriculum: str, poll: float = 0.02, max_tests: int | None = None
+                  ) -> int:
+        """Answer tests until the loop closes (or ``max_tests``); returns tests answered."""
+        while max_tests is None or self.tests < max_tests:
+            desc = await self.handle.describe()
+            if desc.status not in (WorkflowExecutionStatus.RUNNING,
+                                   WorkflowExecutionStatus.CONTINUED_AS_NEW):
+                break
+            try:
+                answered = await self.answer_open_test(curriculum)
+            except Exception:  # noqa: BLE001 - between runs (continue-as-new) or closing
+                answered = False
+            if not answered:
+                await asyncio.sleep(poll)
+        return self.tests

@@ -1,0 +1,112 @@
+"""The subprocess layer (activities/processes.py) with real processes: the parent-death
+signal, process groups, fences between attempts, and git timeouts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.git import GitError, git
+from activities.processes import Fence, group_members, kill_fenced, run_sync
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _wait_for(path: Path, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} was never written")
+
+
+def _gone(pid: int, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def _fake_worker(tmp_path: Path, script: str, fence_dir: Path) -> subprocess.Popen:
+    """A Python process standing in for a worker: runs ``script`` through the layer,
+    fenced as ``step-x-1``, writing the started process's pid to ``leader.pid``."""
+    code = textwrap.dedent(f"""
+        import asyncio, sys
+        from pathlib import Path
+        sys.path.insert(0, {str(ROOT)!r})
+        from activities.processes import Fence, run_process_split
+        fence = Fence(Path({str(fence_dir)!r}), "step-x-1", "attempt-1")
+        asyncio.run(run_process_split(["/bin/sh", "-c", {script!r}], cwd=Path({str(tmp_path)!r}),
+                                      env=None, stdin=b"", timeout=120, fence=fence))
+    """)
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_a_child_dies_with_its_worker_and_a_new_attempt_kills_the_rest(tmp_path):
+    fences = tmp_path / "fences"
+    # the shell (direct child) gets the parent-death signal; its background sleep does not
+    script = f"sleep 300 & echo $! > {tmp_path}/sleep.pid; echo $$ > {tmp_path}/sh.pid; wait"
+    worker = _fake_worker(tmp_path, script, fences)
+    shell = int(_wait_for(tmp_path / "sh.pid"))
+    sleeper = int(_wait_for(tmp_path / "sleep.pid"))
+    assert os.getpgid(sleeper) == shell  # one process group of its own, led by the child
+    _wait_for(fences / "step-x-1.json")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert _gone(shell), "the parent-death signal did not kill the direct child"
+    assert _alive(sleeper)  # an orphan of the dead attempt, still in its group
+
+    fence = Fence(fences, "step-x-1", "attempt-2")
+    assert fence.take() == shell
+    assert _gone(sleeper) and group_members(shell) == []
+    with fence.owned():
+        pass
+    with pytest.raises(ApplicationError) as err:
+        with Fence(fences, "step-x-1", "attempt-1").owned():
+            pass
+    assert err.value.type == "AttemptSuperseded" and err.value.non_retryable
+
+
+def test_kill_fenced_kills_every_recorded_group_and_spares_reused_pids(tmp_path):
+    proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    fence = Fence(tmp_path, "agent-round-1", "a")
+    fence.take()
+    fence.record(proc.pid)
+    assert kill_fenced(tmp_path) == [proc.pid]
+    proc.wait()
+
+    other = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        (tmp_path / "agent-round-1.json").write_text(
+            f'{{"owner": "a", "pgid": {other.pid}, "started": 1}}')  # another start time
+        assert kill_fenced(tmp_path) == [] and _alive(other.pid)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_git_commands_time_out_and_are_killed(git_repo):
+    started = time.monotonic()
+    with pytest.raises(GitError, match="ran longer than"):
+        git(git_repo, "-c", "alias.hang=!sleep 30", "hang", timeout=0.5)
+    assert time.monotonic() - started < 10
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_sync(["sleep", "30"], cwd=git_repo, timeout=0.2)
+    assert git(git_repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
