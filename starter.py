@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import analysis, demo, gates, learning, llm, sdlc, server, workstream
+from cli import analysis, codec, demo, gates, learning, llm, sdlc, server, workstream
 from cli.common import run
 from temporal_plumbing.runtime import exit_process
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")
     server.add_parser(sub)
+    codec.add_parser(sub)
     demo.add_parser(sub)
     sdlc.add_parser(sub)
     analysis.add_parser(sub)

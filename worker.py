@@ -49,6 +49,7 @@ from settings import (
     load_performance_settings,
     load_settings,
 )
+from settings.codec import load_codec_settings
 from temporal_plumbing.client import connect_client, temporal_connect_config
 from temporal_plumbing.runtime import exit_process
 from temporal_plumbing.search_attributes import ensure_search_attributes
@@ -193,6 +194,7 @@ def main() -> int:
     try:
         settings = load_settings()
         load_performance_settings()
+        load_codec_settings()
         build_tool_authority(settings)
     except SettingsError as err:
         print(err, file=sys.stderr)

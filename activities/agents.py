@@ -4,12 +4,15 @@ An agent writes ``specs/<branch>/spec.md`` in the feature's worktree. The
 activity heartbeats while the agent runs, kills the agent's process group on
 cancellation or timeout, checks the spec exists and is not empty, commits it
 (one commit per round, see :func:`activities.git.commit_round`) and returns a
-reference to it, never its text.
+reference to it, never its text. Reviewers' feedback reaches the agent as a
+file beside the spec (``specs/<branch>/feedback.md``, committed with it), built
+from the previous round's commit plus the one new comment the task carries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +41,63 @@ PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 __all__ = ["HEARTBEAT_EVERY", "run_process", "run_process_split"]
 
 
+FEEDBACK_FILE_ENV = "SDLC_FEEDBACK_FILE"
+_ROUND_MARK = "<!-- feedback on round {n} -->"
+_ROUND_MARK_RE = re.compile(r"^<!-- feedback on round (\d+) -->$", re.MULTILINE)
+
+
+def render_feedback(rounds: list[str], spec_relpath: str) -> str:
+    """The text of the feedback file: one section per round, oldest first (the
+    feedback on round 1 first); each section starts with a marker line that
+    :func:`parse_feedback` splits on."""
+    head = (f"# Reviewer feedback\n\nWhat the reviewers asked to change in "
+            f"`{spec_relpath}`, one section per round, newest last. Address every round.\n")
+    sections = [f"\n{_ROUND_MARK.format(n=i)}\n## Round {i}\n\n{text.strip()}\n"
+                for i, text in enumerate(rounds, 1)]
+    return head + "".join(sections)
+
+
+def parse_feedback(text: str) -> list[str]:
+    """The rounds of a feedback file written by :func:`render_feedback`, oldest first."""
+    parts = _ROUND_MARK_RE.split(text)[1:]  # [n, body, n, body, ...]
+    rounds = []
+    for body in parts[1::2]:
+        body = body.lstrip("\n")
+        if body.startswith("## Round "):
+            body = body.split("\n", 1)[1] if "\n" in body else ""
+        rounds.append(body.strip())
+    return rounds
+
+
+def prepare_feedback(task: AgentTask) -> list[str]:
+    """Write ``task.feedback_relpath`` in the worktree; return every round's feedback.
+
+    The earlier rounds come from the file as committed at ``task.feedback_from``
+    (the previous round's commit) and the new one from ``task.new_feedback``, so
+    the activity input carries one round's feedback, never all of them. A task
+    from older workflow code carries every round inline in ``task.feedback``.
+    The result is the same on every attempt of a round (nothing is read from the
+    work tree). No file is written when there is no feedback yet.
+
+    Raises:
+        GitError: git failed.
+    """
+    worktree = Path(task.worktree)
+    if task.new_feedback or task.feedback_from:
+        earlier = ""
+        if task.feedback_from:
+            earlier = git(worktree, "show", f"{task.feedback_from}:{task.feedback_relpath}",
+                          check=False)
+        rounds = parse_feedback(earlier) + ([task.new_feedback] if task.new_feedback else [])
+    else:
+        rounds = list(task.feedback)
+    if rounds:
+        path = worktree / task.feedback_relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_feedback(rounds, task.spec_relpath))
+    return rounds
+
+
 class AgentRunner(Protocol):
     """Something that writes ``task.spec_relpath`` inside ``task.worktree``."""
 
@@ -61,8 +121,15 @@ def repository_context(worktree: Path, max_files: int = 200, max_readme: int = 4
 
 
 def render_prompt(task: AgentTask) -> str:
-    """The spec prompt of ``prompts/sdlc_spec.md`` filled in for ``task``."""
-    feedback = "\n".join(f"- Round {i}: {f}" for i, f in enumerate(task.feedback, 1)) or "(none)"
+    """The spec prompt of ``prompts/sdlc_spec.md`` filled in for ``task``.
+
+    The reviewers' feedback is not inlined (a prompt goes into argv and the
+    environment, whose strings the kernel limits to 128 KiB each): the prompt
+    names the feedback file, ``task.feedback_relpath``, instead.
+    """
+    feedback = (f"{len(task.feedback)} round(s) of feedback are in the file "
+                f"`{task.feedback_relpath}` (also in ${FEEDBACK_FILE_ENV}), newest last: "
+                "read it first and address every point." if task.feedback else "(none)")
     template = (PROMPTS / "sdlc_spec.md").read_text()
     return template.format(
         spec_path=task.spec_relpath, title=task.title, description=task.description,
@@ -170,9 +237,11 @@ class AnthropicRunner:
 
 class CommandRunner:
     """Runs a shell command in the worktree with the request on stdin and in the
-    environment (``SDLC_TITLE``, ``SDLC_DESCRIPTION``, ``SDLC_FEEDBACK``,
-    ``SDLC_SPEC_PATH``, ``SDLC_BRANCH``, ``SDLC_ROUND``, ``SDLC_WORKFLOW_ID``,
-    ``SDLC_PROMPT``). The rest of its environment comes from the allowlist of
+    environment (``SDLC_TITLE``, ``SDLC_DESCRIPTION``, ``SDLC_SPEC_PATH``,
+    ``SDLC_BRANCH``, ``SDLC_ROUND``, ``SDLC_WORKFLOW_ID``, ``SDLC_PROMPT``). The
+    reviewers' feedback is a file, never a variable: ``SDLC_FEEDBACK_FILE`` is
+    its absolute path (see :func:`prepare_feedback`), or empty in round 1. The
+    rest of its environment comes from the allowlist of
     :func:`activities.secrets.subprocess_env`: ``PATH``, ``HOME``, ``LANG``... and
     only the secrets in ``grants``.
 
@@ -199,7 +268,8 @@ class CommandRunner:
         env = subprocess_env({
             "SDLC_TITLE": task.title,
             "SDLC_DESCRIPTION": task.description,
-            "SDLC_FEEDBACK": "\n".join(task.feedback),
+            FEEDBACK_FILE_ENV: (str(Path(task.worktree) / task.feedback_relpath)
+                                if task.feedback else ""),
             "SDLC_SPEC_PATH": task.spec_relpath,
             "SDLC_BRANCH": task.branch,
             "SDLC_ROUND": str(task.round),
@@ -303,6 +373,9 @@ class AgentActivities:
         fence = Fence(await asyncio.to_thread(fence_dir, worktree),
                       task.fence_key or f"agent-round-{task.round}", attempt_owner())
         await asyncio.to_thread(fence.take)
+        # every round's feedback, for the runner only: never sent back into history
+        task = task.model_copy(update={"feedback": await asyncio.to_thread(prepare_feedback,
+                                                                           task)})
         usage = await runner.run(task, fence)
         spec = worktree / task.spec_relpath
         if not spec.is_file() or not spec.read_text(errors="replace").strip():
@@ -317,6 +390,9 @@ class AgentActivities:
 
         def commit() -> str:
             with fence.owned():  # a later attempt took over: commit nothing
+                if task.feedback:  # committed beside the spec, as the agent was given it
+                    prepare_feedback(task)
+                    git(worktree, "add", "--", task.feedback_relpath)
                 return commit_round(
                     worktree, task.spec_relpath, f"spec: {task.title} (round {task.round})",
                     {"Workflow-Id": task.workflow_id, "Spec-Round": str(task.round),

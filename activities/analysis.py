@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from temporalio import activity
@@ -16,24 +17,72 @@ from models.analysis import LoadSourcesInput, ReportArtifacts, SourceDoc, WriteR
 SOURCE_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}
 
 
+def _refuse(message: str) -> ApplicationError:
+    return ApplicationError(message, type="InvalidSource", non_retryable=True)
+
+
+def _inside(link: Path, root: Path) -> None:
+    """Refuse ``link`` when it is a symlink whose target lies outside ``root``."""
+    if link.is_symlink():
+        target = link.resolve()
+        if not target.is_relative_to(root):
+            raise _refuse(f"source {link} is a symlink to {target}, outside {root}; "
+                          "copy the file into the directory instead")
+
+
 def source_files(path: Path) -> list[Path]:
     """The markdown/text files of ``path`` (itself, or those under a directory, sorted).
 
+    Symlinks are followed only while they stay inside the given directory (a file
+    given by itself: inside its own directory); symlinked directories are not
+    descended into.
+
     Raises:
-        ApplicationError: (non-retryable) the path does not exist or holds no such file.
+        ApplicationError: (non-retryable, type ``InvalidSource``) the path does not
+            exist, holds no such file, or a symlink leads outside the directory;
+            the message names the file.
     """
+    if path.is_symlink() or path.is_file():
+        _inside(path, path.parent.resolve())
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file()
-                       and p.suffix.lower() in SOURCE_SUFFIXES)
+        root = path.resolve()
+        files = []
+        for folder, dirs, names in os.walk(path):
+            for name in [*dirs, *names]:
+                _inside(Path(folder) / name, root)
+            files += [Path(folder) / n for n in names
+                      if Path(n).suffix.lower() in SOURCE_SUFFIXES
+                      and (Path(folder) / n).is_file()]
         if files:
-            return files
-        raise ApplicationError(f"{path} holds no markdown or text files "
-                               f"({', '.join(sorted(SOURCE_SUFFIXES))})",
-                               type="InvalidSource", non_retryable=True)
-    raise ApplicationError(f"source {path} does not exist; pass an existing file or directory",
-                           type="InvalidSource", non_retryable=True)
+            return sorted(files)
+        raise _refuse(f"{path} holds no markdown or text files "
+                      f"({', '.join(sorted(SOURCE_SUFFIXES))})")
+    raise _refuse(f"source {path} does not exist; pass an existing file or directory")
+
+
+def read_source(path: Path, max_bytes: int) -> tuple[bytes, str]:
+    """The bytes and text of one source file.
+
+    Raises:
+        ApplicationError: (non-retryable, type ``InvalidSource``) the file is over
+            ``max_bytes``, not text (a NUL byte, or not UTF-8) or empty; the
+            message names the file.
+    """
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise _refuse(f"source {path} is {size:,} bytes, over the limit of {max_bytes:,}")
+    data = path.read_bytes()[:max_bytes + 1]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if b"\0" in data or (data and not text):
+        raise _refuse(f"source {path} is not a text file (binary or not UTF-8)")
+    if not text.strip():
+        raise _refuse(f"source {path} is empty")
+    return data, text
 
 
 def title_of(path: Path, text: str) -> str:
@@ -61,20 +110,14 @@ class AnalysisActivities:
         ``inp.max_chars``.
 
         Raises:
-            ApplicationError: (non-retryable) a path is missing, empty or not UTF-8 text.
+            ApplicationError: (non-retryable, ``InvalidSource``) a path is missing,
+                a symlink leads outside its directory, or a file is empty, not
+                text or over ``inp.max_bytes``; one line naming the file.
         """
         docs: list[SourceDoc] = []
         for raw in inp.paths:
             for path in source_files(Path(raw)):
-                data = path.read_bytes()
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise ApplicationError(f"{path} is not UTF-8 text", type="InvalidSource",
-                                           non_retryable=True) from None
-                if not text.strip():
-                    raise ApplicationError(f"{path} is empty", type="InvalidSource",
-                                           non_retryable=True)
+                data, text = read_source(path, inp.max_bytes)
                 docs.append(SourceDoc(
                     id=f"L0-{inp.first_number + len(docs)}", level="L0",
                     title=title_of(path, text), location=str(path.resolve()),

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from activities.item_templates import TemplateError, draw, item_problem
 from activities.learning_db import Curriculum, Item, KcPrerequisite, KnowledgeComponent, utcnow
 from activities.learning_scoring import parse_number
 from models.graph import find_cycle
@@ -53,7 +54,9 @@ def parse_curriculum(data: Any, source: str = "curriculum") -> CurriculumSpec:
 
     Checks the shape of every field, then across the file: KC and item IDs are
     unique, prerequisites name KCs of the file and form no cycle, numeric answer
-    keys are numbers, and the misconceptions items point to are declared by their KC.
+    keys are numbers, the misconceptions items point to are declared by their KC,
+    and every item template draws (its expressions evaluate, its constraints can
+    be met, its answers pass the same checks as a generated item's).
 
     Raises:
         CurriculumError: listing every problem found.
@@ -91,6 +94,24 @@ def parse_curriculum(data: Any, source: str = "curriculum") -> CurriculumSpec:
                 if misconception not in declared:
                     problems.append(f"{item_where}.misconceptions: {wrong!r} points to "
                                     f"{misconception!r}, which {kc.id!r} does not declare")
+        for j, template in enumerate(kc.templates):
+            t_where = f"{where}.templates[{j}] (id {template.id!r})"
+            if template.id in seen_items:
+                problems.append(f"{t_where}.id: duplicate item or template id {template.id!r}")
+            seen_items.add(template.id)
+            problems += [f"{t_where}.misconceptions: {m!r} is not declared by {kc.id!r}"
+                         for m in template.misconceptions.values() if m not in declared]
+            problems += [f"{t_where}.misconceptions: {e!r} is not one of its distractors"
+                         for e in template.misconceptions if e not in template.distractors]
+            for sample in range(3):  # a few draws: expressions, constraints, checks
+                try:
+                    item, _ = draw(template, kc.id, f"check/{sample}")
+                except TemplateError as err:
+                    problems.append(f"{t_where}: {err}")
+                    break
+                if (problem := item_problem(item, kc.id)) is not None:
+                    problems.append(f"{t_where}: a drawn item {problem}")
+                    break
     cycle = find_cycle({kc.id: kc.prerequisites for kc in spec.knowledge_components})
     if cycle:
         problems.append("knowledge_components: prerequisites form a cycle: "
@@ -147,6 +168,7 @@ def import_curriculum(session: Session, spec: CurriculumSpec, sha256: str) -> di
             bkt.prior, bkt.learn, bkt.guess, bkt.slip)
         row.hint, row.worked_example = kc.hint, kc.worked_example
         row.misconceptions = [m.model_dump() for m in kc.misconceptions]
+        row.item_templates = [t.model_dump(mode="json") for t in kc.templates]
         session.add(row)
     session.flush()
     for old in session.scalars(select(KcPrerequisite).where(
@@ -166,6 +188,7 @@ def import_curriculum(session: Session, spec: CurriculumSpec, sha256: str) -> di
             row.kc_id, row.prompt, row.answer_type = kc.id, item.prompt, item.answer_type.value
             row.answer_key, row.choices, row.tolerance = item.answer, item.choices, item.tolerance
             row.difficulty, row.misconceptions = item.difficulty, item.misconceptions
+            row.alternatives = list(item.alternatives)
             row.origin, row.created_by = "authored", "import"
             session.add(row)
             items += 1

@@ -47,7 +47,7 @@ from temporalio.exceptions import ApplicationError
 from activities.git import git, require_repo
 from activities.issues import PHASE_LABEL_PREFIX, IssueTracker, phase_label, phase_labels
 from activities.processes import run_sync
-from models.common import Verdict
+from models.common import Verdict, text_size_problem
 from models.issues import (
     CommentCommand,
     CommentInput,
@@ -376,9 +376,10 @@ class GitHubIssueTracker(IssueTracker):
     def poll_comments(self, inp: CommentPollInput) -> CommentPoll:
         """Read the comments after the cursor (``inp.after_id``, ``inp.since``) and return
         the gate commands of people with admin, maintain or write permission, with the
-        cursor of the next poll (``inp.advanced(poll)``). A command from anyone else, or
-        posted before the gate opened, gets a reply comment saying why it was ignored
-        (once: the reply carries a marker a retried poll finds).
+        cursor of the next poll (``inp.advanced(poll)``). A command from anyone else,
+        posted before the gate opened, or whose text is over ``MAX_GATE_TEXT_BYTES``
+        (its text is not returned, so it never enters history), gets a reply comment
+        saying why it was ignored (once: the reply carries a marker a retried poll finds).
 
         Cost: one request when nothing is new, whatever the number of comments (the
         list is narrowed by ``since``); plus one per 100 new comments, one permission
@@ -422,6 +423,13 @@ class GitHubIssueTracker(IssueTracker):
                         f"@{login}: `/{verdict.value}` ignored: deciding {inp.gate} needs "
                         f"admin, maintain or write permission on {self.repository}, and you "
                         f"have {permissions[login]}."), seen_markers)
+                    continue
+                too_large = text_size_problem("comment", text)
+                if too_large:  # refused here, so that its text never enters history
+                    poll.ignored += 1
+                    self._reply(number, str(comment["id"]), (
+                        f"@{login}: `/{verdict.value}` ignored: {too_large}; post a "
+                        "shorter one (link to a longer text if needed)."), seen_markers)
                     continue
                 poll.commands.append(CommentCommand(
                     comment_id=comment["id"], author=login, verdict=verdict, text=text,

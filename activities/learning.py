@@ -32,6 +32,7 @@ from models.learning import (
     SetMasteryInput,
     StoredGenerated,
     StoreGeneratedInput,
+    TemplateItemsInput,
 )
 
 T = TypeVar("T")
@@ -70,7 +71,8 @@ class LearningStore:
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity of the store, for the worker."""
-        return [self.begin, self.pick_items, self.store_generated, self.open_test,
+        return [self.begin, self.pick_items, self.store_generated, self.store_template_items,
+                self.open_test,
                 self.rubrics, self.close_test, self.remediate, self.update_mastery,
                 self.set_mastery]
 
@@ -91,6 +93,13 @@ class LearningStore:
     def store_generated(self, inp: StoreGeneratedInput) -> StoredGenerated:
         """Validate LLM-generated items and add the valid ones to the bank."""
         return self.repo.store_generated(inp)
+
+    @activity.defn(name="learning_store_template_items")
+    @_permanent
+    def store_template_items(self, inp: TemplateItemsInput) -> StoredGenerated:
+        """Draw items from the KC's item templates for one student and round, check
+        them and add the valid ones to the bank."""
+        return self.repo.store_template_items(inp)
 
     @activity.defn(name="learning_open_test")
     @_permanent

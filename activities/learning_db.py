@@ -75,6 +75,7 @@ class KnowledgeComponent(Base):
     hint: Mapped[str] = mapped_column(Text, default="")
     worked_example: Mapped[str] = mapped_column(Text, default="")
     misconceptions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    item_templates: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class KcPrerequisite(Base):
@@ -107,6 +108,7 @@ class Item(Base):
     difficulty: Mapped[float] = mapped_column(Float, default=0.5)
     origin: Mapped[str] = mapped_column(String(16))
     misconceptions: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    alternatives: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_by: Mapped[str] = mapped_column(String(ID))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     __table_args__ = (

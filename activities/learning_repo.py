@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from activities.artifacts import ArtifactStore
+from activities.item_templates import TemplateError, draw, item_problem
 from activities.learning_db import (
     Curriculum,
     Item,
@@ -37,8 +38,8 @@ from activities.learning_db import (
 from activities.learning_scoring import (
     bkt_update,
     declared_misconception,
+    grade_free_text,
     match_misconception,
-    parse_number,
     score_answer,
 )
 from models.learning import (
@@ -48,6 +49,7 @@ from models.learning import (
     CloseTestInput,
     Diagnosis,
     FreeTextRubric,
+    ItemTemplate,
     KcState,
     MasteryInput,
     MasteryStep,
@@ -62,6 +64,7 @@ from models.learning import (
     SetMasteryInput,
     StoredGenerated,
     StoreGeneratedInput,
+    TemplateItemsInput,
 )
 
 NOT_ATTEMPTED = "not-attempted"
@@ -199,6 +202,56 @@ class LearningRepository:
                 stored.append(public(row))
             return StoredGenerated(items=stored, refused=refused)
 
+    def store_template_items(self, inp: TemplateItemsInput) -> StoredGenerated:
+        """Draw ``inp.count`` items from the KC's item templates (in turn) for one
+        student and round, check each like a generated item (:func:`item_problem`)
+        and add the valid ones to the bank as ``origin=template``; a draw whose prompt
+        a template item of the bank already has reuses that item, one that repeats an
+        authored or LLM item is refused. The seed of draw ``k`` is ``student/curriculum/template/
+        round/k``, so a rerun (or a replay) finds the same items by their IDs.
+        No templates -> nothing stored, nothing refused."""
+        with self.db.session() as s:
+            kc = self._kc(s, inp.curriculum, inp.kc)
+            templates = [ItemTemplate.model_validate(t) for t in kc.item_templates or []]
+            bank = {i.prompt.strip().lower(): i for i in s.scalars(select(Item).where(
+                Item.curriculum_id == inp.curriculum, Item.kc_id == inp.kc))}
+            stored: list[PublicItem] = []
+            refused: list[str] = []
+            for k in range(inp.count if templates else 0):
+                template = templates[k % len(templates)]
+                seed = f"{inp.student}/{inp.curriculum}/{template.id}/{inp.round}/{k}"
+                item_id = f"{template.id}-" + hashlib.sha256(seed.encode()).hexdigest()[:10]
+                existing = s.get(Item, (inp.curriculum, item_id))
+                if existing is not None:
+                    stored.append(public(existing))
+                    continue
+                try:
+                    gen, misconceptions = draw(template, inp.kc, seed)
+                    problem = item_problem(gen, inp.kc)
+                except TemplateError as err:
+                    problem = str(err)
+                same = bank.get(gen.prompt.strip().lower()) if problem is None else None
+                if same is not None and same.origin == "template":
+                    if all(i.id != same.id for i in stored):  # drawn before: reuse it
+                        stored.append(public(same))
+                    continue
+                if same is not None:
+                    problem = "repeats the prompt of an item in the bank"
+                if problem:
+                    refused.append(f"template {template.id} draw {k + 1}: {problem}")
+                    continue
+                row = Item(curriculum_id=inp.curriculum, id=item_id, kc_id=inp.kc,
+                           prompt=gen.prompt, answer_type=gen.answer_type,
+                           answer_key=gen.answer, choices=list(gen.choices),
+                           tolerance=1e-6, difficulty=template.difficulty, origin="template",
+                           misconceptions=misconceptions, alternatives=[],
+                           created_by=f"{inp.workflow_id}/round-{inp.round}",
+                           created_at=utcnow())
+                s.add(row)
+                bank[gen.prompt.strip().lower()] = row
+                stored.append(public(row))
+            return StoredGenerated(items=stored, refused=refused)
+
     def open_test(self, inp: OpenTestInput) -> None:
         """Write the test row once (a rerun finds it)."""
         with self.db.session() as s:
@@ -223,14 +276,16 @@ class LearningRepository:
                 if item is not None and item.answer_type == AnswerType.FREE_TEXT:
                     out.append(FreeTextRubric(item=item.id, prompt=item.prompt,
                                               answer_key=item.answer_key,
-                                              misconceptions=[m["id"] for m in kc.misconceptions]))
+                                              misconceptions=[m["id"] for m in kc.misconceptions],
+                                              alternatives=list(item.alternatives)))
             return out
 
     def close_test(self, inp: CloseTestInput) -> Diagnosis:
         """Score every item of the test, store the responses and close the test.
 
         Items without an answer are not attempted (wrong, and no evidence for BKT).
-        Free-text items use ``inp.llm_grades`` when given, else exact matching.
+        A free-text answer equivalent to the key or a listed alternative is right
+        (:func:`grade_free_text`); otherwise ``inp.llm_grades`` decides when given.
         A test closed before returns the stored diagnosis.
 
         Raises:
@@ -267,7 +322,9 @@ class LearningRepository:
         if answer is None or not answer.strip():
             attempted, correct, graded_by = False, False, "none"
             misconception = NOT_ATTEMPTED
-        elif answer_type == AnswerType.FREE_TEXT and item.id in inp.llm_grades:
+        elif answer_type == AnswerType.FREE_TEXT and item.id in inp.llm_grades and \
+                not grade_free_text(answer, item.answer_key, item.alternatives,
+                                    tolerance=item.tolerance):
             grade = inp.llm_grades[item.id]
             attempted, correct, graded_by, feedback = True, grade.correct, "llm", grade.feedback
             if not correct:
@@ -278,7 +335,7 @@ class LearningRepository:
             if answer_type == AnswerType.FREE_TEXT:
                 graded_by = "exact"
             correct = score_answer(answer, answer_type, item.answer_key, choices=item.choices,
-                                   tolerance=item.tolerance)
+                                   tolerance=item.tolerance, alternatives=item.alternatives)
             if not correct:
                 misconception = match_misconception(
                     answer, answer_type, item.misconceptions, choices=item.choices
@@ -430,24 +487,7 @@ class LearningRepository:
             return item.answer_key, wrong or [f"not {item.answer_key}"]
 
 
-def generated_item_problem(gen, kc: str) -> str | None:  # noqa: ANN001 - GeneratedItem
-    """Why a generated item cannot enter the bank, or None when it can: it must be
-    tagged with the KC asked for, have a known answer type, a prompt and an answer
-    key, a numeric key that is a number, and multiple-choice options holding the key."""
-    if gen.kc != kc:
-        return f"tagged with KC {gen.kc!r}, not {kc!r}"
-    if gen.answer_type not in {t.value for t in AnswerType}:
-        return f"unknown answer type {gen.answer_type!r}"
-    if not gen.prompt.strip():
-        return "no prompt"
-    if not gen.answer.strip():
-        return "no answer key"
-    if gen.answer_type == AnswerType.NUMERIC and parse_number(gen.answer) is None:
-        return f"numeric answer key {gen.answer!r} is not a number"
-    if gen.answer_type == AnswerType.MULTIPLE_CHOICE and (
-            len(gen.choices) < 2 or gen.answer not in gen.choices):
-        return "a multiple-choice item needs two or more choices, one of them the answer key"
-    return None
+generated_item_problem = item_problem  # the semantic checks of every generated item
 
 
 def read_artifact_text(path: str) -> str:

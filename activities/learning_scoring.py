@@ -80,8 +80,36 @@ def _choice(answer: str, choices: list[str]) -> str | None:
     return None
 
 
+def _bare(text: str) -> str:
+    """Normalised text without punctuation and leading articles:
+    ``"The numerator!"`` -> ``"numerator"``."""
+    words = re.sub(r"[^\w\s/.%-]|(?<!\d)[.](?!\d)", " ", normalise_text(text)).split()
+    while words and words[0] in ("the", "a", "an"):
+        words = words[1:]
+    return " ".join(words)
+
+
+def grade_free_text(answer: str, key: str, alternatives: list[str] | None = None, *,
+                    tolerance: float = 1e-6) -> bool:
+    """Whether a free-text answer is equivalent to the key or one of the listed
+    ``alternatives``: equal after normalising (case, spaces, punctuation, a leading
+    article; :func:`normalise_text`), or both numbers (:func:`parse_number`) within
+    ``tolerance`` (absolute)."""
+    got = _bare(answer)
+    if not got:
+        return False
+    for want in [key, *(alternatives or [])]:
+        if got == _bare(want):
+            return True
+        a, b = parse_number(answer), parse_number(want)
+        if a is not None and b is not None and abs(float(a - b)) <= tolerance:
+            return True
+    return False
+
+
 def score_answer(answer: str, answer_type: AnswerType, key: str, *,
-                 choices: list[str] | None = None, tolerance: float = 1e-6) -> bool:
+                 choices: list[str] | None = None, tolerance: float = 1e-6,
+                 alternatives: list[str] | None = None) -> bool:
     """Whether ``answer`` is right for an item.
 
     Args:
@@ -93,7 +121,11 @@ def score_answer(answer: str, answer_type: AnswerType, key: str, *,
         key: the answer key (for multiple choice: the right choice's text).
         choices: the options of a multiple-choice item.
         tolerance: absolute tolerance of a numeric answer.
+        alternatives: other accepted answers of a free-text item
+            (:func:`grade_free_text`, which ``free_text`` uses).
     """
+    if answer_type == AnswerType.FREE_TEXT:
+        return grade_free_text(answer, key, alternatives, tolerance=tolerance)
     if answer_type == AnswerType.NUMERIC:
         got, want = parse_number(answer), parse_number(key)
         return got is not None and want is not None and abs(float(got - want)) <= tolerance

@@ -6,15 +6,20 @@
   validated with ``jsonschema`` and, when invalid, the model is asked again with
   the validation error (a ``tool_result`` with ``is_error``), up to
   ``LLM_VALIDATION_RETRIES`` times.
-* :class:`OfflineProvider`: no model; deterministic output derived from the
-  request: schema-valid data for structured requests, and for text the
-  template's ``offline`` front-matter field rendered with the variables.
-  Usage says ``provider: offline``; its cost is what LLM_MODEL would have
-  charged for the same token counts (so budgets behave the same offline).
+* :class:`OfflineProvider`: no model; deterministic, grounded output: the
+  template's offline counterpart in :data:`activities.offline_answers.OFFLINE_ANSWERS`
+  (extractive answers built from the request's variables: passages of the loaded
+  sources, the problem, the catalogue), else the template's ``offline``
+  front-matter field rendered with the variables (YAML data for a structured
+  request). A template with neither is refused (``OfflineAnswerMissing``), so no
+  phase falls back to filler text. Usage says ``provider: offline``; its cost is
+  what LLM_MODEL would have charged for the same token counts (so budgets behave
+  the same offline).
 
 Prompt templates are files under ``prompts/``: an optional YAML front matter
-(``system``: the system prompt; ``offline``: the offline provider's answer),
-then the user message. Both are Python format strings over the request's
+(``system``: the system prompt; ``shared``: a block that many calls send alike,
+e.g. the source documents every parallel analyst reads; ``offline``: the offline
+provider's answer), then the user message. Both are Python format strings over the request's
 variables. The ledger records the template file's SHA-256.
 
 HTTP errors (Anthropic's error codes, https://docs.anthropic.com/en/api/errors):
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +47,7 @@ from jsonschema import Draft202012Validator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.offline_answers import OFFLINE_ANSWERS
 from models.llm import LlmRequest, LlmResponse, LlmUsage, ModelPrice, model_price
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
@@ -64,13 +71,17 @@ class Prompt:
     Attributes:
         user: the user message; system: the system prompt (may be empty);
         offline: the offline provider's text answer (may be empty);
-        sha256: hex SHA-256 of the template file's bytes.
+        sha256: hex SHA-256 of the template file's bytes;
+        shared: a block sent alike by many calls (may be empty). The Anthropic
+            provider sends it first, as a system block marked for prompt caching
+            (``cache_control``), so calls that share it read it from the cache.
     """
 
     user: str
     system: str
     offline: str
     sha256: str
+    shared: str = ""
 
 
 def render_template(name: str, variables: dict[str, Any], root: Path = PROMPTS) -> Prompt:
@@ -93,7 +104,7 @@ def render_template(name: str, variables: dict[str, Any], root: Path = PROMPTS) 
         fill = lambda s: str(s).format_map(variables)  # noqa: E731
         return Prompt(user=fill(text).strip(), system=fill(meta.get("system", "")).strip(),
                       offline=fill(meta.get("offline", "")), sha256=hashlib.sha256(
-                          raw).hexdigest())
+                          raw).hexdigest(), shared=fill(meta.get("shared", "")).strip())
     except (KeyError, IndexError, AttributeError) as err:
         raise ApplicationError(f"prompt template {name!r} needs the variable {err}; "
                                "pass it in LlmRequest.variables",
@@ -192,7 +203,12 @@ class AnthropicProvider:
                          phase=request.phase, attempts=0)
         messages: list[dict[str, Any]] = [{"role": "user", "content": prompt.user}]
         kwargs: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens}
-        if prompt.system:
+        if prompt.shared:  # first, so the cached prefix is the same for every call
+            kwargs["system"] = [{"type": "text", "text": prompt.shared,
+                                 "cache_control": {"type": "ephemeral"}}]
+            if prompt.system:
+                kwargs["system"].append({"type": "text", "text": prompt.system})
+        elif prompt.system:
             kwargs["system"] = prompt.system
         schema = request.output_schema
         if schema is not None:
@@ -262,20 +278,32 @@ class OfflineProvider:
         self.latency = latency
 
     async def complete(self, request: LlmRequest, prompt: Prompt) -> LlmResponse:
-        """The same request always gives the same answer."""
+        """The same request always gives the same answer (see the module docstring).
+
+        Raises:
+            ApplicationError: (non-retryable) the template has no offline answer
+                (``OfflineAnswerMissing``), or its answer does not match the
+                request's schema (``LlmOutputInvalid``); what an offline answer
+                itself raises (e.g. ``OfflineGenerationOff``).
+        """
         started = time.monotonic()
         if self.latency:
             await asyncio.sleep(self.latency)
-        seed = f"{prompt.system}\n{prompt.user}"
+        answer = offline_answer(request, prompt)
         data = None
         if request.output_schema is not None:
-            data = offline_instance(request.output_schema, seed, request.output_schema)
-            text = json.dumps(data)
+            if not isinstance(answer, dict):
+                raise ApplicationError(
+                    f"the offline answer of {request.template} is not structured data",
+                    type="LlmOutputInvalid", non_retryable=True)
+            if problem := schema_errors(request.output_schema, answer):
+                raise ApplicationError(
+                    f"the offline answer of {request.template} does not match its schema: "
+                    f"{problem}", type="LlmOutputInvalid", non_retryable=True)
+            data, text = answer, json.dumps(answer)
         else:
-            text = prompt.offline or (
-                f"provider: offline\n\nDeterministic stand-in answer for `{request.template}` "
-                f"(prompt sha256 {hashlib.sha256(seed.encode()).hexdigest()[:12]}); no "
-                "language model was called.\n")
+            text = answer if isinstance(answer, str) else json.dumps(answer)
+        seed = f"{prompt.system}\n{prompt.user}"
         usage = LlmUsage(provider=self.name, model="offline", template_sha256=prompt.sha256,
                          phase=request.phase, input_tokens=len(seed) // 4 + 1,
                          output_tokens=len(text) // 4 + 1)
@@ -284,65 +312,45 @@ class OfflineProvider:
         return LlmResponse(text=text, data=data, usage=usage)
 
 
-def _pick(seed: str, key: str, n: int) -> int:
-    """A deterministic number in [0, n) from ``seed`` and ``key``."""
-    return int(hashlib.sha256(f"{seed}\x00{key}".encode()).hexdigest()[:8], 16) % max(n, 1)
+def offline_answer(request: LlmRequest, prompt: Prompt) -> dict[str, Any] | str:
+    """The offline answer to ``request``: its template's entry in OFFLINE_ANSWERS,
+    else the template's ``offline`` front matter (parsed as YAML for a structured
+    request).
+
+    Raises:
+        ApplicationError: (non-retryable, ``OfflineAnswerMissing``) neither exists.
+    """
+    handler = OFFLINE_ANSWERS.get(request.template)
+    if handler is not None:
+        return handler(dict(request.variables))
+    if prompt.offline.strip():
+        if request.output_schema is None:
+            return prompt.offline
+        data = yaml.safe_load(prompt.offline)
+        return data if isinstance(data, dict) else {"answer": data}
+    raise ApplicationError(
+        f"the prompt template {request.template!r} has no offline answer: register one "
+        "in activities/offline_answers.py (or give it an 'offline' front-matter field), "
+        "or set ANTHROPIC_API_KEY", type="OfflineAnswerMissing", non_retryable=True)
 
 
-def offline_instance(schema: dict[str, Any], seed: str, root: dict[str, Any],
-                     path: str = "") -> Any:
-    """A value valid against ``schema`` (a JSON-schema subset: ``$ref`` into ``$defs``,
-    ``enum``/``const``, ``anyOf``/``oneOf``, object, array, string, number, integer,
-    boolean, null with their usual bounds), chosen deterministically from ``seed``.
-    Strings are words of the seed text, so the output reflects the input."""
-    if "$ref" in schema:
-        target: Any = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        return offline_instance(target, seed, root, path)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][_pick(seed, path, len(schema["enum"]))]
-    for key in ("anyOf", "oneOf"):
-        if schema.get(key):
-            options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
-            return offline_instance(options[0], seed, root, path)
-    kind = schema.get("type", "object" if "properties" in schema else "string")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object":
-        props = schema.get("properties", {})
-        return {name: offline_instance(sub, seed, root, f"{path}/{name}")
-                for name, sub in props.items()}
-    if kind == "array":
-        low = schema.get("minItems", 1)
-        count = max(low, min(schema.get("maxItems", 2), 2))
-        items = [offline_instance(schema.get("items", {}), seed, root, f"{path}/{i}")
-                 for i in range(count)]
-        if schema.get("uniqueItems"):
-            items = list({json.dumps(i, sort_keys=True): i for i in items}.values())
-        return items
-    if kind in ("number", "integer"):
-        low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
-        high = schema.get("maximum", schema.get("exclusiveMaximum", low + 100))
-        value = low + (high - low) * _pick(seed, path, 1001) / 1000
-        if kind == "integer":
-            value = int(round(value))
-        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            value = schema["exclusiveMinimum"] + (1 if kind == "integer" else 1e-3)
-        if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
-            value = schema["exclusiveMaximum"] - (1 if kind == "integer" else 1e-3)
-        return round(value, 3) if kind == "number" else value
-    if kind == "boolean":
-        return _pick(seed, path, 2) == 1
-    if kind == "null":
-        return None
-    words = seed.split() or ["offline"]
-    start = _pick(seed, path, len(words))
-    text = " ".join(words[start:start + 12]) or words[0]
-    text = text[:schema.get("maxLength", 400)]
-    return text.ljust(schema.get("minLength", 0), ".")
+def template_lines(root: Path = PROMPTS, min_words: int = 5) -> dict[str, list[str]]:
+    """The fixed wording of every template under ``root``: template name -> its lines
+    (front matter included) of at least ``min_words`` words, with the format fields
+    removed. A report or item that contains one of them carries prompt text."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(root.glob("*.md")):
+        lines = []
+        for raw in path.read_text().splitlines():
+            line = raw.strip().lstrip("-#>*").strip()
+            if line.startswith(("system:", "offline:")):
+                line = line.split(":", 1)[1].strip()
+            for part in re.split(r"\{[^{}]*\}", line):
+                part = part.strip(" `;:,.()")
+                if len(part.split()) >= min_words:
+                    lines.append(part)
+        out[path.name] = lines
+    return out
 
 
 class LlmActivities:

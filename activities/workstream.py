@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.agents import parse_feedback, render_feedback
 from activities.artifacts import ArtifactStore
 from activities.git import (
     FENCE_DIR,
@@ -60,6 +61,8 @@ from models.workstream import (
 )
 
 HANDOFF_DIR = ".workstream/handoffs"
+FEEDBACK_FILE_ENV = "WORKSTREAM_FEEDBACK_FILE"
+FEEDBACK_DIR = "orchestrator-feedback"  # in the workspace's git directory
 TRAILER_WORKFLOW = "Workstream-Workflow-Id"
 TRAILER_RUN = "Workstream-Run-Id"
 TRAILER_SEQUENCE = "Handoff-Sequence"
@@ -146,6 +149,25 @@ class WorkstreamActivities:
             self._git_dirs[ws] = Path(git(ws, "rev-parse", "--absolute-git-dir"))
         return self._git_dirs[ws]
 
+    def _feedback_file(self, task: StepTask) -> str:
+        """Write the step's feedback file and return its path ("" when the step was
+        never revised).
+
+        The file is ``<workspace git dir>/orchestrator-feedback/<step>.md``
+        (private to the workspace, outside the work tree, so no commit or
+        ``git status`` sees it). ``task.new_feedback``, the review of execution
+        ``number - 1``, replaces that round's section and drops any later one,
+        so every attempt of an execution writes the same file.
+        """
+        path = self._git_dir(Path(task.workspace)) / FEEDBACK_DIR / f"{task.step}.md"
+        if not task.new_feedback:
+            return str(path) if task.number > 1 and path.is_file() else ""
+        rounds = parse_feedback(path.read_text()) if path.is_file() else []
+        rounds = rounds[:max(task.number - 2, 0)] + [task.new_feedback]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_feedback(rounds, f"step {task.step}'s result"))
+        return str(path)
+
     @activity.defn(name="ws_init_workspace")
     def init_workspace(self, inp: WorkspaceInput) -> Workspace:
         """A fresh git repository for a run without a repository, on branch
@@ -166,7 +188,10 @@ class WorkstreamActivities:
         ``/bin/sh -e -c``), cwd = the workspace, environment from the allowlist of
         :func:`activities.secrets.subprocess_env`: ``PATH``, ``HOME``, ``LANG``...,
         the secrets the worker grants the tool, the tool's ``env``, ``inputs.env``
-        and the ``WORKSTREAM_*`` variables (never the rest of the worker's). The
+        and the ``WORKSTREAM_*`` variables (never the rest of the worker's). After a
+        revise, ``WORKSTREAM_FEEDBACK_FILE`` is the path of the step's feedback file
+        (every reviewer comment on this step so far, one section per execution
+        reviewed; see :meth:`_feedback_file`), else empty. The
         process runs through the subprocess layer, fenced per step execution: an
         earlier attempt's process group still alive in the workspace is killed first.
 
@@ -188,7 +213,8 @@ class WorkstreamActivities:
             {**{k: str(v) for k, v in (task.inputs.get("env") or {}).items()},
              "WORKSTREAM_WORKFLOW_ID": task.workflow_id, "WORKSTREAM_STEP": task.step,
              "WORKSTREAM_ATTEMPT": str(attempt), "WORKSTREAM_TOOL": task.tool,
-             "WORKSTREAM_SPEC_DIR": task.spec_dir, "WORKSTREAM_WORKSPACE": task.workspace},
+             "WORKSTREAM_SPEC_DIR": task.spec_dir, "WORKSTREAM_WORKSPACE": task.workspace,
+             FEEDBACK_FILE_ENV: await asyncio.to_thread(self._feedback_file, task)},
             tool_env=tool.env, grants=self.authority.granted_secrets(task.tool, task.spec))
         ws = Path(task.workspace)
         fence = Fence(await asyncio.to_thread(self._git_dir, ws) / FENCE_DIR,

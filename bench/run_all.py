@@ -42,7 +42,7 @@ from typing import Any
 
 # The project's own benchmarks; the lead appends modules as they land.
 PROJECT_BENCHMARKS = ["bench.sdlc", "bench.github", "bench.analysis", "bench.learning_loop",
-                      "bench.workstream"]
+                      "bench.workstream", "bench.analysis_quality", "bench.security"]
 PEERS = ["langgraph", "dbos"]
 COMMAND = "python -m bench.run_all"
 

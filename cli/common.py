@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -95,6 +96,28 @@ class Context:
             print(json.dumps(to_jsonable(data), indent=2, default=str))
         else:
             print(text() if callable(text) else text)
+
+
+_VISIBILITY_VALUE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,256}$")
+
+
+def visibility_literal(value: str, what: str) -> str:
+    """``value`` as a quoted string literal of a Temporal visibility (list filter)
+    query, e.g. ``'SdlcWorkflow'``.
+
+    Only letters, digits and ``_ . : / @ + -`` are accepted (every workflow type,
+    workflow ID and search attribute value this tool makes); a quote, space or
+    backslash could change the query's meaning, so it is refused rather than
+    escaped.
+
+    Raises:
+        CliError: ``value`` holds another character; the message names ``what``
+            (e.g. ``--type``).
+    """
+    if not _VISIBILITY_VALUE.match(value):
+        raise CliError(f"{what} {value!r} is not a valid name: use letters, digits and "
+                       "_ . : / @ + - only")
+    return f"'{value}'"
 
 
 def to_jsonable(data: Any) -> Any:

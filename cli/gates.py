@@ -12,7 +12,14 @@ from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
-from cli.common import QUERY_TIMEOUT, CliError, Context, default_actor, json_flag
+from cli.common import (
+    QUERY_TIMEOUT,
+    CliError,
+    Context,
+    default_actor,
+    json_flag,
+    visibility_literal,
+)
 from cli.keys import accepted_principals, reviewer_keys, signed_decision
 from models.common import AuditEntry, GateAck, GateDecision, GateInfo, Verdict
 from models.signatures import GITHUB_PREFIX, KEY_PREFIX, GateSigners
@@ -271,8 +278,9 @@ async def cmd_revise(ctx: Context) -> int:
 
 async def cmd_list(ctx: Context) -> int:
     """``list``: recent workflows, newest first."""
+    query_text = (f"WorkflowType = {visibility_literal(ctx.args.type, '--type')}"
+                  if ctx.args.type else "")
     client = await ctx.client()
-    query_text = f"WorkflowType = '{ctx.args.type}'" if ctx.args.type else ""
     rows = []
     async for wf in client.list_workflows(query_text or None, limit=ctx.args.limit):
         rows.append({"workflow_id": wf.id, "type": wf.workflow_type,

@@ -50,6 +50,8 @@ def learning_config(settings: Settings, **fields: Any) -> LearningConfig:
         "expire_after": settings.learning_test_expiry,
         "on_expiry": settings.learning_on_expiry,
         "llm_grading": settings.learning_llm_grading,
+        # offline, items come from the curriculum's templates and bank only
+        "llm_item_generation": settings.effective_llm_provider != "offline",
     }
     return with_defaults(LearningConfig, defaults, fields)
 

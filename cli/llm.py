@@ -16,7 +16,10 @@ from workflows.llm import BUDGET_GATE
 def format_ledger(ledger: LlmLedger) -> str:
     """The ledger as lines: one per phase, then the total against the budget."""
     lines = [f"  {p.phase:<24} {p.calls:>3} call(s) {p.input_tokens:>8} in {p.output_tokens:>7}"
-             f" out  ${p.cost_usd:.4f}" for p in ledger.by_phase]
+             f" out  ${p.cost_usd:.4f}" + (
+                 f"  (cache: {p.cache_write_tokens} written, {p.cache_read_tokens} read)"
+                 if p.cache_write_tokens or p.cache_read_tokens else "")
+             for p in ledger.by_phase]
     budget = f"${ledger.budget_usd:.4f}" if ledger.budget_usd is not None else "unlimited"
     providers = ", ".join(sorted({e.provider for e in ledger.entries})) or "-"
     lines.append(f"  total ${ledger.total_usd:.4f} of budget {budget} (provider: {providers})")

@@ -13,6 +13,7 @@ import time
 
 from cli.common import CliError, Context
 from settings import Settings
+from settings.codec import load_codec_settings
 from temporal_plumbing.client import temporal_connect_config
 from temporal_plumbing.environments import (
     dev_server_argv,
@@ -97,8 +98,13 @@ async def cmd_dev_server(ctx: Context) -> int:
               f"http://localhost:{args.ui_port}; "
               "stop it with `python starter.py dev-server --stop`")
         return 0
+    codec = load_codec_settings()
+    if codec.keys:
+        print(f"payloads are encrypted (PAYLOAD_KEYS); the web UI decodes them through "
+              f"{codec.codec_server_url}: run `python starter.py codec-server` beside it",
+              flush=True)
     argv = dev_server_argv(ctx.settings, args.port, args.ui_port,
-                           tuned=False if args.stock else None)
+                           tuned=False if args.stock else None, codec=codec)
     ctx.settings.orchestrator_home.mkdir(parents=True, exist_ok=True)
     print(f"Temporal dev server on {address}, web UI http://localhost:{args.ui_port}, "
           f"database {ctx.settings.orchestrator_home}/temporal.db (Ctrl-C stops it)", flush=True)

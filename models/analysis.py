@@ -158,6 +158,9 @@ class SourceDoc(BaseModel):
         text: its text, truncated to ``max_source_chars`` (empty for L1).
         sha256: hex SHA-256 of the full file (L0 only).
         cited_by: analysts that cited it (L1).
+        role: ``evidence`` (L0, L2: its text can support a claim) or ``framework``
+            (L1, a catalogue reference work: a lens, never evidence; it cannot be
+            the only support of a factual claim).
     """
 
     id: str
@@ -167,15 +170,18 @@ class SourceDoc(BaseModel):
     text: str = ""
     sha256: str = ""
     cited_by: list[str] = Field(default_factory=list)
+    role: str = "evidence"
 
 
 class LoadSourcesInput(BaseModel):
     """Activity input: load files or directories of markdown/text as L0 sources,
-    numbered from ``first_number``."""
+    numbered from ``first_number``; text kept up to ``max_chars`` characters; a
+    file over ``max_bytes`` bytes is refused."""
 
     paths: list[str]
     first_number: int = Field(default=1, ge=1)
     max_chars: int = Field(default=6000, gt=0)
+    max_bytes: int = Field(default=1_000_000, gt=0)
 
 
 class WebSearchInput(BaseModel):
@@ -234,12 +240,15 @@ class CitationMap(BaseModel):
     Attributes:
         citations: outline point id -> source ids, in outline order.
         gaps: factual points no source supports.
+        unsupported: outline point id -> cited ids whose text did not support the
+            claim after the one redo (they are dropped from ``citations``).
         sources: every source the map may cite (loaded or fetched).
         provider: the LLM provider(s) that made it.
     """
 
     citations: dict[str, list[str]] = Field(default_factory=dict)
     gaps: list[str] = Field(default_factory=list)
+    unsupported: dict[str, list[str]] = Field(default_factory=dict)
     sources: list[SourceDoc] = Field(default_factory=list)
     provider: str = ""
 

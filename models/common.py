@@ -93,18 +93,25 @@ class GateDecision(BaseModel):
         return value
 
 
-def gate_text_problem(decision: GateDecision) -> str | None:
-    """Why ``decision``'s comment or content is too large, or None when both fit.
+def text_size_problem(field: str, text: str | None) -> str | None:
+    """Why ``text`` is too large for a gate decision, or None when it fits.
 
-    Sizes are UTF-8 bytes, compared with :data:`MAX_GATE_TEXT_BYTES`; the message
-    names the field, its size and the limit.
+    The size is in UTF-8 bytes, compared with :data:`MAX_GATE_TEXT_BYTES`; the
+    message names ``field``, the size and the limit, e.g. "the comment is
+    1,048,576 bytes, over the limit of 65,536 bytes (64 KiB)".
     """
-    for field, text in (("comment", decision.comment), ("content", decision.content)):
-        size = len(text.encode("utf-8", "surrogatepass")) if text else 0
-        if size > MAX_GATE_TEXT_BYTES:
-            return (f"the {field} is {size:,} bytes, over the limit of "
-                    f"{MAX_GATE_TEXT_BYTES:,} bytes ({MAX_GATE_TEXT_BYTES // 1024} KiB)")
+    size = len(text.encode("utf-8", "surrogatepass")) if text else 0
+    if size > MAX_GATE_TEXT_BYTES:
+        return (f"the {field} is {size:,} bytes, over the limit of "
+                f"{MAX_GATE_TEXT_BYTES:,} bytes ({MAX_GATE_TEXT_BYTES // 1024} KiB)")
     return None
+
+
+def gate_text_problem(decision: GateDecision) -> str | None:
+    """Why ``decision``'s comment or content is too large (see
+    :func:`text_size_problem`), or None when both fit."""
+    return (text_size_problem("comment", decision.comment)
+            or text_size_problem("content", decision.content))
 
 
 class GateAck(BaseModel):

@@ -36,7 +36,9 @@ class AnswerType(StrEnum):
     * ``numeric``: a number (``0.75``, ``3/4``, ``1 1/2``, ``75%``) within ``tolerance``
       of the key;
     * ``multiple_choice``: the right choice, by its letter (``B``) or its text;
-    * ``free_text``: graded by the LLM when LLM grading is on, else like ``exact``.
+    * ``free_text``: equivalent answers are accepted first (normalised text, numbers
+      within ``tolerance``, the item's listed ``alternatives``); others are graded by
+      the LLM when LLM grading is on.
     """
 
     EXACT = "exact"
@@ -85,6 +87,8 @@ class ItemSpec(BaseModel):
         tolerance: absolute tolerance of a numeric answer.
         difficulty: 0 (easy) to 1 (hard); easier items are used first.
         misconceptions: a wrong answer (as written) -> the misconception id it shows.
+        alternatives: other accepted answers of a free-text item ("top number" for
+            "numerator").
     """
 
     id: str
@@ -92,6 +96,7 @@ class ItemSpec(BaseModel):
     answer_type: AnswerType
     answer: str = Field(min_length=1)
     choices: list[str] = Field(default_factory=list)
+    alternatives: list[str] = Field(default_factory=list)
     tolerance: float = Field(1e-6, ge=0)
     difficulty: float = Field(0.5, ge=0, le=1)
     misconceptions: dict[str, str] = Field(default_factory=dict)
@@ -113,6 +118,71 @@ class ItemSpec(BaseModel):
         return self
 
 
+class TemplateVariable(BaseModel):
+    """One variable of an item template: an integer drawn from ``min``..``max``
+    (inclusive) in steps of ``step``, or one of ``values``."""
+
+    min: int | None = None
+    max: int | None = None
+    step: int = Field(1, ge=1)
+    values: list[int | str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> TemplateVariable:
+        if self.values:
+            return self
+        if self.min is None or self.max is None or self.max < self.min:
+            raise ValueError("give min and max (min <= max), or values")
+        if (self.max - self.min) // self.step > 100_000:
+            raise ValueError("the range is too large (at most 100000 values)")
+        return self
+
+
+class ItemTemplate(BaseModel):
+    """A variabilized item (as OATutor's variabilized problems): fresh, correct items
+    are drawn from it deterministically per student and round.
+
+    Attributes:
+        id: unique across the curriculum's items and templates.
+        prompt: the question, with ``{name}`` fields for variables and ``derived`` values.
+        answer_type: ``numeric``, ``exact`` or ``multiple_choice``.
+        variables: name -> how it is drawn (:class:`TemplateVariable`).
+        derived: name -> an expression over the variables (and earlier derived
+            names), usable in the prompt, the answer and the distractors.
+        constraints: expressions that must all be true (draws that fail are redrawn).
+        answer: the expression of the answer key. Expressions are arithmetic on
+            integers and exact fractions (``+ - * / // % **``, comparisons, ``and``,
+            ``or``, ``not``, ``x if c else y``) and the functions ``frac(a, b)``,
+            ``gcd``, ``lcm``, ``abs``, ``min``, ``max``, ``round``, ``str``; a fraction
+            result is written ``3/4``, a whole one ``3``. They are evaluated by a
+            small whitelisted interpreter, never by ``eval``.
+        distractors: expressions of the wrong choices of a multiple-choice template.
+        misconceptions: distractor expression -> the misconception id that choice shows.
+        difficulty: 0 (easy) to 1 (hard).
+    """
+
+    id: str
+    prompt: str = Field(min_length=1)
+    answer_type: AnswerType
+    variables: dict[str, TemplateVariable] = Field(min_length=1)
+    derived: dict[str, str] = Field(default_factory=dict)
+    constraints: list[str] = Field(default_factory=list)
+    answer: str = Field(min_length=1)
+    distractors: list[str] = Field(default_factory=list)
+    misconceptions: dict[str, str] = Field(default_factory=dict)
+    difficulty: float = Field(0.5, ge=0, le=1)
+
+    _check = field_validator("id")(lambda cls, v: check_id(v))
+
+    @model_validator(mode="after")
+    def _check_type(self) -> ItemTemplate:
+        if self.answer_type == AnswerType.FREE_TEXT:
+            raise ValueError("a template's answer_type is numeric, exact or multiple_choice")
+        if self.answer_type == AnswerType.MULTIPLE_CHOICE and not self.distractors:
+            raise ValueError("a multiple_choice template needs distractors")
+        return self
+
+
 class KnowledgeComponentSpec(BaseModel):
     """One KC of a curriculum file: its prerequisites, BKT parameters, remediation
     content and authored items."""
@@ -126,6 +196,7 @@ class KnowledgeComponentSpec(BaseModel):
     worked_example: str = ""
     misconceptions: list[Misconception] = Field(default_factory=list)
     items: list[ItemSpec] = Field(default_factory=list)
+    templates: list[ItemTemplate] = Field(default_factory=list)
 
     _check = field_validator("id")(lambda cls, v: check_id(v))
 
@@ -174,7 +245,10 @@ class LearningConfig(BaseModel):
         reminder_after: a reminder is recorded when a test is open this long.
         expire_after: an open test expires after this long and is scored not attempted.
         on_expiry: ``continue`` with the next round, or ``pause`` until a teacher resumes.
-        llm_grading: free-text answers are graded by the LLM (else by exact match).
+        llm_grading: free-text answers that are not equivalent to the key are graded
+            by the LLM (else they are wrong).
+        llm_item_generation: when the bank and the item templates run short, items
+            are written by the LLM (off with the offline provider).
         teachers: who may send overrides; empty = anyone.
     """
 
@@ -187,6 +261,7 @@ class LearningConfig(BaseModel):
     expire_after: timedelta = timedelta(days=7)
     on_expiry: Literal["continue", "pause"] = "continue"
     llm_grading: bool = False
+    llm_item_generation: bool = True
     teachers: list[str] = Field(default_factory=list)
 
     _check = field_validator("student", "curriculum")(lambda cls, v: check_id(v))
@@ -216,14 +291,15 @@ class KcState(BaseModel):
 
 
 class PublicItem(BaseModel):
-    """An item as the student sees it: no answer key."""
+    """An item as the student sees it: no answer key. ``origin``: written in the
+    curriculum, generated by the LLM, or drawn from an item template."""
 
     id: str
     kc: str
     prompt: str
     answer_type: AnswerType
     choices: list[str] = Field(default_factory=list)
-    origin: Literal["authored", "generated"] = "authored"
+    origin: Literal["authored", "generated", "template"] = "authored"
 
 
 class OpenTest(BaseModel):
@@ -445,6 +521,18 @@ class StoreGeneratedInput(BaseModel):
     provider: str = ""
 
 
+class TemplateItemsInput(BaseModel):
+    """Activity input: draw ``count`` items from the KC's item templates for one
+    student and round (the same student and round always get the same items)."""
+
+    workflow_id: str
+    student: str
+    curriculum: str
+    kc: str
+    round: int
+    count: int = Field(ge=1)
+
+
 class StoredGenerated(BaseModel):
     """Generated items that passed validation, and why the others were refused."""
 
@@ -563,6 +651,7 @@ class FreeTextRubric(BaseModel):
     prompt: str
     answer_key: str
     misconceptions: list[str] = Field(default_factory=list)
+    alternatives: list[str] = Field(default_factory=list)
 
 
 class SetMasteryInput(BaseModel):

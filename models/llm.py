@@ -96,12 +96,15 @@ class ModelPrice(BaseModel):
 
 
 class PhaseCost(BaseModel):
-    """The ledger summed over one phase: calls, tokens and USD."""
+    """The ledger summed over one phase: calls, tokens (input, output, prompt-cache
+    writes and reads, each priced at its own rate) and USD."""
 
     phase: str
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
     cost_usd: float = 0.0
 
 
@@ -130,6 +133,8 @@ class LlmLedger(BaseModel):
             p.calls += 1
             p.input_tokens += e.input_tokens
             p.output_tokens += e.output_tokens
+            p.cache_write_tokens += e.cache_creation_input_tokens
+            p.cache_read_tokens += e.cache_read_input_tokens
             p.cost_usd += e.cost_usd
         return cls(entries=list(entries), by_phase=list(phases.values()),
                    total_usd=sum(e.cost_usd for e in entries), budget_usd=budget_usd)

@@ -133,7 +133,15 @@ class AgentTask(BaseModel):
         worktree: absolute path of the worktree the agent works in.
         branch: the feature branch.
         title, description: the feature request.
-        feedback: reviewers' feedback from earlier rounds, oldest first.
+        feedback: reviewers' feedback of every earlier round, oldest first, inline.
+            Only tasks scheduled by older workflow code carry it; new code sends
+            ``new_feedback`` and ``feedback_from`` instead, so that an activity
+            input does not grow with the number of rounds.
+        new_feedback: the feedback that asked for this round (the latest reviewer
+            comment, at most ``MAX_GATE_TEXT_BYTES``); empty in round 1.
+        feedback_from: the commit of the previous round, whose ``feedback_relpath``
+            holds the feedback of the rounds before it (the reference to earlier
+            rounds); empty when there is none.
         timeout_seconds: wall-clock limit of the agent process.
         fence_key: names the step or round whose earlier attempts' processes a new
             attempt kills first (``activities.processes.Fence``); empty =
@@ -151,6 +159,8 @@ class AgentTask(BaseModel):
     title: str
     description: str
     feedback: list[str] = Field(default_factory=list)
+    new_feedback: str = ""
+    feedback_from: str = ""
     timeout_seconds: float = Field(default=1800, gt=0)
     fence_key: str = ""
     own_failures_final: bool = False
@@ -159,6 +169,12 @@ class AgentTask(BaseModel):
     def spec_relpath(self) -> str:
         """Path of the spec inside the worktree."""
         return f"specs/{self.branch}/spec.md"
+
+    @property
+    def feedback_relpath(self) -> str:
+        """Path, inside the worktree, of the reviewers' feedback file: every round's
+        feedback so far, committed beside the spec."""
+        return f"specs/{self.branch}/feedback.md"
 
 
 class SdlcState(BaseModel):

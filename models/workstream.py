@@ -527,6 +527,10 @@ class StepTask(BaseModel):
         own_failures_final: raise the step's own failures (non-zero exit, the
             callable raised) as non-retryable, for the workflow to count against
             ``retry.max_attempts``; the platform then retries only lost attempts.
+        new_feedback: the reviewer's comment that asked for this execution (a
+            revise of execution ``number - 1``); empty otherwise. Only this one
+            comment travels in the input: the earlier ones are already in the
+            step's feedback file in the workspace (``WORKSTREAM_FEEDBACK_FILE``).
     """
 
     workflow_id: str
@@ -540,6 +544,7 @@ class StepTask(BaseModel):
     timeout: float = 600
     attempt_base: int = 0
     own_failures_final: bool = False
+    new_feedback: str = ""
 
 
 class StepOutput(BaseModel):

@@ -7,13 +7,16 @@ its data converter from :func:`data_converter` and its interceptors from
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
 
+from settings.codec import CodecSettings, load_codec_settings
+from temporal_plumbing.codec import AesGcmCodec
 from temporal_plumbing.runtime import process_runtime
 
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
@@ -28,10 +31,22 @@ def temporal_connect_config() -> dict[str, Any]:
     return config
 
 
-def data_converter() -> DataConverter:
+def data_converter(codec: CodecSettings | None = None) -> DataConverter:
     """The data converter of every client, test environment and replayer: the
-    pydantic data converter."""
-    return pydantic_data_converter
+    pydantic data converter; with PAYLOAD_KEYS set (``codec``, default: the
+    environment), also the AES-256-GCM payload codec, and failure messages and
+    stack traces moved into the failure's encoded attributes so they are
+    encrypted too.
+
+    Raises:
+        SettingsError: PAYLOAD_KEYS or another codec setting is invalid.
+    """
+    keys = (codec or load_codec_settings()).keys
+    if not keys:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter, payload_codec=AesGcmCodec(keys),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
 def client_interceptors() -> list[Interceptor]:

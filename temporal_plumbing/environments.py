@@ -15,6 +15,7 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 
 from settings import PerformanceSettings, Settings, load_performance_settings
+from settings.codec import CodecSettings, load_codec_settings
 from temporal_plumbing.client import client_interceptors, data_converter
 from temporal_plumbing.runtime import process_runtime
 from temporal_plumbing.search_attributes import search_attribute_flags
@@ -98,15 +99,19 @@ def tuning_flags(tuned: bool | None = None,
 
 
 def dev_server_argv(settings: Settings, port: int, ui_port: int,
-                    tuned: bool | None = None) -> list[str]:
+                    tuned: bool | None = None, codec: CodecSettings | None = None) -> list[str]:
     """The command line of the embedded dev server, its SQLite file under
-    ``ORCHESTRATOR_HOME``; ``tuned`` as in :func:`tuning_flags`."""
+    ``ORCHESTRATOR_HOME``; ``tuned`` as in :func:`tuning_flags`. With PAYLOAD_KEYS
+    set (``codec``, default: the environment) its web UI decodes payloads through
+    the codec server at CODEC_SERVER_URL (``--ui-codec-endpoint``)."""
     db = settings.orchestrator_home.resolve() / "temporal.db"
+    codec = codec or load_codec_settings()
+    ui_codec = ["--ui-codec-endpoint", codec.codec_server_url] if codec.keys else []
     return [
         temporal_executable(), "server", "start-dev", "--ip", "127.0.0.1",
         "--port", str(port), "--ui-port", str(ui_port), "--db-filename", str(db),
         "--log-level", "warn", *search_attribute_flags(),
-        *tuning_flags(tuned),
+        *tuning_flags(tuned), *ui_codec,
     ]
 
 

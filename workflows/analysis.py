@@ -56,6 +56,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import analysis_checks as checks
 
 NONE = "(none)"
+CITATION_SUPPORT_PATCH = "citation-support"
+"""Patch id: citations are checked for support (redo once, then marked) and the
+report's frontmatter lists uncited sources and frameworks."""
 
 
 def failure_text(err: ActivityError) -> str:
@@ -76,6 +79,7 @@ class AnalysisWorkflow(LlmWorkflow):
         self._outputs: dict[str, AnalystOutput] = {}
         self._outline: Outline | None = None
         self._source_need_reason = ""
+        self._suggested_analysts: list[str] = []
         self._track_phase = False
 
     # -- queries and decisions --------------------------------------------
@@ -250,8 +254,13 @@ class AnalysisWorkflow(LlmWorkflow):
                 output_schema=checks.parse_schema(cat),
                 variables={
                     "problem": self._req.problem, "clarifications": clarifications,
-                    "synthesizers": "\n".join(f"- {sid}: {s.name} — {s.description}"
-                                              for sid, s in cat.synthesizers.items()),
+                    "synthesizers": "\n".join(
+                        f"- {sid}: {s.name} — {s.description} (templates: "
+                        f"{', '.join(s.templates)}; analysts: {', '.join(s.analysts)}; "
+                        f"keywords: {', '.join(s.keywords)})"
+                        for sid, s in cat.synthesizers.items()),
+                    "analysts": "\n".join(f"- {aid}: {a.name} — {a.focus}"
+                                           for aid, a in cat.analysts.items()),
                     "templates": "\n".join(f"- {tid}: {t.name}"
                                            for tid, t in cat.templates.items()),
                     "sources": self._source_listing(("L0",), 300)}),
@@ -266,6 +275,8 @@ class AnalysisWorkflow(LlmWorkflow):
         self._state.scoring = "llm"
         self._state.source_need = resp.data["source_need"]
         self._source_need_reason = resp.data["source_need_reason"]
+        self._suggested_analysts = [str(a) for a in resp.data.get("analysts", [])
+                                    if a in cat.analysts]
         return {k: float(v) for k, v in resp.data["scores"].items()}, resp.data["template"]
 
     def _apply_scores(self, scores: dict[str, float], template: str | None) -> None:
@@ -276,10 +287,11 @@ class AnalysisWorkflow(LlmWorkflow):
         synth = cat.synthesizers[best]
         self._state.synthesizer = best
         self._state.template = template if template in synth.templates else synth.templates[0]
-        self._state.analysts = list(synth.analysts)
+        self._state.analysts = list(self._suggested_analysts or synth.analysts)
         self.record("scored", f"{self._state.scoring}: " + ", ".join(
             f"{s}={scores[s]:.2f}" for s in checks.ranked(scores))
-            + f" -> {best}, template {self._state.template}")
+            + f" -> {best}, template {self._state.template}, analysts "
+            + ", ".join(self._state.analysts))
 
     async def _parse(self) -> None:
         assert self._req
@@ -475,7 +487,8 @@ class AnalysisWorkflow(LlmWorkflow):
                 if known is None:
                     n = sum(1 for s in self._registry if s.level == "L1") + 1
                     self._registry.append(SourceDoc(id=f"L1-{n}", level="L1", title=ref,
-                                                    location=ref, cited_by=[aid]))
+                                                    location=ref, cited_by=[aid],
+                                                    role="framework"))
                 elif aid not in known.cited_by:
                     known.cited_by.append(aid)
 
@@ -578,7 +591,7 @@ class AnalysisWorkflow(LlmWorkflow):
         return ids
 
     async def _map_citations(self, previous_error: str) -> CitationMap:
-        assert self._outline
+        assert self._outline and self._req
         points = self._outline.points
         resp = await self.call_llm(LlmRequest(
             phase="analysis_citations", template="analysis_citations.md",
@@ -586,7 +599,8 @@ class AnalysisWorkflow(LlmWorkflow):
                                                  [s.id for s in self._registry]),
             variables={"outline": "\n".join(f"{p.id} [{'factual' if p.factual else 'opinion'}]"
                                             f" {p.heading}: {p.claim}" for p in points),
-                       "sources": self._source_listing(("L0", "L1", "L2"), 500),
+                       "sources": self._source_listing(("L0", "L1", "L2"),
+                                                       self._req.max_source_chars),
                        "previous_error": previous_error}),
             summary="map sources to the outline")
         assert resp.data is not None
@@ -607,9 +621,18 @@ class AnalysisWorkflow(LlmWorkflow):
         assert self._outline
         self._enter(AnalysisPhase.CITATIONS)
         previous_error = NONE
-        for _ in range(2):
+        for attempt in range(2):
             cmap = await self._map_citations(previous_error)
             problems = checks.validate_citation_map(cmap, self._outline, self._loaded())
+            if not problems and workflow.patched(CITATION_SUPPORT_PATCH):
+                unsupported = checks.unsupported_map_citations(cmap, self._outline,
+                                                               self._registry)
+                if unsupported and attempt == 0:
+                    problems = [f"{pid} cites {', '.join(ids)}, whose text does not support "
+                                "its claim (frameworks (L1) cannot be the only support)"
+                                for pid, ids in unsupported.items()]
+                elif unsupported:
+                    self._drop_unsupported(cmap, unsupported)
             if not problems:
                 count = sum(map(len, cmap.citations.values()))
                 self.record("check_passed", f"citation map: {count} citation(s), gaps: "
@@ -618,6 +641,19 @@ class AnalysisWorkflow(LlmWorkflow):
             previous_error = "; ".join(problems)
             self.record("check_failed", f"citation map: {previous_error}")
         raise self._fail(f"the citation map failed validation twice: {previous_error}")
+
+    def _drop_unsupported(self, cmap: CitationMap, unsupported: dict[str, list[str]]) -> None:
+        """Take citations that stayed unsupported after the redo out of ``cmap`` (kept
+        in ``cmap.unsupported``); a factual point left without any becomes a gap."""
+        assert self._outline
+        for pid, ids in unsupported.items():
+            cmap.citations[pid] = [i for i in cmap.citations[pid] if i not in ids]
+        cmap.unsupported = unsupported
+        cmap.gaps = [p.id for p in self._outline.points
+                     if p.factual and not cmap.citations.get(p.id)]
+        self.record("citations_unsupported", "; ".join(
+            f"{pid}: {', '.join(ids)}" for pid, ids in unsupported.items())
+            + " (dropped after one redo)")
 
     # -- 10./11. full text ------------------------------------------------------------
     async def _full_text(self, cmap: CitationMap, integration: str) -> str:
@@ -630,7 +666,7 @@ class AnalysisWorkflow(LlmWorkflow):
         cited = list(dict.fromkeys(s for ids in cmap.citations.values() for s in ids))
         st = self._state
         previous_error = NONE
-        for _ in range(2):
+        for attempt in range(2):
             resp = await self.call_llm(LlmRequest(
                 phase="analysis_full_text", template="analysis_full_text.md", max_tokens=8192,
                 variables={"title": self._outline.title,
@@ -644,8 +680,24 @@ class AnalysisWorkflow(LlmWorkflow):
             text = checks.remove_source_markers(resp.text)
             meta, body, problems = checks.validate_report(
                 text, self._req.catalogue.report_frontmatter, self._loaded())
+            supported = not problems and workflow.patched(CITATION_SUPPORT_PATCH)
+            if supported:
+                found = checks.unsupported_report_citations(body, self._registry)
+                if found and attempt == 0:
+                    problems = checks.support_problems(found)
+                elif found:
+                    body = checks.mark_unsupported(body, found)
+                    meta["unsupported_citations"] = [
+                        f"{', '.join(ids)}: {sentence[:120]}" for sentence, ids in found]
+                    self.record("citations_unsupported", f"{len(found)} sentence(s) of the "
+                                "report marked as citing sources that do not support them")
             if not problems:
                 meta["provider"] = self._providers()
+                if supported:
+                    meta["sources"] = list(dict.fromkeys(checks.inline_citations(body)))
+                    meta["uncited_sources"] = checks.uncited_sources(body, self._registry)
+                    meta["frameworks"] = [f"{s.id}: {s.title}" for s in self._registry
+                                          if s.role == "framework"]
                 self.record("check_passed", f"report frontmatter and "
                             f"{len(checks.inline_citations(body))} inline citation(s)")
                 return checks.render_report(meta, body)

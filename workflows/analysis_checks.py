@@ -12,17 +12,20 @@ from typing import Any
 
 import yaml
 
+from activities.grounding import SUPPORT_THRESHOLD, sentences, strip_citations, support_score
 from models.analysis import (
     AnalystOutput,
     Catalogue,
     CitationMap,
     Outline,
     OutlinePoint,
+    SourceDoc,
 )
 
 SOURCE_MARKER = re.compile(r"\s*\[Source:\s*analyst-[^\]]*\]")
 CITATION_ID = re.compile(r"\bL[0-2]-\d+\b")
 BRACKETED = re.compile(r"\[([^\[\]]*\bL[0-2]-\d+\b[^\[\]]*)\]")
+BRACKETED_WS = re.compile(r"\s*\[([^\[\]]*\bL[0-2]-\d+\b[^\[\]]*)\]")
 CLOSE_SCORES = 0.2  # top two synthesizer scores closer than this -> clarify (seed 004)
 _JSON_TYPES = {"string": str, "array": list, "object": dict, "number": (int, float),
                "integer": int, "boolean": bool}
@@ -164,6 +167,108 @@ def validate_citation_map(cmap: CitationMap, outline: Outline, loaded: set[str])
     return problems
 
 
+def citation_support(claim: str, cited: list[str], registry: list[SourceDoc]
+                     ) -> tuple[list[str], list[str]]:
+    """Split the ``cited`` source ids of one claim into (supported, unsupported).
+
+    A citation of an evidence source (L0, L2) is supported when
+    :func:`activities.grounding.support_score` of the claim (citations stripped)
+    against the source's text is at least SUPPORT_THRESHOLD. A framework (a
+    catalogue reference work, L1) is never evidence: it counts as supported only
+    next to a supported evidence citation, so it is never the only support of a
+    claim. An id not in ``registry`` is unsupported.
+    """
+    docs = {s.id: s for s in registry}
+    text = strip_citations(claim)
+    supported, unsupported, frameworks = [], [], []
+    for sid in cited:
+        doc = docs.get(sid)
+        if doc is not None and doc.role == "framework":
+            frameworks.append(sid)
+        elif doc is not None and doc.text and support_score(text, doc.text) >= \
+                SUPPORT_THRESHOLD:
+            supported.append(sid)
+        else:
+            unsupported.append(sid)
+    if supported:
+        supported += frameworks
+    else:
+        unsupported += frameworks
+    order = {sid: i for i, sid in enumerate(cited)}
+    return (sorted(supported, key=order.__getitem__), sorted(unsupported, key=order.__getitem__))
+
+
+def unsupported_map_citations(cmap: CitationMap, outline: Outline, registry: list[SourceDoc]
+                              ) -> dict[str, list[str]]:
+    """Outline point id -> the ids its citation-map entry cites without supporting
+    the point's claim (see :func:`citation_support`); fully supported points are left out."""
+    claims = {p.id: p.claim for p in outline.points}
+    out = {}
+    for pid, ids in cmap.citations.items():
+        if pid in claims and ids:
+            _, bad = citation_support(claims[pid], ids, registry)
+            if bad:
+                out[pid] = bad
+    return out
+
+
+def cited_sentences(body: str) -> list[tuple[str, list[str]]]:
+    """Each sentence of a report body that carries inline citations, with the ids it
+    cites (in order)."""
+    out = []
+    for sentence in sentences(body):
+        ids = inline_citations(sentence)
+        if ids:
+            out.append((sentence, list(dict.fromkeys(ids))))
+    return out
+
+
+def unsupported_report_citations(body: str, registry: list[SourceDoc]
+                                 ) -> list[tuple[str, list[str]]]:
+    """(sentence, unsupported ids) of every cited sentence of ``body`` with at least
+    one citation that does not support it (see :func:`citation_support`)."""
+    out: dict[str, list[str]] = {}
+    for sentence, ids in cited_sentences(body):
+        _, bad = citation_support(sentence, ids, registry)
+        if bad:
+            out[sentence] = list(dict.fromkeys(out.get(sentence, []) + bad))
+    return list(out.items())
+
+
+def support_problems(found: list[tuple[str, list[str]]]) -> list[str]:
+    """The unsupported citations as problems a model can act on."""
+    return [f"the sentence \"{sentence[:160]}\" cites {', '.join(ids)}, whose text does not "
+            "support it (cite a source whose passage says this, or drop the citation; "
+            "catalogue frameworks (L1) cannot be the only support)"
+            for sentence, ids in found]
+
+
+def mark_unsupported(body: str, found: list[tuple[str, list[str]]]) -> str:
+    """``body`` with each unsupported citation taken out of its bracket, and noted at
+    the end of the sentence's line as ``(unsupported citation: L0-3)``, so a reader
+    sees it and no check counts it as a citation."""
+    lines = body.split("\n")
+    for sentence, ids in found:
+        probe = " ".join(strip_citations(sentence).split()[:8])
+        for n, line in enumerate(lines):
+            if probe and probe in " ".join(strip_citations(line).split()):
+
+                def keep(match: re.Match[str], drop: list[str] = ids) -> str:
+                    kept = [i for i in CITATION_ID.findall(match.group(1)) if i not in drop]
+                    return f" [{'; '.join(kept)}]" if kept else ""
+
+                lines[n] = BRACKETED_WS.sub(keep, line).rstrip() + \
+                    f" (unsupported citation: {', '.join(ids)})"
+                break
+    return "\n".join(lines)
+
+
+def uncited_sources(body: str, registry: list[SourceDoc]) -> list[str]:
+    """Ids of the evidence sources (L0 loaded, L2 fetched) the report body never cites."""
+    cited = set(inline_citations(body))
+    return [s.id for s in registry if s.role == "evidence" and s.id not in cited]
+
+
 def inline_citations(body: str) -> list[str]:
     """Source ids cited inline as ``[L0-1]`` or ``[L0-1; L2-3]``, in order of appearance."""
     return [sid for group in BRACKETED.findall(body) for sid in CITATION_ID.findall(group)]
@@ -207,7 +312,8 @@ def render_report(meta: dict[str, Any], body: str) -> str:
 
 # -- JSON schemas of the structured LLM phases -----------------------------------
 def parse_schema(catalogue: Catalogue) -> dict[str, Any]:
-    """Problem parsing: a 0..1 score per synthesizer, a template, the source need."""
+    """Problem parsing: a 0..1 score per synthesizer, a template, the source need,
+    and optionally the analysts whose lens fits the problem."""
     return {
         "type": "object",
         "properties": {
@@ -217,6 +323,8 @@ def parse_schema(catalogue: Catalogue) -> dict[str, Any]:
             "template": {"type": "string", "enum": list(catalogue.templates)},
             "source_need": {"type": "string", "enum": ["HIGH", "MEDIUM", "LOW"]},
             "source_need_reason": {"type": "string", "minLength": 1},
+            "analysts": {"type": "array", "minItems": 1, "uniqueItems": True,
+                         "items": {"type": "string", "enum": list(catalogue.analysts)}},
         },
         "required": ["scores", "template", "source_need", "source_need_reason"],
     }

@@ -9,14 +9,18 @@ call is an activity of :class:`~activities.learning.LearningStore`.
 
 * **Assign** (:func:`choose_next_kc`): a KC whose prerequisites are mastered (or
   skipped), lowest P(L) first, ties by curriculum order.
-* **Test**: items from the bank, unseen first; when too few are unseen, items
-  are generated through the LLM layer and validated before use. The test is a
+* **Test**: items from the bank, unseen first; when too few are unseen, items are
+  drawn from the KC's item templates (deterministic per student and round), then,
+  if still short and ``llm_item_generation`` is on, generated through the LLM
+  layer; every drawn or generated item passes the semantic checks before use. The test is a
   gate the student closes with ``submit_answers`` (a signal, and an update whose
   validator refuses unknown items or a closed test); a reminder is recorded every
   ``reminder_after``, and after ``expire_after`` the test expires, is scored not
   attempted, and the loop goes on or pauses (``on_expiry``).
 * **Diagnose**: exact, numeric and multiple-choice scoring in the database
-  activity; free text by the LLM when ``llm_grading`` is on. Misconceptions named per KC.
+  activity; free text accepted when equivalent to the key (normalised text,
+  numbers, listed alternatives), else by the LLM when ``llm_grading`` is on.
+  Misconceptions named per KC.
 * **Remediate**: hint, worked example and practice items as a Markdown artifact.
 * **Model**: Bayesian Knowledge Tracing per response, once per response ID.
 * **Teacher overrides** (validated updates): ``set_mastery``, ``skip_kc``, ``pause``, ``resume``.
@@ -34,6 +38,7 @@ from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.learning import LearningStore
+    from activities.learning_scoring import grade_free_text
     from models.common import GateDecision, Verdict
     from models.learning import (
         BeginInput,
@@ -66,11 +71,15 @@ with workflow.unsafe.imports_passed_through():
         StoreGeneratedInput,
         SubmitAck,
         SubmitAnswers,
+        TemplateItemsInput,
     )
     from models.llm import LlmRequest, LlmUsage
 
 SUBMIT_ANSWERS = "submit_answers"
 AUDIT_TAIL = 50  # audit entries carried into the next run
+ITEM_TEMPLATES_PATCH = "item-templates"
+"""Patch id: item templates before LLM generation, LLM generation only when
+``llm_item_generation`` is on, equivalent free-text answers not sent to the LLM."""
 GENERATE_TEMPLATE = "learning_generate_items.md"
 GRADE_TEMPLATE = "learning_grade_free_text.md"
 ANSWER_TYPES = ["exact", "numeric", "multiple_choice"]
@@ -313,7 +322,22 @@ class LearningLoopWorkflow(LlmWorkflow):
         fresh = picked.items[:count - picked.shortfall]
         seen = picked.items[count - picked.shortfall:]
         generated: list[PublicItem] = []
-        if picked.shortfall:
+        if picked.shortfall and workflow.patched(ITEM_TEMPLATES_PATCH):
+            drawn: StoredGenerated = await self._db(
+                LearningStore.store_template_items, TemplateItemsInput(
+                    workflow_id=workflow.info().workflow_id, student=cfg.student,
+                    curriculum=cfg.curriculum, kc=kc.id, round=number,
+                    count=picked.shortfall), f"draw {picked.shortfall} templated item(s)")
+            if drawn.items or drawn.refused:
+                self.record("items_generated", f"{kc.id}: {len(drawn.items)} drawn from "
+                            f"templates, {len(drawn.refused)} refused" + (
+                                f" ({'; '.join(drawn.refused)})" if drawn.refused else ""))
+            generated = list(drawn.items)
+            short = picked.shortfall - len(generated)
+            if short and cfg.llm_item_generation:
+                generated += await self._generate(
+                    kc, number, picked.model_copy(update={"shortfall": short}))
+        elif picked.shortfall:
             generated = await self._generate(kc, number, picked)
         items = (fresh + generated + seen)[:count]
         if not items:
@@ -361,15 +385,20 @@ class LearningLoopWorkflow(LlmWorkflow):
         rubrics: list[FreeTextRubric] = await self._db(
             LearningStore.rubrics, test_id, "answer keys of free-text items")
         grades: dict[str, FreeTextGrade] = {}
+        equivalent_first = workflow.patched(ITEM_TEMPLATES_PATCH)
         for rubric in rubrics:
             answer = answers.get(rubric.item, "")
             if not answer.strip():
                 continue
+            if equivalent_first and grade_free_text(answer, rubric.answer_key,
+                                                    rubric.alternatives):
+                continue  # right without asking a model (Diagnose scores it)
             try:
                 response = await self.call_llm(LlmRequest(
                     phase="learning_grade_free_text", template=GRADE_TEMPLATE,
                     variables={"prompt": rubric.prompt, "answer_key": rubric.answer_key,
                                "answer": answer,
+                               "alternatives": "; ".join(rubric.alternatives) or "(none)",
                                "misconceptions": ", ".join(rubric.misconceptions) or "(none)"},
                     output_schema=FREE_TEXT_GRADE_SCHEMA), summary=f"grade {rubric.item}")
             except ActivityError as err:

@@ -133,7 +133,12 @@ class SdlcWorkflow(LlmWorkflow):
                 workflow_id=workflow.info().workflow_id, round=self._state.round,
                 runner=self._req.agent, worktree=self._state.worktree,
                 branch=self._state.branch.name, title=self._req.title,
-                description=self._req.description, feedback=list(self._state.feedback),
+                description=self._req.description,
+                # one round's feedback and a reference to the earlier ones (the previous
+                # round's commit holds them in its feedback file): bounded per round
+                new_feedback=self._state.feedback[-1] if self._state.feedback else "",
+                feedback_from=(self._state.specs[-1].commit or "") if self._state.specs
+                else "",
                 timeout_seconds=self._req.agent_timeout.total_seconds(),
             ),
             start_to_close_timeout=self._req.agent_timeout + policies.AGENT_TIMEOUT_MARGIN,

@@ -26,8 +26,10 @@ Lifecycle ``pending -> running -> succeeded / failed / quarantined / canceled``:
   the ``resume`` update re-runs the failed (and so blocked) steps; cancelling
   ends the run ``canceled``.
 * **Gate reviews**: a ``gate: true`` step waits at gate ``review-<step>`` after it
-  succeeds: approve lets dependents run, revise runs it again with the comment in
-  ``WORKSTREAM_FEEDBACK``, reject fails it.
+  succeeds: approve lets dependents run, revise runs it again with the comment
+  in the step's feedback file (``WORKSTREAM_FEEDBACK_FILE``; agent steps get
+  ``SDLC_FEEDBACK_FILE``), reject fails it. Each execution's input carries only
+  the newest comment: the file holds the earlier ones.
 * With ``merge_to_base``, the branch is merged into the base branch at the end.
 """
 
@@ -342,16 +344,19 @@ class WorkstreamWorkflow(GatedWorkflow):
                     changed = True
 
     async def _run_step(self, step: StepSpec) -> None:
+        feedback = ""
         try:
             while True:
-                again = await self._run_once(step)
+                again = await self._run_once(step, feedback)
                 if not again:
                     return
+                feedback = self._feedback[step.id][-1]
         finally:
             self._changed = True
 
-    async def _run_once(self, step: StepSpec) -> bool:
-        """One execution of ``step``; True when a reviewer asked for a revision."""
+    async def _run_once(self, step: StepSpec, feedback: str = "") -> bool:
+        """One execution of ``step``; True when a reviewer asked for a revision.
+        ``feedback`` is the comment of the revise that asked for this execution."""
         number = self._executions[step.id] = self._executions.get(step.id, 0) + 1
         self._set_step(step.id, StepState.RUNNING, f"execution {number}")
         tool = await self._route(step, number)
@@ -361,7 +366,7 @@ class WorkstreamWorkflow(GatedWorkflow):
         att = StepAttempt(step=step.id, number=number, tool=tool, started_at=workflow.now())
         self._attempts.append(att)
         try:
-            out = await self._execute(step, tool, number, att)
+            out = await self._execute(step, tool, number, att, feedback)
             att.attempts, att.exit_code, att.outputs = out.attempt, out.exit_code, out.outputs
             att.outcome = "succeeded"
         except (ActivityError, asyncio.CancelledError) as err:
@@ -493,9 +498,10 @@ class WorkstreamWorkflow(GatedWorkflow):
                         f"consecutive failure(s), until {outcome.breaker.open_until}", step_id)
 
     # -- activities ------------------------------------------------------------
-    async def _execute(self, step: StepSpec, tool: str, number: int, att: StepAttempt
-                       ) -> StepOutput:
-        """Run one execution of ``step`` on ``tool``.
+    async def _execute(self, step: StepSpec, tool: str, number: int, att: StepAttempt,
+                       feedback: str = "") -> StepOutput:
+        """Run one execution of ``step`` on ``tool``; ``feedback`` is the comment of
+        the revise that asked for it (the activity gets only this one).
 
         A lost attempt (worker killed or lost, heartbeat timeout, a completion the
         server rejected after a restart) is retried by the platform
@@ -521,14 +527,15 @@ class WorkstreamWorkflow(GatedWorkflow):
                     maximum_attempts=r.max_attempts,
                     non_retryable_error_types=[exit_code_error_type(c)
                                                for c in r.non_retryable_exit_codes]),
-                attempt_base=0, final=False)
+                attempt_base=0, final=False, feedback=feedback)
         final_types = {exit_code_error_type(c) for c in r.non_retryable_exit_codes}
         base = 0
         while True:
             try:
                 out = await self._execute_activity(step, tool, number,
                                                    policies.STEP_INFRA_RETRY,
-                                                   attempt_base=base, final=True)
+                                                   attempt_base=base, final=True,
+                                                   feedback=feedback)
             except ActivityError as err:
                 if is_cancelled_exception(err):
                     raise
@@ -567,8 +574,8 @@ class WorkstreamWorkflow(GatedWorkflow):
                         "completion lost); not counted against retry.max_attempts", step_id)
 
     async def _execute_activity(self, step: StepSpec, tool: str, number: int,
-                                retry: RetryPolicy, attempt_base: int, final: bool
-                                ) -> StepOutput:
+                                retry: RetryPolicy, attempt_base: int, final: bool,
+                                feedback: str = "") -> StepOutput:
         assert self._inp and self._workspace
         spec = self._inp.router.tools[tool]
         timeout = timedelta(seconds=step.timeout) + STEP_TIMEOUT_MARGIN
@@ -581,7 +588,8 @@ class WorkstreamWorkflow(GatedWorkflow):
                           worktree=self._workspace.path, branch=self._workspace.branch,
                           title=str(step.inputs.get("title", step.id)),
                           description=str(step.inputs.get("description", "")),
-                          feedback=self._feedback.get(step.id, []),
+                          new_feedback=feedback,
+                          feedback_from=self._last_output_commit(step.id) if feedback else "",
                           timeout_seconds=step.timeout,
                           fence_key=f"step-{step.id}-{number}" if final else "",
                           own_failures_final=final),
@@ -591,14 +599,11 @@ class WorkstreamWorkflow(GatedWorkflow):
                 summary=summary)
             # the agent's result does not say its attempt: the first after ``attempt_base``
             return StepOutput(attempt=attempt_base + 1, outputs=[ref])
-        inputs = dict(step.inputs)
-        if self._feedback.get(step.id):
-            inputs["env"] = {**(inputs.get("env") or {}),
-                             "WORKSTREAM_FEEDBACK": "\n".join(self._feedback[step.id])}
         task = StepTask(workflow_id=wf_id, step=step.id, number=number, tool=tool, spec=spec,
-                        inputs=inputs, workspace=self._workspace.path,
+                        inputs=dict(step.inputs), workspace=self._workspace.path,
                         spec_dir=self._inp.spec_dir, timeout=step.timeout,
-                        attempt_base=attempt_base, own_failures_final=final)
+                        attempt_base=attempt_base, own_failures_final=final,
+                        new_feedback=feedback)
         method = {"shell": WorkstreamActivities.run_shell,
                   "python": WorkstreamActivities.run_python,
                   "noop": WorkstreamActivities.run_noop}[spec.adapter]
@@ -608,6 +613,14 @@ class WorkstreamWorkflow(GatedWorkflow):
             heartbeat_timeout=SHELL_HEARTBEAT_TIMEOUT if spec.adapter in heartbeats else None,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=summary)
+
+    def _last_output_commit(self, step_id: str) -> str:
+        """The commit of the newest output of ``step_id``'s executions (an agent
+        step's committed spec, beside which its feedback file is), or ""."""
+        for att in reversed(self._attempts):
+            if att.step == step_id and att.outputs and att.outputs[0].commit:
+                return att.outputs[0].commit
+        return ""
 
     async def _commit_handoff(self, att: StepAttempt, step: StepSpec) -> None:
         assert self._workspace

@@ -41,7 +41,7 @@ def test_a_bad_curriculum_is_one_line_and_imports_nothing(env, tmp_path):
 async def test_a_student_through_the_cli(dev_env, env, task_queue, tmp_path):
     init = await acli("learn", "init-db", "--json", env=env)
     assert init.returncode == 0, init.stderr
-    assert json.loads(init.stdout)["revision"] == "0001"
+    assert json.loads(init.stdout)["revision"] == "0002"
     imported = await acli("learn", "import", str(FRACTIONS), env=env)
     assert imported.returncode == 0 and "5 KCs" in imported.stdout, imported.stderr
     settings = Settings(orchestrator_home=tmp_path / "home", temporal_task_queue=task_queue,

@@ -65,7 +65,7 @@ def test_migrations_build_the_schema_of_the_models(db_url):
 
     db = LearningDatabase(db_url)
     db.migrate()
-    assert current_revision(db.engine) == "0001"
+    assert current_revision(db.engine) == "0002"
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     db.dispose()
@@ -201,17 +201,27 @@ def test_generated_items_are_validated_before_use(repo):
                       answer_type="numeric", answer="3/5"),  # repeats af-2
         GeneratedItem(kc="adding-fractions", prompt="No key", answer_type="exact", answer=" "),
         GeneratedItem(kc="adding-fractions", prompt="Q", answer_type="essay", answer="y"),
+        GeneratedItem(  # the item: prompt-template fragments as prompt and key
+            kc="adding-fractions", answer_type="multiple_choice",
+            prompt="text of the right choice); - `choices`: the options of a multiple-choice",
+            answer="text of the right choice); - `choices`: the options of a multiple-choice",
+            choices=["text of the right choice); - `choices`: the options of a "
+                     "multiple-choice", "`answer`: the answer key"]),
+        GeneratedItem(kc="adding-fractions", prompt="What is {a} + {b}?",
+                      answer_type="numeric", answer="3"),
     ])
     stored = repo.store_generated(inp)
     assert [i.prompt for i in stored.items] == ["What is 1/5 + 3/5?"]
     assert stored.items[0].origin == "generated"
-    assert len(stored.refused) == 6
+    assert len(stored.refused) == 8
     assert "tagged with KC 'comparing-fractions'" in stored.refused[0]
     assert "not a number" in stored.refused[1]
     assert "one of them the answer key" in stored.refused[2]
     assert "repeats the prompt" in stored.refused[3]
     assert "no answer key" in stored.refused[4]
     assert "unknown answer type 'essay'" in stored.refused[5]
+    assert "prompt contains prompt-template text" in stored.refused[6]
+    assert "unfilled" in stored.refused[7] or "'{a}'" in stored.refused[7]
     assert repo.store_generated(inp).items == stored.items  # a rerun stores nothing new
     with repo.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Item).where(

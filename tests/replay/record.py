@@ -27,7 +27,7 @@ from settings import Settings  # noqa: E402
 from temporal_plumbing.environments import start_local_env  # noqa: E402
 from tests.github_server import GitHubServer  # noqa: E402
 from worker import make_worker  # noqa: E402
-from workflows.gates import GATE_UPDATE  # noqa: E402
+from workflows.gates import GATE_SIGNAL, GATE_UPDATE  # noqa: E402
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
@@ -220,9 +220,167 @@ async def record_sdlc_github(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_sdlc_signals(workdir: Path) -> None:
+    """SDLC decided by signals: at GATE_1 a malformed payload, an unknown verdict, a
+    misspelt signal name (all refused), then a revise; then an approve."""
+    repo = workdir / "replay-signals-repo"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
+                                                 "commit", "-q", "--allow-empty", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_sdlc(env.client, settings, feature_request(
+                settings, title="Add CSV export", description="Export as CSV.",
+                repo_path=str(repo)))
+            for round_, decision in ((1, {"gate": GATE_1, "verdict": "revise",
+                                          "actor": "recorder", "comment": "more detail"}),
+                                     (2, {"gate": GATE_1, "verdict": "approve",
+                                          "actor": "recorder"})):
+                while not await handle.query("pending_gates", result_type=list[GateInfo]):
+                    await asyncio.sleep(0.05)
+                if round_ == 1:
+                    await handle.signal(GATE_SIGNAL, {"foo": 1})
+                    await handle.signal(GATE_SIGNAL, {"gate": GATE_1, "verdict": "maybe",
+                                                      "actor": "recorder"})
+                    await handle.signal("gate_decison", decision)
+                await handle.signal(GATE_SIGNAL, decision)
+                await asyncio.sleep(0.5)
+            await handle.result()
+            history = await handle.fetch_history()
+        (HISTORIES / "sdlc_signals_refused_then_decided.json").write_text(history.to_json())
+    finally:
+        await env.shutdown()
+
+
+async def record_analysis_grounded(workdir: Path) -> None:
+    """Analysis with the grounded offline provider on examples/analysis (the
+    citation-support patch: support checked, uncited sources and frameworks listed)."""
+    from cli.analysis import analysis_request, start_analysis
+    from tests.workflows.analysis_harness import EXAMPLE, drive
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", llm_provider="offline")
+    try:
+        async with make_worker(env.client, settings):
+            docs = sorted(str(p) for p in EXAMPLE.glob("*.md") if p.name != "problem.md")
+            req = analysis_request(settings, problem=(EXAMPLE / "problem.md").read_text(),
+                                   title="Reset link signing", sources=docs)
+            handle = await start_analysis(env.client, settings, req)
+            await drive(handle)
+            await handle.result()
+            history = await handle.fetch_history()
+        (HISTORIES / "analysis_grounded_citation_support.json").write_text(history.to_json())
+    finally:
+        await env.shutdown()
+
+
+TEMPLATED_CURRICULUM = {
+    "id": "sums", "title": "Sums", "knowledge_components": [{
+        "id": "like-sums", "name": "Adding fractions with like denominators",
+        "misconceptions": [{"id": "adds-denominators", "description": "adds both"}],
+        "items": [{"id": "ls-1", "prompt": "What is the top number of a fraction called?",
+                   "answer_type": "free_text", "answer": "numerator"}],
+        "templates": [{
+            "id": "ls-t", "prompt": "What is {a}/{d} + {b}/{d}?", "answer_type": "numeric",
+            "variables": {"a": {"min": 1, "max": 5}, "b": {"min": 1, "max": 5},
+                          "d": {"min": 3, "max": 12}},
+            "constraints": ["a + b < d"], "answer": "frac(a + b, d)"}]}]}
+
+
+async def record_learning_templates(workdir: Path) -> None:
+    """Learning loop, one round offline (the item-templates patch): the test's
+    shortfall drawn from an item template, a free-text answer accepted as
+    equivalent without the LLM grader, the round limit."""
+    import json
+
+    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.learning_db import LearningDatabase
+    from cli.learning import learning_config, start_learning
+    from models.learning import Answer, OpenTest, SubmitAnswers
+    from workflows.learning_loop import SUBMIT_ANSWERS
+
+    path = workdir / "sums.json"
+    path.write_text(json.dumps(TEMPLATED_CURRICULUM))
+    url = f"sqlite:///{workdir / 'learning.db'}"
+    db = LearningDatabase(url)
+    spec, sha = read_curriculum(path)
+    with db.session() as session:
+        import_curriculum(session, spec, sha)
+    db.dispose()
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", database_url=url, llm_provider="offline")
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_learning(env.client, settings, learning_config(
+                settings, student="replay", curriculum="sums", max_rounds=1,
+                items_per_test=3, llm_grading=True))
+            while (test := await handle.query("open_test", result_type=OpenTest | None)) is None:
+                await asyncio.sleep(0.05)
+            await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+                Answer(item=i.id, answer="The numerator." if i.id == "ls-1" else "1/2")
+                for i in test.items]))
+            await handle.result()
+            (HISTORIES / "learning_loop_item_templates.json").write_text(
+                (await handle.fetch_history()).to_json())
+    finally:
+        await env.shutdown()
+
+
+async def record_workstream_admission(workdir: Path) -> None:
+    """Workstream with the worker's tool check (patch ``worker-tool-authority``): a
+    run the worker admits (a shell and a python step) and one it refuses (a tool
+    it does not define, ``os:system``)."""
+    from cli.workstream import start_workstream
+    from models.workstream import (
+        DEFAULT_ROUTER_CONFIG,
+        RouterConfig,
+        WorkstreamInput,
+        WorkstreamSpec,
+    )
+
+    mod = "tests.workflows.workstream_callables"
+    allowed = WorkstreamInput(spec=WorkstreamSpec.model_validate({
+        "work_item": "replay-admitted", "steps": [
+            {"id": "sh", "kind": "shell", "inputs": {"script": "echo ok"}},
+            {"id": "py", "kind": "python", "depends_on": ["sh"], "inputs": {
+                "callable": f"{mod}:area", "kwargs": {"width": 2, "height": 3}}}]}),
+        router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG), spec_dir=str(workdir))
+    refused = WorkstreamInput(spec=WorkstreamSpec.model_validate({
+        "work_item": "replay-refused", "steps": [
+            {"id": "own", "kind": "mine", "inputs": {"script": "echo stolen"}},
+            {"id": "sys", "kind": "python", "inputs": {"callable": "os:system"}}]}),
+        router=RouterConfig.model_validate({
+            "tools": {"mine": {"adapter": "shell", "secrets": ["GITHUB_TOKEN"]},
+                      "python": {"adapter": "python"}},
+            "routes": {"mine": {"tools": ["mine"]}, "python": {"tools": ["python"]}}}),
+        spec_dir=str(workdir))
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-adm",
+                        workstream_python_modules=[mod])
+    try:
+        async with make_worker(env.client, settings):
+            for inp, name in ((allowed, "allowed"), (refused, "refused")):
+                handle = await start_workstream(env.client, settings, inp)
+                try:
+                    await handle.result()
+                except Exception:  # noqa: BLE001 - the refused run is meant to fail
+                    pass
+                (HISTORIES / f"workstream_admission_{name}.json").write_text(
+                    (await handle.fetch_history()).to_json())
+    finally:
+        await env.shutdown()
+
+
 SCENARIOS = {"sdlc": record_sdlc, "sdlc_github": record_sdlc_github,
              "analysis": record_analysis, "workstream": record_workstream,
-             "learning": record_learning}
+             "analysis_grounded": record_analysis_grounded,
+             "learning_templates": record_learning_templates,
+             "learning": record_learning, "sdlc_signals": record_sdlc_signals,
+             "workstream_admission": record_workstream_admission}
 
 
 async def main(names: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -16,8 +17,17 @@ def depends(service: str) -> dict:
     return value if isinstance(value, dict) else {name: {} for name in value}
 
 
-def test_the_stack_has_its_four_services():
-    assert set(SERVICES) == {"postgresql", "temporal", "temporal-ui", "worker"}
+def test_the_stack_has_its_services():
+    assert set(SERVICES) == {"postgresql", "temporal", "temporal-ui", "worker", "codec-server"}
+
+
+def test_the_codec_server_runs_with_the_workers_keys_on_loopback():
+    codec = SERVICES["codec-server"]
+    assert "python starter.py codec-server" in " ".join(codec["command"])
+    assert codec["environment"]["PAYLOAD_KEYS"] == SERVICES["worker"]["environment"][
+        "PAYLOAD_KEYS"] == "${PAYLOAD_KEYS:-}"
+    assert codec["ports"] == ["127.0.0.1:8081:8081"]
+    assert "TEMPORAL_CODEC_ENDPOINT" in SERVICES["temporal-ui"]["environment"]
 
 
 def test_temporal_runs_on_the_postgresql_service():
@@ -27,9 +37,29 @@ def test_temporal_runs_on_the_postgresql_service():
     assert "healthcheck" in SERVICES["postgresql"]
 
 
-def test_ports_for_the_frontend_and_the_web_ui():
-    assert "7233:7233" in SERVICES["temporal"]["ports"]
-    assert any(p.startswith("8233:") for p in SERVICES["temporal-ui"]["ports"])
+def published(port: str, environ: dict[str, str]) -> list[str]:
+    """The host addresses a service's ``port`` is published on, with compose's
+    ``${VAR:-default}`` interpolation done for ``environ``."""
+    out = []
+    for service in SERVICES.values():
+        for mapping in service.get("ports", []):
+            text = re.sub(r"\$\{(\w+):-([^}]*)\}",
+                          lambda m: environ.get(m.group(1)) or m.group(2), mapping)
+            parts = text.split(":")
+            if len(parts) == 3 and parts[1] == port:
+                out.append(parts[0])
+            elif len(parts) == 2 and parts[0] == port:
+                out.append("0.0.0.0")  # compose publishes HOST:CONTAINER on every interface
+    return out
+
+
+def test_frontend_and_web_ui_are_on_loopback_unless_the_user_opts_in():
+    assert published("7233", {}) == ["127.0.0.1"]
+    assert published("8233", {}) == ["127.0.0.1"]
+    assert published("7233", {"PUBLISH_ADDRESS": "0.0.0.0"}) == ["0.0.0.0"]
+    assert published("8233", {"PUBLISH_ADDRESS": "0.0.0.0"}) == ["0.0.0.0"]
+    assert SERVICES["temporal"]["ports"][0].endswith(":7233:7233")
+    assert SERVICES["temporal-ui"]["ports"][0].endswith(":8233:8080")
     assert SERVICES["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
 
 

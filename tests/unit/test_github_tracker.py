@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.github import GitHubIssueTracker, parse_command, rate_limit_delay
-from models.common import Verdict
+from models.common import MAX_GATE_TEXT_BYTES, Verdict
 from models.issues import CommentInput, CommentPollInput, PullRequestInput
 from models.sdlc import IssueRef, OpenIssueInput, PhaseLabelInput, SdlcPhase
 from tests.conftest import git
@@ -135,6 +135,17 @@ def test_a_command_posted_before_the_gate_opened_is_answered(server, tracker):
         issue=ref, not_before=datetime.now(UTC) + timedelta(seconds=5), gate="GATE_1"))
     assert poll.commands == [] and poll.ignored == 1
     assert "posted before GATE_1 opened" in server.gh.comments_on(1)[-1]["body"]
+
+
+def test_a_command_over_the_size_limit_is_answered_and_not_returned(server, tracker):
+    ref = tracker.open_issue(open_input())
+    server.gh.permissions["alice"] = "write"
+    server.gh.add_comment(1, "alice", "/reject " + "x" * (MAX_GATE_TEXT_BYTES + 1))
+    poll = tracker.poll_comments(CommentPollInput(
+        issue=ref, not_before=datetime.now(UTC) - timedelta(seconds=5), gate="GATE_1"))
+    assert poll.commands == [] and poll.ignored == 1  # its text stays out of history
+    reply = server.gh.comments_on(1)[-1]["body"]
+    assert "@alice" in reply and f"{MAX_GATE_TEXT_BYTES + 1:,} bytes, over the limit" in reply
 
 
 def test_comment_is_posted_once_per_key(server, tracker):

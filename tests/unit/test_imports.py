@@ -120,3 +120,30 @@ def test_the_worker_and_the_plumbing_import_nothing_of_the_cli():
         "print(sorted(m for m in sys.modules if m == 'cli' or m.startswith('cli.')))")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_clients_environments_and_replayers_are_built_only_by_the_plumbing():
+    """Every client, test server and replayer comes from temporal_plumbing, so each
+    gets the same data converter (payload codec included), interceptors and runtime."""
+    import re
+
+    pattern = re.compile(r"Client\.connect\(|WorkflowEnvironment\.start_|Replayer\(|"
+                         r"pydantic_data_converter")
+    allowed = {"tests.unit.test_imports", "tests.unit.test_payload_codec"}
+    offenders = [name for name, path in project_modules().items()
+                 if not name.startswith("temporal_plumbing") and name not in allowed
+                 and pattern.search(path.read_text())]
+    assert not offenders, f"build these through temporal_plumbing: {offenders}"
+
+
+def test_console_scripts_resolve_and_learn_is_orchestrator_learn():
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for target in scripts.values():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), target
+    proc = fresh_interpreter("import sys; sys.argv = ['learn', '--help']; "
+                             "import starter; starter.learn_entry()")
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: orchestrator learn")

@@ -31,6 +31,10 @@ def prompts(tmp_path: Path) -> Path:
     (tmp_path / "judge.md").write_text(
         "---\nsystem: You judge {topic}.\noffline: 'offline verdict on {topic}'\n---\n"
         "Judge this: {topic}\n")
+    (tmp_path / "judge_data.md").write_text(
+        "---\noffline: '{{verdict: go, score: 0.5, reasons: [offline verdict on {topic}]}}'"
+        "\n---\nJudge this: {topic}\n")
+    (tmp_path / "bare.md").write_text("Judge this: {topic}\n")
     return tmp_path
 
 
@@ -152,15 +156,29 @@ async def test_missing_variable_is_not_retryable(fake, prompts):
 
 async def test_offline_is_deterministic_schema_valid_and_marked(prompts):
     acts = LlmActivities(OfflineProvider(ModelPrice(input=3, output=15)), prompts)
-    first = await complete(acts, request())
-    again = await complete(acts, request())
-    other = await complete(acts, request(variables={"topic": "something else entirely"}))
+    first = await complete(acts, request(template="judge_data.md"))
+    again = await complete(acts, request(template="judge_data.md"))
+    other = await complete(acts, request(template="judge_data.md",
+                                         variables={"topic": "something else entirely"}))
     assert schema_errors(SCHEMA, first.data) is None
     assert first.data == again.data and first.text == again.text
+    assert first.data["reasons"] == ["offline verdict on the CSV export"]
     assert first.usage.provider == "offline" and first.usage.cost_usd > 0
     assert other.data != first.data  # derived from the input
     text = await complete(acts, request(output_schema=None))
     assert text.text == "offline verdict on the CSV export"
+
+
+async def test_offline_refuses_templates_without_a_counterpart(prompts):
+    """No filler: a template without an offline answer, or whose answer does not
+    fit the schema, is refused for good instead of answered with words of the prompt."""
+    acts = LlmActivities(OfflineProvider(), prompts)
+    with pytest.raises(ApplicationError) as missing:
+        await complete(acts, request(template="bare.md"))
+    assert missing.value.non_retryable and missing.value.type == "OfflineAnswerMissing"
+    with pytest.raises(ApplicationError) as invalid:
+        await complete(acts, request())  # a text answer for a structured request
+    assert invalid.value.non_retryable and invalid.value.type == "LlmOutputInvalid"
 
 
 def test_provider_defaults_to_offline_without_a_key_with_a_notice(monkeypatch):
@@ -178,3 +196,49 @@ def test_a_model_without_a_price_is_refused(monkeypatch):
 
     with pytest.raises(SettingsError, match="no price in LLM_PRICES"):
         load_settings(_env_file=None, anthropic_api_key="sk-x", llm_model="my-local-model")
+
+
+async def test_parallel_analysts_share_the_source_block_through_the_prompt_cache(fake):
+    """The analyst template's shared source block goes first, marked with
+    cache_control: the fake API writes it to its cache on the first call and the
+    other analysts read it; the ledger prices writes and reads at their own rates."""
+    from activities.llm import PROMPTS
+    from models.llm import LlmLedger
+
+    sources = "[L0-1] (L0) notes — notes.md\n" + "The mandate starts in 2025. " * 300
+    acts = activities(fake.url, PROMPTS)
+    fake.script = [api.text("---\nanalyst: x\n---\nbody", input_tokens=50)
+                   for _ in range(3)]
+    usages = []
+    for aid in ("market", "risk", "customer"):
+        resp = await complete(acts, LlmRequest(
+            phase="analysis_analyst", template="analysis_analyst.md", output_schema=None,
+            variables={"problem": "Enter Germany?", "analyst_id": aid,
+                       "analyst_name": f"{aid} analyst", "analyst_focus": f"{aid} lens",
+                       "analyst_reference": "", "sources": sources,
+                       "source_ids": '["L0-1"]', "previous_error": "(none)"}))
+        usages.append(resp.usage)
+    for body in fake.requests:
+        first, own = body["system"]
+        assert first["cache_control"] == {"type": "ephemeral"}
+        assert first["text"].startswith("## Source documents") and "mandate" in first["text"]
+        assert "cache_control" not in own and "lens" in own["text"]
+        assert "mandate" not in body["messages"][0]["content"]  # sent once, in the cache
+    assert [kind for kind, _ in fake.cache_events] == ["write", "read", "read"]
+    written = usages[0].cache_creation_input_tokens
+    assert written > 1000 and usages[0].cache_read_input_tokens == 0
+    assert all(u.cache_read_input_tokens == written for u in usages[1:])
+    # sonnet: $3.75 per million cache-write tokens, $0.30 per million cache reads
+    assert usages[0].cost_usd == pytest.approx((50 * 3 + 50 * 15 + written * 3.75) / 1e6)
+    assert usages[1].cost_usd == pytest.approx((50 * 3 + 50 * 15 + written * 0.3) / 1e6)
+    phase = LlmLedger.of(usages, None).by_phase[0]
+    assert (phase.cache_write_tokens, phase.cache_read_tokens) == (written, 2 * written)
+
+
+def test_the_fake_api_refuses_malformed_cache_control():
+    block = {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}
+    assert api.cache_problem({"system": [block] * 4}) is None
+    assert "maximum of 4" in api.cache_problem({"system": [block] * 5})
+    assert "invalid" in api.cache_problem({"system": [{**block, "cache_control": {
+        "type": "persistent"}}]})
+    assert "empty" in api.cache_problem({"system": [{**block, "text": " "}]})

@@ -22,6 +22,7 @@ from workflows.gates import GATE_UPDATE
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "analysis"
+EXAMPLE = ROOT / "examples" / "analysis"  # the library-choice sample (README, bench)
 PRICE = ModelPrice(input=3, output=15)
 
 Hook = Callable[[LlmRequest, LlmResponse, int], LlmResponse]

@@ -4,6 +4,7 @@ gate, the analyst failure rules, the search limit, the enforced checks, the budg
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from temporalio.worker import Worker
 
 from activities.analysis import AnalysisActivities
 from activities.artifacts import ArtifactStore
-from activities.llm import LlmActivities, OfflineProvider
+from activities.llm import LlmActivities, OfflineProvider, template_lines
 from activities.web_search import WebSearchActivities, build_exa_client
 from models.analysis import AnalysisResult, AnalysisState
 from models.common import AuditEntry, Verdict
@@ -22,6 +23,7 @@ from models.llm import LlmLedger, ModelPrice
 from tests.conftest import NO_SIGNERS
 from tests.fakes import exa_api
 from tests.workflows.analysis_harness import (
+    EXAMPLE,
     FIXTURES,
     ScriptedLlm,
     analysis_request,
@@ -30,6 +32,7 @@ from tests.workflows.analysis_harness import (
     with_data,
     workflow_id,
 )
+from workflows import analysis_checks as checks
 from workflows.analysis import AnalysisWorkflow
 from workflows.analysis_checks import split_frontmatter
 from workflows.gates import GATE_UPDATE
@@ -60,9 +63,14 @@ async def run_analysis(ts_env, task_queue, tmp_path, exa, llm):
             task_queue=task_queue)
         handle.opened = await drive(handle, script, on_gate=on_gate)
         try:
-            return AnalysisResult.model_validate(await handle.result()), handle
+            result = AnalysisResult.model_validate(await handle.result())
         except WorkflowFailureError as failure:
             return failure, handle
+        report = Path(result.report.path).read_text()
+        leaked = [line for lines in template_lines().values() for line in lines
+                  if line in report]
+        assert not leaked, f"prompt text in the report: {leaked}"
+        return result, handle
 
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[AnalysisWorkflow],
                       activities=[llm.llm_complete, acts.load_sources, acts.write_report,
@@ -72,8 +80,11 @@ async def run_analysis(ts_env, task_queue, tmp_path, exa, llm):
 
 
 def scores(values: dict[str, float]):
+    """A scorer that gives ``values`` and suggests no analysts (the best
+    synthesizer's defaults run)."""
     def hook(req, resp, n):
-        return with_data(resp, {**resp.data, "scores": values})
+        kept = {k: v for k, v in resp.data.items() if k != "analysts"}
+        return with_data(resp, {**kept, "scores": values})
     return hook
 
 
@@ -314,3 +325,63 @@ async def test_an_unanswered_gate_expires_and_the_run_fails(ts_env, run_analysis
     assert "gate sources expired" in str(failure.cause)
     kinds = [e.kind for e in await audit(handle)]
     assert kinds.count("reminder") == 1 and "expired" in kinds
+
+
+async def test_offline_analysis_is_grounded_in_the_sources(run_analysis, llm):
+    """The offline provider, untouched: a library choice gets the matching
+    synthesizer and lenses, the title is the problem's heading, every finding is a
+    sentence of the source it cites, and every citation supports its sentence."""
+    docs = sorted(p for p in EXAMPLE.glob("*.md") if p.name != "problem.md")
+    result, handle = await run_analysis(problem=(EXAMPLE / "problem.md").read_text(),
+                                        title="reset links", sources=[str(p) for p in docs])
+    assert isinstance(result, AnalysisResult), result
+    assert result.synthesizer == "innovation" and "technology" in result.analysts
+    assert "policy" not in result.synthesizer and "regulatory" not in result.analysts
+    report = Path(result.report.path).read_text()
+    meta, body = split_frontmatter(report)
+    assert meta["title"] == "Which library should sign our password-reset links?"
+    assert meta["provider"] == "offline"
+    cmap = json.loads(Path(result.citation_map.path).read_text())
+    registry = [checks.SourceDoc.model_validate(s) for s in cmap["sources"]]
+    texts = {s.id: " ".join(s.text.split()) for s in registry}
+    quotes = re.findall(r'^- "(.+)" \[(L0-\d+)\]', body, re.M)
+    assert quotes and all(q.replace("**", "") in texts[sid].replace("**", "")
+                          for q, sid in quotes)
+    assert checks.cited_sentences(body)
+    assert checks.unsupported_report_citations(body, registry) == []
+    loaded = [s.id for s in registry if s.level == "L0"]
+    assert set(loaded) <= set(meta["sources"]) | set(meta["uncited_sources"])
+    assert all(s.role == "framework" for s in registry if s.level == "L1")
+    assert meta["frameworks"] and all(f.startswith("L1-") for f in meta["frameworks"])
+    assert not any(e.kind == "citations_unsupported" for e in await audit(handle))
+
+
+async def test_unsupported_citations_are_redone_once_then_marked(run_analysis, llm):
+    """A map that cites only a framework, and a report sentence cited to a source that
+    does not say it: each step is redone once with the problem, then the citation is
+    dropped from the map and marked in the report."""
+    def framework_only(req, resp, n):
+        return with_data(resp, {"citations": {**resp.data["citations"], "P1": ["L1-1"]}})
+
+    claim = "PyJWT tokens can be verified by a Node.js service [L0-1]."
+
+    def wrong_source(req, resp, n):
+        return resp.model_copy(update={"text": resp.text.rstrip() + f"\n\n{claim}\n"})
+
+    llm.hooks = {"analysis_parse": STRATEGY, "analysis_citations": framework_only,
+                 "analysis_full_text": wrong_source}
+    result, handle = await run_analysis()
+    assert isinstance(result, AnalysisResult), result
+    citation_calls = llm.phase_calls("analysis_citations")
+    assert len(citation_calls) == 2
+    assert "P1 cites L1-1" in citation_calls[1].variables["previous_error"]
+    cmap = json.loads(Path(result.citation_map.path).read_text())
+    assert cmap["unsupported"] == {"P1": ["L1-1"]} and "P1" in cmap["gaps"]
+    full = llm.phase_calls("analysis_full_text")
+    assert len(full) == 2 and "Node.js" in full[1].variables["previous_error"]
+    meta, body = split_frontmatter(Path(result.report.path).read_text())
+    assert "PyJWT tokens can be verified by a Node.js service. (unsupported citation: " \
+           "L0-1)" in body
+    assert meta["unsupported_citations"][0].startswith("L0-1: PyJWT tokens")
+    kinds = [e.kind for e in await audit(handle)]
+    assert kinds.count("citations_unsupported") == 2

@@ -7,12 +7,14 @@ import asyncio
 import re
 import uuid
 from datetime import timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
+from activities.learning_scoring import parse_number
 from cli.learning import learning_config, start_learning
 from models.common import AuditEntry
 from models.learning import (
@@ -277,37 +279,82 @@ async def test_answers_overrides_and_state_across_runs(ts_env, task_queue, tmp_p
         await handle.terminate()
 
 
-async def test_generated_items_and_llm_grading(ts_env, task_queue, tmp_path, db_url):
+TEMPLATED = {
+    "id": "sums", "title": "Sums", "knowledge_components": [{
+        "id": "like-sums", "name": "Adding fractions with like denominators",
+        "misconceptions": [{"id": "adds-denominators", "description": "adds both"}],
+        "items": [{"id": "ls-1", "prompt": "What is the top number of a fraction called?",
+                   "answer_type": "free_text", "answer": "numerator",
+                   "alternatives": ["numerater"]}],
+        "templates": [{
+            "id": "ls-t", "prompt": "What is {a}/{d} + {b}/{d}?", "answer_type": "numeric",
+            "variables": {"a": {"min": 1, "max": 5}, "b": {"min": 1, "max": 5},
+                          "d": {"min": 3, "max": 12}},
+            "constraints": ["a + b < d"], "answer": "frac(a + b, d)",
+            "distractors": ["frac(a + b, 2 * d)"],
+            "misconceptions": {"frac(a + b, 2 * d)": "adds-denominators"}}]}]}
+
+
+async def test_templated_items_and_equivalent_free_text(ts_env, task_queue, tmp_path):
+    """Offline: the shortfall is drawn from the KC's item template (no LLM item
+    generation), the drawn items are correct and the same for the same student and
+    round, and a free-text answer equivalent to the key is right without a model."""
+    import json as json_module
+
     from sqlalchemy import select
 
     from activities.learning_db import Item, Response
 
-    settings = learning_settings(tmp_path, task_queue, db_url)
-    name = student()
-    config = learning_config(settings, student=name, curriculum="fractions", max_rounds=1,
-                             items_per_test=8, llm_grading=True)
+    path = tmp_path / "sums.json"
+    path.write_text(json_module.dumps(TEMPLATED))
+    url = f"sqlite:///{tmp_path / 'sums.db'}"
+    imported_database(url, path).dispose()
+    settings = learning_settings(tmp_path, task_queue, url)
+    config = learning_config(settings, student="ann", curriculum="sums", max_rounds=1,
+                             items_per_test=3, llm_grading=True)
+    assert config.llm_item_generation is False  # offline settings
     async with make_worker(ts_env.client, settings):
         handle = await start_learning(ts_env.client, settings, config)
         test = await wait_for_test(handle)
-        await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
-            answers=[Answer(item=i.id, answer="numerator") for i in test.items]))
-        await handle.result()
+        assert [i.origin for i in test.items] == ["authored", "template", "template"]
+        with db_session(url) as s:
+            keys = {i.id: i.answer_key for i in s.scalars(select(Item))}
+        answers = [Answer(item="ls-1", answer="The Numerator.")] + [
+            Answer(item=i.id, answer=keys[i.id]) for i in test.items[1:]]
+        await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=answers))
+        result = LearningResult.model_validate(await handle.result())
         audit = await handle.query("audit_log", result_type=list[AuditEntry])
         ledger = await handle.query("llm_ledger")
-    generated = [e for e in audit if e.kind == "items_generated"]
-    assert len(generated) == 1
-    with db_session(db_url) as s:
-        new = s.scalars(select(Item).where(Item.origin == "generated",
-                                           Item.created_by.like(f"{handle.id}/%"))).all()
-        fm4 = s.get(Response, f"{handle.id}/round-1/fm-4")
-    assert generated[0].detail.startswith(f"fraction-meaning: {len(new)} accepted")
-    assert all(i.kc_id == "fraction-meaning" and i.answer_key for i in new)
-    assert {i.id for i in new} <= {i.id for i in test.items}
-    assert len(test.items) == 6 + len(new)
-    assert fm4.graded_by == "llm"  # free text, LLM grading on
+    drawn = [e.detail for e in audit if e.kind == "items_generated"]
+    assert drawn == ["like-sums: 2 drawn from templates, 0 refused"]
+    with db_session(url) as s:
+        rows = {r.item_id: r for r in s.scalars(select(Response))}
+        items = {i.id: i for i in s.scalars(select(Item).where(Item.origin == "template"))}
+    assert all(r.correct for r in rows.values()) and result.items == 3
+    assert rows["ls-1"].graded_by == "exact"  # equivalent, no model asked
+    for item in items.values():  # the key is the sum the prompt asks for
+        a, b = (int(x.split("/")[0]) for x in item.prompt[8:-1].split(" + "))
+        d = int(item.prompt.split("/")[1].split()[0])
+        assert parse_number(item.answer_key) == Fraction(a + b, d)
+        assert item.misconceptions == {f"{Fraction(a + b, 2 * d)}": "adds-denominators"} \
+            or Fraction(a + b, 2 * d).denominator == 1
     phases = [u["phase"] for u in (ledger if isinstance(ledger, list) else ledger["entries"])]
-    assert phases.count("learning_generate_items") == 1
-    assert phases.count("learning_grade_free_text") == 1
+    assert phases == []  # no generation, no grading call
+    from activities.artifacts import ArtifactStore
+    from activities.learning_db import LearningDatabase
+    from activities.learning_repo import LearningRepository
+    from models.learning import TemplateItemsInput
+
+    repo = LearningRepository(LearningDatabase(url), ArtifactStore(tmp_path / "a"))
+    again = repo.store_template_items(TemplateItemsInput(
+        workflow_id="other", student="ann", curriculum="sums", kc="like-sums", round=1,
+        count=2))
+    assert [i.id for i in again.items] == [i.id for i in test.items[1:]]  # deterministic
+    other = repo.store_template_items(TemplateItemsInput(
+        workflow_id="other", student="bob", curriculum="sums", kc="like-sums", round=1,
+        count=2))
+    assert {i.id for i in other.items}.isdisjoint(i.id for i in test.items)
+    repo.db.dispose()
 
 
 async def test_a_failing_llm_leaves_the_test_to_the_bank(ts_env, task_queue, tmp_path, db_url):
@@ -330,7 +377,8 @@ async def test_a_failing_llm_leaves_the_test_to_the_bank(ts_env, task_queue, tmp
     settings = learning_settings(tmp_path, task_queue, db_url)
     store = LearningStore(db_url, tmp_path / "artifacts")
     config = learning_config(settings, student=student(), curriculum="fractions",
-                             max_rounds=1, items_per_test=8, llm_grading=True)
+                             max_rounds=1, items_per_test=8, llm_grading=True,
+                             llm_item_generation=True)
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[LearningLoopWorkflow],
                       activities=[*store.all(), llm_down, NO_SIGNERS],
                       activity_executor=ThreadPoolExecutor(4)):
@@ -338,12 +386,11 @@ async def test_a_failing_llm_leaves_the_test_to_the_bank(ts_env, task_queue, tmp
         test = await wait_for_test(handle)
         assert [i.id for i in test.items] == ["fm-1", "fm-2", "fm-3", "fm-4", "fm-6", "fm-5"]
         await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
-            answers=[Answer(item="fm-4", answer="Numerator")], finish=True))
+            answers=[Answer(item="fm-4", answer="the top one")], finish=True))
         result = LearningResult.model_validate(await handle.result())
         audit = await handle.query("audit_log", result_type=list[AuditEntry])
     assert calls == ["learning_generate_items", "learning_grade_free_text"]
     details = " | ".join(e.detail for e in audit)
     assert "generation failed (the model is unavailable)" in details
     assert "fm-4: LLM grading failed" in details
-    assert result.items == 1  # fm-4 graded by exact match instead
-    assert result.kcs[0].mastery > 0.1
+    assert result.items == 1  # fm-4 graded without the model: not equivalent, wrong

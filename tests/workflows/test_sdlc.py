@@ -148,8 +148,10 @@ async def test_reject_then_revise_then_approve_passes_feedback(ts_env, task_queu
     await decide(handle, Verdict.APPROVE)
     result = SdlcResult.model_validate(await handle.result())
     assert result.phase == SdlcPhase.DONE and result.rounds == 3
-    assert [t.feedback for t in fakes.tasks] == [
-        [], ["cover empty input"], ["cover empty input", "name the limits"]]
+    # each round carries only the new feedback and the previous round's commit
+    assert [(t.new_feedback, t.feedback_from, t.feedback) for t in fakes.tasks] == [
+        ("", "", []), ("cover empty input", f"{1:040d}", []),
+        ("name the limits", f"{2:040d}", [])]
     assert [t.round for t in fakes.tasks] == [1, 2, 3]
     sources = [e.detail for e in result.audit if e.kind == "decision"]
     assert "via signal" in sources[1] and "via update" in sources[0]

@@ -97,7 +97,7 @@ async def test_comment_commands_drive_the_gate(ts_env):
         state = await handle.query("state", result_type=SdlcState)
 
     assert result.phase == SdlcPhase.DONE and result.rounds == 2
-    assert [t.feedback for t in fakes.tasks] == [[], ["add limits"]]
+    assert [t.new_feedback for t in fakes.tasks] == ["", "add limits"]
     # polls every 30 s (the default) on a durable timer; each starts after the last seen
     assert [inp.after_id for inp, _ in github.polls] == [0, 0, 11, 12]
     # GitHub's ``since`` travels with the ID: the cursor a poll returns is the next input's

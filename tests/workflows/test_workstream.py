@@ -271,19 +271,28 @@ async def test_quarantine_then_resume(ts_env: WorkflowEnvironment, tmp_path: Pat
 async def test_gate_review_revise_then_approve(ts_env: WorkflowEnvironment, tmp_path: Path,
                                                task_queue: str):
     inp = make_input(tmp_path, [
-        shell("draft", 'echo "${WORKSTREAM_FEEDBACK:-first}" > draft.txt', gate=True),
+        # the feedback comes as a file (never a variable), holding every round so far
+        shell("draft", 'test -z "${WORKSTREAM_FEEDBACK:-}"; '
+              'if [ -n "$WORKSTREAM_FEEDBACK_FILE" ]; then cp "$WORKSTREAM_FEEDBACK_FILE" '
+              'draft.txt; else echo first > draft.txt; fi', gate=True),
         shell("publish", "cat draft.txt", depends_on=["draft"]),
     ])
     async with Run(ts_env, tmp_path, task_queue) as run:
         handle = await run.start(inp)
-        for verdict, comment in ((Verdict.REVISE, "say hello"), (Verdict.APPROVE, "")):
+        for verdict, comment in ((Verdict.REVISE, "say hello"), (Verdict.REVISE, "louder"),
+                                 (Verdict.APPROVE, "")):
             await wait_for(handle, lambda p: p.review == ["draft"], "the review gate")
             assert (await handle.query("progress", result_type=Progress)).pending == ["publish"]
             await handle.execute_update(GATE_UPDATE, GateDecision(
                 gate="review-draft", verdict=verdict, actor="rita", comment=comment))
         await handle.result()
         att = await attempts(handle)
-    assert Path(att["publish"].outputs[0].path).read_text() == "say hello\n"
+    published = Path(att["publish"].outputs[0].path).read_text()
+    assert "## Round 1\n\nsay hello\n" in published and "## Round 2\n\nlouder\n" in published
+    history = await handle.fetch_history()
+    inputs = [e.activity_task_scheduled_event_attributes.input for e in history.events
+              if e.activity_task_scheduled_event_attributes.activity_type.name == "ws_run_shell"]
+    assert sum(b"say hello" in p.data for i in inputs for p in i.payloads) == 1  # sent once
 
 
 async def test_cancel_kills_the_running_process_group(ts_env: WorkflowEnvironment,

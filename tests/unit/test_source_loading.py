@@ -1,0 +1,87 @@
+"""Loading analysis sources refuses what could leak private data: a symlink leaving
+the given directory, a non-text file and a file over the size limit, each with one
+line naming the file (the real activity on real files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.analysis import AnalysisActivities
+from activities.artifacts import ArtifactStore
+from models.analysis import LoadSourcesInput
+
+
+@pytest.fixture
+def load(tmp_path: Path):
+    acts = AnalysisActivities(ArtifactStore(tmp_path / "store"))
+
+    def run(*paths: Path, **kw) -> list:
+        return acts.load_sources(LoadSourcesInput(paths=[str(p) for p in paths], **kw))
+    return run
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    secret = tmp_path / "private" / "passwd.md"
+    secret.parent.mkdir()
+    secret.write_text("# root:x:0:0\nPRIVATE-CONTENT\n")
+    return secret
+
+
+def refused(run, *paths: Path, **kw) -> str:
+    with pytest.raises(ApplicationError) as err:
+        run(*paths, **kw)
+    assert err.value.non_retryable and err.value.type == "InvalidSource"
+    assert "\n" not in err.value.message
+    return err.value.message
+
+
+def test_symlinks_inside_the_directory_are_followed(tmp_path, load):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\nalpha\n")
+    os.symlink(docs / "a.md", docs / "b.md")
+    assert [d.title for d in load(docs)] == ["A", "A"]
+
+
+def test_a_symlink_leaving_the_directory_is_refused(tmp_path, load, outside):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\nalpha\n")
+    os.symlink(outside, docs / "notes.md")
+    message = refused(load, docs)
+    assert f"{docs / 'notes.md'} is a symlink to {outside}" in message
+    assert "PRIVATE-CONTENT" not in message
+
+
+def test_a_symlinked_directory_leaving_it_is_refused(tmp_path, load, outside):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\nalpha\n")
+    os.symlink(outside.parent, docs / "more")
+    assert f"{docs / 'more'} is a symlink to {outside.parent}" in refused(load, docs)
+
+
+def test_a_file_given_as_a_symlink_out_of_its_directory_is_refused(tmp_path, load, outside):
+    link = tmp_path / "docs" / "link.md"
+    link.parent.mkdir()
+    os.symlink(outside, link)
+    assert f"{link} is a symlink to {outside}" in refused(load, link)
+
+
+def test_non_text_and_oversized_files_are_refused(tmp_path, load):
+    binary = tmp_path / "image.md"
+    binary.write_bytes(b"# looks like markdown\x00\x01\x02")
+    assert f"source {binary} is not a text file" in refused(load, binary)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9".encode("latin-1"))
+    assert f"source {latin} is not a text file" in refused(load, latin)
+    big = tmp_path / "big.md"
+    big.write_text("# Big\n" + "x" * 2000)
+    assert f"source {big} is 2,006 bytes, over the limit of 1,000" in refused(
+        load, big, max_bytes=1000)
+    assert load(big, max_bytes=5000)[0].title == "Big"
