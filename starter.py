@@ -9,13 +9,13 @@ import argparse
 import sys
 
 from cli import analysis, codec, demo, gates, learning, llm, sdlc, server, workstream
-from cli.common import run
+from cli.common import OneLineParser, run
 from temporal_plumbing.runtime import exit_process
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="orchestrator",
         description="Durable Orchestrator: human-gated, AI-assisted work on Temporal.",
     )

@@ -133,7 +133,8 @@ def build_activities(settings: Settings, scrubber: Scrubber | None = None) -> li
     ws = WorkstreamActivities(settings.workspace_root, store, build_tool_authority(settings))
     breakers = BreakerActivities()
     activities += [ws.check_run, ws.init_workspace, ws.run_shell, ws.run_python, ws.run_noop,
-                   ws.commit_handoff, ws.merge, breakers.pick, breakers.report]
+                   ws.commit_handoff, ws.merge, ws.kill_processes, breakers.pick,
+                   breakers.report]
     return activities
 
 
@@ -176,6 +177,8 @@ async def run_worker(settings: Settings) -> None:
               flush=True)
     if notice := settings.llm_provider_notice():
         print(notice, flush=True)
+    if keys := load_codec_settings().keys:
+        print(f"payloads are encrypted with key {keys[0][0]!r} (PAYLOAD_KEYS)", flush=True)
     worker = make_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from temporalio import activity
@@ -85,12 +86,56 @@ def read_source(path: Path, max_bytes: int) -> tuple[bytes, str]:
     return data, text
 
 
+_RST_ADORNMENT = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}\s*$")  # a line of one punctuation
+_MD_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+
+
+def _rst_title(lines: list[str]) -> str | None:
+    """The first section title of reStructuredText: a line underlined (and maybe
+    overlined) with a repeated punctuation character (``=``, ``-``, ``~``, ``*``...)
+    at least as long as the title (docutils' rule)."""
+    for i in range(len(lines) - 1):
+        title, under = lines[i].strip(), lines[i + 1].rstrip()
+        if (title and not _RST_ADORNMENT.match(lines[i]) and _RST_ADORNMENT.match(under)
+                and len(under) >= len(title)):
+            return title
+    return None
+
+
+def _md_title(lines: list[str]) -> str | None:
+    """The first level-1 markdown heading (``# Title``, or a setext ``Title`` over
+    ``===``), outside fenced code and front matter; else the first heading of any
+    level."""
+    start = 0
+    if lines and lines[0].strip() == "---":  # YAML front matter
+        end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")),
+                   None)
+        start = end + 1 if end is not None else 0
+    fenced, first_any = False, None
+    for i in range(start, len(lines)):
+        line = lines[i]
+        if _MD_FENCE.match(line):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        atx = re.match(r"^\s{0,3}(#{1,6})\s+(.*?)(\s+#+)?\s*$", line)
+        if atx and atx.group(2).strip():
+            if len(atx.group(1)) == 1:
+                return atx.group(2).strip()
+            first_any = first_any or atx.group(2).strip()
+        elif (i + 1 < len(lines) and line.strip() and re.match(r"^\s{0,3}=+\s*$", lines[i + 1])):
+            return line.strip()
+    return first_any
+
+
 def title_of(path: Path, text: str) -> str:
-    """The first markdown heading of ``text``, else the file name."""
-    for line in text.splitlines():
-        if line.startswith("#"):
-            return line.lstrip("#").strip() or path.name
-    return path.name
+    """The document's title: for ``.rst`` the first section title (underlined with
+    ``=``, ``-``, ``~``...); otherwise the first ``# `` heading of markdown (then any
+    heading level); else the file name."""
+    lines = text.splitlines()
+    title = _rst_title(lines) if path.suffix.lower() == ".rst" else _md_title(lines)
+    return (title or path.name)[:200]
 
 
 class AnalysisActivities:

@@ -1,9 +1,19 @@
 """Activities through which workstream runs reach the shared BreakerWorkflow.
 
 Workflows cannot send updates to one another, so a run asks its breaker
-questions through these two activities; they start the breaker workflow (ID
-``workstream-breakers-<task queue>``, on the worker's task queue) the first time it is needed.
-The client is the worker's own (``activity.client()``).
+questions through these two activities. Each is one update-with-start
+(``execute_update_with_start_workflow`` with ``USE_EXISTING``): the breaker
+workflow (ID ``workstream-breakers-<task queue>``, on the worker's task queue)
+is started the first time it is needed, and the update goes to the running one
+otherwise. The client is the worker's own (``activity.client()``).
+
+Exactly once: the update ID is derived from the calling workflow run and the
+activity (:func:`update_id`), so a retried activity attempt (the worker died
+after the update landed, or the completion was lost) sends the same update ID and
+the server answers with the first outcome instead of counting it twice. Temporal
+deduplicates update IDs within one run of the breaker workflow; an update retried
+across its continue-as-new could count again, which BreakerWorkflow makes rare by
+waiting for its handlers before it continues.
 """
 
 from __future__ import annotations
@@ -11,9 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import WorkflowHandle
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 
 from models.workstream import (
     BreakerBoard,
@@ -25,23 +34,22 @@ from models.workstream import (
 )
 
 
+def update_id(kind: str, info: activity.Info) -> str:
+    """The update ID of a breaker update sent by the activity ``info`` describes:
+    ``<kind>/<workflow ID>/<run ID>/<activity ID>``, the same in every attempt of
+    that activity and different for every other activity."""
+    return f"{kind}/{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+
+
 async def _update(name: str, arg: Any, result_type: type) -> Any:
-    client = activity.client()
-    workflow_id = breaker_workflow_id(activity.info().task_queue)
-    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
-    try:
-        return await handle.execute_update(name, arg, result_type=result_type)
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-    try:
-        await client.start_workflow(
-            "BreakerWorkflow", BreakerBoard(), id=workflow_id,
-            task_queue=activity.info().task_queue,
-            static_summary="circuit breakers of the workstream tools")
-    except WorkflowAlreadyStartedError:
-        pass
-    return await handle.execute_update(name, arg, result_type=result_type)
+    info = activity.info()
+    start = WithStartWorkflowOperation(
+        "BreakerWorkflow", BreakerBoard(), id=breaker_workflow_id(info.task_queue),
+        task_queue=info.task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="circuit breakers of the workstream tools")
+    return await activity.client().execute_update_with_start_workflow(
+        name, arg, start_workflow_operation=start, id=update_id(name, info),
+        result_type=result_type)
 
 
 class BreakerActivities:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,14 @@ from activities.item_templates import TemplateError, draw, item_problem
 from activities.learning_db import Curriculum, Item, KcPrerequisite, KnowledgeComponent, utcnow
 from activities.learning_scoring import parse_number
 from models.graph import find_cycle
-from models.learning import AnswerType, CurriculumSpec
+from models.learning import (
+    AnswerType,
+    CurriculumSpec,
+    ItemSpec,
+    ItemTemplate,
+    KnowledgeComponentSpec,
+)
+from models.text import NotUtf8Error, decode_utf8
 
 
 class CurriculumError(ValueError):
@@ -67,12 +74,67 @@ def parse_curriculum(data: Any, source: str = "curriculum") -> CurriculumSpec:
     try:
         spec = CurriculumSpec.model_validate(data)
     except ValidationError as err:
-        raise CurriculumError(source, [f"{_place(data, tuple(e['loc']))}: {e['msg']}"
-                                       for e in err.errors()]) from None
+        problems = [f"{_place(data, tuple(e['loc']))}: {e['msg']}" for e in err.errors()]
+        # the checks across the file still run over every KC whose own shape is valid,
+        # so one run lists every problem rather than one layer of them per fix
+        raw_kcs = data.get("knowledge_components")
+        valid: list[tuple[int, KnowledgeComponentSpec]] = []
+        for i, raw in enumerate(raw_kcs if isinstance(raw_kcs, list) else []):
+            if (kc := _valid_part_of(raw)) is not None:
+                valid.append((i, kc))
+        raw_ids = [raw.get("id") for raw in raw_kcs if isinstance(raw, dict)] if isinstance(
+            raw_kcs, list) else []
+        problems += _file_problems(valid, [str(x) for x in raw_ids if x is not None])
+        raise CurriculumError(source, problems) from None
+    problems = _file_problems(list(enumerate(spec.knowledge_components)),
+                              [kc.id for kc in spec.knowledge_components])
+    if problems:
+        raise CurriculumError(source, problems)
+    return spec
+
+
+def _valid_part_of(raw: Any) -> KnowledgeComponentSpec | None:
+    """The KC ``raw`` validated, without those of its items and templates that are
+    invalid on their own (their problems are already reported); None when the KC
+    itself is invalid even then. Positions of the items kept may shift, so the
+    checks over the result name items by ID."""
+    try:
+        return KnowledgeComponentSpec.model_validate(raw)
+    except ValidationError:
+        pass
+    if not isinstance(raw, dict):
+        return None
+    kept = dict(raw)
+    for key, model in (("items", ItemSpec), ("templates", ItemTemplate)):
+        if isinstance(raw.get(key), list):
+            kept[key] = [x for x in raw[key] if _validates(model, x)]
+    try:
+        return KnowledgeComponentSpec.model_validate(kept)
+    except ValidationError:
+        return None
+
+
+def _validates(model: type[BaseModel], data: Any) -> bool:
+    try:
+        model.model_validate(data)
+    except ValidationError:
+        return False
+    return True
+
+
+def _file_problems(kcs: list[tuple[int, KnowledgeComponentSpec]], kc_ids: list[str]
+                   ) -> list[str]:
+    """The problems across a curriculum file: duplicate KC and item IDs, unknown or
+    self prerequisites, numeric answers that are not numbers, undeclared
+    misconceptions, templates that do not draw, prerequisite cycles.
+
+    Args:
+        kcs: (position in the file, KC) of every KC whose own shape is valid.
+        kc_ids: the IDs of every KC of the file (valid or not), in file order.
+    """
     problems: list[str] = []
-    kc_ids = [kc.id for kc in spec.knowledge_components]
     seen_items: set[str] = set()
-    for i, kc in enumerate(spec.knowledge_components):
+    for i, kc in kcs:
         where = f"knowledge_components[{i}] (id {kc.id!r})"
         if kc_ids.count(kc.id) > 1 and kc_ids.index(kc.id) != i:
             problems.append(f"{where}.id: duplicate KC id {kc.id!r}")
@@ -112,13 +174,13 @@ def parse_curriculum(data: Any, source: str = "curriculum") -> CurriculumSpec:
                 if (problem := item_problem(item, kc.id)) is not None:
                     problems.append(f"{t_where}: a drawn item {problem}")
                     break
-    cycle = find_cycle({kc.id: kc.prerequisites for kc in spec.knowledge_components})
+    valid_ids = [kc.id for _, kc in kcs]
+    cycle = find_cycle({kc.id: [p for p in kc.prerequisites if p in valid_ids]
+                        for _, kc in kcs})
     if cycle:
         problems.append("knowledge_components: prerequisites form a cycle: "
                         + " -> ".join(cycle))
-    if problems:
-        raise CurriculumError(source, problems)
-    return spec
+    return problems
 
 
 def read_curriculum(path: Path) -> tuple[CurriculumSpec, str]:
@@ -135,8 +197,12 @@ def read_curriculum(path: Path) -> tuple[CurriculumSpec, str]:
     except OSError as err:
         raise CurriculumError(str(path), [f"cannot read the file: {err.strerror}"]) from None
     try:
-        data = (json.loads(raw) if path.suffix.lower() == ".json"
-                else yaml.safe_load(raw))
+        text = decode_utf8(raw, "the file")
+    except NotUtf8Error as err:
+        raise CurriculumError(str(path), [str(err)]) from None
+    try:
+        data = (json.loads(text) if path.suffix.lower() == ".json"
+                else yaml.safe_load(text))
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise CurriculumError(str(path), [f"not valid {path.suffix.lstrip('.').upper() or 'YAML'}"
                                           f": {err}".replace("\n", " ")]) from None

@@ -6,9 +6,12 @@ branch, worktree or commit a previous attempt made.
 
 from __future__ import annotations
 
+import fcntl
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from temporalio import activity
@@ -239,6 +242,29 @@ def _branch_owners(repo: Path) -> dict[str, str]:
     return owners
 
 
+BRANCH_LOCK = "orchestrator-branch-numbers.lock"  # in the repository's git directory
+
+
+@contextmanager
+def branch_number_lock(repo: Path) -> Iterator[None]:
+    """Hold an exclusive lock (``flock``) on ``<git common dir>/orchestrator-branch-
+    numbers.lock`` while a branch number is chosen and claimed, so two runs started
+    at once on one repository (on any worker of this machine) never pick the same
+    ``NNN``. The lock is released when the block ends or its process dies.
+
+    Raises:
+        GitError: the git directory cannot be found.
+    """
+    common = Path(git(repo, "rev-parse", "--git-common-dir"))
+    path = (common if common.is_absolute() else repo / common) / BRANCH_LOCK
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class GitActivities:
     """Branches and worktrees of feature work.
 
@@ -255,8 +281,10 @@ class GitActivities:
         """Create the branch ``NNN-slug`` from the base branch, or return the one
         this workflow already made.
 
-        NNN is one more than the highest ``NNN-`` branch in the repository. The
-        branch is tied to the workflow ID in git config *before* it is created,
+        NNN is one more than the highest ``NNN-`` branch (or number claimed in git
+        config) in the repository, chosen and claimed under
+        :func:`branch_number_lock`, so runs started at once get different numbers.
+        The branch is tied to the workflow ID in git config *before* it is created,
         so a retry after a crash finds it.
 
         Raises:
@@ -271,17 +299,21 @@ class GitActivities:
                 "pass --base with an existing branch",
                 type="InvalidRepository", non_retryable=True,
             )
-        owned = [b for b, wf in _branch_owners(repo).items() if wf == inp.workflow_id]
-        if owned:
-            name = owned[0]
-        else:
-            branches = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads")
-            numbers = [int(m.group(1)) for b in branches.splitlines()
-                       if (m := _BRANCH_NUMBER.match(b))]
-            name = f"{max(numbers, default=0) + 1:03d}-{inp.slug}"
-            git(repo, "config", f"branch.{name}.{_OWNER_KEY}", inp.workflow_id)
-        if not git(repo, "rev-parse", "--verify", "-q", f"refs/heads/{name}", check=False):
-            git(repo, "branch", name, base_commit)
+        with branch_number_lock(repo):
+            owned = [b for b, wf in _branch_owners(repo).items() if wf == inp.workflow_id]
+            if owned:
+                name = owned[0]
+            else:
+                branches = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads")
+                numbers = [int(m.group(1)) for b in branches.splitlines()
+                           if (m := _BRANCH_NUMBER.match(b))]
+                # numbers claimed in git config by a run whose branch is not made yet
+                numbers += [int(m.group(1)) for b in _branch_owners(repo)
+                            if (m := _BRANCH_NUMBER.match(b))]
+                name = f"{max(numbers, default=0) + 1:03d}-{inp.slug}"
+                git(repo, "config", f"branch.{name}.{_OWNER_KEY}", inp.workflow_id)
+            if not git(repo, "rev-parse", "--verify", "-q", f"refs/heads/{name}", check=False):
+                git(repo, "branch", name, base_commit)
         activity.logger.info("branch %s ready in %s", name, repo)
         return BranchRef(
             name=name, number=int(name.split("-", 1)[0]), base=inp.base_branch,

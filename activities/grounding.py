@@ -43,7 +43,10 @@ il lo la i gli le di da del della dei delle che e per con una uno non sono nel n
 """.split())
 
 _WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*%?|[^\W\d_]+(?:['’-][^\W\d_]+)*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[\"'“‘(]?[A-Z0-9À-Ý])")
+# where one sentence ends and the next begins: after . ! ? and before a capital, a
+# digit or a dotted name such as ``jwt.decode`` (a citation after the full stop stays)
+SENTENCE_END = re.compile(
+    r"(?<=[.!?])[\"'”’)]*\s+(?=[\"'“‘(]?(?:[A-Z0-9À-Ý]|[a-z_]\w*\.[a-z_]))")
 _MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*)")
 
 
@@ -88,7 +91,7 @@ def sentences(text: str, headings: bool = True, min_words: int = 4) -> list[str]
         for unit in units:
             if unit.startswith("# ") and not headings:
                 continue
-            out.extend(_SENTENCE_END.split(unit.removeprefix("# ").replace("**", "")))
+            out.extend(SENTENCE_END.split(unit.removeprefix("# ").replace("**", "")))
     return [" ".join(s.split()) for s in out if len(s.split()) >= min_words]
 
 
@@ -115,7 +118,7 @@ def rank(query: str, candidates: list[Passage], limit: int | None = None
     scoring 0 (no query term); ties keep the candidates' order."""
     if not candidates:
         return []
-    from rank_bm25 import BM25Okapi
+    from rank_bm25 import BM25Okapi  # here, not at the top: keeps numpy out of workflow code
 
     query_terms = terms(query)
     corpus = [terms(p.text) or ["\x00"] for p in candidates]
@@ -147,6 +150,23 @@ def support_score(claim: str, source_text: str) -> float:
         if best >= 1.0:
             break
     return round(best, 3)
+
+
+def best_passage(claim: str, source_text: str) -> str:
+    """The window of PASSAGE_SENTENCES consecutive sentences of ``source_text`` that
+    best supports ``claim`` (the one :func:`support_score` scores); its first
+    sentences when no window shares a term with the claim."""
+    wanted = set(terms(claim))
+    sents = sentences(source_text)
+    if not sents:
+        return " ".join(source_text.split())[:600]
+    best, where = -1.0, 0
+    for i in range(len(sents)):
+        window = set().union(*(set(terms(x)) for x in sents[i:i + PASSAGE_SENTENCES]))
+        share = len(wanted & window) / len(wanted) if wanted else 0.0
+        if share > best:
+            best, where = share, i
+    return " ".join(sents[where:where + PASSAGE_SENTENCES])
 
 
 def strip_citations(sentence: str) -> str:

@@ -24,6 +24,7 @@ from fractions import Fraction
 from typing import Any
 
 from activities.learning_scoring import parse_number
+from activities.llm import template_lines
 from models.learning import AnswerType, GeneratedItem, ItemTemplate
 
 MAX_DRAWS = 200
@@ -185,26 +186,25 @@ def draw(template: ItemTemplate, kc: str, seed: str) -> tuple[GeneratedItem, dic
 
 
 _FIELD = re.compile(r"\{[A-Za-z_]\w*\}")
-SHINGLE = 4  # words: an item sharing a run this long with a prompt template carries its text
+SHINGLE = 5  # words: an item sharing a run this long with the generator's prompt carries it
+GENERATOR_TEMPLATE = "learning_generate_items.md"  # the prompt whose text must not leak
 
 
 @functools.cache
 def _template_shingles() -> frozenset[tuple[str, ...]]:
-    """The SHINGLE-word runs of the prompt templates' fixed wording (lower case)."""
-    from activities.llm import template_lines
-
+    """The SHINGLE-word runs of the item generator's prompt (its fixed wording, lower
+    case)."""
     runs = set()
-    for lines in template_lines(min_words=SHINGLE).values():
-        for line in lines:
-            words = re.findall(r"[\w'-]+", line.lower())
-            runs.update(tuple(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1))
+    for line in template_lines(min_words=SHINGLE).get(GENERATOR_TEMPLATE, []):
+        words = re.findall(r"[\w'-]+", line.lower())
+        runs.update(tuple(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1))
     return frozenset(runs)
 
 
 def template_text(text: str) -> str | None:
     """The prompt-template text ``text`` carries (an unfilled ``{field}``, a
-    backticked schema field, or a run of SHINGLE words of a template's wording),
-    or None."""
+    backticked schema field, or a run of SHINGLE words of the item generator's
+    prompt), or None."""
     if m := _FIELD.search(text):
         return m.group(0)
     if m := re.search(r"`(kc|prompt|answer_type|answer|choices)`", text):

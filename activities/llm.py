@@ -36,7 +36,7 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -51,6 +51,7 @@ from activities.offline_answers import OFFLINE_ANSWERS
 from models.llm import LlmRequest, LlmResponse, LlmUsage, ModelPrice, model_price
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+HEARTBEAT_EVERY = 1.0  # seconds between heartbeats while an LLM call runs
 TOOL_NAME = "respond"
 NON_RETRYABLE_STATUS = {400, 401, 403, 404, 413, 422}
 _ACTIONS = {
@@ -74,7 +75,10 @@ class Prompt:
         sha256: hex SHA-256 of the template file's bytes;
         shared: a block sent alike by many calls (may be empty). The Anthropic
             provider sends it first, as a system block marked for prompt caching
-            (``cache_control``), so calls that share it read it from the cache.
+            (``cache_control``), so calls that share it read it from the cache;
+        variables: the values the template was rendered with (the offline answers
+            read them, so they see what a model would, e.g. source texts loaded
+            from artifact references before rendering).
     """
 
     user: str
@@ -82,6 +86,7 @@ class Prompt:
     offline: str
     sha256: str
     shared: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
 
 
 def render_template(name: str, variables: dict[str, Any], root: Path = PROMPTS) -> Prompt:
@@ -104,7 +109,8 @@ def render_template(name: str, variables: dict[str, Any], root: Path = PROMPTS) 
         fill = lambda s: str(s).format_map(variables)  # noqa: E731
         return Prompt(user=fill(text).strip(), system=fill(meta.get("system", "")).strip(),
                       offline=fill(meta.get("offline", "")), sha256=hashlib.sha256(
-                          raw).hexdigest(), shared=fill(meta.get("shared", "")).strip())
+                          raw).hexdigest(), shared=fill(meta.get("shared", "")).strip(),
+                      variables=dict(variables))
     except (KeyError, IndexError, AttributeError) as err:
         raise ApplicationError(f"prompt template {name!r} needs the variable {err}; "
                                "pass it in LlmRequest.variables",
@@ -322,7 +328,7 @@ def offline_answer(request: LlmRequest, prompt: Prompt) -> dict[str, Any] | str:
     """
     handler = OFFLINE_ANSWERS.get(request.template)
     if handler is not None:
-        return handler(dict(request.variables))
+        return handler(dict(prompt.variables or request.variables))
     if prompt.offline.strip():
         if request.output_schema is None:
             return prompt.offline
@@ -377,7 +383,21 @@ class LlmActivities:
             ApplicationError: see :class:`AnthropicProvider` and :func:`render_template`.
         """
         prompt = render_template(request.template, request.variables, self.prompts)
-        return await self.provider.complete(request, prompt)
+        beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_EVERY))
+        try:
+            return await self.provider.complete(request, prompt)
+        finally:
+            beating.cancel()
+
+
+async def _heartbeat_every(seconds: float) -> None:
+    """Heartbeat every ``seconds`` until cancelled, so a worker that dies mid-call is
+    noticed after the call's heartbeat timeout (workflows/policies.py
+    LLM_HEARTBEAT_TIMEOUT) and the call is retried, not after LLM_TIMEOUT; a
+    cancellation requested by the workflow reaches the call at the next heartbeat."""
+    while True:
+        await asyncio.sleep(seconds)
+        activity.heartbeat()
 
 
 def build_llm_provider(settings: Any) -> LlmProvider:

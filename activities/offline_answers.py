@@ -173,8 +173,7 @@ def analysis_analyst(v: dict[str, Any]) -> str:
     catalogue reference is listed as a framework reference, never as evidence."""
     docs = [d for d in parse_sources(v["sources"]) if d.level in ("L0", "L2")]
     candidates = [p for d in docs for p in passages(d.id, d.title, d.text)]
-    query = f"{v['analyst_focus']} {v['analyst_focus']} {v['problem']}"
-    found = rank(query, candidates, FINDINGS_PER_ANALYST)
+    found = lens_rank(v["analyst_focus"], v["problem"], candidates)[:FINDINGS_PER_ANALYST]
     found.sort(key=lambda x: (x[0].source_id, x[0].index))
     cited = list(dict.fromkeys(p.source_id for p, _ in found))
     confidence = "high" if len(cited) >= 2 and len(found) >= 3 else \
@@ -190,6 +189,27 @@ def analysis_analyst(v: dict[str, Any]) -> str:
     if not found:
         lines.append(f"No passage of the loaded sources addresses {v['analyst_focus']}.")
     return "---\n" + json.dumps(meta) + "\n---\n" + "\n".join(lines) + "\n"
+
+
+LENS_WEIGHT = 2.0  # the analyst's focus counts twice the problem in its ranking
+
+
+def lens_rank(focus: str, problem: str, candidates: list[Passage]
+              ) -> list[tuple[Passage, float]]:
+    """``candidates`` ranked for one analyst: BM25 relevance to its focus and to the
+    problem, each scaled to a best of 1.0, weighted LENS_WEIGHT : 1; a passage must
+    be relevant to the problem (so a lens word alone does not pull in off-topic
+    text). Best first; ties keep the candidates' order."""
+    def scaled(query: str) -> dict[int, float]:
+        ranked = rank(query, candidates)
+        top = ranked[0][1] if ranked else 0.0
+        return {id(p): s / top for p, s in ranked} if top else {}
+
+    lens, topic = scaled(focus), scaled(problem)
+    scored = [(p, LENS_WEIGHT * lens.get(id(p), 0.0) + topic[id(p)], i)
+              for i, p in enumerate(candidates) if id(p) in topic]
+    scored.sort(key=lambda x: (-x[1], x[2]))
+    return [(p, s) for p, s, _ in scored]
 
 
 def _findings(text: str) -> list[tuple[str, str, list[str]]]:
@@ -279,6 +299,21 @@ def analysis_full_text(v: dict[str, Any]) -> str:
     return "---\n" + json.dumps(meta, ensure_ascii=False) + "\n---\n\n" + "\n".join(body) + "\n"
 
 
+def analysis_citation_judge(v: dict[str, Any]) -> dict[str, Any]:
+    """The lexical verdict (the support score against the cited passages reaches
+    SUPPORT_THRESHOLD) for each claim of ``claims_json``: the same rule as the
+    workflow's own check, so offline the judge never overrules it."""
+    verdicts = []
+    for n, item in enumerate(json.loads(v["claims_json"]), 1):
+        scores = [support_score(strip_citations(item["claim"]), text)
+                  for text in item["passages"].values()]
+        best = max(scores, default=0.0)
+        verdicts.append({"claim": n, "supported": best >= SUPPORT_THRESHOLD,
+                         "reason": f"best lexical support {best:.2f} (threshold "
+                                   f"{SUPPORT_THRESHOLD})"})
+    return {"verdicts": verdicts}
+
+
 # -- the learning loop -----------------------------------------------------------------
 def learning_generate_items(v: dict[str, Any]) -> dict[str, Any]:
     """Offline, the LLM item generator is off: the curriculum's item templates
@@ -308,6 +343,7 @@ OFFLINE_ANSWERS: dict[str, OfflineAnswer] = {
     "analysis_outline.md": analysis_outline,
     "analysis_citations.md": analysis_citations,
     "analysis_full_text.md": analysis_full_text,
+    "analysis_citation_judge.md": analysis_citation_judge,
     "learning_generate_items.md": learning_generate_items,
     "learning_grade_free_text.md": learning_grade_free_text,
 }

@@ -21,8 +21,9 @@ an attempt starts a process for a step (or SDLC round) it takes the step's
 :class:`Fence`, a small JSON file in a directory private to the workspace (the
 worktree's git directory, never the work tree): taking it kills the process
 group the previous owner recorded, if still alive, and records the new owner;
-the attempt then records its own pgid. Before an attempt commits what its
-process made, it checks it still owns the fence (:meth:`Fence.check`), so an
+the attempt then records its own pgid before its process may run (the process
+waits behind :data:`GATE_SCRIPT` until then). An attempt commits what its
+process made only while it still owns the fence (:meth:`Fence.owned`), so an
 older attempt can never touch what a later one committed.
 
 Only the environment given is passed to the child (``env=None`` inherits the
@@ -238,6 +239,24 @@ def attempt_owner() -> str:
     return f"{info.workflow_id}/{info.activity_id}#{info.attempt}/{suffix}"
 
 
+# A fenced process starts behind this gate: a minimal Python (the direct child,
+# already in its own group with the parent-death signal, which survives exec)
+# waits until the parent has recorded its pgid in the fence and says go through
+# the pipe on fd argv[1], then execs the command; EOF (the worker died, or the
+# fence was lost) ends it unrun. So no process can run, or start others, before
+# its group is on record. (Python rather than sh: dash cannot redirect fds > 9.)
+GATE_SCRIPT = ("import os, sys\n"
+               "fd = int(sys.argv[1])\n"
+               "if not os.read(fd, 3):\n"
+               "    os._exit(137)\n"
+               "os.close(fd)\n"
+               "try:\n"
+               "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+               "except OSError as err:\n"
+               "    print(f'{sys.argv[2]}: {err.strerror}', file=sys.stderr)\n"
+               "    os._exit(127)\n")
+
+
 def _kill_proc_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
@@ -269,20 +288,34 @@ async def run_process_split(
             seconds (the group is killed first); ``AttemptSuperseded`` from the fence.
         asyncio.CancelledError: the activity was cancelled (the group is killed first).
     """
+    gate_r = gate_w = -1
+    command = list(argv)
     if fence is not None:
         await asyncio.to_thread(fence.take)
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, env=dict(env) if env is not None else None,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
-        start_new_session=True, preexec_fn=_child_setup(os.getpid()),
-    )
+        # the child waits at the gate until its pgid is recorded (see GATE_SCRIPT)
+        gate_r, gate_w = os.pipe()
+        command = [sys.executable, "-I", "-S", "-c", GATE_SCRIPT, str(gate_r), *argv]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *command, cwd=cwd, env=dict(env) if env is not None else None,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+            start_new_session=True, preexec_fn=_child_setup(os.getpid()),
+            pass_fds=(gate_r,) if fence is not None else (),
+        )
+    finally:
+        if fence is not None:
+            os.close(gate_r)
     communicate = asyncio.ensure_future(proc.communicate(stdin))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     try:
         if fence is not None:
-            await asyncio.to_thread(fence.record, proc.pid)
+            try:
+                await asyncio.to_thread(fence.record, proc.pid)
+                os.write(gate_w, b"go\n")
+            finally:
+                os.close(gate_w)  # unopened (EOF): the child exits without running
         while True:
             wait = min(HEARTBEAT_EVERY, max(deadline - loop.time(), 0))
             done, _ = await asyncio.wait({communicate}, timeout=wait)

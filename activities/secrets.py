@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -121,7 +121,9 @@ class Scrubber:
     def value(self, obj: Any) -> Any:
         """``obj`` with secret values replaced in every string inside it: str, bytes,
         dict keys and values, list/tuple items and pydantic models (re-validated
-        from their scrubbed JSON form). Other objects are returned as they are."""
+        from their scrubbed JSON form; when a constraint refuses the scrubbed
+        form, its JSON dict is returned, which serializes the same). Other
+        objects are returned as they are."""
         if not self.values or obj is None or isinstance(obj, bool | int | float):
             return obj
         if isinstance(obj, str):
@@ -131,7 +133,11 @@ class Scrubber:
         if isinstance(obj, BaseModel):
             if not self.found(obj.model_dump_json()):
                 return obj
-            return type(obj).model_validate(self.value(obj.model_dump(mode="json")))
+            clean = self.value(obj.model_dump(mode="json"))
+            try:
+                return type(obj).model_validate(clean)
+            except ValidationError:
+                return clean  # the same JSON on the wire; the workflow validates it
         if isinstance(obj, dict):
             return {self.value(k): self.value(v) for k, v in obj.items()}
         if isinstance(obj, list | tuple):
@@ -144,7 +150,7 @@ class Scrubber:
         The message, the details of an ``ApplicationError`` and every exception of
         its ``__cause__``/``__context__`` chain are checked. The copy is an
         ``ApplicationError`` keeping the type name (the class name for other
-        exceptions), ``non_retryable`` and ``next_retry_delay``, so retry
+        exceptions), ``non_retryable``, ``next_retry_delay`` and ``category``, so retry
         behaviour is unchanged; a chain that held a secret is dropped.
         """
         chain: list[BaseException] = []
@@ -163,7 +169,7 @@ class Scrubber:
             clean = ApplicationError(
                 self.text(err.message), *self.value(list(err.details)),
                 type=err.type, non_retryable=err.non_retryable,
-                next_retry_delay=err.next_retry_delay)
+                next_retry_delay=err.next_retry_delay, category=err.category)
         else:
             clean = ApplicationError(self.text(str(err)), type=type(err).__name__)
         if not any(leaks(e) for e in chain[1:]):

@@ -4,7 +4,8 @@
   config or python callables this worker does not allow (before anything runs).
 * ``ws_init_workspace``: a fresh git repository as the run's workspace (when the
   spec names no repository; otherwise the run uses a worktree of it).
-* ``ws_run_shell`` / ``ws_run_python`` / ``ws_run_noop``: run one step. Shell steps
+* ``ws_run_shell`` / ``ws_run_python`` / ``ws_run_noop``: run one step. Shell (and
+  python, see ``activities/python_step.py``) steps
   run ``argv`` or ``script`` in the workspace in their own process group,
   heartbeating; cancellation and timeouts kill the group; stdout and stderr go to
   the artifact store; a non-zero exit raises ``ApplicationError`` of type
@@ -21,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
-import importlib
-import inspect
 import json
+import os
+import re
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,13 @@ from activities.git import (
     merge_branch,
     trailer_log,
 )
-from activities.processes import HEARTBEAT_EVERY, Fence, attempt_owner, run_process_split
+from activities.processes import (
+    Fence,
+    attempt_owner,
+    kill_fenced,
+    run_process_split,
+)
+from activities.python_step import EXIT_CANNOT_IMPORT, EXIT_NOT_DEFINED_HERE
 from activities.secrets import subprocess_env
 from models.common import ArtifactRef
 from models.workstream import (
@@ -90,6 +99,49 @@ def _attempt(task: StepTask) -> tuple[int, int]:
 def exit_code_error_type(code: int) -> str:
     """The ApplicationError type of a shell step that exited with ``code``."""
     return f"ExitCode{code}"
+
+
+PYTHON_STEP_RUNNER = Path(__file__).with_name("python_step.py")
+TAIL_LINES = 20  # last lines of a failed step's output kept in its error
+MAX_TAIL_CHARS = 3000
+_SUMMARY_RES = [
+    # pytest: "==== 2 failed, 5 passed in 0.31s ====" (or without the rules, with -q)
+    re.compile(r"^=*\s*((?:\d+ (?:failed|passed|errors?|skipped|xfailed|xpassed|"
+               r"deselected|warnings?|rerun)(?:, )?)+ in [\d.]+s(?: \([^)]*\))?)\s*=*$"),
+    re.compile(r"^=*\s*(no tests ran in [\d.]+s)\s*=*$"),
+    # unittest: "FAILED (failures=1, errors=2)"; "OK" is preceded by "Ran N tests"
+    re.compile(r"^(FAILED \((?:failures|errors|skipped|expected failures)=.*\))$"),
+    # go test, cargo test, jest, mocha...
+    re.compile(r"^(test result: .*)$"), re.compile(r"^(Tests:\s+.*\d+ total)$"),
+    re.compile(r"^(FAIL\s+\S+.*)$"), re.compile(r"^(\d+ (?:passing|failing).*)$"),
+]
+
+
+def test_summary(text: str) -> str:
+    """The test runner's summary line in ``text`` (the last one found), e.g. pytest's
+    ``2 failed, 5 passed in 0.31s`` or unittest's ``FAILED (failures=1)``; "" when
+    there is none."""
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        for pattern in _SUMMARY_RES:
+            if m := pattern.match(line):
+                return m.group(1)
+    return ""
+
+
+def failure_excerpt(out: str, err: str, lines: int = TAIL_LINES) -> tuple[str, str]:
+    """What a report shows of a failed step: (the test runner's summary line of
+    stdout or stderr, or ""; the last ``lines`` lines of stdout then of stderr, at
+    most MAX_TAIL_CHARS characters, keeping the end)."""
+    summary = test_summary(out) or test_summary(err)
+    parts = ["\n".join(t.rstrip().splitlines()[-lines:]) for t in (out, err) if t.strip()]
+    return summary, "\n".join(parts)[-MAX_TAIL_CHARS:]
+
+
+def worker_import_path() -> list[str]:
+    """The worker's ``sys.path`` as absolute paths (a python step's subprocess
+    imports what the worker could, after the workspace)."""
+    return [os.path.abspath(p or os.getcwd()) for p in sys.path]
 
 
 class WorkstreamActivities:
@@ -182,47 +234,46 @@ class WorkstreamActivities:
         return Workspace(path=str(path), branch=branch, repo_path=str(path),
                          base_branch=inp.base_branch)
 
-    @activity.defn(name="ws_run_shell")
-    async def run_shell(self, task: StepTask) -> StepOutput:
-        """Run a shell step: ``inputs.argv`` (list) or ``inputs.script`` (run with
-        ``/bin/sh -e -c``), cwd = the workspace, environment from the allowlist of
-        :func:`activities.secrets.subprocess_env`: ``PATH``, ``HOME``, ``LANG``...,
-        the secrets the worker grants the tool, the tool's ``env``, ``inputs.env``
-        and the ``WORKSTREAM_*`` variables (never the rest of the worker's). After a
-        revise, ``WORKSTREAM_FEEDBACK_FILE`` is the path of the step's feedback file
-        (every reviewer comment on this step so far, one section per execution
-        reviewed; see :meth:`_feedback_file`), else empty. The
-        process runs through the subprocess layer, fenced per step execution: an
-        earlier attempt's process group still alive in the workspace is killed first.
+    @activity.defn(name="ws_kill_processes")
+    def kill_processes(self, ws: Workspace) -> list[int]:
+        """Kill the process groups still recorded by the fences of the workspace
+        (:func:`activities.processes.kill_fenced`), e.g. left by an attempt whose
+        worker died before the run was cancelled. Returns the pgids killed."""
+        return kill_fenced(self._git_dir(Path(ws.path)) / FENCE_DIR)
 
-        Raises:
-            ApplicationError: no argv or script (non-retryable); the tool is refused
-                (non-retryable, ``ToolRefused``); exit code N != 0 (type
-                ``ExitCode<N>``, details: attempt, exit code, outputs); timeout.
-        """
-        tool = self._tool(task)
-        attempt, infra = _attempt(task)
-        argv = task.inputs.get("argv")
-        script = task.inputs.get("script")
-        if argv is None and script is None:
-            raise ApplicationError(f"shell step {task.step!r} needs inputs.argv or "
-                                   "inputs.script", type="InvalidStep", non_retryable=True)
-        if argv is None:
-            argv = ["/bin/sh", "-e", "-c", str(script)]
-        env = subprocess_env(
+    async def _step_env(self, task: StepTask, tool: ToolSpec) -> dict[str, str]:
+        """The environment of a step's process: the allowlist of
+        :func:`activities.secrets.subprocess_env` (``PATH``, ``HOME``, ``LANG``...),
+        the secrets the worker grants the tool, the tool's ``env``, ``inputs.env``
+        and the ``WORKSTREAM_*`` variables (never the rest of the worker's)."""
+        return subprocess_env(
             {**{k: str(v) for k, v in (task.inputs.get("env") or {}).items()},
              "WORKSTREAM_WORKFLOW_ID": task.workflow_id, "WORKSTREAM_STEP": task.step,
-             "WORKSTREAM_ATTEMPT": str(attempt), "WORKSTREAM_TOOL": task.tool,
+             "WORKSTREAM_ATTEMPT": str(_attempt(task)[0]), "WORKSTREAM_TOOL": task.tool,
              "WORKSTREAM_SPEC_DIR": task.spec_dir, "WORKSTREAM_WORKSPACE": task.workspace,
              FEEDBACK_FILE_ENV: await asyncio.to_thread(self._feedback_file, task)},
             tool_env=tool.env, grants=self.authority.granted_secrets(task.tool, task.spec))
+
+    async def _run_step_process(self, task: StepTask, argv: list[str], env: dict[str, str],
+                                stdin: bytes = b"") -> tuple[int, list[ArtifactRef], str, str]:
+        """Run a step's process in the workspace through the subprocess layer, fenced
+        per step execution (an earlier attempt's process group still alive in the
+        workspace is killed first); store its stdout and stderr as artifacts.
+
+        Returns:
+            (exit code, [stdout ref, stderr ref], stdout, stderr).
+
+        Raises:
+            ApplicationError: (type ``StepTimeout``) it ran longer than ``task.timeout``.
+        """
+        attempt, infra = _attempt(task)
         ws = Path(task.workspace)
         fence = Fence(await asyncio.to_thread(self._git_dir, ws) / FENCE_DIR,
                       f"step-{task.step}-{task.number}", attempt_owner())
         try:
             code, out, err = await run_process_split(
-                [str(a) for a in argv], cwd=ws, env=env, stdin=b"",
-                timeout=task.timeout, label=f"step {task.step}", fence=fence)
+                argv, cwd=ws, env=env, stdin=stdin, timeout=task.timeout,
+                label=f"step {task.step}", fence=fence)
         except ApplicationError as error:
             if error.type != "AgentTimeout":
                 raise
@@ -233,20 +284,57 @@ class WorkstreamActivities:
         base = self._artifact_dir(task)
         outputs = [self.store.write(f"{base}/stdout.txt", out),
                    self.store.write(f"{base}/stderr.txt", err)]
+        return code, outputs, out, err
+
+    @activity.defn(name="ws_run_shell")
+    async def run_shell(self, task: StepTask) -> StepOutput:
+        """Run a shell step: ``inputs.argv`` (list) or ``inputs.script`` (run with
+        ``/bin/sh -e -c``), cwd = the workspace, environment from :meth:`_step_env`.
+        After a revise, ``WORKSTREAM_FEEDBACK_FILE`` is the path of the step's
+        feedback file (every reviewer comment on this step so far, one section per
+        execution reviewed; see :meth:`_feedback_file`), else empty. The process
+        runs through the subprocess layer (:meth:`_run_step_process`).
+
+        Raises:
+            ApplicationError: no argv or script (non-retryable); the tool is refused
+                (non-retryable, ``ToolRefused``); exit code N != 0 (type
+                ``ExitCode<N>``, details: attempt, exit code, outputs, the test
+                runner's ``summary`` line and the output's last lines, ``tail``;
+                see :func:`failure_excerpt`); timeout (``StepTimeout``).
+        """
+        tool = self._tool(task)
+        attempt, infra = _attempt(task)
+        argv = task.inputs.get("argv")
+        script = task.inputs.get("script")
+        if argv is None and script is None:
+            raise ApplicationError(f"shell step {task.step!r} needs inputs.argv or "
+                                   "inputs.script", type="InvalidStep", non_retryable=True)
+        if argv is None:
+            argv = ["/bin/sh", "-e", "-c", str(script)]
+        code, outputs, out, err = await self._run_step_process(
+            task, [str(a) for a in argv], await self._step_env(task, tool))
         if code != 0:
-            tail = (err.strip() or out.strip())[-1500:]
+            summary, tail = failure_excerpt(out, err)
+            last = summary or (tail.splitlines()[-1] if tail else "no output")
             raise ApplicationError(
-                f"step {task.step!r} on {task.tool} exited with code {code}: {tail}",
+                f"step {task.step!r} on {task.tool} exited with code {code}: {last[:500]}",
                 {"attempt": attempt, "exit_code": code, "infra_retries": infra,
-                 "outputs": [o.model_dump() for o in outputs]},
+                 "outputs": [o.model_dump() for o in outputs], "summary": summary,
+                 "tail": tail},
                 type=exit_code_error_type(code), non_retryable=task.own_failures_final)
         return StepOutput(attempt=attempt, infra_retries=infra, exit_code=0, outputs=outputs)
 
     @activity.defn(name="ws_run_python")
     async def run_python(self, task: StepTask) -> StepOutput:
-        """Call ``inputs.callable`` (``package.module:function``) with ``inputs.kwargs``;
-        a coroutine function is awaited, a plain one runs on a thread. The JSON of
-        its return value is stored as ``result.json`` (and returned when small).
+        """Call ``inputs.callable`` (``package.module:function``) with ``inputs.kwargs``
+        in a subprocess (the worker's interpreter, isolated mode, through the
+        subprocess layer like a shell step: own process group, killed with its
+        attempt): cwd = the run's workspace, ``sys.path`` = the workspace, then the
+        worker's import path (so the module may live in the workspace), environment
+        from :meth:`_step_env` (``WORKSTREAM_WORKSPACE`` is the workspace). A
+        coroutine function is run with ``asyncio.run``. The JSON of its return value
+        is stored as ``result.json`` (and returned when small), its stdout and
+        stderr beside it (see ``activities/python_step.py``).
 
         Only functions defined in a module of WORKSTREAM_PYTHON_MODULES may be
         called (a name the module merely imports, e.g. ``os.system``, is refused).
@@ -254,54 +342,45 @@ class WorkstreamActivities:
         Raises:
             ApplicationError: the callable is not allowed (non-retryable,
                 ``ToolRefused``) or cannot be imported (non-retryable,
-                ``InvalidStep``); it raised (retryable, type ``PythonStepFailed``).
+                ``InvalidStep``); it raised (type ``PythonStepFailed``, details as a
+                failed shell step's); timeout (``StepTimeout``).
         """
-        self._tool(task)
+        tool = self._tool(task)
         target = str(task.inputs.get("callable", ""))
         if problem := self.authority.python_problem(target):
             raise ApplicationError(f"python step {task.step!r} refused by the worker: "
                                    f"{problem}", type="ToolRefused", non_retryable=True)
-        module_name, _, func_name = target.partition(":")
-        try:
-            func = getattr(importlib.import_module(module_name), func_name)
-        except (ImportError, AttributeError, ValueError) as err:
-            raise ApplicationError(
-                f"python step {task.step!r}: cannot import {target!r} ({err}); give "
-                "inputs.callable as 'package.module:function'", type="InvalidStep",
-                non_retryable=True) from None
-        if not callable(func) or getattr(func, "__module__", None) != module_name:
-            raise ApplicationError(
-                f"python step {task.step!r} refused by the worker: {target!r} is not a "
-                f"function defined in {module_name}", type="ToolRefused", non_retryable=True)
-        kwargs = dict(task.inputs.get("kwargs") or {})
         attempt, infra = _attempt(task)
-        call = asyncio.ensure_future(
-            func(**kwargs) if inspect.iscoroutinefunction(func)
-            else asyncio.to_thread(func, **kwargs))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + task.timeout
-        try:
-            while not call.done():  # heartbeat, so that a lost worker is noticed at once
-                await asyncio.wait({call}, timeout=min(HEARTBEAT_EVERY,
-                                                       max(deadline - loop.time(), 0)))
-                if call.done():
-                    break
-                activity.heartbeat()
-                if loop.time() >= deadline:
-                    raise TimeoutError(f"ran longer than {task.timeout:.0f} s")
-            result = call.result()
-        except Exception as err:  # noqa: BLE001 - the step's own failure, reported
-            raise ApplicationError(f"python step {task.step!r}: {target} raised "
-                                   f"{type(err).__name__}: {err}",
-                                   {"attempt": attempt, "infra_retries": infra},
-                                   type="PythonStepFailed",
-                                   non_retryable=task.own_failures_final) from None
-        finally:
-            call.cancel()
-        raw = json.dumps(result, default=str, sort_keys=True)
+        with tempfile.TemporaryDirectory(prefix="ws-python-") as tmp:
+            result_path = Path(tmp) / "result.json"
+            request = {"callable": target, "kwargs": dict(task.inputs.get("kwargs") or {}),
+                       "paths": [task.workspace, *worker_import_path()],
+                       "result": str(result_path)}
+            code, outputs, out, err = await self._run_step_process(
+                task, [sys.executable, "-I", str(PYTHON_STEP_RUNNER)],
+                await self._step_env(task, tool),
+                stdin=json.dumps(request, default=str).encode())
+            raw = result_path.read_text(encoding="utf-8") if code == 0 else ""
+        reason = (err.strip().splitlines() or ["no output"])[-1]
+        if code == EXIT_CANNOT_IMPORT:
+            raise ApplicationError(
+                f"python step {task.step!r}: {reason}; give inputs.callable as "
+                "'package.module:function' of a module in the workspace or on the "
+                "worker's path", type="InvalidStep", non_retryable=True)
+        if code == EXIT_NOT_DEFINED_HERE:
+            raise ApplicationError(f"python step {task.step!r} refused by the worker: "
+                                   f"{reason}", type="ToolRefused", non_retryable=True)
+        if code != 0:
+            summary, tail = failure_excerpt(out, err)
+            raise ApplicationError(
+                f"python step {task.step!r}: {target} raised {reason[:500]}",
+                {"attempt": attempt, "exit_code": code, "infra_retries": infra,
+                 "outputs": [o.model_dump() for o in outputs], "summary": summary,
+                 "tail": tail},
+                type="PythonStepFailed", non_retryable=task.own_failures_final)
         ref = self.store.write(f"{self._artifact_dir(task)}/result.json", raw)
-        return StepOutput(attempt=attempt, infra_retries=infra, outputs=[ref],
-                          result=result if len(raw) <= MAX_INLINE_RESULT else None)
+        return StepOutput(attempt=attempt, infra_retries=infra, outputs=[ref, *outputs],
+                          result=json.loads(raw) if len(raw) <= MAX_INLINE_RESULT else None)
 
     @activity.defn(name="ws_run_noop")
     async def run_noop(self, task: StepTask) -> StepOutput:

@@ -42,7 +42,8 @@ from typing import Any
 
 # The project's own benchmarks; the lead appends modules as they land.
 PROJECT_BENCHMARKS = ["bench.sdlc", "bench.github", "bench.analysis", "bench.learning_loop",
-                      "bench.workstream", "bench.analysis_quality", "bench.security"]
+                      "bench.workstream", "bench.analysis_quality", "bench.security",
+                      "bench.faults"]
 PEERS = ["langgraph", "dbos"]
 COMMAND = "python -m bench.run_all"
 

@@ -26,7 +26,15 @@ from temporalio.common import (
 )
 
 from cli import gates
-from cli.common import CliError, Context, json_flag, with_defaults
+from cli.common import (
+    CliError,
+    Context,
+    checked_title,
+    checked_workflow_id,
+    json_flag,
+    read_text_file,
+    with_defaults,
+)
 from cli.gates import finished_result, follow, open_gate, query
 from cli.llm import format_ledger
 from models.analysis import (
@@ -45,6 +53,7 @@ from models.analysis import (
 from models.common import Verdict
 from models.llm import LlmLedger
 from models.sdlc import slugify
+from models.text import NotUtf8Error, decode_utf8
 from settings import Settings
 from temporal_plumbing.search_attributes import ensure_search_attributes
 from workflows.search_attributes import ANALYSIS_PHASE
@@ -60,7 +69,9 @@ def load_catalogue(path: Path | None) -> Catalogue:
     """
     path = path or DEFAULT_CATALOGUE
     try:
-        return Catalogue.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        return Catalogue.model_validate(yaml.safe_load(decode_utf8(path.read_bytes(), str(path))))
+    except NotUtf8Error as err:
+        raise CliError(f"the analysis catalogue {err}; fix ANALYSIS_CATALOGUE") from None
     except OSError as err:
         raise CliError(f"cannot read the analysis catalogue {path}: {err.strerror}; "
                        "fix ANALYSIS_CATALOGUE") from None
@@ -137,10 +148,7 @@ async def cmd_start(ctx: Context) -> int:
     """``analysis start``."""
     args = ctx.args
     problem_path = Path(args.problem)
-    try:
-        problem = problem_path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise CliError(f"cannot read the problem file {args.problem}: {err.strerror}") from None
+    problem = read_text_file(problem_path, "the problem file")
     if not problem.strip():
         raise CliError(f"the problem file {args.problem} is empty; write the problem in it")
     if args.slug:
@@ -152,12 +160,14 @@ async def cmd_start(ctx: Context) -> int:
                            "joined by '-'") from None
     if args.web_search and ctx.settings.exa_api_key is None:
         raise CliError("--web-search needs EXA_API_KEY (Exa's API key) in the environment")
+    title = (checked_title(args.title) if args.title is not None else
+             checked_title(title_of_problem(problem, problem_path.stem), "the problem's title"))
     req = analysis_request(
-        ctx.settings, problem=problem,
-        title=args.title or title_of_problem(problem, problem_path.stem),
+        ctx.settings, problem=problem, title=title,
         sources=existing_paths(args.source or []), analyst_concurrency=args.concurrency,
         graceful_degradation=True if args.graceful else None,
         web_search=True if args.web_search else None, budget_usd=args.budget)
+    checked_workflow_id(analysis_workflow_id(req, args.slug))
     handle = await start_analysis(await ctx.client(), ctx.settings, req, args.slug)
     ctx.emit({"workflow_id": handle.id, "run_id": handle.result_run_id,
               "ui": ctx.ui_link(handle.id)},
@@ -192,9 +202,21 @@ async def cmd_choose(ctx: Context) -> int:
         if args.synthesizer or args.template or args.analyst:
             raise CliError("at the sources gate choose --proceed, --add-source PATH or "
                            "--web-search")
+        if add_sources and args.proceed:
+            raise CliError("add sources first (the gate stays open to review them), then "
+                           "`analysis choose ID --proceed`")
         choice = SourcesChoice(add_sources=add_sources,
                                web_search=bool(args.web_search))
-        return await decide(ctx, gate, Verdict.APPROVE, choice)
+        if not add_sources:
+            return await decide(ctx, gate, Verdict.APPROVE, choice)
+        # a revise: the gate opens again listing the added sources for review
+        await decide(ctx, gate, Verdict.REVISE, choice,
+                     "add " + ", ".join(Path(p).name for p in add_sources))
+        if not ctx.json:
+            print(f"the sources gate stays open: review the added sources with "
+                  f"`python starter.py analysis status {handle.id}`, then "
+                  f"`python starter.py analysis choose {handle.id} --proceed`")
+        return 0
     if gate == PROPOSAL_GATE:
         if args.add_source or args.proceed:
             raise CliError("at the proposal gate choose --synthesizer, --template, "

@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio.client import (
@@ -23,6 +25,7 @@ from temporalio.client import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from models.text import TITLE_MAX_CHARS, WORKFLOW_ID_MAX_BYTES, NotUtf8Error, decode_utf8
 from settings import (
     PerformanceSettings,
     Settings,
@@ -31,6 +34,7 @@ from settings import (
     load_settings,
 )
 from temporal_plumbing.client import connect_client, temporal_connect_config
+from temporal_plumbing.codec import PayloadDecryptionError
 from temporal_plumbing.environments import TemporalSetupError
 
 M = TypeVar("M", bound=BaseModel)
@@ -43,6 +47,15 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit code 2),
+    naming the command and where its help is; subcommand parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: PROG: MESSAGE (see PROG --help)`` and exit with code 2."""
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 class Context:
@@ -120,6 +133,62 @@ def visibility_literal(value: str, what: str) -> str:
     return f"'{value}'"
 
 
+def read_text_file(path: str | Path, what: str) -> str:
+    """The UTF-8 text of a file named on the command line.
+
+    Raises:
+        CliError: the file cannot be read (names ``what``, e.g. ``--description-file``,
+            the path and the reason) or is not UTF-8 (names the byte offset).
+    """
+    try:
+        raw = Path(path).expanduser().read_bytes()
+    except OSError as err:
+        raise CliError(f"cannot read {what}: {err.strerror or err}: {path}", code=2) from None
+    try:
+        return decode_utf8(raw, f"{what} {path}")
+    except NotUtf8Error as err:
+        raise CliError(str(err), code=2) from None
+
+
+def checked_title(title: str, what: str = "--title") -> str:
+    """``title`` stripped, when it is usable as a workflow's title.
+
+    Raises:
+        CliError: it is blank, or longer than TITLE_MAX_CHARS characters.
+    """
+    title = title.strip()
+    if not title:
+        raise CliError(f"{what} is blank; give a one-line title", code=2)
+    if len(title) > TITLE_MAX_CHARS:
+        raise CliError(f"{what} is {len(title)} characters long; the limit is "
+                       f"{TITLE_MAX_CHARS} (put the detail in the description)", code=2)
+    return title
+
+
+def checked_workflow_id(workflow_id: str) -> str:
+    """``workflow_id`` when Temporal accepts its length.
+
+    Raises:
+        CliError: longer than WORKFLOW_ID_MAX_BYTES UTF-8 bytes (names the limit).
+    """
+    size = len(workflow_id.encode("utf-8"))
+    if size > WORKFLOW_ID_MAX_BYTES:
+        raise CliError(f"the workflow ID would be {size} bytes long; Temporal's limit is "
+                       f"{WORKFLOW_ID_MAX_BYTES} (use shorter names)", code=2)
+    return workflow_id
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts that must be at least 1 (``--limit``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: give 1 or more")
+    return value
+
+
 def to_jsonable(data: Any) -> Any:
     """Models and containers of models as plain JSON-compatible data."""
     if isinstance(data, BaseModel):
@@ -177,12 +246,19 @@ def run(command: Command, args: argparse.Namespace) -> int:
     line on stderr and a non-zero exit code, never a traceback."""
     try:
         settings = load_settings()
-        return asyncio.run(command(Context(args, settings)))
+        code = asyncio.run(command(Context(args, settings)))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.code
     except TemporalSetupError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except PayloadDecryptionError as err:
+        print(f"error: cannot decode the workflow's data: {err}", file=sys.stderr)
         return 1
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -213,6 +289,13 @@ def run(command: Command, args: argparse.Namespace) -> int:
         else:
             print(f"error: Temporal refused the request: {err.message}", file=sys.stderr)
         return 1
+    except NotUtf8Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as err:  # a file read without naming it
+        print(f"error: a file is not UTF-8 text: byte 0x{err.object[err.start]:02x} at "
+              f"offset {err.start} cannot be decoded", file=sys.stderr)
+        return 2
     except OSError as err:  # a file named on the command line that cannot be read or written
         where = f": {err.filename}" if err.filename else ""
         print(f"error: {err.strerror or err}{where}", file=sys.stderr)
@@ -220,6 +303,15 @@ def run(command: Command, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of our output went away (``--json | head``): point stdout at
+    /dev/null so nothing more is written (nor a flush error at exit) and return
+    141, the shell's code for a process ended by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 # -- Performance and recovery (issue 7) ---------------------------------------

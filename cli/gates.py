@@ -18,6 +18,8 @@ from cli.common import (
     Context,
     default_actor,
     json_flag,
+    positive_int,
+    read_text_file,
     visibility_literal,
 )
 from cli.keys import accepted_principals, reviewer_keys, signed_decision
@@ -191,10 +193,10 @@ async def send_decision(ctx: Context, handle: WorkflowHandle[Any, Any], *, gate:
 async def decide(ctx: Context, verdict: Verdict) -> int:
     """Send one GateDecision through the validated update (signed when required)."""
     args = ctx.args
-    handle = await ctx.handle(args.workflow_id)
     content = None
     if getattr(args, "content_file", None):
-        content = open(args.content_file, encoding="utf-8").read()
+        content = read_text_file(args.content_file, "--content-file")
+    handle = await ctx.handle(args.workflow_id)
     ack = await send_decision(ctx, handle, gate=args.gate, verdict=verdict,
                               comment=args.comment or "", content=content)
     ctx.emit(ack, f"{ack.gate}: {ack.verdict.value} accepted on {handle.id}")
@@ -372,7 +374,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(command=cmd_keys)
     p = sub.add_parser("list", help="recent workflows", parents=[js])
     p.add_argument("--type", help="only this workflow type, e.g. SdlcWorkflow")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=positive_int, default=20,
+                   help="at most this many workflows, newest first (default 20)")
     p.set_defaults(command=cmd_list)
     p = sub.add_parser("result", help="the result of a finished workflow", parents=[js])
     p.add_argument("workflow_id")

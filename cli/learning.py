@@ -15,7 +15,16 @@ import yaml
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 
-from cli.common import QUERY_TIMEOUT, CliError, Context, default_actor, json_flag, with_defaults
+from cli.common import (
+    QUERY_TIMEOUT,
+    CliError,
+    Context,
+    checked_workflow_id,
+    default_actor,
+    json_flag,
+    read_text_file,
+    with_defaults,
+)
 from cli.gates import follow
 from models.learning import (
     Answer,
@@ -119,6 +128,7 @@ async def cmd_import(ctx: Context) -> int:
 async def cmd_start(ctx: Context) -> int:
     """``learn start --student S --curriculum C``."""
     args = ctx.args
+    checked_workflow_id(learning_workflow_id(args.student, args.curriculum))
     from activities.learning_db import Curriculum
 
     db = open_database(ctx.settings)
@@ -190,9 +200,10 @@ def read_answers_file(path: Path) -> list[Answer]:
     Raises:
         CliError: unreadable file or another shape.
     """
+    text = read_text_file(path, "answers file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
         raise CliError(f"cannot read answers from {path}: {err}".replace("\n", " "),
                        code=2) from None
     if isinstance(data, dict):

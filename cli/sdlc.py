@@ -9,7 +9,16 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
-from cli.common import CliError, Context, json_flag, with_defaults, workflow_start_options
+from cli.common import (
+    CliError,
+    Context,
+    checked_title,
+    checked_workflow_id,
+    json_flag,
+    read_text_file,
+    with_defaults,
+    workflow_start_options,
+)
 from cli.gates import follow
 from models.sdlc import FeatureRequest, SdlcPhase, slugify
 from settings import Settings
@@ -59,14 +68,16 @@ async def cmd_start(ctx: Context) -> int:
     repo = Path(args.repo).resolve()
     if not (repo / ".git").exists():
         raise CliError(f"{repo} is not a git repository; pass --repo with the path of one")
+    title = checked_title(args.title)
     description = args.description or ""
     if args.description_file:
-        description = Path(args.description_file).read_text(encoding="utf-8")
+        description = read_text_file(args.description_file, "--description-file")
     req = feature_request(
-        ctx.settings, title=args.title, description=description, repo_path=str(repo),
-        base_branch=args.base, slug=args.slug, agent=args.agent, max_rounds=args.max_rounds,
-        reviewers=args.reviewer or [],
+        ctx.settings, title=title, description=description, repo_path=str(repo),
+        base_branch=args.base, slug=args.slug or slugify(title), agent=args.agent,
+        max_rounds=args.max_rounds, reviewers=args.reviewer or [],
     )
+    checked_workflow_id(sdlc_workflow_id(req))
     handle = await start_sdlc(await ctx.client(), ctx.settings, req)
     link = ctx.ui_link(handle.id)
     ctx.emit({"workflow_id": handle.id, "run_id": handle.result_run_id, "ui": link},

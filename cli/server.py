@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from urllib.parse import urlsplit
 
 from cli.common import CliError, Context
 from settings import Settings
@@ -57,12 +58,53 @@ def ensure_dev_server(settings: Settings) -> bool:
     if host not in ("localhost", "127.0.0.1"):
         raise CliError(f"no Temporal server answers at {address}, and the embedded dev "
                        "server can only be started on this machine (unset TEMPORAL_ADDRESS)")
-    ui_port = int(settings.temporal_ui_url.rsplit(":", 1)[-1].split("/")[0])
+    ui_port = ui_port_of(settings)
     print(f"starting the embedded Temporal dev server on {address} (web UI "
           f"{settings.temporal_ui_url}); log in {settings.orchestrator_home}/dev-server.log",
           flush=True)
     start_background(settings, port, ui_port)
     return True
+
+
+def ui_port_of(settings: Settings) -> int:
+    """The web UI port of TEMPORAL_UI_URL (``http://localhost:8233`` -> 8233).
+
+    Raises:
+        CliError: the URL names no port.
+    """
+    url = urlsplit(settings.temporal_ui_url)
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    if port is None:
+        raise CliError(f"TEMPORAL_UI_URL {settings.temporal_ui_url!r} names no port; "
+                       "give one (e.g. http://localhost:8233) or pass --ui-port")
+    return port
+
+
+def dev_server_ports(settings: Settings, port: int | None, ui_port: int | None
+                     ) -> tuple[int, int]:
+    """The frontend and web UI ports of ``dev-server``: those given, else the port of
+    TEMPORAL_ADDRESS (default 7233) and of TEMPORAL_UI_URL (default 8233), so the
+    server starts where the worker and the CLI will look for it.
+
+    Raises:
+        CliError: TEMPORAL_ADDRESS names another machine (and no --port was given),
+            or TEMPORAL_UI_URL names no port (and no --ui-port was given).
+    """
+    if port is None:
+        address = temporal_connect_config()["target_host"]
+        try:
+            host, port = split_address(address)
+        except ValueError:
+            raise CliError(f"TEMPORAL_ADDRESS {address!r} is not host:port") from None
+        if host not in ("localhost", "127.0.0.1", "0.0.0.0", "::1"):
+            raise CliError(f"TEMPORAL_ADDRESS is {address}, not this machine; the dev server "
+                           "runs here: pass --port, or unset TEMPORAL_ADDRESS")
+    if ui_port is None:
+        ui_port = ui_port_of(settings)
+    return port, ui_port
 
 
 def stop_background(settings: Settings) -> bool:
@@ -86,16 +128,16 @@ async def cmd_dev_server(ctx: Context) -> int:
         stopped = stop_background(ctx.settings)
         print("dev server stopped" if stopped else "no background dev server was running")
         return 0
-    address = f"127.0.0.1:{args.port}"
+    port, ui_port = dev_server_ports(ctx.settings, args.port, args.ui_port)
+    address = f"127.0.0.1:{port}"
     if server_answers(address):
         print(f"a Temporal server already answers on {address}; nothing to start "
-              f"(web UI: http://localhost:{args.ui_port})")
+              f"(web UI: http://localhost:{ui_port})")
         return 0
     if args.background:
-        start_background(ctx.settings, args.port, args.ui_port,
-                         tuned=False if args.stock else None)
+        start_background(ctx.settings, port, ui_port, tuned=False if args.stock else None)
         print(f"dev server running in the background on {address}, web UI "
-              f"http://localhost:{args.ui_port}; "
+              f"http://localhost:{ui_port}; "
               "stop it with `python starter.py dev-server --stop`")
         return 0
     codec = load_codec_settings()
@@ -103,10 +145,10 @@ async def cmd_dev_server(ctx: Context) -> int:
         print(f"payloads are encrypted (PAYLOAD_KEYS); the web UI decodes them through "
               f"{codec.codec_server_url}: run `python starter.py codec-server` beside it",
               flush=True)
-    argv = dev_server_argv(ctx.settings, args.port, args.ui_port,
+    argv = dev_server_argv(ctx.settings, port, ui_port,
                            tuned=False if args.stock else None, codec=codec)
     ctx.settings.orchestrator_home.mkdir(parents=True, exist_ok=True)
-    print(f"Temporal dev server on {address}, web UI http://localhost:{args.ui_port}, "
+    print(f"Temporal dev server on {address}, web UI http://localhost:{ui_port}, "
           f"database {ctx.settings.orchestrator_home}/temporal.db (Ctrl-C stops it)", flush=True)
     proc = await asyncio.create_subprocess_exec(*argv)
     try:
@@ -120,8 +162,10 @@ async def cmd_dev_server(ctx: Context) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``dev-server``."""
     p = sub.add_parser("dev-server", help="run the embedded Temporal dev server with its web UI")
-    p.add_argument("--port", type=int, default=7233, help="frontend port (default 7233)")
-    p.add_argument("--ui-port", type=int, default=8233, help="web UI port (default 8233)")
+    p.add_argument("--port", type=int,
+                   help="frontend port (default: the port of TEMPORAL_ADDRESS, else 7233)")
+    p.add_argument("--ui-port", type=int,
+                   help="web UI port (default: the port of TEMPORAL_UI_URL, else 8233)")
     p.add_argument("--background", action="store_true", help="detach and return once it answers")
     p.add_argument("--stop", action="store_true", help="stop a server started with --background")
     p.add_argument("--stock", action="store_true", default=None,

@@ -10,13 +10,20 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.service import RPCError
 
 from activities.workstream import verify_chain
 from cli import gates
-from cli.common import CliError, Context, default_actor, json_flag
+from cli.common import CliError, Context, default_actor, failure_message, json_flag
 from models.common import Verdict
+from models.text import NotUtf8Error, decode_utf8
 from models.workstream import (
     DEFAULT_ROUTER_CONFIG,
     Progress,
@@ -24,6 +31,7 @@ from models.workstream import (
     ResumeRequest,
     RouterConfig,
     RunState,
+    StepAttempt,
     WorkstreamInput,
     WorkstreamReport,
     WorkstreamSpec,
@@ -42,7 +50,9 @@ def workstream_id(work_item_or_id: str) -> str:
 
 def _read_yaml(path: Path, what: str) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(decode_utf8(path.read_bytes(), f"the {what} {path}"))
+    except NotUtf8Error as err:
+        raise CliError(str(err), code=2) from None
     except OSError as err:
         raise CliError(f"cannot read the {what} {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
@@ -136,10 +146,46 @@ async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False)
         await asyncio.sleep(gates.POLL_INTERVAL)
 
 
+ADMISSION_WAIT = 15.0  # seconds `start` waits for the worker to admit or refuse the run
+
+
+async def await_admission(handle: WorkflowHandle[Any, Any], wait: float = ADMISSION_WAIT
+                          ) -> None:
+    """Wait until the worker has checked the run's tools (the run left ``pending``),
+    the run ended, or ``wait`` seconds passed (no worker answering: the check
+    happens when one does).
+
+    Raises:
+        CliError: the worker refused the run (or it failed before it began); the
+            message is the run's error, e.g. "refused by the worker's tool
+            configuration: tool 'x' is not defined ...".
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while loop.time() < deadline:
+        desc = await handle.describe()
+        if desc.status == WorkflowExecutionStatus.FAILED:
+            try:
+                await handle.result()
+            except WorkflowFailureError as err:
+                raise CliError(failure_message(err)) from None
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return
+        try:
+            state = await gates.query(handle, "state")
+        except RPCError:
+            return  # no worker answers yet
+        if state.get("state") != RunState.PENDING.value:
+            return
+        await asyncio.sleep(gates.POLL_INTERVAL)
+
+
 async def cmd_start(ctx: Context) -> int:
-    """``workstream start SPEC``."""
+    """``workstream start SPEC``: start the run and wait until the worker admits it
+    (a run the worker refuses is one error line and exit 1)."""
     inp = load_input(Path(ctx.args.spec), ctx.settings)
     handle = await start_workstream(await ctx.client(), ctx.settings, inp)
+    await await_admission(handle)
     ctx.emit({"workflow_id": handle.id, "run_id": handle.result_run_id,
               "ui": ctx.ui_link(handle.id)},
              f"started {handle.id} ({len(inp.spec.steps)} steps)\n  web UI: "
@@ -202,8 +248,8 @@ def render_markdown(r: WorkstreamReport) -> str:
     lines += [f"- {e.at:%H:%M:%S} `{e.step}`: {e.detail}" for e in r.events
               if e.kind == "breaker"] or ["- none"]
     lines += ["", "## Failures", ""]
-    lines += [f"- `{a.step}` execution {a.number} on {a.tool}: {a.error[:200]}"
-              for a in r.attempts if a.outcome == "failed"] or ["- none"]
+    lines += [line for a in r.attempts if a.outcome == "failed"
+              for line in failure_lines(a)] or ["- none"]
     lines += ["", "## Infrastructure retries", ""]
     lines += [f"- {e.at:%H:%M:%S} `{e.step}`: {e.detail}" for e in r.events
               if e.kind == "infra_retry"] or ["- none"]
@@ -211,6 +257,20 @@ def render_markdown(r: WorkstreamReport) -> str:
     lines += [f"{i}. `{(h.commit or '')[:12]}` {Path(h.path).name} sha256 {h.sha256[:12]}"
               for i, h in enumerate(r.handoffs, 1)] or ["- none"]
     return "\n".join(lines) + "\n"
+
+
+def failure_lines(a: StepAttempt) -> list[str]:
+    """Markdown of one failed execution: the error, the test runner's summary line,
+    the logs' artifact paths and the last lines of the output."""
+    lines = [f"- `{a.step}` execution {a.number} on {a.tool}: {a.error[:200]}"]
+    if a.summary:
+        lines.append(f"  - summary: **{a.summary}**")
+    logs = [o.path for o in a.outputs if Path(o.path).suffix == ".txt"]
+    if logs:
+        lines.append(f"  - logs: {', '.join(f'`{p}`' for p in logs)}")
+    if a.tail:
+        lines += ["", "  ```text", *(f"  {t}" for t in a.tail.splitlines()), "  ```", ""]
+    return lines
 
 
 def report_json(r: WorkstreamReport) -> dict[str, Any]:

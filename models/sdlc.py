@@ -11,23 +11,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from models.common import ArtifactRef, AuditEntry, GateInfo
 from models.git import BranchRef
+from models.text import slugify as slugify  # re-exported for the CLI
 
 GATE_1 = "GATE_1"
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-
-
-def slugify(text: str, max_words: int = 6) -> str:
-    """Turn a title into a branch-safe slug: lowercase ASCII words joined by ``-``.
-
-    ``"Add CSV export!"`` -> ``"add-csv-export"``. At most ``max_words`` words.
-
-    Raises:
-        ValueError: the text has no letters or digits to build a slug from.
-    """
-    words = re.findall(r"[a-z0-9]+", text.lower())[:max_words]
-    if not words:
-        raise ValueError(f"cannot build a slug from {text!r}: it has no letters or digits")
-    return "-".join(words)
 
 
 class SdlcPhase(StrEnum):
@@ -142,6 +129,8 @@ class AgentTask(BaseModel):
         feedback_from: the commit of the previous round, whose ``feedback_relpath``
             holds the feedback of the rounds before it (the reference to earlier
             rounds); empty when there is none.
+        feedback_key: names the feedback file when several agents share a branch
+            (a workstream's agent steps: the step ID); empty for the SDLC's one.
         timeout_seconds: wall-clock limit of the agent process.
         fence_key: names the step or round whose earlier attempts' processes a new
             attempt kills first (``activities.processes.Fence``); empty =
@@ -161,6 +150,7 @@ class AgentTask(BaseModel):
     feedback: list[str] = Field(default_factory=list)
     new_feedback: str = ""
     feedback_from: str = ""
+    feedback_key: str = ""
     timeout_seconds: float = Field(default=1800, gt=0)
     fence_key: str = ""
     own_failures_final: bool = False
@@ -173,8 +163,10 @@ class AgentTask(BaseModel):
     @property
     def feedback_relpath(self) -> str:
         """Path, inside the worktree, of the reviewers' feedback file: every round's
-        feedback so far, committed beside the spec."""
-        return f"specs/{self.branch}/feedback.md"
+        feedback so far, committed beside the spec (``feedback.md``, or
+        ``feedback-<feedback_key>.md``)."""
+        name = f"feedback-{self.feedback_key}.md" if self.feedback_key else "feedback.md"
+        return f"specs/{self.branch}/{name}"
 
 
 class SdlcState(BaseModel):

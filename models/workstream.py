@@ -187,10 +187,12 @@ class ToolAuthority(BaseModel):
 
 # -- the workstream spec -------------------------------------------------------
 class StepRetry(BaseModel):
-    """The Temporal retry policy of one step.
+    """The retry policy of one step's own failures (non-zero exit, exception,
+    timeout). Attempts lost with their worker or to a server restart are retried
+    by the platform and never counted here.
 
     Attributes:
-        max_attempts: attempts in all (1 = no retry).
+        max_attempts: attempts that may fail in all (1 = no retry).
         initial_interval: seconds before the first retry.
         backoff: multiplier of the interval after each retry.
         maximum_interval: cap of the interval, seconds.
@@ -279,18 +281,22 @@ class WorkstreamSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_graph(self) -> WorkstreamSpec:
+        """Every problem of the DAG at once (duplicate IDs, unknown dependencies,
+        a cycle), joined by ``; `` in one ValueError."""
+        problems: list[str] = []
         seen: set[str] = set()
         for step in self.steps:
             if step.id in seen:
-                raise ValueError(f"duplicate step id {step.id!r}; step ids must be unique")
+                problems.append(f"duplicate step id {step.id!r}; step ids must be unique")
             seen.add(step.id)
         for step in self.steps:
-            for dep in step.depends_on:
-                if dep not in seen:
-                    raise ValueError(f"step {step.id!r} depends on unknown step {dep!r}")
-        cycle = find_cycle({s.id: s.depends_on for s in self.steps})
+            problems += [f"step {step.id!r} depends on unknown step {dep!r}"
+                         for dep in step.depends_on if dep not in seen]
+        cycle = find_cycle({s.id: [d for d in s.depends_on if d in seen] for s in self.steps})
         if cycle:
-            raise ValueError(f"dependency cycle: {' -> '.join(cycle)}")
+            problems.append(f"dependency cycle: {' -> '.join(cycle)}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def step(self, step_id: str) -> StepSpec:
@@ -321,11 +327,11 @@ class WorkstreamInput(BaseModel):
 
     @model_validator(mode="after")
     def _check_kinds(self) -> WorkstreamInput:
-        for step in self.spec.steps:
-            if step.kind not in self.router.routes:
-                routes = ", ".join(sorted(self.router.routes))
-                raise ValueError(f"step {step.id!r} has unknown task kind {step.kind!r}; "
-                                 f"the router config routes: {routes}")
+        routes = ", ".join(sorted(self.router.routes))
+        problems = [f"step {step.id!r} has unknown task kind {step.kind!r}"
+                    for step in self.spec.steps if step.kind not in self.router.routes]
+        if problems:
+            raise ValueError("; ".join(problems) + f"; the router config routes: {routes}")
         return self
 
 
@@ -376,6 +382,9 @@ class StepAttempt(BaseModel):
         error: why it failed.
         outputs: references to its outputs (stdout, stderr, results).
         handoff: the committed handoff artifact.
+        summary: of a failed attempt: the test runner's summary line of its output
+            (e.g. pytest's ``2 failed, 5 passed in 0.31s``), "" when none.
+        tail: of a failed attempt: the last lines of its stdout, then stderr.
     """
 
     step: str
@@ -391,6 +400,8 @@ class StepAttempt(BaseModel):
     error: str = ""
     outputs: list[ArtifactRef] = Field(default_factory=list)
     handoff: ArtifactRef | None = None
+    summary: str = ""
+    tail: str = ""
 
     @property
     def seconds(self) -> float:

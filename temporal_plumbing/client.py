@@ -33,8 +33,8 @@ def temporal_connect_config() -> dict[str, Any]:
 
 def data_converter(codec: CodecSettings | None = None) -> DataConverter:
     """The data converter of every client, test environment and replayer: the
-    pydantic data converter; with PAYLOAD_KEYS set (``codec``, default: the
-    environment), also the AES-256-GCM payload codec, and failure messages and
+    pydantic data converter with :class:`AesGcmCodec`; with PAYLOAD_KEYS set
+    (``codec``, default: the environment) the codec encrypts, and failure messages and
     stack traces moved into the failure's encoded attributes so they are
     encrypted too.
 
@@ -43,7 +43,9 @@ def data_converter(codec: CodecSettings | None = None) -> DataConverter:
     """
     keys = (codec or load_codec_settings()).keys
     if not keys:
-        return pydantic_data_converter
+        # Nothing is encrypted; the codec only turns an encrypted payload (a history
+        # written with PAYLOAD_KEYS) into an error that says to set the keys.
+        return dataclasses.replace(pydantic_data_converter, payload_codec=AesGcmCodec([]))
     return dataclasses.replace(
         pydantic_data_converter, payload_codec=AesGcmCodec(keys),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes)

@@ -39,24 +39,24 @@ class PayloadDecryptionError(ValueError):
 class AesGcmCodec(PayloadCodec):
     """Encrypts with the first of ``keys``, decrypts with any of them.
 
+    Without keys it encrypts nothing and passes plaintext through, but an
+    encrypted payload fails to decode with a message that says to set
+    PAYLOAD_KEYS (rather than the converter's "unknown encoding").
+
     Args:
         keys: ``(key ID, 32-byte key)`` pairs, the encrypting key first (see
-            ``settings.codec.parse_payload_keys``).
-
-    Raises:
-        ValueError: ``keys`` is empty.
+            ``settings.codec.parse_payload_keys``); may be empty.
     """
 
     def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
         super().__init__()
-        if not keys:
-            raise ValueError("AesGcmCodec needs at least one key")
-        self.key_id = keys[0][0]
+        self.key_id = keys[0][0] if keys else None
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        """Each payload serialized and encrypted with the first key."""
-        return [self.encrypt(p) for p in payloads]
+        """Each payload serialized and encrypted with the first key; unchanged
+        without keys."""
+        return [self.encrypt(p) for p in payloads] if self.key_id else list(payloads)
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Each encrypted payload decrypted; others (plaintext) unchanged.
@@ -67,7 +67,13 @@ class AesGcmCodec(PayloadCodec):
         return [self.decrypt(p) for p in payloads]
 
     def encrypt(self, payload: Payload) -> Payload:
-        """One payload encrypted with the first key."""
+        """One payload encrypted with the first key.
+
+        Raises:
+            ValueError: the codec has no key.
+        """
+        if self.key_id is None:
+            raise ValueError("no key to encrypt with: PAYLOAD_KEYS is unset")
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._ciphers[self.key_id].encrypt(
             nonce, payload.SerializeToString(), self.key_id.encode())
@@ -84,6 +90,10 @@ class AesGcmCodec(PayloadCodec):
             return payload
         key_id = payload.metadata.get(KEY_ID_KEY, b"").decode(errors="replace")
         cipher = self._ciphers.get(key_id)
+        if not self._ciphers:
+            raise PayloadDecryptionError(
+                f"payload encrypted with key {key_id!r}, and PAYLOAD_KEYS is unset: set it "
+                "to the worker's keys")
         if cipher is None:
             raise PayloadDecryptionError(
                 f"payload encrypted with key {key_id!r}, which PAYLOAD_KEYS does not hold "

@@ -73,3 +73,20 @@ def git_repo(tmp_path: Path) -> Path:
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "Initial commit")
     return repo
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_prompt_text_in_any_report(tmp_path_factory: pytest.TempPathFactory):
+    """After the session: no line of any prompt template (``template_lines``) is in
+    any analysis report the suite wrote (every ``report.md`` under the session's
+    temporary directories)."""
+    yield
+    from activities.llm import template_lines
+
+    lines = [line for ls in template_lines().values() for line in ls]
+    leaked = {}
+    for report in tmp_path_factory.getbasetemp().rglob("report.md"):
+        text = report.read_text(errors="replace")
+        if found := [line for line in lines if line in text]:
+            leaked[str(report)] = found
+    assert not leaked, f"prompt text reached report(s): {leaked}"

@@ -1,7 +1,8 @@
 """AnalysisWorkflow: the strategic analysis pipeline of seed 004 as a durable workflow.
 
 PARSE (language, synthesizer scores by LLM with a keyword fallback, template)
--> SOURCES gate (proceed, add L0 documents, enable web search)
+-> SOURCES gate (proceed, enable web search, or add L0 documents: the gate opens
+   again listing them, to be reviewed before proceeding)
 -> CLARIFY gate when the top two scores are within 0.2 (answers rescore)
 -> PROPOSE gate (approve, or revise: synthesizer, template, analysts, web search)
 -> ANALYSTS in parallel (each its own LLM activity, output validated, a failed
@@ -59,6 +60,20 @@ NONE = "(none)"
 CITATION_SUPPORT_PATCH = "citation-support"
 """Patch id: citations are checked for support (redo once, then marked) and the
 report's frontmatter lists uncited sources and frameworks."""
+NO_EVIDENCE_PATCH = "report-without-evidence"
+"""Patch id: when no source supports any point (an empty citation map), the report
+is accepted without inline citations instead of failing."""
+CACHE_WARMUP_PATCH = "analyst-cache-warmup"
+"""Patch id: with a model, the first analyst runs alone so that it writes the shared
+source block to the prompt cache, then the others run in parallel and read it
+(simultaneous first calls would each pay for a cache write)."""
+CITATION_JUDGE_PATCH = "citation-judge"
+"""Patch id: with a model, citations the lexical check finds unsupported go to a
+judge call (one per citation map, one per report section) before they count."""
+SOURCES_REVIEW_PATCH = "sources-gate-reviews-added-sources"
+"""Patch id: documents added at the sources gate are loaded and the gate opens
+again, listing them, so the reviewer sees what was added before proceeding (runs
+recorded before this went on at once)."""
 
 
 def failure_text(err: ActivityError) -> str:
@@ -71,10 +86,15 @@ def failure_text(err: ActivityError) -> str:
 class AnalysisWorkflow(LlmWorkflow):
     """The analysis pipeline of seed 004 (see the module docstring)."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, req: AnalysisRequest) -> None:
         super().__init__()
         self._state = AnalysisState()
-        self._req: AnalysisRequest | None = None
+        self._req = req
+        self.budget_usd = req.budget_usd
+        self.budget_reminder_interval = req.reminder_interval
+        self.budget_gate_expiry = req.gate_expiry
+        self._state.web_search = req.web_search
         self._registry: list[SourceDoc] = []
         self._outputs: dict[str, AnalystOutput] = {}
         self._outline: Outline | None = None
@@ -136,11 +156,6 @@ class AnalysisWorkflow(LlmWorkflow):
     @workflow.run
     async def run(self, req: AnalysisRequest) -> AnalysisResult:
         """Run the pipeline to DONE; raise ApplicationError when it ends FAILED."""
-        self._req = req
-        self.budget_usd = req.budget_usd
-        self.budget_reminder_interval = req.reminder_interval
-        self.budget_gate_expiry = req.gate_expiry
-        self._state.web_search = req.web_search
         self._track_phase = search_attributes.started_with(search_attributes.ANALYSIS_PHASE)
         try:
             if req.sources:
@@ -165,6 +180,7 @@ class AnalysisWorkflow(LlmWorkflow):
             self.record("report_written", f"{refs.report.path} ({refs.report.bytes} bytes), "
                         f"citation map {refs.citation_map.path}")
             self._enter(AnalysisPhase.DONE)
+            await self.handlers_finished()
             return AnalysisResult(
                 phase=AnalysisPhase.DONE, report=refs.report, citation_map=refs.citation_map,
                 synthesizer=self._state.synthesizer, template=self._state.template,
@@ -177,10 +193,12 @@ class AnalysisWorkflow(LlmWorkflow):
                 self._cancel_state()
                 raise
             self._fail_state(f"{err.activity_type} failed: {failure_text(err)}")
+            await self.handlers_finished()
             raise ApplicationError(f"analysis failed: {self._state.failure_reason}",
                                    type="AnalysisFailed", non_retryable=True) from None
         except ApplicationError as err:
             self._fail_state(err.message)
+            await self.handlers_finished()
             raise
         except asyncio.CancelledError:
             self._cancel_state()
@@ -307,12 +325,18 @@ class AnalysisWorkflow(LlmWorkflow):
     async def _sources_gate(self) -> None:
         assert self._req
         self._enter(AnalysisPhase.SOURCES, f"need {self._state.source_need}")
+        added: list[SourceDoc] = []
         while True:
             count = sum(1 for s in self._registry if s.level == "L0")
+            review = ""
+            if added:
+                review = ("added for review: " + "; ".join(
+                    f"{d.id} {d.title} ({d.location})" for d in added) + ". ")
             decision = await self._gate(SOURCES_GATE, (
                 f"fresh sources: need {self._state.source_need} ({self._source_need_reason}); "
                 f"{count} document(s) loaded, web search "
-                f"{'on' if self._state.web_search else 'off'}. Approve to proceed, or "
+                f"{'on' if self._state.web_search else 'off'}. {review}Proceed with "
+                "`analysis choose ID --proceed`, or "
                 "`analysis choose ID --add-source PATH` / `--web-search`"))
             if decision.verdict == Verdict.REJECT:
                 raise self._fail(f"stopped at the sources gate: {decision.comment}")
@@ -321,12 +345,16 @@ class AnalysisWorkflow(LlmWorkflow):
                 self._state.web_search = True
                 self.record("web_search", "web search enabled", actor=decision.actor)
             if choice.add_sources:
+                before = len(self._registry)
                 try:
                     await self._load(choice.add_sources)
                 except ActivityError as err:
                     if is_cancelled_exception(err):
                         raise
                     self.record("sources_refused", failure_text(err), actor=decision.actor)
+                    continue
+                if workflow.patched(SOURCES_REVIEW_PATCH):
+                    added = self._registry[before:]  # the gate opens again to review them
                     continue
             return
 
@@ -460,7 +488,13 @@ class AnalysisWorkflow(LlmWorkflow):
             async with slots:
                 return await self._analyst(aid)
 
-        errors = await asyncio.gather(*(one(a) for a in analysts))
+        first: list[str | None] = []
+        if len(analysts) > 1 and any(u.provider != "offline" for u in self.ledger) and \
+                workflow.patched(CACHE_WARMUP_PATCH):
+            first = [await one(analysts[0])]  # writes the source block to the cache
+            self.record("cache_warmup", f"{analysts[0]} ran first; the other analysts "
+                        "read the shared source block from the prompt cache")
+        errors = first + list(await asyncio.gather(*(one(a) for a in analysts[len(first):])))
         failed = {a: e for a, e in zip(analysts, errors, strict=True) if e is not None}
         for aid in [a for a in analysts if a in failed]:
             for attempt in range(1, self._req.analyst_retries + 1):
@@ -627,6 +661,11 @@ class AnalysisWorkflow(LlmWorkflow):
             if not problems and workflow.patched(CITATION_SUPPORT_PATCH):
                 unsupported = checks.unsupported_map_citations(cmap, self._outline,
                                                                self._registry)
+                claims = {p.id: p.claim for p in self._outline.points}
+                kept = await self._judge([(claims[pid], ids) for pid, ids in
+                                          unsupported.items()], "the citation map")
+                unsupported = {pid: ids for pid, ids in unsupported.items()
+                               if (claims[pid], ids) in kept}
                 if unsupported and attempt == 0:
                     problems = [f"{pid} cites {', '.join(ids)}, whose text does not support "
                                 "its claim (frameworks (L1) cannot be the only support)"
@@ -641,6 +680,32 @@ class AnalysisWorkflow(LlmWorkflow):
             previous_error = "; ".join(problems)
             self.record("check_failed", f"citation map: {previous_error}")
         raise self._fail(f"the citation map failed validation twice: {previous_error}")
+
+    async def _judge(self, found: list[tuple[str, list[str]]], what: str
+                     ) -> list[tuple[str, list[str]]]:
+        """Of the citations the lexical check found unsupported (claim, ids), those a
+        model judge finds unsupported too. Only in runs that use a model (offline the
+        lexical check is final): one judge call per batch, priced in the ledger; a
+        failed call leaves the lexical verdict."""
+        if not found or all(u.provider == "offline" for u in self.ledger) or \
+                not workflow.patched(CITATION_JUDGE_PATCH):
+            return found
+        claims, claims_json = checks.judge_claims(found, self._registry)
+        try:
+            resp = await self.call_llm(LlmRequest(
+                phase="analysis_citation_judge", template="analysis_citation_judge.md",
+                output_schema=checks.JUDGE_SCHEMA,
+                variables={"claims": claims, "claims_json": claims_json}),
+                summary=f"judge {len(found)} citation(s) of {what}")
+        except ActivityError as err:
+            self.record("fallback", f"citation judge failed ({failure_text(err)}); the "
+                        "lexical check stands")
+            return found
+        assert resp.data is not None
+        kept = checks.judged(found, resp.data["verdicts"])
+        self.record("citations_judged", f"{what}: {len(found) - len(kept)} of {len(found)} "
+                    "flagged citation(s) judged supported")
+        return kept
 
     def _drop_unsupported(self, cmap: CitationMap, unsupported: dict[str, list[str]]) -> None:
         """Take citations that stayed unsupported after the redo out of ``cmap`` (kept
@@ -665,6 +730,10 @@ class AnalysisWorkflow(LlmWorkflow):
             for p in self._outline.points)
         cited = list(dict.fromkeys(s for ids in cmap.citations.values() for s in ids))
         st = self._state
+        evidence = bool(cited) or not workflow.patched(NO_EVIDENCE_PATCH)
+        if not evidence:
+            self.record("no_evidence", "no source supports any point of the outline; the "
+                        "report is written without citations")
         previous_error = NONE
         for attempt in range(2):
             resp = await self.call_llm(LlmRequest(
@@ -679,10 +748,14 @@ class AnalysisWorkflow(LlmWorkflow):
                 summary="write the full text")
             text = checks.remove_source_markers(resp.text)
             meta, body, problems = checks.validate_report(
-                text, self._req.catalogue.report_frontmatter, self._loaded())
+                text, self._req.catalogue.report_frontmatter, self._loaded(), evidence)
             supported = not problems and workflow.patched(CITATION_SUPPORT_PATCH)
             if supported:
-                found = checks.unsupported_report_citations(body, self._registry)
+                found = []
+                for section in checks.sections(body):
+                    flagged = checks.unsupported_report_citations(section, self._registry)
+                    found += await self._judge(flagged, f"section "
+                                               f"'{section.splitlines()[0][:60]}'")
                 if found and attempt == 0:
                     problems = checks.support_problems(found)
                 elif found:

@@ -7,12 +7,20 @@ sentences a model (or a person) can act on; an empty list means valid.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import yaml
 
-from activities.grounding import SUPPORT_THRESHOLD, sentences, strip_citations, support_score
+from activities.grounding import (
+    SENTENCE_END,
+    SUPPORT_THRESHOLD,
+    best_passage,
+    sentences,
+    strip_citations,
+    support_score,
+)
 from models.analysis import (
     AnalystOutput,
     Catalogue,
@@ -212,6 +220,53 @@ def unsupported_map_citations(cmap: CitationMap, outline: Outline, registry: lis
     return out
 
 
+JUDGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"verdicts": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"claim": {"type": "integer", "minimum": 1},
+                       "supported": {"type": "boolean"},
+                       "reason": {"type": "string"}},
+        "required": ["claim", "supported", "reason"]}}},
+    "required": ["verdicts"],
+}
+MAX_JUDGED = 20  # claims per judge call
+
+
+def judge_claims(found: list[tuple[str, list[str]]], registry: list[SourceDoc]
+                 ) -> tuple[str, str]:
+    """The judge's view of lexically unsupported citations: (numbered text for the
+    prompt, the same as JSON for the offline judge). Each claim lists, per cited
+    evidence source, the passage that best matches it (:func:`best_passage`); a
+    framework is shown as such, with no text."""
+    docs = {s.id: s for s in registry}
+    lines, items = [], []
+    for n, (claim, ids) in enumerate(found[:MAX_JUDGED], 1):
+        passages = {sid: best_passage(strip_citations(claim), docs[sid].text)
+                    for sid in ids if sid in docs and docs[sid].role == "evidence"}
+        lines.append(f"{n}. {strip_citations(claim)}")
+        for sid in ids:
+            doc = docs.get(sid)
+            lines.append(f"   [{sid}] " + (f"\"{passages[sid]}\"" if sid in passages else
+                                            f"framework, not evidence: {doc.title}" if doc
+                                            else "not a loaded source"))
+        items.append({"claim": strip_citations(claim), "passages": passages})
+    return "\n".join(lines), json.dumps(items)
+
+
+def judged(found: list[tuple[str, list[str]]], verdicts: list[dict[str, Any]]
+           ) -> list[tuple[str, list[str]]]:
+    """The entries of ``found`` the judge did not find supported (claims beyond
+    MAX_JUDGED, or without a verdict, stay unsupported)."""
+    ok = {int(v["claim"]) for v in verdicts if v.get("supported") is True}
+    return [entry for n, entry in enumerate(found, 1) if n not in ok or n > MAX_JUDGED]
+
+
+def sections(body: str) -> list[str]:
+    """The ``## `` sections of a report body (text before the first one included)."""
+    return [part for part in re.split(r"(?m)^(?=## )", body) if part.strip()]
+
+
 def cited_sentences(body: str) -> list[tuple[str, list[str]]]:
     """Each sentence of a report body that carries inline citations, with the ids it
     cites (in order)."""
@@ -244,22 +299,27 @@ def support_problems(found: list[tuple[str, list[str]]]) -> list[str]:
 
 
 def mark_unsupported(body: str, found: list[tuple[str, list[str]]]) -> str:
-    """``body`` with each unsupported citation taken out of its bracket, and noted at
-    the end of the sentence's line as ``(unsupported citation: L0-3)``, so a reader
-    sees it and no check counts it as a citation."""
+    """``body`` with each unsupported citation taken out of its sentence's brackets
+    and noted after that sentence as ``(unsupported citation: L0-3)``, so a reader
+    sees it and no check counts it as a citation; other sentences keep theirs."""
     lines = body.split("\n")
     for sentence, ids in found:
         probe = " ".join(strip_citations(sentence).split()[:8])
         for n, line in enumerate(lines):
-            if probe and probe in " ".join(strip_citations(line).split()):
+            parts = SENTENCE_END.split(line)
+            hit = next((i for i, part in enumerate(parts)
+                        if probe and probe in " ".join(strip_citations(part).split())), None)
+            if hit is None:
+                continue
 
-                def keep(match: re.Match[str], drop: list[str] = ids) -> str:
-                    kept = [i for i in CITATION_ID.findall(match.group(1)) if i not in drop]
-                    return f" [{'; '.join(kept)}]" if kept else ""
+            def keep(match: re.Match[str], drop: list[str] = ids) -> str:
+                kept = [i for i in CITATION_ID.findall(match.group(1)) if i not in drop]
+                return f" [{'; '.join(kept)}]" if kept else ""
 
-                lines[n] = BRACKETED_WS.sub(keep, line).rstrip() + \
-                    f" (unsupported citation: {', '.join(ids)})"
-                break
+            parts[hit] = BRACKETED_WS.sub(keep, parts[hit]).rstrip() + \
+                f" (unsupported citation: {', '.join(ids)})"
+            lines[n] = " ".join(parts)
+            break
     return "\n".join(lines)
 
 
@@ -274,12 +334,14 @@ def inline_citations(body: str) -> list[str]:
     return [sid for group in BRACKETED.findall(body) for sid in CITATION_ID.findall(group)]
 
 
-def validate_report(text: str, fields: dict[str, str], loaded: set[str]
-                    ) -> tuple[dict[str, Any], str, list[str]]:
+def validate_report(text: str, fields: dict[str, str], loaded: set[str],
+                    evidence: bool = True) -> tuple[dict[str, Any], str, list[str]]:
     """The frontmatter checkpoint of the full text: every field of ``fields`` present
     with its JSON-schema type, a non-empty body with at least one inline citation, and
-    every inline citation a loaded or fetched source. Returns (frontmatter, body,
-    problems)."""
+    every inline citation a loaded or fetched source. Without ``evidence`` (the
+    citation map cites nothing: no source supports any point) the report needs no
+    inline citation and its ``sources`` may be an empty list. Returns (frontmatter,
+    body, problems)."""
     try:
         meta, body = split_frontmatter(text)
     except ValueError as err:
@@ -287,7 +349,7 @@ def validate_report(text: str, fields: dict[str, str], loaded: set[str]
     problems = []
     for name, kind in fields.items():
         value = meta.get(name)
-        if value in (None, "", []):
+        if value in (None, "") or value == [] and (evidence or name != "sources"):
             problems.append(f"frontmatter field '{name}' is missing or empty")
         elif not isinstance(value, _JSON_TYPES.get(kind, object)) or isinstance(value, bool) \
                 and kind != "boolean":
@@ -295,7 +357,7 @@ def validate_report(text: str, fields: dict[str, str], loaded: set[str]
     if not body:
         problems.append("the report body is empty")
     cited = inline_citations(body)
-    if body and not cited:
+    if body and not cited and evidence:
         problems.append("the report has no inline citations like [L0-1]")
     unknown = sorted({c for c in cited if c not in loaded})
     if unknown:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -43,7 +44,7 @@ from temporalio.exceptions import ApplicationError
 from workflows import policies
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
     from activities.signers import GateSignerActivities
     from models.common import (
@@ -74,6 +75,7 @@ GITHUB_CHANNEL = "github"
 AUDIT_COMMENT_PREVIEW = 1024  # characters of an oversized comment kept in a refused entry
 _MAX_ERROR_CHARS = 400  # a refused payload's validation error, as recorded
 
+M = TypeVar("M", bound="BaseModel")
 ReminderHook = Callable[[GateInfo], Awaitable[None]]
 WhileOpenHook = Callable[[GateInfo], Awaitable[None]]
 
@@ -95,6 +97,13 @@ class GatedWorkflow:
         self._audit.append(
             AuditEntry(at=workflow.now(), kind=kind, actor=actor, detail=detail, comment=comment)
         )
+
+    async def handlers_finished(self) -> None:
+        """Wait until no signal or update handler is running (an async update, e.g. one
+        that runs an activity, finishes first). Every workflow awaits this before it
+        returns, fails or continues as new, so no accepted message is cut off. Adds no
+        command to the history when nothing is running."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
 
     @workflow.query(name="audit_log")
     def audit_log(self) -> list[AuditEntry]:
@@ -121,9 +130,10 @@ class GatedWorkflow:
     def decision_problem(self, decision: GateDecision) -> str | None:
         """Why a decision cannot be accepted now, or None when it can.
 
-        Who decides is :meth:`identity_problem`'s question; this one is about the gate
-        and the decision. Subclasses may extend it with gate-specific checks (call
-        super first).
+        Checks, in order: the comment and content fit ``MAX_GATE_TEXT_BYTES`` (the
+        reason gives the size), the gate is open and not already decided, and a reject
+        or revise has a comment. Who may decide is :meth:`identity_problem`'s question.
+        Subclasses may extend this with gate-specific checks (call super first).
         """
         too_large = gate_text_problem(decision)
         if too_large:
@@ -231,7 +241,7 @@ class GatedWorkflow:
         if decision is None:
             first = payload[0] if len(payload) == 1 else None
             self.record("refused", f"{GATE_SIGNAL} signal refused: {error}",
-                        actor=_claimed_actor(first))
+                        actor=claimed(first, "actor"))
             return
         self.receive_decision(decision, "signal")
 
@@ -248,7 +258,7 @@ class GatedWorkflow:
                 first = None
         self.record("refused", f"signal {name!r} refused: this workflow has no signal of "
                     f"that name (a gate decision is the {GATE_SIGNAL!r} signal)",
-                    actor=_claimed_actor(first))
+                    actor=claimed(first, "actor"))
 
     @workflow.update(name=GATE_UPDATE)
     def decide_gate(self, *payload: object) -> GateAck:
@@ -388,19 +398,25 @@ class GatedWorkflow:
                 await hook(info)
 
 
-def parse_decision(payload: Sequence[object]) -> tuple[GateDecision | None, str]:
-    """Validate the raw input of a gate signal into a decision.
+def parse_payload(model: type[M], payload: Sequence[object]) -> tuple[M | None, str]:
+    """Validate the raw input of a signal or update into one ``model``.
+
+    The handler declares no model (``*payload: object``), so the SDK hands over
+    the decoded JSON instead of dropping a payload it cannot convert; this
+    validates it in workflow code, where a refusal can be audited.
 
     Args:
-        payload: the signal's decoded input values (JSON values, or RawValue).
+        model: the pydantic model the message should be.
+        payload: the message's decoded input values (JSON values, or RawValue).
 
     Returns:
-        ``(decision, "")`` when ``payload`` is exactly one valid GateDecision, else
+        ``(value, "")`` when ``payload`` is exactly one valid ``model``, else
         ``(None, error)`` with a short readable error: each field's problem as
         ``field: message``, joined by ``; ``, at most a few hundred characters.
     """
     if len(payload) != 1:
-        return None, f"expected one GateDecision as input, got {len(payload)} value(s)"
+        return None, (f"expected one {model.__name__} as input, got {len(payload)} "
+                      "value(s)")
     value = payload[0]
     if isinstance(value, RawValue):
         try:
@@ -408,12 +424,26 @@ def parse_decision(payload: Sequence[object]) -> tuple[GateDecision | None, str]
         except Exception as err:  # noqa: BLE001 - an undecodable payload is refused
             return None, f"the input cannot be decoded: {err}"[:_MAX_ERROR_CHARS]
     try:
-        return GateDecision.model_validate(value), ""
+        return model.model_validate(value), ""
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}"
             for e in err.errors(include_url=False))
         return None, problems[:_MAX_ERROR_CHARS]
+
+
+def parse_decision(payload: Sequence[object]) -> tuple[GateDecision | None, str]:
+    """:func:`parse_payload` for a :class:`GateDecision`."""
+    return parse_payload(GateDecision, payload)
+
+
+def claimed(value: object, field: str) -> str:
+    """The name a refused payload gives in ``field`` (stripped, at most 100
+    characters), or ``unknown``."""
+    name = value.get(field) if isinstance(value, dict) else None
+    if isinstance(name, str) and name.strip():
+        return name.strip()[:100]
+    return "unknown"
 
 
 def audit_comment(comment: str) -> str:
@@ -424,12 +454,3 @@ def audit_comment(comment: str) -> str:
     if size <= MAX_GATE_TEXT_BYTES:
         return comment
     return f"{comment[:AUDIT_COMMENT_PREVIEW]}... [truncated: {size:,} bytes in all]"
-
-
-def _claimed_actor(value: object) -> str:
-    """The actor a refused payload names (stripped, at most 100 characters), or
-    ``unknown``."""
-    actor = value.get("actor") if isinstance(value, dict) else None
-    if isinstance(actor, str) and actor.strip():
-        return actor.strip()[:100]
-    return "unknown"

@@ -34,6 +34,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies
+from workflows.gates import claimed, parse_payload
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -139,9 +140,14 @@ FREE_TEXT_GRADE_SCHEMA: dict[str, Any] = {
 class LearningLoopWorkflow(LlmWorkflow):
     """The A* learning loop of seed 000 as a durable workflow (see module docstring)."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, state: LearningState) -> None:
         super().__init__()
-        self._s: LearningState | None = None
+        # the carried state is set here, before any handler can run
+        self._s: LearningState = state
+        self._audit.extend(state.audit_tail)
+        self.ledger = [LlmUsage.model_validate(u) for u in state.ledger]
+        self.budget_usd = state.budget_usd
         self._test: OpenTest | None = None
         self._test_closed = False
 
@@ -168,8 +174,6 @@ class LearningLoopWorkflow(LlmWorkflow):
 
     @property
     def _state(self) -> LearningState:
-        if self._s is None:
-            raise ApplicationError("the loop has not started yet")
         return self._s
 
     def _open_test(self) -> OpenTest | None:
@@ -180,10 +184,6 @@ class LearningLoopWorkflow(LlmWorkflow):
     async def run(self, state: LearningState) -> LearningResult:
         """Run one round, then continue as new; return the summary once every KC is
         mastered (or skipped) or the round limit is reached."""
-        self._s = state
-        self._audit.extend(state.audit_tail)
-        self.ledger = [LlmUsage.model_validate(u) for u in state.ledger]
-        self.budget_usd = state.budget_usd
         try:
             if not state.kcs:
                 state.started_at = workflow.now()
@@ -203,8 +203,11 @@ class LearningLoopWorkflow(LlmWorkflow):
                                            non_retryable=True)
                 await self._round(kc)
                 outcome = self._outcome()
+            # an override (set_mastery runs an activity) finishes before the run
+            # returns or continues as new, and its result is carried
+            await self.handlers_finished()
+            outcome = self._outcome()
             if outcome is None:
-                await workflow.wait_condition(workflow.all_handlers_finished)
                 state.audit_tail = self.audit_log()[-AUDIT_TAIL:]
                 state.ledger = [u.model_dump() for u in self.ledger]
                 state.budget_usd = self.budget_usd
@@ -217,6 +220,7 @@ class LearningLoopWorkflow(LlmWorkflow):
             cause = err.cause
             message = getattr(cause, "message", None) or err.message
             self.record("failed", f"{err.activity_type} failed: {message}")
+            await self.handlers_finished()
             raise ApplicationError(f"learning loop failed: {err.activity_type}: {message}",
                                    type="LearningLoopFailed", non_retryable=True) from None
 
@@ -451,8 +455,16 @@ class LearningLoopWorkflow(LlmWorkflow):
                          missing=missing, closed=closed)
 
     @workflow.signal(name=SUBMIT_ANSWERS)
-    def submit_answers_signal(self, sub: SubmitAnswers) -> None:
-        """Signal form: a submission that cannot be taken is audited as refused."""
+    def submit_answers_signal(self, *payload: object) -> None:
+        """Signal form: a submission that cannot be taken is audited as refused,
+        and so is a payload that is not a SubmitAnswers (validated here, from the
+        raw input, with the validation error as the reason)."""
+        sub, error = parse_payload(SubmitAnswers, payload)
+        if sub is None:
+            first = payload[0] if len(payload) == 1 else None
+            self.record("refused", f"{SUBMIT_ANSWERS} signal refused: {error}",
+                        actor=claimed(first, "student"))
+            return
         problem = self.answers_problem(sub)
         if problem:
             self.record("refused", f"answers refused: {problem}", actor=sub.student)

@@ -81,7 +81,8 @@ class LlmWorkflow(GatedWorkflow):
         try:
             response = await workflow.execute_activity_method(
                 LlmActivities.llm_complete, request,
-                start_to_close_timeout=policies.LLM_TIMEOUT, retry_policy=policies.LLM_RETRY,
+                start_to_close_timeout=policies.LLM_TIMEOUT,
+                heartbeat_timeout=policies.LLM_HEARTBEAT_TIMEOUT, retry_policy=policies.LLM_RETRY,
                 summary=summary or f"LLM call: {request.phase}",
             )
         except ActivityError as err:

@@ -47,8 +47,11 @@ TRACKER_RETRY = RetryPolicy(
 # seconds, while the SDK still sends a heartbeat every 4 s (0.8 x the timeout).
 AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 AGENT_TIMEOUT_MARGIN = timedelta(seconds=60)
+# First retry after 0.5 s: a lost attempt (the usual reason for a retry once the
+# heartbeat timeout has passed) resumes within the 2 s recovery target
+# (bench/faults.py); a failing agent still backs off 0.5, 1, ... s.
 AGENT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
+    initial_interval=timedelta(milliseconds=500),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=2),
     maximum_attempts=3,
@@ -71,6 +74,10 @@ STEP_INFRA_RETRY = RetryPolicy(
 # invalid structured output; rate limits and overload (429, 529) retry after the
 # server's retry-after (next_retry_delay), else with this backoff.
 LLM_TIMEOUT = timedelta(minutes=20)
+# The activity heartbeats every second while the call runs (activities/llm.py
+# HEARTBEAT_EVERY), so a worker that died mid-call is noticed after this, not
+# after LLM_TIMEOUT, and the call is retried on another worker.
+LLM_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
@@ -164,7 +171,10 @@ async def execute_step(activity: Any, arg: Any, *, start_to_close_timeout: timed
 # -- learning loop -----------------------------------------------------------
 # Learning database calls (SQLite file or PostgreSQL): short transactions; a
 # failure is a lock timeout or a dropped connection, worth a few quick retries.
-DB_TIMEOUT = timedelta(seconds=30)
+# They do not heartbeat, so a call lost with its worker is retried only after
+# this timeout: 10 s (was 30) keeps a killed worker's round waiting seconds,
+# while a transaction still has far more time than it takes (milliseconds).
+DB_TIMEOUT = timedelta(seconds=10)
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,

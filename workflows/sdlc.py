@@ -56,10 +56,11 @@ PATCH_FAILED_RUN_REMOVES_WORKTREE = "failed-run-removes-worktree"
 class SdlcWorkflow(LlmWorkflow):
     """The SDLC phase machine of seed 002 as a durable workflow (see module docstring)."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, req: FeatureRequest) -> None:
         super().__init__()
         self._state = SdlcState()
-        self._req: FeatureRequest | None = None
+        self._req = req
         self._track_phase = False
 
     @workflow.query(name="state")
@@ -70,7 +71,6 @@ class SdlcWorkflow(LlmWorkflow):
     @workflow.run
     async def run(self, req: FeatureRequest) -> SdlcResult:
         """Run the request to DONE; raise ApplicationError when it ends FAILED."""
-        self._req = req
         self._track_phase = search_attributes.started_with(search_attributes.SDLC_PHASE)
         wf_id = workflow.info().workflow_id
         try:
@@ -108,6 +108,7 @@ class SdlcWorkflow(LlmWorkflow):
                     if self._on_github:
                         await self._open_pull_request(spec, decision)
                     await self._enter(SdlcPhase.DONE, actor=decision.actor)
+                    await self.handlers_finished()
                     return self._result(spec)
                 self._state.feedback.append(decision.comment)
                 if self._state.round >= req.max_rounds:
@@ -273,6 +274,7 @@ class SdlcWorkflow(LlmWorkflow):
             except ActivityError as err:  # the run fails anyway; say what was left
                 self.record("worktree_left", _activity_failure(err))
         await self._enter(SdlcPhase.FAILED, detail=reason)
+        await self.handlers_finished()
         raise ApplicationError(f"SDLC run failed: {reason}", type="SdlcFailed",
                                non_retryable=True)
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -89,7 +90,7 @@ BREAKER_TIMEOUT = timedelta(seconds=30)
 BREAKER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                             maximum_interval=timedelta(seconds=10), maximum_attempts=10)
 STEP_TIMEOUT_MARGIN = timedelta(seconds=30)  # past the step's own timeout, for clean-up
-SHELL_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+SHELL_HEARTBEAT_TIMEOUT = timedelta(seconds=5)  # as policies.AGENT_HEARTBEAT_TIMEOUT
 MIN_BREAKER_WAIT = timedelta(seconds=1)
 # workflow.patched ID: lost attempts are retried by the platform, the step's own
 # failures by the workflow (runs recorded before this change used one Temporal
@@ -98,6 +99,12 @@ PATCH_INFRA_RETRY = "step-infra-retry"
 # workflow.patched ID: a failed or canceled run removes its worktree (runs recorded
 # before this change end without that activity)
 PATCH_END_REMOVES_WORKTREE = "end-removes-worktree"
+# workflow.patched ID: a step attempt lost after the run was cancelled (the server
+# does not retry it) ends canceled, not failed (no breaker report, no handoff)
+PATCH_LOST_AFTER_CANCEL_IS_CANCELED = "lost-after-cancel-is-canceled"
+# workflow.patched ID: a failed or canceled run in a fresh workspace kills the
+# process groups its fences still record (e.g. left by a worker killed before)
+PATCH_END_KILLS_WORKSPACE_PROCESSES = "end-kills-workspace-processes"
 _DONE = (StepState.SUCCEEDED,)
 _DEAD = (StepState.FAILED, StepState.BLOCKED, StepState.CANCELED)
 
@@ -106,12 +113,13 @@ _DEAD = (StepState.FAILED, StepState.BLOCKED, StepState.CANCELED)
 class WorkstreamWorkflow(GatedWorkflow):
     """The workstream engine (see the module docstring)."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: WorkstreamInput) -> None:
         super().__init__()
-        self._inp: WorkstreamInput | None = None
+        self._inp = inp
         self._state = RunState.PENDING
         self._reason = ""
-        self._steps: dict[str, StepState] = {}
+        self._steps: dict[str, StepState] = {s.id: StepState.PENDING for s in inp.spec.steps}
         self._executions: dict[str, int] = {}
         self._feedback: dict[str, list[str]] = {}
         self._attempts: list[StepAttempt] = []
@@ -201,8 +209,6 @@ class WorkstreamWorkflow(GatedWorkflow):
     async def run(self, inp: WorkstreamInput) -> WorkstreamResult:
         """Run the DAG; return when every step succeeded, raise ApplicationError
         (type ``WorkstreamFailed``) when the run ends failed."""
-        self._inp = inp
-        self._steps = {s.id: StepState.PENDING for s in inp.spec.steps}
         self._track = search_attributes.started_with(search_attributes.WORKSTREAM_STATE)
         self._started_at = workflow.now()
         self._event("run_state", f"pending: {len(inp.spec.steps)} steps, "
@@ -216,8 +222,8 @@ class WorkstreamWorkflow(GatedWorkflow):
                     summary="the worker checks the run's tools")
             except ActivityError as err:
                 cause = err.cause
-                return self._fail(cause.message if isinstance(cause, ApplicationError)
-                                  else str(err))
+                await self._fail(cause.message if isinstance(cause, ApplicationError)
+                                 else str(err))
         try:
             self._workspace = await self._prepare_workspace()
             self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "
@@ -240,26 +246,43 @@ class WorkstreamWorkflow(GatedWorkflow):
                 raise
             await self._remove_worktree("failed")
             cause = err.cause
-            return self._fail(f"{err.activity_type} failed: "
-                              f"{cause.message if cause else err.message}")
+            await self._fail(f"{err.activity_type} failed: "
+                             f"{cause.message if cause else err.message}")
         if all(st == StepState.SUCCEEDED for st in self._steps.values()):
             self._set_state(RunState.SUCCEEDED, "every step succeeded")
+            await self.handlers_finished()
             return WorkstreamResult(state=self._state, steps=dict(self._steps),
                                     branch=self._workspace.branch, merge_commit=merge_commit,
                                     handoffs=list(self._handoffs), audit=self.audit_log())
         await self._remove_worktree("failed")
-        return self._fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
-                                    if st != StepState.SUCCEEDED))
+        await self._fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
+                                   if st != StepState.SUCCEEDED))
 
     async def _remove_worktree(self, why: str) -> None:
         """A run on a worktree of the spec's repository that ends failed or canceled
         removes the worktree (killing the processes still fenced there); its branch
         and commits stay. A fresh workspace repository is the run's only copy of
-        its work and stays."""
+        its work and stays; only the processes still fenced there are killed."""
         assert self._inp
         ws = self._workspace
-        if ws is None or self._inp.repo_path is None or not workflow.patched(
-                PATCH_END_REMOVES_WORKTREE):
+        if ws is None:
+            return
+        if self._inp.repo_path is None:  # a fresh workspace: only its processes go
+            if workflow.patched(PATCH_END_KILLS_WORKSPACE_PROCESSES):
+                try:
+                    killed = await workflow.execute_activity_method(
+                        WorkstreamActivities.kill_processes, ws,
+                        start_to_close_timeout=policies.GIT_TIMEOUT,
+                        retry_policy=policies.GIT_RETRY,
+                        summary=f"kill the workspace's leftover processes ({why})")
+                except ActivityError as err:
+                    self._event("workspace", f"processes in {ws.path} left: {err.cause or err}")
+                    return
+                if killed:
+                    self._event("workspace", f"killed leftover process groups {killed} in "
+                                f"{ws.path} ({why})")
+            return
+        if not workflow.patched(PATCH_END_REMOVES_WORKTREE):
             return
         try:
             await workflow.execute_activity_method(
@@ -273,10 +296,11 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._event("workspace", f"worktree {ws.path} removed ({why}); branch "
                     f"{ws.branch} stays")
 
-    def _fail(self, reason: str) -> WorkstreamResult:
+    async def _fail(self, reason: str) -> NoReturn:
         """End the run failed: raise ApplicationError (type ``WorkstreamFailed``)."""
         assert self._inp
         self._set_state(RunState.FAILED, reason)
+        await self.handlers_finished()
         raise ApplicationError(f"workstream {self._inp.spec.work_item} failed: {reason}",
                                type="WorkstreamFailed", non_retryable=True)
 
@@ -370,7 +394,10 @@ class WorkstreamWorkflow(GatedWorkflow):
             att.attempts, att.exit_code, att.outputs = out.attempt, out.exit_code, out.outputs
             att.outcome = "succeeded"
         except (ActivityError, asyncio.CancelledError) as err:
-            if isinstance(err, asyncio.CancelledError) or is_cancelled_exception(err):
+            if isinstance(err, asyncio.CancelledError) or is_cancelled_exception(err) or (
+                    # lost (e.g. its worker died) after the run was cancelled: not a failure
+                    err.retry_state == RetryState.CANCEL_REQUESTED
+                    and workflow.patched(PATCH_LOST_AFTER_CANCEL_IS_CANCELED)):
                 att.outcome, att.finished_at = "canceled", workflow.now()
                 self._set_step(step.id, StepState.CANCELED, "canceled")
                 raise asyncio.CancelledError() from None
@@ -427,6 +454,8 @@ class WorkstreamWorkflow(GatedWorkflow):
         att.error = getattr(cause, "message", None) or str(cause or err)
         att.exit_code = info.get("exit_code")
         att.outputs = [ArtifactRef.model_validate(o) for o in info.get("outputs", [])]
+        att.summary = str(info.get("summary") or "")
+        att.tail = str(info.get("tail") or "")
         exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
         att.attempts = int(info.get("attempt") or max(
             att.attempts, step.retry.max_attempts if exhausted else 1))
@@ -590,6 +619,7 @@ class WorkstreamWorkflow(GatedWorkflow):
                           description=str(step.inputs.get("description", "")),
                           new_feedback=feedback,
                           feedback_from=self._last_output_commit(step.id) if feedback else "",
+                          feedback_key=step.id,
                           timeout_seconds=step.timeout,
                           fence_key=f"step-{step.id}-{number}" if final else "",
                           own_failures_final=final),

@@ -141,3 +141,54 @@ async def test_budget_gate_from_the_cli(dev_env, env, task_queue, tmp_path):
             await asyncio.sleep(0.1)
         assert status["status"] == "FAILED"
         assert "stopped at the budget gate" in status["state"]["failure_reason"]
+
+
+async def test_added_sources_are_reviewed_then_the_clarify_gate_is_answered(
+        dev_env, env, task_queue, tmp_path):
+    """`choose --add-source` keeps the sources gate open with the added document (its
+    title read from the reStructuredText) until `--proceed`; a problem that fits two
+    synthesizers about equally opens the clarify gate, and `analysis answer` closes it."""
+    settings = Settings(_env_file=None, orchestrator_home=tmp_path / "home",
+                        temporal_task_queue=task_queue, llm_provider="offline")
+    problem = tmp_path / "problem.md"
+    problem.write_text("Strategy or regulation? Our market position depends on the new "
+                       "e-invoicing law and compliance.\n")
+    notes = tmp_path / "notes.rst"
+    notes.write_text("Competitors in Germany\n======================\n\nDATEV and "
+                     "lexoffice lead the market.\n")
+    async with make_worker(dev_env.client, settings):
+        started = await acli("analysis", "start", "--problem", str(problem), "--slug",
+                             f"clarify-{task_queue[-8:]}", "--json", env=env)
+        assert started.returncode == 0, started.stderr
+        wf_id = json.loads(started.stdout)["workflow_id"]
+        assert (await open_gate(wf_id, env))[0] == "sources"
+        chose = await acli("analysis", "choose", wf_id, "--add-source", str(notes), env=env)
+        assert chose.returncode == 0, chose.stderr
+        assert "stays open" in chose.stdout and "--proceed" in chose.stdout
+        gate, status = await open_gate(wf_id, env)
+        assert gate == "sources"
+        assert status["state"]["sources"] == ["L0-1 Competitors in Germany"]
+        assert "added for review: L0-1 Competitors in Germany" in \
+            status["state"]["pending_gates"][0]["prompt"]
+        text = (await acli("analysis", "status", wf_id, env=env)).stdout
+        assert "L0-1 Competitors in Germany" in text
+        proceed = await acli("analysis", "choose", wf_id, "--proceed", env=env)
+        assert proceed.returncode == 0, proceed.stderr
+        gate, status = await open_gate(wf_id, env)
+        assert gate == "clarify", status
+        assert status["state"]["questions"]
+        assert "?" in (await acli("analysis", "status", wf_id, env=env)).stdout
+        assert_one_line_error(await acli("analysis", "choose", wf_id, "--proceed", env=env),
+                              "use approve / revise / answer")
+        answered = await acli("analysis", "answer", wf_id, "--answer",
+                              "mostly about our competitive market position", env=env)
+        assert answered.returncode == 0, answered.stderr
+        assert "clarify: approve accepted" in answered.stdout
+        gate, status = await open_gate(wf_id, env)
+        assert gate == "proposal", status
+        assert status["state"]["synthesizer"] == "strategy"
+        audit = await acli("audit", wf_id, "--json", env=env)
+        assert audit.returncode == 0, audit.stderr
+        assert "clarify" in audit.stdout
+        cancelled = await acli("cancel", wf_id, env=env)
+        assert cancelled.returncode == 0, cancelled.stderr

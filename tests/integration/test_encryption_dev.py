@@ -153,6 +153,17 @@ async def test_the_cli_the_web_ui_and_the_temporal_cli_with_a_key(tmp_path):
         sealed = await asyncio.to_thread(subprocess.run, show, capture_output=True, timeout=60)
         assert plain.returncode == 0, plain.stderr
         assert text in started_input(plain.stdout) and text not in started_input(sealed.stdout)
+
+        # The CLI without the key, or with another one, says so in one line.
+        without = {k: v for k, v in env.items() if k != "PAYLOAD_KEYS"}
+        for cli_env, expected in ((without, "and PAYLOAD_KEYS is unset"),
+                                  ({**env, "PAYLOAD_KEYS": f"k9:{new_key()}"},
+                                   "which PAYLOAD_KEYS does not hold")):
+            result = await acli("result", workflow_id, env=cli_env)
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 1 and len(lines) == 1, result.stderr
+            assert lines[0].startswith("error: cannot decode the workflow's data: payload "
+                                       "encrypted with key 'k1'") and expected in lines[0]
     finally:
         if codec is not None:
             codec.send_signal(signal.SIGTERM)

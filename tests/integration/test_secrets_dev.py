@@ -22,6 +22,7 @@ from temporalio.client import WorkflowFailureError
 from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec
 from settings import Settings
 from temporal_plumbing.environments import temporal_executable
+from tests.integration.test_cli import acli, assert_one_line_error, env  # noqa: F401
 from worker import make_worker
 
 CALLABLES = "tests.workflows.workstream_callables"
@@ -40,11 +41,11 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 def history_json(address: str, workflow_id: str) -> str:
     """``temporal workflow show --output json`` of a workflow, as text."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
     return subprocess.run(
         [temporal_executable(), "workflow", "show", "--address", address, "--namespace",
          "default", "--workflow-id", workflow_id, "--output", "json"],
-        capture_output=True, text=True, check=True, env=env, timeout=60).stdout
+        capture_output=True, text=True, check=True, env=clean, timeout=60).stdout
 
 
 def files_under(root: Path) -> list[Path]:
@@ -101,8 +102,10 @@ async def test_step_printing_its_environment_leaks_no_secret(
         text = path.read_text(errors="replace")
         for name, value in secrets.items():
             assert value not in text, f"{name} is in {path}"
-    stdout = next(p for p in written if p.name == "stdout.txt").read_text()
-    stderr = next(p for p in written if p.name == "stderr.txt").read_text()
+    stdout = next(p for p in written if p.name == "stdout.txt" and "/env/" in str(p)
+                  ).read_text()
+    stderr = next(p for p in written if p.name == "stderr.txt" and "/env/" in str(p)
+                  ).read_text()
     # the step's environment was the allowlist: no worker secret, not even by name
     names = {line.split("=", 1)[0] for line in stdout.splitlines() if "=" in line}
     assert "WORKSTREAM_STEP" in names and "PATH" in names
@@ -110,4 +113,22 @@ async def test_step_printing_its_environment_leaks_no_secret(
     assert "DB_PASSWORD=***" in stdout  # granted to this tool, scrubbed in the artifact
     assert "granted=***" in stderr  # granted by the worker's tool config, then scrubbed
     result = json.loads(next(p for p in written if p.name == "result.json").read_text())
-    assert result == {"value": "***"}
+    assert result == {"value": ""}  # a python step runs in a subprocess with the allowlist
+
+
+async def test_cli_start_of_a_spec_the_worker_refuses_is_one_error_line(
+        dev_env, env, task_queue, tmp_path):  # noqa: F811
+    (tmp_path / "router.yaml").write_text(yaml.safe_dump({
+        "tools": {"mine": {"adapter": "shell", "secrets": ["GITHUB_TOKEN"]}},
+        "routes": {"build": {"tools": ["mine"]}}}))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "work_item": f"refused-{uuid.uuid4().hex[:6]}", "router_config": "router.yaml",
+        "steps": [{"id": "steal", "kind": "build",
+                   "inputs": {"script": 'echo "$GITHUB_TOKEN" > stolen'}}]}))
+    settings = Settings(orchestrator_home=tmp_path / "home", temporal_task_queue=task_queue)
+    async with make_worker(dev_env.client, settings):
+        proc = await acli("workstream", "start", str(spec), env=env)
+    assert_one_line_error(proc, "refused by the worker's tool configuration: tool 'mine' "
+                                "is not defined by this worker's router config")
+    assert proc.returncode == 1 and not list(tmp_path.rglob("stolen"))

@@ -11,6 +11,7 @@ change to the command sequence must go behind ``workflow.patched``).
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,31 @@ async def record_analysis(workdir: Path) -> None:
             await handle.result()
             history = await handle.fetch_history()
         (HISTORIES / "analysis_sources_outline_revise.json").write_text(history.to_json())
+    finally:
+        await env.shutdown()
+
+
+async def record_analysis_sources_review(workdir: Path) -> None:
+    """Analysis: a source added at the sources gate reopens it for review (patch
+    ``sources-gate-reviews-added-sources``); the reviewer then proceeds."""
+    from cli.analysis import analysis_request, start_analysis
+    from tests.workflows.analysis_harness import FIXTURES, decision, drive
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", llm_provider="offline")
+    try:
+        async with make_worker(env.client, settings):
+            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                                   title="German market entry review",
+                                   sources=[str(FIXTURES / "german-e-invoicing.md")])
+            handle = await start_analysis(env.client, settings, req)
+            await drive(handle, {"sources": [
+                decision("sources", Verdict.REVISE, "add competitors", content={
+                    "add_sources": [str(FIXTURES / "competitors.md")]}),
+                decision("sources")]})
+            await handle.result()
+            history = await handle.fetch_history()
+        (HISTORIES / "analysis_sources_added_reviewed.json").write_text(history.to_json())
     finally:
         await env.shutdown()
 
@@ -375,12 +401,68 @@ async def record_workstream_admission(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_faults(workdir: Path) -> None:
+    """Failure paths (patches ``step-infra-retry``, ``end-removes-worktree``,
+    ``failed-run-removes-worktree``): a workstream on a worktree whose step fails
+    once (counted, backed off, retried by the workflow) and whose next step fails
+    for good (the run ends failed and removes its worktree); an SDLC run rejected
+    at its only round (FAILED, worktree removed)."""
+    from cli.workstream import start_workstream
+    from models.workstream import (
+        DEFAULT_ROUTER_CONFIG,
+        RouterConfig,
+        WorkstreamInput,
+        WorkstreamSpec,
+    )
+
+    repo = workdir / "replay-faults-repo"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
+                                                 "commit", "-q", "--allow-empty", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_workstream(env.client, settings, WorkstreamInput(
+                spec=WorkstreamSpec.model_validate({"work_item": "replay-faults", "steps": [
+                    {"id": "flaky", "kind": "shell",
+                     "inputs": {"script": 'test "$WORKSTREAM_ATTEMPT" -ge 2'},
+                     "retry": {"max_attempts": 2, "initial_interval": 0.1}},
+                    {"id": "broken", "kind": "shell", "depends_on": ["flaky"],
+                     "inputs": {"script": "exit 3"}}]}),
+                router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),
+                repo_path=str(repo), spec_dir=str(workdir)))
+            try:
+                await handle.result()
+            except Exception:  # noqa: BLE001 - it is meant to fail
+                pass
+            (HISTORIES / "workstream_retry_then_fail_removes_worktree.json").write_text(
+                (await handle.fetch_history()).to_json())
+            sdlc = await start_sdlc(env.client, settings, feature_request(
+                settings, title="Add XML export", description="Export as XML.",
+                repo_path=str(repo), max_rounds=1))
+            while not await sdlc.query("pending_gates", result_type=list[GateInfo]):
+                await asyncio.sleep(0.05)
+            await sdlc.execute_update(GATE_UPDATE, GateDecision(
+                gate=GATE_1, verdict=Verdict.REJECT, actor="recorder", comment="no"))
+            try:
+                await sdlc.result()
+            except Exception:  # noqa: BLE001 - it is meant to fail
+                pass
+            (HISTORIES / "sdlc_reject_fails_removes_worktree.json").write_text(
+                (await sdlc.fetch_history()).to_json())
+    finally:
+        await env.shutdown()
+
+
 SCENARIOS = {"sdlc": record_sdlc, "sdlc_github": record_sdlc_github,
              "analysis": record_analysis, "workstream": record_workstream,
+             "analysis_sources_review": record_analysis_sources_review,
              "analysis_grounded": record_analysis_grounded,
              "learning_templates": record_learning_templates,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,
-             "workstream_admission": record_workstream_admission}
+             "workstream_admission": record_workstream_admission, "faults": record_faults}
 
 
 async def main(names: list[str]) -> None:
@@ -391,4 +473,7 @@ async def main(names: list[str]) -> None:
             await SCENARIOS[name](Path(tmp))
 
 if __name__ == "__main__":
+    if os.environ.get("PAYLOAD_KEYS", "").strip():
+        sys.exit("unset PAYLOAD_KEYS: saved histories must replay without a key (the replay "
+                 "tests run with none)")
     asyncio.run(main(sys.argv[1:]))

@@ -116,3 +116,28 @@ def test_web_search_through_exa_py():
         assert not limited.value.non_retryable
     with pytest.raises(ApplicationError, match="set EXA_API_KEY"):
         WebSearchActivities(None).web_search(WebSearchInput(query="x"))
+
+
+def test_citation_support_treats_frameworks_as_lenses_not_evidence():
+    from models.analysis import SourceDoc
+    from workflows.analysis_checks import citation_support, mark_unsupported, uncited_sources
+
+    registry = [
+        SourceDoc(id="L0-1", level="L0", title="mandate", location="m.md",
+                  text="From 2027 businesses above EUR 800,000 turnover must issue "
+                       "structured e-invoices. Paper invoices are phased out."),
+        SourceDoc(id="L0-2", level="L0", title="other", location="o.md",
+                  text="Competitors price their tools from EUR 7 a month."),
+        SourceDoc(id="L1-1", level="L1", title="ISO 31000", location="ISO 31000",
+                  role="framework"),
+    ]
+    claim = "Businesses above EUR 800,000 turnover must issue structured e-invoices from 2027"
+    assert citation_support(claim, ["L0-1", "L1-1"], registry) == (["L0-1", "L1-1"], [])
+    assert citation_support(claim, ["L1-1"], registry) == ([], ["L1-1"])  # alone: no
+    assert citation_support(claim, ["L0-2"], registry) == ([], ["L0-2"])
+    assert citation_support(claim, ["L0-9"], registry) == ([], ["L0-9"])
+    body = f"{claim} [L0-1]. Tools cost EUR 7 a month [L0-1; L0-2].\n"
+    marked = mark_unsupported(body, [("Tools cost EUR 7 a month [L0-1; L0-2].", ["L0-1"])])
+    assert marked == (f"{claim} [L0-1]. Tools cost EUR 7 a month [L0-2]. "
+                      "(unsupported citation: L0-1)\n")
+    assert uncited_sources("x [L0-2]", registry) == ["L0-1"]  # frameworks are not listed

@@ -77,3 +77,9 @@ def test_the_dockerfile_runs_the_worker_with_git():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["python", "worker.py"]' in dockerfile
     assert "install -y --no-install-recommends git" in dockerfile
+
+
+def test_the_worker_gets_the_trust_settings():
+    env = SERVICES["worker"]["environment"]
+    for name in ("SECRET_ENV", "AGENT_SECRET_ENV", "WORKSTREAM_PYTHON_MODULES"):
+        assert env[name] == f"${{{name}:-}}"

@@ -66,6 +66,10 @@ def test_semantic_checks_of_generated_items():
     ok = GeneratedItem(kc="k", prompt="What is 1/4 + 1/4?", answer_type="numeric",
                        answer="1/2")
     assert item_problem(ok, "k") is None
+    # wording the grader's prompt also uses is a fine question: only the generator's
+    # own prompt counts as leaked text
+    assert item_problem(ok.model_copy(update={
+        "prompt": "Say whether the answer is correct: 1/2 + 1/2 = 1"}), "k") is None
     bad = {
         "the options of a multiple-choice item": ok.model_copy(update={
             "prompt": "List the options of a multiple-choice item"}),

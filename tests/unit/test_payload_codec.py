@@ -29,7 +29,8 @@ DECISION = GateDecision(gate="GATE_1", verdict=Verdict.REJECT, actor="alice",
 
 async def test_the_data_converter_encrypts_with_a_key_and_not_without(monkeypatch):
     monkeypatch.delenv("PAYLOAD_KEYS", raising=False)
-    assert data_converter() is pydantic_data_converter
+    plain = data_converter()
+    assert await plain.encode([DECISION]) == await pydantic_data_converter.encode([DECISION])
     monkeypatch.setenv("PAYLOAD_KEYS", f"new:{B64_A}")
     converter = data_converter()
     [payload] = await converter.encode([DECISION])
@@ -37,6 +38,9 @@ async def test_the_data_converter_encrypts_with_a_key_and_not_without(monkeypatc
     assert payload.metadata["encryption-key-id"] == b"new"
     assert b"MARKER" not in payload.SerializeToString()
     assert await converter.decode([payload], [GateDecision]) == [DECISION]
+    # Without the key, an encrypted payload is a clear error, not "unknown encoding".
+    with pytest.raises(PayloadDecryptionError, match="key 'new', and PAYLOAD_KEYS is unset"):
+        await plain.decode([payload], [GateDecision])
 
 
 async def test_rotation_decrypts_old_payloads_and_encrypts_with_the_first_key():

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, Field
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import ArtifactStore
@@ -45,6 +46,11 @@ def test_scrubber_replaces_values_in_text_data_and_models():
     assert s.value({"a": [SECRET, 1, None]}) == {"a": [REDACTED, 1, None]}
     clean = ToolSpec(adapter="shell")
     assert s.value(clean) is clean
+    # a constraint the scrubbed form breaks: the JSON dict goes on the wire instead
+    class Key(BaseModel):
+        key: str = Field(pattern=r"^sk-")
+
+    assert s.value(Key(key=SECRET)) == {"key": REDACTED}
 
 
 def test_scrubber_rebuilds_errors_keeping_type_and_retry_behaviour():

@@ -85,3 +85,21 @@ def test_non_text_and_oversized_files_are_refused(tmp_path, load):
     assert f"source {big} is 2,006 bytes, over the limit of 1,000" in refused(
         load, big, max_bytes=1000)
     assert load(big, max_bytes=5000)[0].title == "Big"
+
+
+def test_titles_are_read_from_the_document(tmp_path, load):
+    docs = tmp_path / "titles"
+    docs.mkdir()
+    (docs / "a.rst").write_text(
+        ".. comment\n\n=========\nOverlined\n=========\n\nText.\n\nSection\n-------\n")
+    (docs / "b.rst").write_text("Introduction to httpx\n~~~~~~~~~~~~~~~~~~~~~\n\nbody\n")
+    (docs / "c.rst").write_text("no title here\n\n   ***\n")
+    (docs / "d.md").write_text("---\ntitle: meta\n---\n```\n# not a title\n```\n"
+                               "## Sub first\n\n# Real Title #\n")
+    (docs / "e.md").write_text("#hashtag line\nSetext Title\n============\n")
+    (docs / "f.md").write_text("### Only a subsection\ntext\n")
+    (docs / "g.txt").write_text("plain text\n")
+    titles = {Path(d.location).name: d.title for d in load(docs)}
+    assert titles == {"a.rst": "Overlined", "b.rst": "Introduction to httpx",
+                      "c.rst": "c.rst", "d.md": "Real Title", "e.md": "Setext Title",
+                      "f.md": "Only a subsection", "g.txt": "g.txt"}

@@ -87,3 +87,29 @@ def test_cli_names_the_unknown_kind(tmp_path, capsys):
     path.write_text(yaml.safe_dump(spec({"id": "a", "kind": "deploy"})))
     assert starter.main(["workstream", "start", str(path)]) == 1
     assert "unknown task kind 'deploy'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("output", "summary"), [
+    ("..F   [100%]\n==== FAILURES ====\nE assert 1 == 2\n"
+     "========== 1 failed, 2 passed in 0.12s ==========\n", "1 failed, 2 passed in 0.12s"),
+    ("3 passed, 1 warning in 1.05s\n", "3 passed, 1 warning in 1.05s"),
+    ("======= 1 failed, 4 passed, 2 skipped in 3.20s (0:00:03) =======",
+     "1 failed, 4 passed, 2 skipped in 3.20s (0:00:03)"),
+    ("Ran 4 tests in 0.001s\n\nFAILED (failures=1, errors=1)\n", "FAILED (failures=1, errors=1)"),
+    ("test result: FAILED. 3 passed; 1 failed; 0 ignored\n",
+     "test result: FAILED. 3 passed; 1 failed; 0 ignored"),
+    ("make: *** [all] Error 2\n", ""),
+])
+def test_failure_excerpt_finds_the_test_runners_summary(output, summary):
+    from activities.workstream import failure_excerpt
+
+    found, tail = failure_excerpt(output, "warning on stderr\n")
+    assert found == summary
+    assert tail.endswith("warning on stderr") and output.strip().splitlines()[-1] in tail
+
+
+def test_failure_excerpt_keeps_the_last_lines():
+    from activities.workstream import failure_excerpt
+
+    _, tail = failure_excerpt("\n".join(f"line {i}" for i in range(100)), "")
+    assert tail.splitlines() == [f"line {i}" for i in range(80, 100)]

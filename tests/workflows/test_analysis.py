@@ -118,10 +118,21 @@ async def test_every_gate_to_a_cited_report(run_analysis, llm, exa):
                         "- Recommendation: enter in 2026 with DATEV export (opinion)\n")),
                     decision("outline")],
     }
-    result, handle = await run_analysis(script, web_search_available=True)
+    prompts = []
+
+    async def on_gate(handle, gate):
+        if gate == "sources":
+            state = await handle.query("state", result_type=AnalysisState)
+            prompts.append((state.pending_gates[0].prompt, list(state.sources)))
+
+    result, handle = await run_analysis(script, on_gate=on_gate, web_search_available=True)
     assert isinstance(result, AnalysisResult), result
-    assert handle.opened == ["sources", "clarify", "proposal", "proposal", "outline",
-                             "outline", "outline"]
+    # adding a source kept the sources gate open, listing it for review
+    assert handle.opened == ["sources", "sources", "clarify", "proposal", "proposal",
+                             "outline", "outline", "outline"]
+    assert "added for review" not in prompts[0][0] and len(prompts[0][1]) == 1
+    assert "added for review: L0-2 Competitor notes" in prompts[1][0], prompts[1][0]
+    assert str(FIXTURES / "competitors.md") in prompts[1][0] and len(prompts[1][1]) == 2
     assert result.synthesizer == "strategy" and result.analysts == [
         "market", "competition", "risk"]
     assert sorted(c.variables["analyst_id"] for c in llm.phase_calls("analysis_analyst")) == [
@@ -144,8 +155,8 @@ async def test_every_gate_to_a_cited_report(run_analysis, llm, exa):
 
     entries = await audit(handle)
     decided = [e.detail.split(":")[0] for e in entries if e.kind == "decision"]
-    assert decided == ["sources", "clarify", "proposal", "proposal", "outline", "outline",
-                       "outline"]
+    assert decided == ["sources", "sources", "clarify", "proposal", "proposal", "outline",
+                       "outline", "outline"]
     assert any(e.kind == "outline_edited" for e in entries)
     ledger = await handle.query("llm_ledger", result_type=LlmLedger)
     calls = {p.phase: p.calls for p in ledger.by_phase}
@@ -385,3 +396,99 @@ async def test_unsupported_citations_are_redone_once_then_marked(run_analysis, l
     assert meta["unsupported_citations"][0].startswith("L0-1: PyJWT tokens")
     kinds = [e.kind for e in await audit(handle)]
     assert kinds.count("citations_unsupported") == 2
+
+
+async def test_with_a_model_a_judge_overrules_the_lexical_check_per_section(run_analysis, llm):
+    """In a run with a model, sentences the lexical check flags go to a judge call
+    (one per report section, priced in the ledger): a paraphrase the judge accepts
+    keeps its citation; one it refuses is redone once, then marked."""
+    paraphrase = "Electronic bills will soon be compulsory for every company [L0-1]."
+    wrong = "PyJWT tokens can be verified by a Node.js service [L0-1]."
+
+    def as_model(hook=None):  # the offline answers, billed as a model's
+        def wrapped(req, resp, n):
+            resp = hook(req, resp, n) if hook else resp
+            return resp.model_copy(update={"usage": resp.usage.model_copy(
+                update={"provider": "anthropic"})})
+        return wrapped
+
+    def full_text(req, resp, n):
+        return resp.model_copy(update={"text": resp.text.rstrip()
+                                       + f"\n\n## Added\n\n{paraphrase} {wrong}\n"})
+
+    def judge(req, resp, n):
+        claims = req.variables["claims"].split("\n")
+        verdicts = [{"claim": int(line.split(".")[0]), "supported": "compulsory" in line,
+                     "reason": "checked"} for line in claims if line[:1].isdigit()]
+        return with_data(resp, {"verdicts": verdicts})
+
+    phases = ["analysis_clarify", "analysis_proposal", "analysis_analyst",
+              "analysis_integrate", "analysis_outline", "analysis_citations"]
+    llm.hooks = {**{p: as_model() for p in phases}, "analysis_parse": as_model(STRATEGY),
+                 "analysis_full_text": as_model(full_text),
+                 "analysis_citation_judge": as_model(judge)}
+    result, handle = await run_analysis()
+    assert isinstance(result, AnalysisResult), result
+    judged = llm.phase_calls("analysis_citation_judge")
+    assert len(judged) == 2  # the "Added" section, in the draft and in the redo
+    assert "compulsory" in judged[0].variables["claims"]
+    assert "German business must be able to receive structured" in judged[0].variables[
+        "claims"]  # the best passage of the cited source is shown to the judge
+    meta, body = split_frontmatter(Path(result.report.path).read_text())
+    assert paraphrase in body  # judged supported: the citation stays
+    assert "Node.js service. (unsupported citation: L0-1)" in body
+    ledger = await handle.query("llm_ledger", result_type=LlmLedger)
+    assert {p.phase: p.calls for p in ledger.by_phase}["analysis_citation_judge"] == 2
+    assert any(e.kind == "citations_judged" for e in await audit(handle))
+
+
+async def test_with_a_model_the_first_analyst_warms_the_prompt_cache(run_analysis, llm):
+    """A run with a model starts one analyst, and the others only once it is done
+    (they then read the shared source block from the cache); offline they all start
+    at once."""
+    def as_model(hook=None):
+        def wrapped(req, resp, n):
+            resp = hook(req, resp, n) if hook else resp
+            return resp.model_copy(update={"usage": resp.usage.model_copy(
+                update={"provider": "anthropic"})})
+        return wrapped
+
+    def analyst_order(events) -> tuple[list[int], list[int]]:
+        scheduled, completed = {}, []
+        for e in events:
+            if e.HasField("activity_task_scheduled_event_attributes"):
+                a = e.activity_task_scheduled_event_attributes
+                if a.activity_type.name == "llm_complete" and json.loads(
+                        a.input.payloads[0].data)["phase"] == "analysis_analyst":
+                    scheduled[e.event_id] = e.event_id
+            elif e.HasField("activity_task_completed_event_attributes"):
+                if e.activity_task_completed_event_attributes.scheduled_event_id in scheduled:
+                    completed.append(e.event_id)
+        return sorted(scheduled), completed
+
+    llm.hooks = {"analysis_parse": as_model(STRATEGY)}
+    result, handle = await run_analysis()
+    assert isinstance(result, AnalysisResult), result
+    starts, done = analyst_order((await handle.fetch_history()).events)
+    assert len(starts) == 5 and starts[1] > done[0]  # the others after the first
+    assert any(e.kind == "cache_warmup" for e in await audit(handle))
+
+    llm.hooks = {"analysis_parse": STRATEGY}
+    llm.calls.clear()
+    result, handle = await run_analysis()
+    starts, done = analyst_order((await handle.fetch_history()).events)
+    assert len(starts) == 5 and starts[-1] < done[0]  # offline: all at once
+
+
+async def test_offline_without_sources_the_report_says_it_has_no_evidence(run_analysis, llm):
+    """No documents: nothing to quote, so no point is presented as fact and the report
+    is written without citations instead of failing its citation check."""
+    llm.hooks = {"analysis_parse": STRATEGY}
+    result, handle = await run_analysis(sources=[])
+    assert isinstance(result, AnalysisResult), result
+    meta, body = split_frontmatter(Path(result.report.path).read_text())
+    assert meta["sources"] == [] and meta["uncited_sources"] == []
+    assert not checks.inline_citations(body)
+    assert "No passage of the loaded sources" not in body  # analysts' notes, not claims
+    assert "Should we enter the German market" in meta["title"]
+    assert any(e.kind == "no_evidence" for e in await audit(handle))

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import (
     NoEncryption,
     PrivateFormat,
 )
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
 from activities.signers import GateSignerActivities
@@ -144,7 +144,9 @@ async def test_update_refuses_and_audits_every_attack_then_takes_a_signed_decisi
     decisions = [e for e in result.audit if e.kind == "decision"]
     assert [e.actor for e in decisions] == ["key:alice", "key:alice"]
     assert len([e for e in result.audit if e.kind == "refused"]) == len(attacks) + 1
-    await other.cancel()
+    await other.cancel()  # and wait, so no task is left pending to hold the test server's clock
+    with pytest.raises(WorkflowFailureError):
+        await other.result()
 
 
 async def test_signal_refuses_and_audits_then_takes_a_signed_decision(

@@ -248,6 +248,16 @@ async def test_answers_overrides_and_state_across_runs(ts_env, task_queue, tmp_p
                     if e.kind == "refused"]
         assert any(d.startswith("answers refused") for d in refusals), refusals
         assert not any("no signal of that name" in d for d in refusals)
+        # a payload that is not a SubmitAnswers is audited too, never dropped
+        await handle.signal(SUBMIT_ANSWERS, {"answers": "42", "student": "sam"})
+        for _ in range(200):
+            bad = [e for e in await handle.query("audit_log", result_type=list[AuditEntry])
+                   if e.kind == "refused" and "signal refused" in e.detail]
+            if bad:
+                break
+            await asyncio.sleep(0.05)
+        assert bad and bad[0].actor == "sam", bad
+        assert "answers: Input should be a valid list" in bad[0].detail
         await refused(handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
                 answers=[Answer(item=first.id, answer="1")])), "closed|no test is open")
         second = await wait_for_test(handle, previous=test.test_id)

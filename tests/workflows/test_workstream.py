@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import uuid
 from datetime import timedelta
@@ -67,13 +68,15 @@ def shell(step_id: str, script: str, **extra: Any) -> dict:
 class Run:
     """A worker on the test's task queue for the duration of a test."""
 
-    def __init__(self, env: WorkflowEnvironment, tmp: Path, task_queue: str) -> None:
+    def __init__(self, env: WorkflowEnvironment, tmp: Path, task_queue: str,
+                 python_modules: list[str] | None = None) -> None:
         self.env = env
         # these tests bring their own tools: the worker trusts the spec's router config
         self.settings = Settings(
             orchestrator_home=tmp / "home", temporal_task_queue=task_queue,
             workstream_trust_spec_tools=True,
-            workstream_python_modules=["tests.workflows.workstream_callables"])
+            workstream_python_modules=python_modules or [
+                "tests.workflows.workstream_callables"])
         self.worker = make_worker(env.client, self.settings)
 
     async def __aenter__(self) -> Run:
@@ -436,6 +439,35 @@ async def test_agent_adapter_runs_the_sdlc_agent_runner(ts_env: WorkflowEnvironm
     assert result["steps"] == {"spec": "succeeded", "check": "succeeded"}
 
 
+async def test_agent_step_revised_twice_reads_every_round_from_its_feedback_file(
+        ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str, git_repo: Path):
+    inp = make_input(tmp_path, [
+        {"id": "spec", "kind": "agent", "gate": True,
+         "inputs": {"title": "Add CSV export", "description": "Export results as CSV."}},
+    ], tools={"offline-agent": {"adapter": "agent", "runner": "offline", "breaker": None}},
+        routes={"agent": {"tools": ["offline-agent"]}}, repo=git_repo)
+    async with Run(ts_env, tmp_path, task_queue) as run:
+        handle = await run.start(inp)
+        for verdict, comment in ((Verdict.REVISE, "name the columns"),
+                                 (Verdict.REVISE, "quote the commas"), (Verdict.APPROVE, "")):
+            await wait_for(handle, lambda p: p.review == ["spec"], "the review gate")
+            await handle.execute_update(GATE_UPDATE, GateDecision(
+                gate="review-spec", verdict=verdict, actor="rita", comment=comment))
+        await handle.result()
+        att = await attempts(handle)
+        history = await handle.fetch_history()
+    spec = att["spec"].outputs[0]
+    text = Path(spec.path).read_text()
+    assert "name the columns" in text and "quote the commas" in text  # both rounds
+    feedback = git(Path(spec.path).parent, "show", f"{spec.commit}:./feedback-spec.md")
+    assert "## Round 1\n\nname the columns" in feedback
+    assert "## Round 2\n\nquote the commas" in feedback
+    inputs = [p.data for e in history.events
+              if e.activity_task_scheduled_event_attributes.activity_type.name == "run_agent"
+              for p in e.activity_task_scheduled_event_attributes.input.payloads]
+    assert sum(b"name the columns" in data for data in inputs) == 1  # sent once
+
+
 async def test_breaker_workflow_continues_as_new_with_its_board(
         ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str):
     policy = BreakerPolicy(failure_threshold=5, cool_down_seconds=60)
@@ -522,3 +554,50 @@ async def test_failed_and_canceled_runs_remove_their_worktree(ts_env: WorkflowEn
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=git_repo, capture_output=True,
                                text=True).stdout.strip().splitlines()
     assert len(worktrees) == 1
+
+
+async def test_python_step_runs_in_a_subprocess_in_the_workspace_and_failures_show_their_tail(
+        ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str, git_repo: Path):
+    """A python step's module may live in the run's workspace (cwd and first on
+    sys.path, WORKSTREAM_WORKSPACE set), in its own process; a failing pytest run is
+    reported with its summary line, its last lines and its log's path."""
+    import os
+    import sys
+
+    from cli.workstream import render_markdown
+    (git_repo / "wsmod.py").write_text(
+        "import os\nimport sys\n\n\ndef where(tag):\n"
+        "    return {'cwd': os.getcwd(), 'ws': os.environ['WORKSTREAM_WORKSPACE'],\n"
+        "            'pid': os.getpid(), 'first': sys.path[0], 'tag': tag}\n")
+    (git_repo / "test_calc.py").write_text(
+        "def test_one():\n    assert 1 == 1\n\n\ndef test_two():\n    assert 2 == 2\n\n\n"
+        "def test_wrong():\n    assert 1 + 1 == 3, 'arithmetic is broken'\n")
+    subprocess.run(["git", "add", "."], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "module and tests"], cwd=git_repo, check=True)
+    inp = make_input(tmp_path, [
+        {"id": "where", "kind": "python",
+         "inputs": {"callable": "wsmod:where", "kwargs": {"tag": "x"}}},
+        shell("tests", f"{sys.executable} -m pytest -q -p no:cacheprovider test_calc.py"),
+    ], tools={"sh": SH, "py": {"adapter": "python", "breaker": None}},
+        routes={"shell": {"tools": ["sh"]}, "python": {"tools": ["py"]}}, repo=git_repo)
+    async with Run(ts_env, tmp_path, task_queue, python_modules=["wsmod"]) as run:
+        handle = await run.start(inp)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        report = await handle.query("report", result_type=WorkstreamReport)
+    att = {a.step: a for a in report.attempts}
+    assert att["where"].outcome == "succeeded", att["where"].error
+    result = json.loads(Path(att["where"].outputs[0].path).read_text())
+    workspace = os.path.realpath(report.workspace)
+    assert os.path.realpath(result["cwd"]) == workspace == os.path.realpath(result["ws"])
+    assert os.path.realpath(result["first"]) == workspace and result["tag"] == "x"
+    assert result["pid"] != os.getpid()
+    failed = att["tests"]
+    assert failed.outcome == "failed" and failed.exit_code == 1
+    assert re.fullmatch(r"1 failed, 2 passed in [\d.]+s", failed.summary), failed.summary
+    assert failed.summary in failed.error and "exited with code 1" in failed.error
+    assert "AssertionError: arithmetic is broken" in failed.tail
+    text = render_markdown(report)
+    assert f"summary: **{failed.summary}**" in text
+    stdout = next(o.path for o in failed.outputs if o.path.endswith("stdout.txt"))
+    assert f"`{stdout}`" in text and "FAILED test_calc.py::test_wrong" in text
