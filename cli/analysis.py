@@ -32,11 +32,11 @@ from cli.common import (
     checked_title,
     checked_workflow_id,
     json_flag,
-    read_text_file,
     with_defaults,
 )
-from cli.gates import finished_result, follow, open_gate, query
+from cli.gates import finished_result, open_gate, query
 from cli.llm import format_ledger
+from cli.review import follow_run
 from models.analysis import (
     CLARIFY_GATE,
     PROPOSAL_GATE,
@@ -148,7 +148,12 @@ async def cmd_start(ctx: Context) -> int:
     """``analysis start``."""
     args = ctx.args
     problem_path = Path(args.problem)
-    problem = read_text_file(problem_path, "the problem file")
+    try:
+        problem = decode_utf8(problem_path.read_bytes(), f"the problem file {args.problem}")
+    except OSError as err:
+        raise CliError(f"cannot read the problem file {args.problem}: {err.strerror}") from None
+    except NotUtf8Error as err:
+        raise CliError(str(err), code=2) from None
     if not problem.strip():
         raise CliError(f"the problem file {args.problem} is empty; write the problem in it")
     if args.slug:
@@ -176,7 +181,7 @@ async def cmd_start(ctx: Context) -> int:
     if (notice := ctx.settings.llm_provider_notice()) and not ctx.json:
         print(notice)
     if args.follow:
-        await follow(handle, quiet=ctx.json)
+        return await follow_run(ctx, handle)
     return 0
 
 

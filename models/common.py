@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, computed_field, field_validator
 
 from models.signatures import DecisionSignature
 
@@ -156,6 +157,14 @@ class GateInfo(BaseModel):
             decision names it, so it cannot be replayed on a later round.
         signatures_required: decisions must be signed by an allowed key (or come
             from GitHub); False means anyone who reaches the server decides.
+        artifact: what to judge: a file path (the spec, the step's log) or a
+            command that shows it; empty when the prompt says it all.
+        decision_json: (computed) a GateDecision approving this gate as one line of
+            JSON, ready to paste into the web UI's "Send a Signal" (signal
+            ``gate_decision``) or "Send an Update" (update ``decide_gate``, which
+            refuses a bad decision at once) dialog; change ``actor`` to your name,
+            and ``verdict`` to ``reject`` or ``revise`` with a ``comment`` to refuse
+            (when ``signatures_required`` an unsigned one is refused: use the CLI).
     """
 
     gate: str
@@ -166,3 +175,12 @@ class GateInfo(BaseModel):
     prompt: str = ""
     opening: int = 0
     signatures_required: bool = False
+    artifact: str = ""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def decision_json(self) -> str:
+        """See the class docstring."""
+        actor = self.allowed_actors[0] if self.allowed_actors else "your-name"
+        return json.dumps({"gate": self.gate, "verdict": "approve", "actor": actor,
+                           "comment": ""})

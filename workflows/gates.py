@@ -14,12 +14,20 @@ A workflow class inherits :class:`GatedWorkflow` and gets:
   as ``gate_decison``) as ``refused``; signals the workflow defines still reach
   their own handlers;
 * the ``audit_log`` and ``pending_gates`` **queries**;
+* the ``OpenGates``, ``GateReviewers`` and ``GateOpenedAt`` search attributes,
+  kept equal to the open gates (their names; who may decide them, ``anyone`` for
+  a gate open to all; when the oldest opened), so ``starter.py inbox`` and a web
+  UI saved query (``GateReviewers = "alice"``) find every gate waiting for a person.
+  Kept only when the server has our attributes registered (the run was started
+  with one set) and behind the ``gate-search-attributes`` patch;
 * :meth:`GatedWorkflow.wait_for_decision`, which opens a gate, records a
   reminder every interval, can run a hook periodically while the gate is open
   (e.g. to poll GitHub comments) and returns ``None`` when the gate expires.
 
 Every decision, refused decision, reminder and expiry lands in the audit log
-with who and when. Deterministic code only: this runs inside the workflow sandbox.
+with who and when, and in the metrics (``temporal_plumbing.metrics``: gates
+opened and closed, seconds to a decision, decisions, refusals). Deterministic
+code only: this runs inside the workflow sandbox.
 
 Authentication (``models/signatures.py``): before its first gate opens a run loads
 the worker's allowed signers (GATE_SIGNERS) through an activity, so they are in
@@ -35,13 +43,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import policies
+from workflows import policies, search_attributes
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
@@ -63,7 +71,9 @@ with workflow.unsafe.imports_passed_through():
         principal_allowed,
         signature_problem,
     )
+    from temporal_plumbing import metrics
 
+GATE_SEARCH_ATTRIBUTES_PATCH = "gate-search-attributes"
 GATE_SIGNAL = "gate_decision"
 GATE_UPDATE = "decide_gate"
 SIGNERS_QUERY = "gate_signers"
@@ -77,6 +87,9 @@ _MAX_ERROR_CHARS = 400  # a refused payload's validation error, as recorded
 
 M = TypeVar("M", bound="BaseModel")
 ReminderHook = Callable[[GateInfo], Awaitable[None]]
+HistoryFullHook = Callable[[GateInfo], Awaitable[NoReturn]]
+# events after which a long wait continues as new (see history_full)
+DEFAULT_HISTORY_BUDGET = 5_000
 WhileOpenHook = Callable[[GateInfo], Awaitable[None]]
 
 
@@ -97,6 +110,8 @@ class GatedWorkflow:
         self._audit.append(
             AuditEntry(at=workflow.now(), kind=kind, actor=actor, detail=detail, comment=comment)
         )
+        if kind == "refused":  # an expected failure: one log line (not during replay)
+            workflow.logger.warning("refused: %s (actor %s)", detail, actor)
 
     async def handlers_finished(self) -> None:
         """Wait until no signal or update handler is running (an async update, e.g. one
@@ -195,6 +210,7 @@ class GatedWorkflow:
         return self.identity_problem(decision) or self.decision_problem(decision)
 
     def _refuse(self, decision: GateDecision, source: str, problem: str) -> None:
+        metrics.gate_refused(workflow.metric_meter(), source)
         self.record(
             "refused",
             f"{decision.gate}: {decision.verdict.value} via {source} refused: {problem}",
@@ -205,6 +221,10 @@ class GatedWorkflow:
     def _accept(self, decision: GateDecision, source: str) -> GateAck:
         decision = decision.model_copy(update={"source": source})
         self._decided[decision.gate] = decision
+        opened = self._open.get(decision.gate)
+        waited = (workflow.now() - opened.opened_at).total_seconds() if opened else 0.0
+        metrics.gate_decided(workflow.metric_meter(), decision.gate, decision.verdict.value,
+                             source, waited)
         self.record(
             "decision",
             f"{decision.gate}: {decision.verdict.value} (via {source})",
@@ -240,6 +260,7 @@ class GatedWorkflow:
         decision, error = parse_decision(payload)
         if decision is None:
             first = payload[0] if len(payload) == 1 else None
+            metrics.gate_refused(workflow.metric_meter(), "signal")
             self.record("refused", f"{GATE_SIGNAL} signal refused: {error}",
                         actor=claimed(first, "actor"))
             return
@@ -256,6 +277,7 @@ class GatedWorkflow:
                 first = workflow.payload_converter().from_payload(args[0].payload)
             except Exception:  # noqa: BLE001 - any undecodable input: no actor to name
                 first = None
+        metrics.gate_refused(workflow.metric_meter(), "unknown_signal")
         self.record("refused", f"signal {name!r} refused: this workflow has no signal of "
                     f"that name (a gate decision is the {GATE_SIGNAL!r} signal)",
                     actor=claimed(first, "actor"))
@@ -286,12 +308,12 @@ class GatedWorkflow:
     @decide_gate.validator
     def _validate_decision(self, *payload: object) -> None:
         decision, error = parse_decision(payload)
-        if decision is None:
-            raise ValueError(error)
-        if gate_text_problem(decision) is None and self.identity_problem(decision):
+        if (decision is not None and gate_text_problem(decision) is None
+                and self.identity_problem(decision)):
             return  # the handler refuses it and audits why (a validator records nothing)
-        problem = self.decision_problem(decision)
+        problem = error if decision is None else self.decision_problem(decision)
         if problem:
+            metrics.gate_refused(workflow.metric_meter(), "update")
             raise ValueError(problem)
 
     # -- waiting -----------------------------------------------------------
@@ -306,6 +328,10 @@ class GatedWorkflow:
         on_reminder: ReminderHook | None = None,
         while_open: WhileOpenHook | None = None,
         poll_interval: timedelta | None = None,
+        resume: GateInfo | None = None,
+        on_history_full: HistoryFullHook | None = None,
+        history_budget: int = DEFAULT_HISTORY_BUDGET,
+        artifact: str = "",
     ) -> GateDecision | None:
         """Open ``gate`` and wait for an accepted decision.
 
@@ -317,48 +343,104 @@ class GatedWorkflow:
                 each time this much passes without a decision; None = never.
             expires_after: close the gate and return None after this long; None = never.
             on_reminder: awaited after each reminder is recorded (e.g. to post a comment).
-            while_open: awaited every ``poll_interval`` (a durable timer) while the gate
-                is open, beside the wait, e.g. to poll for decisions made elsewhere and
-                pass them to :meth:`receive_decision`. It is cancelled when the gate
-                closes, so it must not hold state it cannot lose mid-way, and it must
-                handle its own errors (an exception would end the polling silently).
-            poll_interval: how often ``while_open`` runs; both or neither must be given.
+            while_open: awaited while the gate is open, beside the wait, e.g. to poll
+                for decisions made elsewhere and pass them to :meth:`receive_decision`:
+                every ``poll_interval`` (a durable timer) when one is given, else again
+                as soon as it returns (a hook that itself waits for news, such as a
+                long-running poll activity; it must not return at once forever). It is
+                cancelled when the gate closes, so it must not hold state it cannot lose
+                mid-way, and it must handle its own errors (an exception would end the
+                polling silently).
+            poll_interval: the timer between ``while_open`` calls; None = back to back.
+            resume: the gate as a previous run left it (carried over continue-as-new):
+                it opens again with the same ``opened_at``, ``expires_at`` and reminder
+                count, and the next reminder comes when it was due.
+            on_history_full: awaited, with the gate, when the run's history reaches
+                ``history_budget`` events or Temporal suggests continue-as-new (see
+                :func:`history_full`), after the ``while_open`` hook is cancelled and
+                every handler finished. It must continue as new (carrying the gate so
+                the next run passes it as ``resume``); None = never checked.
+            history_budget: see :func:`history_full`.
+            artifact: what the reviewer judges (a path, or a command that shows it),
+                shown by ``pending_gates``, ``--follow``, ``review`` and ``inbox``.
 
         Returns:
             The accepted decision, or None when the gate expired.
         """
         await self._load_gate_signers()
         now = workflow.now()
-        expires_at = now + expires_after if expires_after else None
-        self._openings += 1
-        info = GateInfo(
-            gate=gate,
-            opened_at=now,
-            allowed_actors=list(allowed_actors or []),
-            expires_at=expires_at,
-            prompt=prompt,
-            opening=self._openings,
-            signatures_required=self.signatures_required,
-        )
+        if resume is not None and resume.gate == gate:
+            # a gate carried over continue-as-new keeps its opening number (a number from
+            # code that did not number openings gets the next one of this run)
+            self._openings = (resume.opening if resume.opening > self._openings
+                              else self._openings + 1)
+            info = resume.model_copy(update={"opening": self._openings,
+                                             "signatures_required": self.signatures_required})
+            expires_at = info.expires_at
+            opened = info.opened_at.strftime("%Y-%m-%d %H:%M")
+            self.record("gate_resumed", f"{gate} still open (opened {opened} UTC), "
+                        "carried over continue-as-new")
+        else:
+            expires_at = now + expires_after if expires_after else None
+            self._openings += 1
+            info = GateInfo(
+                gate=gate,
+                opened_at=now,
+                allowed_actors=list(allowed_actors or []),
+                expires_at=expires_at,
+                prompt=prompt,
+                artifact=artifact,
+                opening=self._openings,
+                signatures_required=self.signatures_required,
+            )
+            self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
         self._open[gate] = info
-        self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
+        self._sync_gate_attributes()
+        if resume is None or resume.gate != gate:
+            metrics.gate_opened(workflow.metric_meter(), gate)
+        closed_as = "canceled"  # unless it is decided or expires
         poller = None
-        if while_open is not None and poll_interval is not None:
+        if while_open is not None:
             poller = asyncio.create_task(self._run_while_open(info, while_open, poll_interval))
+
+        def full() -> bool:
+            return on_history_full is not None and history_full(history_budget)
+
+        first = True
         try:
             while True:
                 timeout = reminder_interval
+                if first and resume is not None and reminder_interval is not None:
+                    due = info.opened_at + reminder_interval * (info.reminders_sent + 1)
+                    timeout = max(due - workflow.now(), timedelta(0))
+                first = False
                 if expires_at is not None:
                     left = expires_at - workflow.now()
                     timeout = left if timeout is None else min(timeout, left)
                 try:
                     await workflow.wait_condition(
-                        lambda: gate in self._decided, timeout=timeout,
+                        lambda: gate in self._decided or full(), timeout=timeout,
                         timeout_summary=f"{gate}: next reminder or expiry",
                     )
+                    if gate not in self._decided:  # the history is full
+                        assert on_history_full is not None
+                        if poller is not None:  # stopped before the next run polls
+                            poller.cancel()
+                            try:
+                                await poller
+                            except (asyncio.CancelledError, ActivityError):
+                                pass
+                            poller = None
+                        await self.handlers_finished()
+                        if gate not in self._decided:
+                            self._open.pop(gate, None)
+                            await on_history_full(info)
+                            raise ApplicationError("on_history_full returned instead of "
+                                                   "continuing as new", non_retryable=True)
                 except TimeoutError:
                     if expires_at is not None and workflow.now() >= expires_at:
                         self.record("expired", f"{gate} expired without a decision")
+                        closed_as = "expired"
                         return None
                     info.reminders_sent += 1
                     self.record("reminder", f"{gate} still waits for a decision "
@@ -366,12 +448,40 @@ class GatedWorkflow:
                     if on_reminder is not None:
                         await on_reminder(info)
                     continue
+                closed_as = "decided"
                 return self._decided.pop(gate)
         finally:
+            metrics.gate_closed(workflow.metric_meter(), gate, closed_as)
             if poller is not None:
                 poller.cancel()
             self._open.pop(gate, None)
             self._decided.pop(gate, None)
+            self._sync_gate_attributes()
+
+    def _sync_gate_attributes(self) -> None:
+        """Set OpenGates, GateReviewers and GateOpenedAt from the open gates (unset
+        when none is open). Nothing when the server lacks our attributes or the run
+        started before the ``gate-search-attributes`` patch."""
+        if not search_attributes.attributes_registered():
+            return
+        if not workflow.patched(GATE_SEARCH_ATTRIBUTES_PATCH):
+            return
+        gates = list(self._open.values())
+        if not gates:
+            workflow.upsert_search_attributes([
+                search_attributes.OPEN_GATES.value_unset(),
+                search_attributes.GATE_REVIEWERS.value_unset(),
+                search_attributes.GATE_OPENED_AT.value_unset()])
+            return
+        reviewers: list[str] = []
+        for info in gates:
+            for who in info.allowed_actors or [search_attributes.ANYONE]:
+                if who not in reviewers:
+                    reviewers.append(who)
+        workflow.upsert_search_attributes([
+            search_attributes.OPEN_GATES.value_set([g.gate for g in gates]),
+            search_attributes.GATE_REVIEWERS.value_set(reviewers),
+            search_attributes.GATE_OPENED_AT.value_set(min(g.opened_at for g in gates))])
 
     async def _load_gate_signers(self) -> None:
         """Load the worker's allowed signers into this run, once (before its first gate)."""
@@ -391,11 +501,22 @@ class GatedWorkflow:
                 "no GATE_SIGNERS on the worker: gate decisions are not authenticated"))
 
     async def _run_while_open(self, info: GateInfo, hook: WhileOpenHook,
-                              interval: timedelta) -> None:
+                              interval: timedelta | None) -> None:
         while info.gate not in self._decided:
-            await workflow.sleep(interval, summary=f"{info.gate}: next poll")
+            if interval is not None:
+                await workflow.sleep(interval, summary=f"{info.gate}: next poll")
             if info.gate not in self._decided:
                 await hook(info)
+
+
+def history_full(budget: int = DEFAULT_HISTORY_BUDGET) -> bool:
+    """Whether this run should continue as new: Temporal suggests it
+    (``is_continue_as_new_suggested()``: about 4,096 events or 4 MB on a default
+    server) or the history has ``budget`` events (``get_current_history_length()``).
+    The default budget, DEFAULT_HISTORY_BUDGET, stays well under the 10,240 events
+    at which Temporal starts warning (and the 51,200 at which it terminates a run)."""
+    info = workflow.info()
+    return info.is_continue_as_new_suggested() or info.get_current_history_length() >= budget
 
 
 def parse_payload(model: type[M], payload: Sequence[object]) -> tuple[M | None, str]:

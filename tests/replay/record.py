@@ -456,7 +456,35 @@ async def record_faults(workdir: Path) -> None:
         await env.shutdown()
 
 
-SCENARIOS = {"sdlc": record_sdlc, "sdlc_github": record_sdlc_github,
+async def record_sdlc_gate_inbox(workdir: Path) -> None:
+    """SDLC with a named reviewer on a server with our search attributes (patch
+    ``gate-search-attributes``): GATE_1 sets OpenGates, GateReviewers and
+    GateOpenedAt while it is open and unsets them once approved."""
+    repo = workdir / "replay-repo"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
+                                                 "commit", "-q", "--allow-empty", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_sdlc(env.client, settings, feature_request(
+                settings, title="Add JSON export", description="Export as JSON.",
+                repo_path=str(repo), reviewers=["alice"]))
+            while not await handle.query("pending_gates", result_type=list[GateInfo]):
+                await asyncio.sleep(0.05)
+            await handle.execute_update(GATE_UPDATE, GateDecision(
+                gate=GATE_1, verdict=Verdict.APPROVE, actor="alice", comment="ok"))
+            await handle.result()
+            (HISTORIES / "sdlc_gate_search_attributes.json").write_text(
+                (await handle.fetch_history()).to_json())
+    finally:
+        await env.shutdown()
+
+
+SCENARIOS = {"sdlc": record_sdlc, "sdlc_gate_inbox": record_sdlc_gate_inbox,
+             "sdlc_github": record_sdlc_github,
              "analysis": record_analysis, "workstream": record_workstream,
              "analysis_sources_review": record_analysis_sources_review,
              "analysis_grounded": record_analysis_grounded,
