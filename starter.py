@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import analysis, codec, demo, gates, learning, llm, sdlc, server, workstream
+from cli import analysis, codec, demo, gates, learning, llm, review, sdlc, server, workstream
 from cli.common import OneLineParser, run
 from temporal_plumbing.runtime import exit_process
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sdlc.add_parser(sub)
     analysis.add_parser(sub)
     gates.add_parsers(sub)
+    review.add_parsers(sub)
     llm.add_parsers(sub)
     workstream.add_parser(sub)
     learning.add_parser(sub)

@@ -4,12 +4,15 @@ It connects through ``temporal_plumbing`` (``temporalio.envconfig`` profile,
 TEMPORAL_ADDRESS default localhost:7233; the shared data converter and
 interceptors; worker options from the performance settings) and shuts down
 gracefully on SIGINT/SIGTERM (running activities get the graceful-shutdown
-timeout to finish).
+timeout to finish). Operations: METRICS_BIND serves Prometheus metrics, LOG_FORMAT
+(``text``/``json``) and LOG_LEVEL shape its log (``temporal_plumbing.logs``: one line
+per expected failure, tracebacks only for bugs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -37,8 +40,10 @@ from activities.issues import LocalIssueTracker
 from activities.learning import LearningStore
 from activities.llm import LlmActivities, build_anthropic_provider, build_llm_provider
 from activities.secrets import Scrubber, ScrubbingInterceptor, secret_names
+from activities.signers import GateSignerActivities, read_gate_signers
 from activities.web_search import WebSearchActivities, build_exa_client
 from activities.workstream import WorkstreamActivities
+from models.signatures import SignatureError
 from models.workstream import DEFAULT_ROUTER_CONFIG, RouterConfig, ToolAuthority
 from settings import (
     PerformanceSettings,
@@ -48,8 +53,10 @@ from settings import (
     load_settings,
 )
 from settings.codec import load_codec_settings
+from settings.observability import ObservabilitySettings, load_observability_settings
 from temporal_plumbing.client import connect_client, temporal_connect_config
-from temporal_plumbing.runtime import exit_process
+from temporal_plumbing.logs import configure_logging
+from temporal_plumbing.runtime import exit_process, process_runtime
 from temporal_plumbing.search_attributes import ensure_search_attributes
 from temporal_plumbing.workers import worker_options
 from workflows.analysis import AnalysisWorkflow
@@ -57,6 +64,8 @@ from workflows.breaker import BreakerWorkflow
 from workflows.learning_loop import LearningLoopWorkflow
 from workflows.sdlc import SdlcWorkflow
 from workflows.workstream import WorkstreamWorkflow
+
+log = logging.getLogger("orchestrator.worker")
 
 ALL_WORKFLOWS: list[type] = [SdlcWorkflow, AnalysisWorkflow, WorkstreamWorkflow,
                              BreakerWorkflow, LearningLoopWorkflow]
@@ -125,6 +134,7 @@ def build_activities(settings: Settings, scrubber: Scrubber | None = None) -> li
         llm.llm_complete,
         analysis.load_sources, analysis.write_report, search.web_search,
         *LearningStore(settings.learning_database_url, settings.artifact_root).all(),
+        GateSignerActivities(settings.gate_signers).load_gate_signers,
     ]
     # workstream engine
     ws = WorkstreamActivities(settings.workspace_root, store, build_tool_authority(settings))
@@ -166,27 +176,39 @@ def make_worker(client: Client, settings: Settings, perf: PerformanceSettings | 
     )
 
 
-async def run_worker(settings: Settings) -> None:
-    """Run the worker until SIGINT or SIGTERM."""
+async def run_worker(settings: Settings, obs: ObservabilitySettings | None = None) -> None:
+    """Run the worker until SIGINT or SIGTERM; with METRICS_BIND (``obs``, default:
+    the environment) its runtime serves Prometheus metrics there.
+
+    Raises:
+        ConnectionError: no Temporal server answers, or METRICS_BIND cannot be bound.
+    """
+    obs = obs or load_observability_settings()
+    try:
+        process_runtime(obs.metrics_bind, forward_core_logs=True)
+    except (RuntimeError, ValueError) as err:  # the exporter cannot bind the address
+        raise ConnectionError(f"METRICS_BIND={obs.metrics_bind}: cannot serve metrics "
+                              f"({err})") from None
+    if obs.metrics_bind:
+        log.info("metrics at http://%s/metrics", obs.metrics_bind)
     client = await connect_client()
     if not await ensure_search_attributes(client):
-        print("note: could not register search attributes; the web UI cannot filter by them",
-              flush=True)
+        log.warning("could not register search attributes; the web UI cannot filter by them")
     if notice := settings.llm_provider_notice():
-        print(notice, flush=True)
+        log.info("%s", notice)
     if keys := load_codec_settings().keys:
-        print(f"payloads are encrypted with key {keys[0][0]!r} (PAYLOAD_KEYS)", flush=True)
+        log.info("payloads are encrypted with key %r (PAYLOAD_KEYS)", keys[0][0])
     worker = make_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"worker polling task queue {settings.temporal_task_queue!r} "
-          f"on {temporal_connect_config()['target_host']}", flush=True)
+    log.info("worker polling task queue %r on %s", settings.temporal_task_queue,
+             temporal_connect_config()["target_host"])
     async with worker:
         await stop.wait()
-        print("shutting down: finishing running activities", flush=True)
-    print("worker stopped", flush=True)
+        log.info("shutting down: finishing running activities")
+    log.info("worker stopped")
 
 
 def main() -> int:
@@ -195,12 +217,19 @@ def main() -> int:
         settings = load_settings()
         load_performance_settings()
         load_codec_settings()
+        obs = load_observability_settings()
         build_tool_authority(settings)
     except SettingsError as err:
         print(err, file=sys.stderr)
         return 2
+    try:  # a bad GATE_SIGNERS stops the worker now, not at a run's first gate
+        read_gate_signers(settings.gate_signers)
+    except SignatureError as err:
+        print(f"invalid configuration: {err}", file=sys.stderr)
+        return 2
+    configure_logging(obs.log_format, obs.log_level)
     try:
-        asyncio.run(run_worker(settings))
+        asyncio.run(run_worker(settings, obs))
     except ConnectionError as err:
         print(err, file=sys.stderr)
         return 1

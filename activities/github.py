@@ -241,8 +241,8 @@ class GitHubIssueTracker(IssueTracker):
 
     def activities(self) -> list:
         """Every activity of this tracker, for the worker."""
-        return [self.open_issue, self.sync_phase_label, self.poll_comments, self.post_comment,
-                self.open_pull_request]
+        return [self.open_issue, self.sync_phase_label, self.poll_comments,
+                self.watch_comments, self.post_comment, self.open_pull_request]
 
     def _client(self) -> Github:
         client = getattr(self._local, "client", None)

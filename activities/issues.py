@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory, CancelledError
 
 from activities.git import require_repo
 from models.issues import (
     CommentInput,
     CommentPoll,
     CommentPollInput,
+    CommentWatchInput,
     PullRequestInput,
     PullRequestRef,
 )
 from models.sdlc import IssueRef, OpenIssueInput, PhaseLabelInput, SdlcPhase
 
 PHASE_LABEL_PREFIX = "sdlc:"
+WATCH_HEARTBEAT_EVERY = 2.0  # seconds between heartbeats while a comment watch waits
 
 
 def phase_label(phase: str, prefix: str = PHASE_LABEL_PREFIX) -> str:
@@ -60,6 +64,50 @@ class IssueTracker:
     def post_comment(self, inp: CommentInput) -> int:
         """Post a comment once per ``inp.key``; return its ID."""
         raise NotImplementedError
+
+    @activity.defn(name="watch_issue_comments")
+    def watch_comments(self, inp: CommentWatchInput) -> CommentPoll:
+        """Poll (:meth:`poll_comments`) every ``inp.interval`` until a poll finds a gate
+        command, and return that poll; the one long-running activity behind an open
+        gate, which adds no history while nothing happens (Temporal samples,
+        ``polling/``).
+
+        The cursor advances with every poll and is the heartbeat detail, so a retried
+        attempt goes on from it. The activity heartbeats every WATCH_HEARTBEAT_EVERY
+        seconds between polls (a dead worker is noticed after the call's heartbeat
+        timeout, and a cancel, sent when the gate closes, is seen within that). After
+        ``inp.window`` without news the attempt ends with the retryable, benign
+        ``NoNewComments`` failure, and Temporal's retry after ``interval`` is the next
+        attempt: failed attempts are not written to the history.
+
+        Raises:
+            ApplicationError: ``NoNewComments`` (retryable) after the window; the
+                errors of :meth:`poll_comments`.
+            CancelledError: the gate closed (the workflow cancelled the call).
+        """
+        details = activity.info().heartbeat_details
+        cursor = (CommentPollInput.model_validate(details[0]) if details else inp.poll)
+        started = time.monotonic()
+        while True:
+            poll = self.poll_comments(cursor)
+            cursor = cursor.advanced(poll)
+            if poll.commands:
+                return poll
+            activity.heartbeat(cursor)
+            if time.monotonic() - started + inp.interval.total_seconds() > \
+                    inp.window.total_seconds():
+                raise ApplicationError(
+                    f"no gate command on issue #{inp.poll.issue.number} yet; polling again "
+                    f"in {inp.interval.total_seconds():.0f} s", type="NoNewComments",
+                    category=ApplicationErrorCategory.BENIGN)
+            deadline = time.monotonic() + inp.interval.total_seconds()
+            while (left := deadline - time.monotonic()) > 0:
+                if activity.wait_for_cancelled_sync(min(left, WATCH_HEARTBEAT_EVERY)):
+                    raise CancelledError("the gate closed")
+                if activity.is_worker_shutdown():
+                    raise ApplicationError("the worker is shutting down; another worker "
+                                           "goes on polling", type="WorkerShutdown")
+                activity.heartbeat(cursor)
 
     @activity.defn(name="open_pull_request")
     def open_pull_request(self, inp: PullRequestInput) -> PullRequestRef:

@@ -49,6 +49,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.offline_answers import OFFLINE_ANSWERS
 from models.llm import LlmRequest, LlmResponse, LlmUsage, ModelPrice, model_price
+from temporal_plumbing import metrics
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 HEARTBEAT_EVERY = 1.0  # seconds between heartbeats while an LLM call runs
@@ -385,9 +386,15 @@ class LlmActivities:
         prompt = render_template(request.template, request.variables, self.prompts)
         beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_EVERY))
         try:
-            return await self.provider.complete(request, prompt)
+            response = await self.provider.complete(request, prompt)
         finally:
             beating.cancel()
+        u = response.usage
+        metrics.llm_call(activity.metric_meter(), u.phase or request.phase, u.model,
+                         {"input": u.input_tokens, "output": u.output_tokens,
+                          "cache_read": u.cache_read_input_tokens,
+                          "cache_creation": u.cache_creation_input_tokens}, u.cost_usd)
+        return response
 
 
 async def _heartbeat_every(seconds: float) -> None:

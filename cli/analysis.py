@@ -31,13 +31,12 @@ from cli.common import (
     Context,
     checked_title,
     checked_workflow_id,
-    default_actor,
     json_flag,
-    read_text_file,
     with_defaults,
 )
-from cli.gates import finished_result, follow, open_gate, query
+from cli.gates import finished_result, open_gate, query
 from cli.llm import format_ledger
+from cli.review import follow_run
 from models.analysis import (
     CLARIFY_GATE,
     PROPOSAL_GATE,
@@ -51,13 +50,12 @@ from models.analysis import (
     ProposalChange,
     SourcesChoice,
 )
-from models.common import GateAck, GateDecision, Verdict
+from models.common import Verdict
 from models.llm import LlmLedger
 from models.sdlc import slugify
 from models.text import NotUtf8Error, decode_utf8
 from settings import Settings
 from temporal_plumbing.search_attributes import ensure_search_attributes
-from workflows.gates import GATE_UPDATE
 from workflows.search_attributes import ANALYSIS_PHASE
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "catalogue" / "analysis.yaml"
@@ -150,7 +148,12 @@ async def cmd_start(ctx: Context) -> int:
     """``analysis start``."""
     args = ctx.args
     problem_path = Path(args.problem)
-    problem = read_text_file(problem_path, "the problem file")
+    try:
+        problem = decode_utf8(problem_path.read_bytes(), f"the problem file {args.problem}")
+    except OSError as err:
+        raise CliError(f"cannot read the problem file {args.problem}: {err.strerror}") from None
+    except NotUtf8Error as err:
+        raise CliError(str(err), code=2) from None
     if not problem.strip():
         raise CliError(f"the problem file {args.problem} is empty; write the problem in it")
     if args.slug:
@@ -178,7 +181,7 @@ async def cmd_start(ctx: Context) -> int:
     if (notice := ctx.settings.llm_provider_notice()) and not ctx.json:
         print(notice)
     if args.follow:
-        await follow(handle, quiet=ctx.json)
+        return await follow_run(ctx, handle)
     return 0
 
 
@@ -186,11 +189,9 @@ async def decide(ctx: Context, gate: str, verdict: Verdict, content: Any,
                  comment: str = "") -> int:
     """Send one decision with JSON ``content`` through the validated update."""
     handle = await ctx.handle(ctx.args.workflow_id)
-    decision = GateDecision(gate=gate, verdict=verdict,
-                            actor=ctx.args.actor or default_actor(),
-                            comment=ctx.args.comment or comment,
-                            content=content.model_dump_json(exclude_none=True))
-    ack = await handle.execute_update(GATE_UPDATE, decision, result_type=GateAck)
+    ack = await gates.send_decision(ctx, handle, gate=gate, verdict=verdict,
+                                    comment=ctx.args.comment or comment,
+                                    content=content.model_dump_json(exclude_none=True))
     ctx.emit(ack, f"{ack.gate}: {ack.verdict.value} accepted on {handle.id}")
     return 0
 
@@ -312,7 +313,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("workflow_id")
         p.add_argument("--gate", help="gate name (default: the only open gate)")
         p.add_argument("--comment", help="the reviewer's comment")
-        p.add_argument("--as", dest="actor", help="reviewer name (default: your login)")
+        gates.add_reviewer_flags(p)
 
     p = analysis.add_parser("choose", parents=[js], help="sources gate: --add-source / "
                             "--web-search / --proceed; proposal gate: --synthesizer, "

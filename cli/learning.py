@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from cli.common import (
     QUERY_TIMEOUT,
@@ -25,7 +25,7 @@ from cli.common import (
     read_text_file,
     with_defaults,
 )
-from cli.gates import follow
+from cli.review import follow_run
 from models.learning import (
     Answer,
     LearningConfig,
@@ -41,7 +41,9 @@ from models.learning import (
     SubmitAnswers,
 )
 from settings import Settings
+from temporal_plumbing.search_attributes import ensure_search_attributes
 from workflows.learning_loop import SUBMIT_ANSWERS
+from workflows.search_attributes import STUDENT
 
 
 def learning_workflow_id(student: str, curriculum: str) -> str:
@@ -72,8 +74,11 @@ async def start_learning(client: Client, settings: Settings, config: LearningCon
     Raises:
         WorkflowAlreadyStartedError: a loop with that ID exists.
     """
+    search_attributes = None
+    if await ensure_search_attributes(client):
+        search_attributes = TypedSearchAttributes([SearchAttributePair(STUDENT, config.student)])
     return await client.start_workflow(
-        "LearningLoopWorkflow", LearningState(config=config),
+        "LearningLoopWorkflow", LearningState(config=config), search_attributes=search_attributes,
         id=learning_workflow_id(config.student, config.curriculum),
         task_queue=settings.temporal_task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -150,7 +155,7 @@ async def cmd_start(ctx: Context) -> int:
              f"started {handle.id}\n  web UI: {ctx.ui_link(handle.id)}\n"
              f"  the test: python starter.py learn test {handle.id}")
     if args.follow:
-        await follow(handle, quiet=ctx.json)
+        return await follow_run(ctx, handle)
     return 0
 
 

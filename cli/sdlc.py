@@ -19,7 +19,7 @@ from cli.common import (
     with_defaults,
     workflow_start_options,
 )
-from cli.gates import follow
+from cli.review import follow_run
 from models.sdlc import FeatureRequest, SdlcPhase, slugify
 from settings import Settings
 from temporal_plumbing.search_attributes import ensure_search_attributes
@@ -84,7 +84,7 @@ async def cmd_start(ctx: Context) -> int:
              f"started {handle.id}\n  web UI: {ctx.ui_link(handle.id)}\n"
              f"  approve: python starter.py approve {handle.id}")
     if args.follow:
-        await follow(handle, quiet=ctx.json)
+        return await follow_run(ctx, handle)
     return 0
 
 

@@ -6,7 +6,7 @@ and the workflows that poll an issue while a gate is open.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -40,6 +40,23 @@ class CommentPollInput(BaseModel):
     def advanced(self, poll: CommentPoll) -> CommentPollInput:
         """The input of the next poll: this one with the cursor ``poll`` returned."""
         return self.model_copy(update={"after_id": poll.last_seen_id, "since": poll.since})
+
+
+class CommentWatchInput(BaseModel):
+    """Activity input: poll the issue's comments until a gate command arrives.
+
+    Attributes:
+        poll: the first poll's input (its cursor: ``after_id``, ``since``).
+        interval: time between two polls.
+        window: how long one attempt of the activity polls (heartbeating) before it
+            ends with a retryable ``NoNewComments`` failure; Temporal's retry, after
+            ``interval``, is the next attempt, so waiting costs no history. 0 = one
+            poll per attempt (the infrequent-polling pattern).
+    """
+
+    poll: CommentPollInput
+    interval: timedelta = Field(gt=timedelta(0))
+    window: timedelta = Field(default=timedelta(minutes=10), ge=timedelta(0))
 
 
 class CommentCommand(BaseModel):

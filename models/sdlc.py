@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import PurePosixPath
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -47,6 +48,12 @@ class FeatureRequest(BaseModel):
         agent_timeout: wall-clock limit of one agent run.
         comment_poll_interval: how often the issue's comments are polled for
             ``/approve``, ``/reject``, ``/revise`` while GATE_1 is open (GitHub only).
+        comment_watch_window: how long one attempt of the long-running comment poll
+            activity polls before Temporal retries it (models.issues.CommentWatchInput).
+        history_budget: history events after which a run waiting at GATE_1
+            continues as new (workflows.gates.history_full).
+        carried: set by the workflow itself when it continues as new at GATE_1: the
+            run's state and the open gate; None when a user starts the run.
     """
 
     title: str = Field(min_length=1)
@@ -62,6 +69,10 @@ class FeatureRequest(BaseModel):
     agent_timeout: timedelta = timedelta(minutes=30)
     comment_poll_interval: timedelta = Field(default=timedelta(seconds=30),
                                              gt=timedelta(0))
+    comment_watch_window: timedelta = Field(default=timedelta(minutes=10),
+                                            ge=timedelta(0))
+    history_budget: int = Field(default=5_000, ge=100)
+    carried: SdlcCarry | None = None
 
     @field_validator("slug")
     @classmethod
@@ -110,6 +121,19 @@ class PhaseLabelInput(BaseModel):
     phase: SdlcPhase
 
 
+def output_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be an agent step's output file (None when it can): it
+    must be a relative path of a file inside the worktree (no ``..``, no absolute
+    path, nothing under ``.git``)."""
+    parts = PurePosixPath(path).parts
+    if not path.strip() or path.startswith("/") or "\\" in path:
+        return f"output {path!r} must be a relative file path inside the workspace"
+    if ".." in parts or (parts and parts[0] == ".git") or path.endswith("/"):
+        return (f"output {path!r} must be a file inside the workspace (no '..', nothing "
+                "under .git)")
+    return None
+
+
 class AgentTask(BaseModel):
     """Activity input: one agent run that writes ``specs/<branch>/spec.md``.
 
@@ -138,6 +162,12 @@ class AgentTask(BaseModel):
         own_failures_final: raise the agent's own failures (non-zero exit, no
             spec, timeout) as non-retryable, for the workflow to count them
             (workstream steps); the platform then retries only lost attempts.
+        instructions: what the agent is asked to do, replacing the SDLC spec
+            request (a workstream agent step's ``inputs.instructions``); empty =
+            write a feature specification of ``title`` and ``description``.
+        output_path: the file the agent writes and the activity commits,
+            relative to the worktree (a workstream agent step's ``inputs.output``;
+            see :func:`output_path_problem`); empty = ``specs/<branch>/spec.md``.
     """
 
     workflow_id: str
@@ -154,11 +184,14 @@ class AgentTask(BaseModel):
     timeout_seconds: float = Field(default=1800, gt=0)
     fence_key: str = ""
     own_failures_final: bool = False
+    instructions: str = ""
+    output_path: str = ""
 
     @property
     def spec_relpath(self) -> str:
-        """Path of the spec inside the worktree."""
-        return f"specs/{self.branch}/spec.md"
+        """Path, inside the worktree, of the file the agent writes: ``output_path``,
+        else the SDLC spec ``specs/<branch>/spec.md``."""
+        return self.output_path or f"specs/{self.branch}/spec.md"
 
     @property
     def feedback_relpath(self) -> str:
@@ -212,3 +245,25 @@ class SdlcResult(BaseModel):
     failure_reason: str | None = None
     pr_url: str | None = None
     audit: list[AuditEntry] = Field(default_factory=list)
+
+
+class SdlcCarry(BaseModel):
+    """What an SdlcWorkflow run waiting at GATE_1 carries over continue-as-new.
+
+    Attributes:
+        state: the run's state (phase, round, issue, branch, worktree, specs,
+            feedback, comment cursor).
+        audit: the audit log so far.
+        ledger: the LLM usage so far (``models.llm.LlmUsage`` as dicts).
+        gate: the open gate, reopened as it was (opened_at, expiry, reminders).
+        spec: the spec the gate reviews.
+    """
+
+    state: SdlcState
+    audit: list[AuditEntry] = Field(default_factory=list)
+    ledger: list[dict] = Field(default_factory=list)
+    gate: GateInfo
+    spec: ArtifactRef
+
+
+FeatureRequest.model_rebuild()

@@ -14,10 +14,12 @@ from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 
 from settings.codec import CodecSettings, load_codec_settings
 from temporal_plumbing.codec import AesGcmCodec
 from temporal_plumbing.runtime import process_runtime
+from temporal_plumbing.tracing import tracing_interceptors
 
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 
@@ -53,16 +55,20 @@ def data_converter(codec: CodecSettings | None = None) -> DataConverter:
 
 def client_interceptors() -> list[Interceptor]:
     """The interceptors of every client (a client interceptor that is also a worker
-    interceptor applies to the workers made from that client too): none yet."""
-    return []
+    interceptor applies to the workers made from that client too): OpenTelemetry's
+    ``TracingInterceptor`` when tracing is on (``temporal_plumbing.tracing``:
+    OTEL_EXPORTER_OTLP_ENDPOINT), else none."""
+    return tracing_interceptors()
 
 
-async def connect_client(**overrides: Any) -> Client:
+async def connect_client(runtime: Runtime | None = None, **overrides: Any) -> Client:
     """A client for the configured server (the one connection path of the worker,
     the CLI and the benchmarks' worker processes), with :func:`data_converter`,
     :func:`client_interceptors` and the process runtime.
 
     Args:
+        runtime: the runtime (default: :func:`process_runtime`), e.g. a test's own
+            that serves metrics (``temporal_plumbing.runtime.build_runtime``).
         overrides: ``Client.connect`` arguments that win over the envconfig profile
             (e.g. ``target_host`` of a benchmark's own server).
 
@@ -74,7 +80,7 @@ async def connect_client(**overrides: Any) -> Client:
     try:
         return await Client.connect(**config, data_converter=data_converter(),
                                     interceptors=client_interceptors(),
-                                    runtime=process_runtime())
+                                    runtime=runtime or process_runtime())
     except RuntimeError as err:
         raise ConnectionError(
             f"cannot reach Temporal at {config['target_host']} ({err}); start one with "

@@ -20,7 +20,12 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
+from activities.signers import GateSignerActivities
 from temporal_plumbing.environments import start_local_env, start_time_skipping_env
+
+NO_SIGNERS = GateSignerActivities(None).load_gate_signers
+"""The gate-signers loader of a worker without GATE_SIGNERS, for tests that list a
+worker's activities themselves (every gated workflow loads the signers)."""
 
 
 @pytest_asyncio.fixture(scope="session")

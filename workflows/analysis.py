@@ -231,7 +231,8 @@ class AnalysisWorkflow(LlmWorkflow):
         assert self._req
         decision = await self.wait_for_decision(
             gate, prompt=prompt, reminder_interval=self._req.reminder_interval,
-            expires_after=self._req.gate_expiry)
+            expires_after=self._req.gate_expiry,
+            artifact=f"python starter.py analysis status {workflow.info().workflow_id}")
         if decision is None:
             raise self._fail(f"gate {gate} expired")
         return decision

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         BreakerReport,
         ToolBreaker,
     )
+    from temporal_plumbing import metrics
 
 
 
@@ -86,6 +87,8 @@ class BreakerWorkflow:
         if tool.trial_holder == rep.holder:
             tool.trial_holder = ""
         if rep.success:
+            if tool.phase != BreakerPhase.CLOSED:
+                metrics.breaker_transition(workflow.metric_meter(), rep.tool, "closed")
             tool.phase, tool.consecutive_failures, tool.open_until = (
                 BreakerPhase.CLOSED, 0, None)
             return BreakerOutcome(breaker=tool)
@@ -98,6 +101,7 @@ class BreakerWorkflow:
             tool.open_until = workflow.now() + timedelta(seconds=rep.policy.cool_down_seconds)
             tool.trips += 1
             self._changed = True
+            metrics.breaker_transition(workflow.metric_meter(), rep.tool, "open")
         return BreakerOutcome(breaker=tool, tripped=trips)
 
     @workflow.run
@@ -117,10 +121,11 @@ class BreakerWorkflow:
             except TimeoutError:
                 pass
             now = workflow.now()
-            for tool in self._board.tools.values():
+            for name, tool in self._board.tools.items():
                 if (tool.phase == BreakerPhase.OPEN and tool.open_until is not None
                         and tool.open_until <= now):
                     tool.phase, tool.trial_holder = BreakerPhase.HALF_OPEN, ""
+                    metrics.breaker_transition(workflow.metric_meter(), name, "half_open")
             if (self._updates >= self._board.max_updates
                     or workflow.info().is_continue_as_new_suggested()):
                 await workflow.wait_condition(workflow.all_handlers_finished)

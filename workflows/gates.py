@@ -14,12 +14,28 @@ A workflow class inherits :class:`GatedWorkflow` and gets:
   as ``gate_decison``) as ``refused``; signals the workflow defines still reach
   their own handlers;
 * the ``audit_log`` and ``pending_gates`` **queries**;
+* the ``OpenGates``, ``GateReviewers`` and ``GateOpenedAt`` search attributes,
+  kept equal to the open gates (their names; who may decide them, ``anyone`` for
+  a gate open to all; when the oldest opened), so ``starter.py inbox`` and a web
+  UI saved query (``GateReviewers = "alice"``) find every gate waiting for a person.
+  Kept only when the server has our attributes registered (the run was started
+  with one set) and behind the ``gate-search-attributes`` patch;
 * :meth:`GatedWorkflow.wait_for_decision`, which opens a gate, records a
   reminder every interval, can run a hook periodically while the gate is open
   (e.g. to poll GitHub comments) and returns ``None`` when the gate expires.
 
 Every decision, refused decision, reminder and expiry lands in the audit log
-with who and when. Deterministic code only: this runs inside the workflow sandbox.
+with who and when, and in the metrics (``temporal_plumbing.metrics``: gates
+opened and closed, seconds to a decision, decisions, refusals). Deterministic
+code only: this runs inside the workflow sandbox.
+
+Authentication (``models/signatures.py``): before its first gate opens a run loads
+the worker's allowed signers (GATE_SIGNERS) through an activity, so they are in
+its history. When they are configured every gate requires an authenticated
+decision: a ``key:<name>`` actor with an SSH signature bound to this run and gate
+opening, or a ``github:<login>`` decision made by the workflow's own GitHub comment
+poll. Without them any decision that reaches the server is taken, as the
+``pending_gates`` entries say (``signatures_required``).
 """
 
 from __future__ import annotations
@@ -27,15 +43,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import policies, search_attributes
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
+    from activities.signers import GateSignerActivities
     from models.common import (
         MAX_GATE_TEXT_BYTES,
         AuditEntry,
@@ -45,15 +64,32 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
         gate_text_problem,
     )
+    from models.signatures import (
+        GITHUB_PREFIX,
+        KEY_PREFIX,
+        GateSigners,
+        principal_allowed,
+        signature_problem,
+    )
+    from temporal_plumbing import metrics
 
+GATE_SEARCH_ATTRIBUTES_PATCH = "gate-search-attributes"
 GATE_SIGNAL = "gate_decision"
 GATE_UPDATE = "decide_gate"
+SIGNERS_QUERY = "gate_signers"
+SIGNERS_PATCH = "gate-signers"
+"""workflow.patched ID of loading GATE_SIGNERS before the first gate (runs started
+before it replay without the load and take unauthenticated decisions, as they did)."""
+GITHUB_CHANNEL = "github"
 
 AUDIT_COMMENT_PREVIEW = 1024  # characters of an oversized comment kept in a refused entry
 _MAX_ERROR_CHARS = 400  # a refused payload's validation error, as recorded
 
 M = TypeVar("M", bound="BaseModel")
 ReminderHook = Callable[[GateInfo], Awaitable[None]]
+HistoryFullHook = Callable[[GateInfo], Awaitable[NoReturn]]
+# events after which a long wait continues as new (see history_full)
+DEFAULT_HISTORY_BUDGET = 5_000
 WhileOpenHook = Callable[[GateInfo], Awaitable[None]]
 
 
@@ -64,6 +100,9 @@ class GatedWorkflow:
         self._audit: list[AuditEntry] = []
         self._open: dict[str, GateInfo] = {}
         self._decided: dict[str, GateDecision] = {}
+        self._openings = 0
+        self._signers: GateSigners | None = None
+        self._signers_lock = asyncio.Lock()
 
     # -- audit log ---------------------------------------------------------
     def record(self, kind: str, detail: str, actor: str = "workflow", comment: str = "") -> None:
@@ -71,6 +110,8 @@ class GatedWorkflow:
         self._audit.append(
             AuditEntry(at=workflow.now(), kind=kind, actor=actor, detail=detail, comment=comment)
         )
+        if kind == "refused":  # an expected failure: one log line (not during replay)
+            workflow.logger.warning("refused: %s (actor %s)", detail, actor)
 
     async def handlers_finished(self) -> None:
         """Wait until no signal or update handler is running (an async update, e.g. one
@@ -89,14 +130,25 @@ class GatedWorkflow:
         """The gates open now, in the order they opened."""
         return list(self._open.values())
 
+    @workflow.query(name=SIGNERS_QUERY)
+    def gate_signers(self) -> GateSigners | None:
+        """The allowed signers this run loaded (public keys and principals), or None
+        before its first gate or for a run started before signatures existed."""
+        return self._signers
+
+    @property
+    def signatures_required(self) -> bool:
+        """Whether this run's gates take only authenticated decisions."""
+        return self._signers is not None and self._signers.configured
+
     # -- receiving decisions ----------------------------------------------
     def decision_problem(self, decision: GateDecision) -> str | None:
         """Why a decision cannot be accepted now, or None when it can.
 
         Checks, in order: the comment and content fit ``MAX_GATE_TEXT_BYTES`` (the
-        reason gives the size), the gate is open and not already decided, the actor
-        may decide it, and a reject or revise has a comment. Subclasses may extend
-        this with gate-specific checks (call super first).
+        reason gives the size), the gate is open and not already decided, and a reject
+        or revise has a comment. Who may decide is :meth:`identity_problem`'s question.
+        Subclasses may extend this with gate-specific checks (call super first).
         """
         too_large = gate_text_problem(decision)
         if too_large:
@@ -107,16 +159,72 @@ class GatedWorkflow:
             return f"gate {decision.gate!r} is not open (open gates: {open_now})"
         if decision.gate in self._decided:
             return f"gate {decision.gate!r} already has a decision that is being acted on"
-        if gate.allowed_actors and decision.actor not in gate.allowed_actors:
-            allowed = ", ".join(gate.allowed_actors)
-            return f"{decision.actor!r} may not decide gate {decision.gate!r} (allowed: {allowed})"
         if decision.verdict != Verdict.APPROVE and not decision.comment.strip():
             return f"a {decision.verdict.value} decision needs a comment saying what to change"
         return None
 
+    def identity_problem(self, decision: GateDecision) -> str | None:
+        """Why the decision's actor may not decide its (open) gate, or None.
+
+        Authentication: ``github:`` actors come only from the workflow's GitHub poll
+        (``GateDecision.authenticated``); ``key:`` actors need a signature that
+        :func:`models.signatures.signature_problem` accepts (bound to this run and gate
+        opening, unaltered, by a key the allowed signers list for that principal);
+        bare names pass only while the worker has no GATE_SIGNERS. Authorization: the
+        actor must be one of the gate's allowed actors
+        (:func:`models.signatures.principal_allowed`). A gate that is not open is
+        decision_problem's.
+        """
+        gate = self._open.get(decision.gate)
+        if gate is None:
+            return None
+        actor = decision.actor
+        problem = None
+        if decision.authenticated_by == GITHUB_CHANNEL:
+            problem = None if actor.startswith(GITHUB_PREFIX) else f"{actor!r} is not github:"
+        elif actor.startswith(GITHUB_PREFIX):
+            problem = f"{actor} decides only by a comment on the run's GitHub issue"
+        elif not self.signatures_required:
+            if actor.startswith(KEY_PREFIX):
+                problem = (f"{actor} cannot be verified: the worker has no GATE_SIGNERS; "
+                           "decide under a plain name")
+        else:
+            assert self._signers is not None
+            info = workflow.info()
+            # cryptography imports its OpenSSL backend lazily, at the first verify; a
+            # second copy of its Rust extension inside the sandbox would abort the worker
+            with workflow.unsafe.imports_passed_through():
+                problem = signature_problem(
+                    signers=self._signers, workflow_id=info.workflow_id, run_id=info.run_id,
+                    gate=gate.gate, opening=gate.opening, verdict=decision.verdict.value,
+                    actor=actor, comment=decision.comment, content=decision.content,
+                    signature=decision.signature, now=workflow.now())
+        if problem is None and not principal_allowed(actor, gate.allowed_actors):
+            allowed = ", ".join(gate.allowed_actors)
+            problem = f"{actor!r} may not decide gate {gate.gate!r} (allowed: {allowed})"
+        return problem
+
+    def gate_problem(self, decision: GateDecision) -> str | None:
+        """Why a decision cannot be accepted now (identity first, then the gate's own
+        checks), or None when it can."""
+        return self.identity_problem(decision) or self.decision_problem(decision)
+
+    def _refuse(self, decision: GateDecision, source: str, problem: str) -> None:
+        metrics.gate_refused(workflow.metric_meter(), source)
+        self.record(
+            "refused",
+            f"{decision.gate}: {decision.verdict.value} via {source} refused: {problem}",
+            actor=decision.actor,
+            comment=audit_comment(decision.comment),
+        )
+
     def _accept(self, decision: GateDecision, source: str) -> GateAck:
         decision = decision.model_copy(update={"source": source})
         self._decided[decision.gate] = decision
+        opened = self._open.get(decision.gate)
+        waited = (workflow.now() - opened.opened_at).total_seconds() if opened else 0.0
+        metrics.gate_decided(workflow.metric_meter(), decision.gate, decision.verdict.value,
+                             source, waited)
         self.record(
             "decision",
             f"{decision.gate}: {decision.verdict.value} (via {source})",
@@ -128,16 +236,13 @@ class GatedWorkflow:
     def receive_decision(self, decision: GateDecision, source: str) -> None:
         """Accept a decision that arrived without a validator (signal, comment poll).
 
-        A decision that cannot be accepted is recorded as ``refused`` with the reason.
+        A decision that cannot be accepted (an actor who may not decide, see
+        :meth:`identity_problem`, or one decision_problem names) is recorded as
+        ``refused`` with the reason.
         """
-        problem = self.decision_problem(decision)
+        problem = self.gate_problem(decision)
         if problem:
-            self.record(
-                "refused",
-                f"{decision.gate}: {decision.verdict.value} via {source} refused: {problem}",
-                actor=decision.actor,
-                comment=audit_comment(decision.comment),
-            )
+            self._refuse(decision, source, problem)
             return
         self._accept(decision, source)
 
@@ -155,6 +260,7 @@ class GatedWorkflow:
         decision, error = parse_decision(payload)
         if decision is None:
             first = payload[0] if len(payload) == 1 else None
+            metrics.gate_refused(workflow.metric_meter(), "signal")
             self.record("refused", f"{GATE_SIGNAL} signal refused: {error}",
                         actor=claimed(first, "actor"))
             return
@@ -171,6 +277,7 @@ class GatedWorkflow:
                 first = workflow.payload_converter().from_payload(args[0].payload)
             except Exception:  # noqa: BLE001 - any undecodable input: no actor to name
                 first = None
+        metrics.gate_refused(workflow.metric_meter(), "unknown_signal")
         self.record("refused", f"signal {name!r} refused: this workflow has no signal of "
                     f"that name (a gate decision is the {GATE_SIGNAL!r} signal)",
                     actor=claimed(first, "actor"))
@@ -181,20 +288,32 @@ class GatedWorkflow:
 
         Takes one GateDecision as raw input, like the signal, so that a malformed
         one is refused with a readable validation error rather than the SDK's
-        "Failed decoding arguments".
+        "Failed decoding arguments". A decision whose actor may not decide passes the
+        validator and is refused here instead, so the refusal is audited.
+
+        Raises:
+            ApplicationError: (``DecisionRefused``) see :meth:`identity_problem`
+                (unsigned, wrong key, replayed, altered, not an allowed reviewer); the
+                update fails, the run goes on.
         """
         decision, error = parse_decision(payload)
         if decision is None:  # only on a replay that skips the validator
             raise ApplicationError(error, type="InvalidGateDecision", non_retryable=True)
+        problem = self.identity_problem(decision)
+        if problem:
+            self._refuse(decision, "update", problem)
+            raise ApplicationError(problem, type="DecisionRefused", non_retryable=True)
         return self._accept(decision, "update")
 
     @decide_gate.validator
     def _validate_decision(self, *payload: object) -> None:
         decision, error = parse_decision(payload)
-        if decision is None:
-            raise ValueError(error)
-        problem = self.decision_problem(decision)
+        if (decision is not None and gate_text_problem(decision) is None
+                and self.identity_problem(decision)):
+            return  # the handler refuses it and audits why (a validator records nothing)
+        problem = error if decision is None else self.decision_problem(decision)
         if problem:
+            metrics.gate_refused(workflow.metric_meter(), "update")
             raise ValueError(problem)
 
     # -- waiting -----------------------------------------------------------
@@ -209,6 +328,10 @@ class GatedWorkflow:
         on_reminder: ReminderHook | None = None,
         while_open: WhileOpenHook | None = None,
         poll_interval: timedelta | None = None,
+        resume: GateInfo | None = None,
+        on_history_full: HistoryFullHook | None = None,
+        history_budget: int = DEFAULT_HISTORY_BUDGET,
+        artifact: str = "",
     ) -> GateDecision | None:
         """Open ``gate`` and wait for an accepted decision.
 
@@ -220,44 +343,104 @@ class GatedWorkflow:
                 each time this much passes without a decision; None = never.
             expires_after: close the gate and return None after this long; None = never.
             on_reminder: awaited after each reminder is recorded (e.g. to post a comment).
-            while_open: awaited every ``poll_interval`` (a durable timer) while the gate
-                is open, beside the wait, e.g. to poll for decisions made elsewhere and
-                pass them to :meth:`receive_decision`. It is cancelled when the gate
-                closes, so it must not hold state it cannot lose mid-way, and it must
-                handle its own errors (an exception would end the polling silently).
-            poll_interval: how often ``while_open`` runs; both or neither must be given.
+            while_open: awaited while the gate is open, beside the wait, e.g. to poll
+                for decisions made elsewhere and pass them to :meth:`receive_decision`:
+                every ``poll_interval`` (a durable timer) when one is given, else again
+                as soon as it returns (a hook that itself waits for news, such as a
+                long-running poll activity; it must not return at once forever). It is
+                cancelled when the gate closes, so it must not hold state it cannot lose
+                mid-way, and it must handle its own errors (an exception would end the
+                polling silently).
+            poll_interval: the timer between ``while_open`` calls; None = back to back.
+            resume: the gate as a previous run left it (carried over continue-as-new):
+                it opens again with the same ``opened_at``, ``expires_at`` and reminder
+                count, and the next reminder comes when it was due.
+            on_history_full: awaited, with the gate, when the run's history reaches
+                ``history_budget`` events or Temporal suggests continue-as-new (see
+                :func:`history_full`), after the ``while_open`` hook is cancelled and
+                every handler finished. It must continue as new (carrying the gate so
+                the next run passes it as ``resume``); None = never checked.
+            history_budget: see :func:`history_full`.
+            artifact: what the reviewer judges (a path, or a command that shows it),
+                shown by ``pending_gates``, ``--follow``, ``review`` and ``inbox``.
 
         Returns:
             The accepted decision, or None when the gate expired.
         """
+        await self._load_gate_signers()
         now = workflow.now()
-        expires_at = now + expires_after if expires_after else None
-        info = GateInfo(
-            gate=gate,
-            opened_at=now,
-            allowed_actors=list(allowed_actors or []),
-            expires_at=expires_at,
-            prompt=prompt,
-        )
+        if resume is not None and resume.gate == gate:
+            # a gate carried over continue-as-new keeps its opening number (a number from
+            # code that did not number openings gets the next one of this run)
+            self._openings = (resume.opening if resume.opening > self._openings
+                              else self._openings + 1)
+            info = resume.model_copy(update={"opening": self._openings,
+                                             "signatures_required": self.signatures_required})
+            expires_at = info.expires_at
+            opened = info.opened_at.strftime("%Y-%m-%d %H:%M")
+            self.record("gate_resumed", f"{gate} still open (opened {opened} UTC), "
+                        "carried over continue-as-new")
+        else:
+            expires_at = now + expires_after if expires_after else None
+            self._openings += 1
+            info = GateInfo(
+                gate=gate,
+                opened_at=now,
+                allowed_actors=list(allowed_actors or []),
+                expires_at=expires_at,
+                prompt=prompt,
+                artifact=artifact,
+                opening=self._openings,
+                signatures_required=self.signatures_required,
+            )
+            self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
         self._open[gate] = info
-        self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
+        self._sync_gate_attributes()
+        if resume is None or resume.gate != gate:
+            metrics.gate_opened(workflow.metric_meter(), gate)
+        closed_as = "canceled"  # unless it is decided or expires
         poller = None
-        if while_open is not None and poll_interval is not None:
+        if while_open is not None:
             poller = asyncio.create_task(self._run_while_open(info, while_open, poll_interval))
+
+        def full() -> bool:
+            return on_history_full is not None and history_full(history_budget)
+
+        first = True
         try:
             while True:
                 timeout = reminder_interval
+                if first and resume is not None and reminder_interval is not None:
+                    due = info.opened_at + reminder_interval * (info.reminders_sent + 1)
+                    timeout = max(due - workflow.now(), timedelta(0))
+                first = False
                 if expires_at is not None:
                     left = expires_at - workflow.now()
                     timeout = left if timeout is None else min(timeout, left)
                 try:
                     await workflow.wait_condition(
-                        lambda: gate in self._decided, timeout=timeout,
+                        lambda: gate in self._decided or full(), timeout=timeout,
                         timeout_summary=f"{gate}: next reminder or expiry",
                     )
+                    if gate not in self._decided:  # the history is full
+                        assert on_history_full is not None
+                        if poller is not None:  # stopped before the next run polls
+                            poller.cancel()
+                            try:
+                                await poller
+                            except (asyncio.CancelledError, ActivityError):
+                                pass
+                            poller = None
+                        await self.handlers_finished()
+                        if gate not in self._decided:
+                            self._open.pop(gate, None)
+                            await on_history_full(info)
+                            raise ApplicationError("on_history_full returned instead of "
+                                                   "continuing as new", non_retryable=True)
                 except TimeoutError:
                     if expires_at is not None and workflow.now() >= expires_at:
                         self.record("expired", f"{gate} expired without a decision")
+                        closed_as = "expired"
                         return None
                     info.reminders_sent += 1
                     self.record("reminder", f"{gate} still waits for a decision "
@@ -265,19 +448,75 @@ class GatedWorkflow:
                     if on_reminder is not None:
                         await on_reminder(info)
                     continue
+                closed_as = "decided"
                 return self._decided.pop(gate)
         finally:
+            metrics.gate_closed(workflow.metric_meter(), gate, closed_as)
             if poller is not None:
                 poller.cancel()
             self._open.pop(gate, None)
             self._decided.pop(gate, None)
+            self._sync_gate_attributes()
+
+    def _sync_gate_attributes(self) -> None:
+        """Set OpenGates, GateReviewers and GateOpenedAt from the open gates (unset
+        when none is open). Nothing when the server lacks our attributes or the run
+        started before the ``gate-search-attributes`` patch."""
+        if not search_attributes.attributes_registered():
+            return
+        if not workflow.patched(GATE_SEARCH_ATTRIBUTES_PATCH):
+            return
+        gates = list(self._open.values())
+        if not gates:
+            workflow.upsert_search_attributes([
+                search_attributes.OPEN_GATES.value_unset(),
+                search_attributes.GATE_REVIEWERS.value_unset(),
+                search_attributes.GATE_OPENED_AT.value_unset()])
+            return
+        reviewers: list[str] = []
+        for info in gates:
+            for who in info.allowed_actors or [search_attributes.ANYONE]:
+                if who not in reviewers:
+                    reviewers.append(who)
+        workflow.upsert_search_attributes([
+            search_attributes.OPEN_GATES.value_set([g.gate for g in gates]),
+            search_attributes.GATE_REVIEWERS.value_set(reviewers),
+            search_attributes.GATE_OPENED_AT.value_set(min(g.opened_at for g in gates))])
+
+    async def _load_gate_signers(self) -> None:
+        """Load the worker's allowed signers into this run, once (before its first gate)."""
+        async with self._signers_lock:
+            if self._signers is not None or not workflow.patched(SIGNERS_PATCH):
+                return
+            self._signers = await workflow.execute_activity_method(
+                GateSignerActivities.load_gate_signers,
+                start_to_close_timeout=policies.SIGNERS_TIMEOUT,
+                retry_policy=policies.SIGNERS_RETRY,
+                summary="load the worker's GATE_SIGNERS",
+            )
+            self.record("gate_signers", (
+                f"{len(self._signers.signers)} allowed signer key(s) from "
+                f"{self._signers.source}: gate decisions must be signed"
+                if self._signers.configured else
+                "no GATE_SIGNERS on the worker: gate decisions are not authenticated"))
 
     async def _run_while_open(self, info: GateInfo, hook: WhileOpenHook,
-                              interval: timedelta) -> None:
+                              interval: timedelta | None) -> None:
         while info.gate not in self._decided:
-            await workflow.sleep(interval, summary=f"{info.gate}: next poll")
+            if interval is not None:
+                await workflow.sleep(interval, summary=f"{info.gate}: next poll")
             if info.gate not in self._decided:
                 await hook(info)
+
+
+def history_full(budget: int = DEFAULT_HISTORY_BUDGET) -> bool:
+    """Whether this run should continue as new: Temporal suggests it
+    (``is_continue_as_new_suggested()``: about 4,096 events or 4 MB on a default
+    server) or the history has ``budget`` events (``get_current_history_length()``).
+    The default budget, DEFAULT_HISTORY_BUDGET, stays well under the 10,240 events
+    at which Temporal starts warning (and the 51,200 at which it terminates a run)."""
+    info = workflow.info()
+    return info.is_continue_as_new_suggested() or info.get_current_history_length() >= budget
 
 
 def parse_payload(model: type[M], payload: Sequence[object]) -> tuple[M | None, str]:

@@ -75,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         TemplateItemsInput,
     )
     from models.llm import LlmRequest, LlmUsage
+    from temporal_plumbing import metrics
 
 SUBMIT_ANSWERS = "submit_answers"
 AUDIT_TAIL = 50  # audit entries carried into the next run
@@ -312,6 +313,12 @@ class LearningLoopWorkflow(LlmWorkflow):
         kc.seconds += (workflow.now() - started).total_seconds()
         s.round = number
         before = update.steps[0].before if update.steps else kc.mastery
+        metrics.learning_answers(workflow.metric_meter(), cfg.curriculum, diagnosis.correct,
+                                 len(diagnosis.responses))
+        threshold = s.config.mastery_threshold
+        metrics.mastery_event(workflow.metric_meter(), cfg.curriculum,
+                              "mastered" if before < threshold <= kc.mastery
+                              else "lost" if kc.mastery < threshold <= before else "updated")
         self.record("mastery", f"{kc.id}: P(L) {before:.3f} -> {kc.mastery:.3f}")
         if decision is None and cfg.on_expiry == "pause":
             s.paused = True

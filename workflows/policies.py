@@ -112,6 +112,24 @@ COMMENT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=3,
 )
+# The long-running comment watch of an open gate (activities/issues.py
+# watch_comments): it heartbeats every 2 s while it waits and sends at most a few
+# GitHub requests of up to 20 s each (activities/github.py REQUEST_TIMEOUT) between
+# heartbeats, so a dead worker is noticed within a minute. An attempt that finds no
+# command ends with the benign NoNewComments failure and is retried after the poll
+# interval, for ever (not written to history); a rate limit waits for its reset
+# (next_retry_delay). A non-retryable failure (bad token, no such repository) is
+# audited and the watch restarts after COMMENT_WATCH_RESTART.
+COMMENT_WATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+COMMENT_WATCH_RESTART = timedelta(minutes=15)
+
+
+def comment_watch_retry(interval: timedelta) -> RetryPolicy:
+    """The retry policy of the comment watch: every ``interval``, without end."""
+    return RetryPolicy(initial_interval=interval, backoff_coefficient=1.0,
+                       maximum_interval=interval, maximum_attempts=0)
+
+
 # -- Local activities (issue 7): the one place that says which steps are local --
 # A local activity runs inside the worker that holds the workflow task and is
 # recorded as a marker when that task completes: a no-op step costs ~3 ms
@@ -180,4 +198,14 @@ DB_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=10,
+)
+
+# Loading the worker's GATE_SIGNERS file (a local read). A missing or bad file is
+# retried without limit: the gate must not open unauthenticated, and the fix
+# (editing the file) is picked up by the next attempt.
+SIGNERS_TIMEOUT = timedelta(seconds=30)
+SIGNERS_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
 )

@@ -25,6 +25,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies, search_attributes
+from workflows.gates import GITHUB_CHANNEL
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -33,21 +34,36 @@ with workflow.unsafe.imports_passed_through():
     from activities.issues import IssueTracker
     from models.common import ArtifactRef, GateDecision, GateInfo, Verdict
     from models.git import PrepareBranchInput, WorktreeInput
-    from models.issues import CommentInput, CommentPollInput, PullRequestInput
+    from models.issues import (
+        CommentInput,
+        CommentPoll,
+        CommentPollInput,
+        CommentWatchInput,
+        PullRequestInput,
+    )
+    from models.llm import LlmUsage
     from models.sdlc import (
         GATE_1,
         AgentTask,
         FeatureRequest,
         OpenIssueInput,
         PhaseLabelInput,
+        SdlcCarry,
         SdlcPhase,
         SdlcResult,
         SdlcState,
     )
+    from models.signatures import GITHUB_PREFIX
 
 # workflow.patched ID: a FAILED run removes its worktree before it ends (runs
 # recorded before this change end FAILED without that activity)
 PATCH_FAILED_RUN_REMOVES_WORKTREE = "failed-run-removes-worktree"
+# workflow.patched ID: GATE_1 polls GitHub comments with one long-running, heartbeating
+# activity that returns only on news (instead of a poll activity per durable timer),
+# and continues as new when the history is full (runs recorded before this change
+# poll on a timer and never continue as new; a gate that opened before an upgrade
+# keeps its way of polling until it closes)
+PATCH_LONG_GATE = "sdlc-gate-watch-and-continue-as-new"
 
 
 @workflow.defn(name="SdlcWorkflow")
@@ -60,6 +76,10 @@ class SdlcWorkflow(LlmWorkflow):
         self._state = SdlcState()
         self._req = req
         self._track_phase = False
+        if req.carried is not None:  # continued as new at GATE_1
+            self._state = req.carried.state.model_copy()
+            self._audit.extend(req.carried.audit)
+            self.ledger = [LlmUsage.model_validate(u) for u in req.carried.ledger]
 
     @workflow.query(name="state")
     def state(self) -> SdlcState:
@@ -71,35 +91,18 @@ class SdlcWorkflow(LlmWorkflow):
         """Run the request to DONE; raise ApplicationError when it ends FAILED."""
         self._track_phase = search_attributes.started_with(search_attributes.SDLC_PHASE)
         wf_id = workflow.info().workflow_id
+        carried = req.carried
         try:
-            await self._enter(SdlcPhase.PHASE_1)
-            self._state.issue = await workflow.execute_activity_method(
-                IssueTracker.open_issue,
-                OpenIssueInput(workflow_id=wf_id, repo_path=req.repo_path, title=req.title,
-                               body=req.description, since=workflow.info().workflow_start_time),
-                start_to_close_timeout=policies.TRACKER_TIMEOUT,
-                retry_policy=policies.TRACKER_RETRY,
-                summary="open the tracking issue",
-            )
-            await self._sync_label()
-            self._state.branch = await workflow.execute_activity_method(
-                GitActivities.prepare_branch,
-                PrepareBranchInput(workflow_id=wf_id, repo_path=req.repo_path,
-                                   base_branch=req.base_branch, slug=req.effective_slug()),
-                start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
-                summary=f"create the feature branch from {req.base_branch}",
-            )
-            self._state.worktree = await workflow.execute_activity_method(
-                GitActivities.add_worktree,
-                WorktreeInput(repo_path=req.repo_path, branch=self._state.branch.name),
-                start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
-                summary=f"add a worktree for {self._state.branch.name}",
-            )
-            self.record("phase_1_done", f"issue #{self._state.issue.number}, branch "
-                        f"{self._state.branch.name}, worktree {self._state.worktree}")
+            if carried is None:
+                await self._phase_1(req, wf_id)
             while True:
-                spec = await self._write_spec()
-                decision = await self._gate()
+                if carried is None:
+                    spec = await self._write_spec()
+                    decision = await self._gate()
+                else:  # the previous run waited at GATE_1: wait on
+                    spec = carried.spec
+                    decision = await self._gate(resume=carried.gate)
+                    carried = None
                 if decision is None:
                     await self._fail("gate expired")
                 if decision.verdict == Verdict.APPROVE:
@@ -121,6 +124,34 @@ class SdlcWorkflow(LlmWorkflow):
                 await self._cleanup_on_cancel()
                 raise
             await self._fail(_activity_failure(err))
+
+    async def _phase_1(self, req: FeatureRequest, wf_id: str) -> None:
+        """PHASE_1: the tracking issue, the branch and its worktree."""
+        await self._enter(SdlcPhase.PHASE_1)
+        self._state.issue = await workflow.execute_activity_method(
+            IssueTracker.open_issue,
+            OpenIssueInput(workflow_id=wf_id, repo_path=req.repo_path, title=req.title,
+                           body=req.description, since=workflow.info().workflow_start_time),
+            start_to_close_timeout=policies.TRACKER_TIMEOUT,
+            retry_policy=policies.TRACKER_RETRY,
+            summary="open the tracking issue",
+        )
+        await self._sync_label()
+        self._state.branch = await workflow.execute_activity_method(
+            GitActivities.prepare_branch,
+            PrepareBranchInput(workflow_id=wf_id, repo_path=req.repo_path,
+                               base_branch=req.base_branch, slug=req.effective_slug()),
+            start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+            summary=f"create the feature branch from {req.base_branch}",
+        )
+        self._state.worktree = await workflow.execute_activity_method(
+            GitActivities.add_worktree,
+            WorktreeInput(repo_path=req.repo_path, branch=self._state.branch.name),
+            start_to_close_timeout=policies.GIT_TIMEOUT, retry_policy=policies.GIT_RETRY,
+            summary=f"add a worktree for {self._state.branch.name}",
+        )
+        self.record("phase_1_done", f"issue #{self._state.issue.number}, branch "
+                    f"{self._state.branch.name}, worktree {self._state.worktree}")
 
     async def _write_spec(self) -> ArtifactRef:
         assert self._req and self._state.branch and self._state.worktree
@@ -152,19 +183,46 @@ class SdlcWorkflow(LlmWorkflow):
                     f"{(spec.commit or '')[:12]}")
         return spec
 
-    async def _gate(self):
+    async def _gate(self, resume: GateInfo | None = None) -> GateDecision | None:
+        """Wait at GATE_1 (``resume``: the gate a previous run left open)."""
         assert self._req
-        await self._enter(SdlcPhase.GATE_1)
+        if resume is None:
+            await self._enter(SdlcPhase.GATE_1)
+        long_gate = self.long_gate()
+        hook, interval = None, None
+        if self._on_github:
+            hook, interval = ((self._watch_comments, None) if long_gate else
+                              (self._poll_comments, self._req.comment_poll_interval))
         return await self.wait_for_decision(
             GATE_1,
             prompt=f"approve, reject or revise the spec of round {self._state.round}",
+            artifact=self._state.specs[-1].path if self._state.specs else "",
             allowed_actors=self._req.reviewers,
             reminder_interval=self._req.reminder_interval,
             expires_after=self._req.gate_expiry,
             on_reminder=self._on_reminder,
-            while_open=self._poll_comments if self._on_github else None,
-            poll_interval=self._req.comment_poll_interval,
+            while_open=hook,
+            poll_interval=interval,
+            resume=resume,
+            on_history_full=self._continue_as_new if long_gate else None,
+            history_budget=self._req.history_budget,
         )
+
+    def long_gate(self) -> bool:
+        """Whether this gate polls with the long-running watch activity and continues
+        as new when the history is full (:data:`PATCH_LONG_GATE`)."""
+        return workflow.patched(PATCH_LONG_GATE)
+
+    async def _continue_as_new(self, gate: GateInfo) -> NoReturn:
+        """Continue as new at GATE_1, carrying the state, the audit log, the ledger and
+        the open gate (the on_history_full hook)."""
+        assert self._req and self._state.specs
+        self.record("continued_as_new", f"{gate.gate} still open after "
+                    f"{workflow.info().get_current_history_length()} history events")
+        carry = SdlcCarry(state=self._state.model_copy(update={"pending_gates": []}),
+                          audit=self.audit_log(), ledger=[u.model_dump() for u in self.ledger],
+                          gate=gate, spec=self._state.specs[-1])
+        workflow.continue_as_new(self._req.model_copy(update={"carried": carry}))
 
     @property
     def _on_github(self) -> bool:
@@ -178,6 +236,40 @@ class SdlcWorkflow(LlmWorkflow):
                 f"({gate.prompt}). Comment `/approve`, `/reject <reason>` or "
                 "`/revise <feedback>`.",
                 key=f"reminder-{gate.gate}-round-{self._state.round}-{gate.reminders_sent}")
+
+    async def _watch_comments(self, gate: GateInfo) -> None:
+        """Wait for gate commands in new issue comments with one long-running,
+        heartbeating activity that returns only on news, then act on them (the
+        while-open hook). Waiting adds no history: the activity's attempts and
+        Temporal's retries between them do the polling."""
+        assert self._req and self._state.issue
+        try:
+            poll = await workflow.execute_activity_method(
+                IssueTracker.watch_comments,
+                CommentWatchInput(
+                    poll=CommentPollInput(
+                        issue=self._state.issue, after_id=self._state.last_comment_id,
+                        since=self._state.last_comment_since, not_before=gate.opened_at,
+                        gate=gate.gate),
+                    interval=self._req.comment_poll_interval,
+                    window=self._req.comment_watch_window),
+                start_to_close_timeout=self._req.comment_watch_window + policies.COMMENT_TIMEOUT,
+                heartbeat_timeout=policies.COMMENT_WATCH_HEARTBEAT_TIMEOUT,
+                # a cancelled watch has stopped before the gate moves on (no two watches
+                # of one gate poll at once across continue-as-new)
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                retry_policy=policies.comment_watch_retry(self._req.comment_poll_interval),
+                summary=f"watch issue #{self._state.issue.number} for /approve, /reject, "
+                        "/revise",
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            self.record("comment_poll_failed", _activity_failure(err))
+            await workflow.sleep(policies.COMMENT_WATCH_RESTART,
+                                 summary="restart the comment watch")
+            return
+        await self._act_on_commands(gate, poll)
 
     async def _poll_comments(self, gate: GateInfo) -> None:
         """Act on the gate commands found in new issue comments (the while-open hook)."""
@@ -197,12 +289,19 @@ class SdlcWorkflow(LlmWorkflow):
                 raise
             self.record("comment_poll_failed", _activity_failure(err))
             return
+        await self._act_on_commands(gate, poll)
+
+    async def _act_on_commands(self, gate: GateInfo, poll: CommentPoll) -> None:
+        """Advance the comment cursor and pass each command to the gate's decision
+        handler; a refused one gets a reply comment saying why."""
         self._state.last_comment_id = poll.last_seen_id
         self._state.last_comment_since = poll.since
         for command in poll.commands:
+            # GitHub authenticated the commenter (the poll checked their write permission)
             decision = GateDecision(gate=gate.gate, verdict=command.verdict,
-                                    actor=command.author, comment=command.text)
-            problem = self.decision_problem(decision)
+                                    actor=f"{GITHUB_PREFIX}{command.author}",
+                                    comment=command.text).authenticated(GITHUB_CHANNEL)
+            problem = self.gate_problem(decision)
             self.receive_decision(decision, f"github comment {command.comment_id}")
             if problem:
                 await self._comment(f"@{command.author}: `/{command.verdict.value}` ignored: "

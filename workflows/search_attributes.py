@@ -18,13 +18,34 @@ ANALYSIS_PHASE = SearchAttributeKey.for_keyword("AnalysisPhase")
 WORKSTREAM_STATE = SearchAttributeKey.for_keyword("WorkstreamState")
 WORK_ITEM = SearchAttributeKey.for_keyword("WorkItem")
 
+# learning loops: the student (set by the CLI at start)
+STUDENT = SearchAttributeKey.for_keyword("Student")
+
+# open gates of any gated workflow (kept by workflows.gates.GatedWorkflow): the inbox.
+# GateReviewers holds who may decide each open gate, ``anyone`` for a gate open to all.
+OPEN_GATES = SearchAttributeKey.for_keyword_list("OpenGates")
+GATE_REVIEWERS = SearchAttributeKey.for_keyword_list("GateReviewers")
+GATE_OPENED_AT = SearchAttributeKey.for_datetime("GateOpenedAt")
+ANYONE = "anyone"
+
 ALL_SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [SDLC_PHASE, ANALYSIS_PHASE, WORKSTREAM_STATE,
-                                                   WORK_ITEM]
+                                                   WORK_ITEM, STUDENT, OPEN_GATES,
+                                                   GATE_REVIEWERS, GATE_OPENED_AT]
+STARTED_WITH_KEYS: list[SearchAttributeKey] = [SDLC_PHASE, ANALYSIS_PHASE, WORKSTREAM_STATE,
+                                               WORK_ITEM, STUDENT]
+"""What the CLI sets at start when the server has our attributes registered."""
 
 
 def started_with(key: SearchAttributeKey) -> bool:
     """Whether this run was started with ``key`` set; call at the start of ``run``."""
     return workflow.info().typed_search_attributes.get(key) is not None
+
+
+def attributes_registered() -> bool:
+    """Whether this run was started with one of our attributes set, i.e. the server
+    has them registered (so upserting ours cannot fail the workflow task)."""
+    attrs = workflow.info().typed_search_attributes
+    return any(attrs.get(k) is not None for k in STARTED_WITH_KEYS)
 
 
 def upsert(key: SearchAttributeKey[str], value: str) -> None:

@@ -28,7 +28,10 @@ Lifecycle ``pending -> running -> succeeded / failed / quarantined / canceled``:
 * **Gate reviews**: a ``gate: true`` step waits at gate ``review-<step>`` after it
   succeeds: approve lets dependents run, revise runs it again with the comment
   in the step's feedback file (``WORKSTREAM_FEEDBACK_FILE``; agent steps get
-  ``SDLC_FEEDBACK_FILE``), reject fails it. Each execution's input carries only
+  ``SDLC_FEEDBACK_FILE``), reject fails it.
+* **Agent steps** run the SDLC agent runners; ``inputs.instructions`` replaces
+  the spec request and ``inputs.output`` names the file written and committed
+  (default: ``specs/<branch>/spec.md``). Each execution's input carries only
   the newest comment: the file holds the earlier ones.
 * With ``merge_to_base``, the branch is merged into the base branch at the end.
 """
@@ -84,6 +87,7 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamResult,
         WorkstreamStatus,
     )
+    from temporal_plumbing import metrics
 
 # Breaker questions are local, fast updates.
 BREAKER_TIMEOUT = timedelta(seconds=30)
@@ -403,6 +407,7 @@ class WorkstreamWorkflow(GatedWorkflow):
                 raise asyncio.CancelledError() from None
             self._describe_failure(att, err, step)
         att.finished_at = workflow.now()
+        metrics.step_finished(workflow.metric_meter(), tool, att.outcome, att.seconds)
         await self._report_breaker(tool, att.outcome == "succeeded", step.id, number)
         await self._commit_handoff(att, step)
         if att.outcome != "succeeded":
@@ -420,7 +425,9 @@ class WorkstreamWorkflow(GatedWorkflow):
         decision = await self.wait_for_decision(
             f"review-{step.id}",
             prompt=f"review step {step.id} (execution {att.number} on {att.tool}): approve, "
-                   "revise (runs it again with your comment) or reject (fails it)")
+                   "revise (runs it again with your comment) or reject (fails it)",
+            artifact=", ".join(ref.path for ref in
+                               ([att.handoff] if att.handoff else []) + att.outputs))
         if decision is None:
             self._fail_step(step.id, "review gate expired")
             return False
@@ -617,6 +624,8 @@ class WorkstreamWorkflow(GatedWorkflow):
                           worktree=self._workspace.path, branch=self._workspace.branch,
                           title=str(step.inputs.get("title", step.id)),
                           description=str(step.inputs.get("description", "")),
+                          instructions=str(step.inputs.get("instructions", "")),
+                          output_path=str(step.inputs.get("output", "")),
                           new_feedback=feedback,
                           feedback_from=self._last_output_commit(step.id) if feedback else "",
                           feedback_key=step.id,

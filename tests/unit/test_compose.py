@@ -18,7 +18,8 @@ def depends(service: str) -> dict:
 
 
 def test_the_stack_has_its_services():
-    assert set(SERVICES) == {"postgresql", "temporal", "temporal-ui", "worker", "codec-server"}
+    assert set(SERVICES) == {"postgresql", "temporal", "temporal-ui", "worker", "codec-server",
+                             "prometheus", "grafana"}
 
 
 def test_the_codec_server_runs_with_the_workers_keys_on_loopback():
@@ -83,3 +84,23 @@ def test_the_worker_gets_the_trust_settings():
     env = SERVICES["worker"]["environment"]
     for name in ("SECRET_ENV", "AGENT_SECRET_ENV", "WORKSTREAM_PYTHON_MODULES"):
         assert env[name] == f"${{{name}:-}}"
+
+
+def test_prometheus_scrapes_the_workers_metrics_port_and_grafana_loads_the_dashboard():
+    bind = SERVICES["worker"]["environment"]["METRICS_BIND"]
+    host, port = bind.rsplit(":", 1)
+    assert host == "0.0.0.0"  # the compose network only: the worker publishes no port
+    assert "ports" not in SERVICES["worker"]
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    job = config["scrape_configs"][0]
+    assert job["dns_sd_configs"][0]["names"] == ["worker"]
+    assert job["dns_sd_configs"][0]["port"] == int(port)
+    prom = SERVICES["prometheus"]
+    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prom["volumes"]
+    assert prom["ports"] == ["127.0.0.1:9090:9090"]
+    grafana = SERVICES["grafana"]
+    assert grafana["ports"] == ["127.0.0.1:3000:3000"]
+    mounted = {v.split(":")[0] for v in grafana["volumes"]}
+    assert {"./deploy/grafana/provisioning", "./deploy/grafana/orchestrator.json"} <= mounted
+    for source in mounted:
+        assert (ROOT / source).exists(), source

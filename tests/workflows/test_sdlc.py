@@ -30,6 +30,7 @@ from models.sdlc import (
     SdlcResult,
     SdlcState,
 )
+from tests.conftest import NO_SIGNERS
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE
 from workflows.sdlc import SdlcWorkflow
 
@@ -114,7 +115,7 @@ def fakes() -> FakeActivities:
 @pytest.fixture
 async def worker(ts_env: WorkflowEnvironment, task_queue: str, fakes: FakeActivities):
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=fakes.all()):
+                      activities=[*fakes.all(), NO_SIGNERS]):
         yield
 
 

@@ -1,7 +1,8 @@
-"""SdlcWorkflow's GitHub path on the time-skipping server: comment polls on a durable
-timer at the default 30 s, commands through the gate's decision handler, replies,
-reminder comments, a failed poll, the pull request before DONE. The outside world
-(issue tracker, git, agent) is replaced by scripted activities under the real names."""
+"""SdlcWorkflow's GitHub path on the time-skipping server: the comment watch (one
+long-running activity per gate command, retried every 30 s while nothing is new),
+commands through the gate's decision handler, replies, reminder comments, a failed
+poll, the pull request before DONE. The outside world (issue tracker, git, agent) is
+replaced by scripted activities under the real names."""
 
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ from models.issues import (
     CommentInput,
     CommentPoll,
     CommentPollInput,
+    CommentWatchInput,
     PullRequestInput,
     PullRequestRef,
 )
 from models.sdlc import IssueRef, OpenIssueInput, SdlcPhase, SdlcResult, SdlcState
+from tests.conftest import NO_SIGNERS
 from tests.workflows.test_sdlc import FakeActivities, request
+from workflows import policies
 from workflows.sdlc import SdlcWorkflow
 
 URL = "https://github.example/octo/shop/issues/7"
@@ -37,6 +41,7 @@ class ScriptedGitHub:
     def __init__(self, polls: list[CommentPoll | Exception]) -> None:
         self.script = polls
         self.polls: list[tuple[CommentPollInput, object]] = []
+        self.attempts: list[int] = []
         self.comments: list[CommentInput] = []
         self.pulls: list[PullRequestInput] = []
         self.opened: list[OpenIssueInput] = []
@@ -55,6 +60,20 @@ class ScriptedGitHub:
                 raise step
             return step
 
+        @activity.defn(name="watch_issue_comments")
+        async def watch_issue_comments(inp: CommentWatchInput) -> CommentPoll:
+            # one scripted poll per attempt; a poll without a command ends the attempt
+            # as the real activity does after its window, and Temporal retries it
+            self.polls.append((inp.poll, activity.info().current_attempt_scheduled_time))
+            self.attempts.append(activity.info().attempt)
+            step = (self.script.pop(0) if self.script
+                    else CommentPoll(last_seen_id=inp.poll.after_id))
+            if isinstance(step, Exception):
+                raise step
+            if not step.commands:
+                raise ApplicationError("no news", type="NoNewComments")
+            return step
+
         @activity.defn(name="post_issue_comment")
         async def post_issue_comment(inp: CommentInput) -> int:
             self.comments.append(inp)
@@ -65,7 +84,8 @@ class ScriptedGitHub:
             self.pulls.append(inp)
             return PullRequestRef(number=8, url="https://github.example/octo/shop/pull/8")
 
-        return [open_issue, poll_issue_comments, post_issue_comment, open_pull_request]
+        return [open_issue, poll_issue_comments, watch_issue_comments, post_issue_comment,
+                open_pull_request]
 
 
 def command(cid: int, author: str, verdict: Verdict, text: str = "") -> CommentCommand:
@@ -75,6 +95,7 @@ def command(cid: int, author: str, verdict: Verdict, text: str = "") -> CommentC
 async def test_comment_commands_drive_the_gate(ts_env):
     github = ScriptedGitHub([
         ApplicationError("GitHub is down", non_retryable=True),
+        CommentPoll(last_seen_id=0),  # nothing new: Temporal retries the watch in 30 s
         CommentPoll(commands=[command(11, "alice", Verdict.REJECT)], last_seen_id=11,
                     since=SINCE),
         CommentPoll(commands=[command(12, "alice", Verdict.REVISE, "add limits")],
@@ -87,7 +108,7 @@ async def test_comment_commands_drive_the_gate(ts_env):
               if activity._Definition.must_from_callable(a).name != "open_issue"]
     task_queue = f"tq-{uuid.uuid4()}"
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=[*github.all(), *others]):
+                      activities=[*github.all(), *others, NO_SIGNERS]):
         handle = await ts_env.client.start_workflow(
             SdlcWorkflow.run, request(reviewers=["alice", "bob"],
                                       reminder_interval=timedelta(seconds=45)),
@@ -97,25 +118,33 @@ async def test_comment_commands_drive_the_gate(ts_env):
 
     assert result.phase == SdlcPhase.DONE and result.rounds == 2
     assert [t.new_feedback for t in fakes.tasks] == ["", "add limits"]
-    # polls every 30 s (the default) on a durable timer; each starts after the last seen
-    assert [inp.after_id for inp, _ in github.polls] == [0, 0, 11, 12]
+    # one long-running watch per gate command; its retries (every 30 s, the default)
+    # poll while nothing is new; each starts after the last seen comment
+    assert [inp.after_id for inp, _ in github.polls] == [0, 0, 0, 11, 12]
+    assert github.attempts == [1, 1, 2, 1, 1]
     # GitHub's ``since`` travels with the ID: the cursor a poll returns is the next input's
-    assert [inp.since for inp, _ in github.polls] == [None, None, SINCE, None]
+    assert [inp.since for inp, _ in github.polls] == [None, None, None, SINCE, None]
     # the issue search is bounded by the run's start; the PR names the run
     assert github.opened[0].since is not None
     assert [p.workflow_id for p in github.pulls] == [handle.id]
     times = [at for _, at in github.polls]
-    assert all(later - earlier >= timedelta(seconds=30)
-               for earlier, later in zip(times[:2], times[1:3], strict=True))
-    assert github.polls[3][0].not_before > github.polls[2][0].not_before  # round 2's gate
+    assert times[1] - times[0] >= policies.COMMENT_WATCH_RESTART  # after a failed watch
+    # the attempt that found nothing added no event: 4 watches scheduled for 5 polls
+    history = await handle.fetch_history()
+    scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name
+                 for e in history.events if e.HasField("activity_task_scheduled_event_attributes")]
+    assert scheduled.count("watch_issue_comments") == 4
+    assert "poll_issue_comments" not in scheduled
+    assert github.polls[4][0].not_before > github.polls[3][0].not_before  # round 2's gate
     assert state.last_comment_id == 15
     kinds = [e.kind for e in result.audit]
     assert "comment_poll_failed" in kinds
     decisions = [(e.actor, e.detail) for e in result.audit if e.kind == "decision"]
-    assert decisions == [("alice", "GATE_1: revise (via github comment 12)"),
-                         ("bob", "GATE_1: approve (via github comment 14)")]
+    # GitHub commenters are github: principals; a bare reviewer name matches them
+    assert decisions == [("github:alice", "GATE_1: revise (via github comment 12)"),
+                         ("github:bob", "GATE_1: approve (via github comment 14)")]
     refused = [e.actor for e in result.audit if e.kind == "refused"]
-    assert refused == ["alice", "carol"]
+    assert refused == ["github:alice", "github:carol"]
     bodies = [c.body for c in github.comments]
     assert any(b.startswith("@alice") and "needs a comment" in b for b in bodies)
     assert any(b.startswith("@carol") and "may not decide" in b for b in bodies)
@@ -133,7 +162,7 @@ async def test_without_github_no_poll_runs(ts_env, task_queue):
     fakes = FakeActivities()
     github = ScriptedGitHub([])
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=[*fakes.all(), *github.all()[1:]]):
+                      activities=[*fakes.all(), *github.all()[1:], NO_SIGNERS]):
         handle = await ts_env.client.start_workflow(
             SdlcWorkflow.run, request(gate_expiry=timedelta(minutes=5)),
             id=f"sdlc-{uuid.uuid4()}", task_queue=task_queue)
