@@ -33,7 +33,7 @@ from activities.processes import (
 )
 from activities.secrets import Scrubber, subprocess_env
 from models.llm import LlmArtifactRef, LlmRequest, LlmUsage
-from models.sdlc import AgentTask
+from models.sdlc import AgentTask, output_path_problem
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 # run_process, run_process_split and HEARTBEAT_EVERY (well inside
@@ -130,10 +130,12 @@ def render_prompt(task: AgentTask) -> str:
     feedback = (f"{len(task.feedback)} round(s) of feedback are in the file "
                 f"`{task.feedback_relpath}` (also in ${FEEDBACK_FILE_ENV}), newest last: "
                 "read it first and address every point." if task.feedback else "(none)")
-    template = (PROMPTS / "sdlc_spec.md").read_text()
+    # a workstream step's own instructions replace the SDLC spec request
+    template = (PROMPTS / ("agent_task.md" if task.instructions else "sdlc_spec.md")
+                ).read_text()
     return template.format(
         spec_path=task.spec_relpath, title=task.title, description=task.description,
-        feedback=feedback, branch=task.branch,
+        instructions=task.instructions, feedback=feedback, branch=task.branch,
         context=repository_context(Path(task.worktree)),
     )
 
@@ -147,9 +149,20 @@ class OfflineRunner:
     name = "offline"
 
     async def run(self, task: AgentTask, fence: Fence | None = None) -> None:
-        """Write the spec for ``task``; the same task always gives the same file."""
+        """Write the spec for ``task`` (with ``task.instructions``: a document that
+        restates them); the same task always gives the same file."""
         path = Path(task.worktree) / task.spec_relpath
         path.parent.mkdir(parents=True, exist_ok=True)
+        if task.instructions:
+            addressed = [f"- Round {i}: {f}" for i, f in enumerate(task.feedback, 1)]
+            path.write_text("\n".join([
+                "---", "provider: offline", f"round: {task.round}",
+                f"workflow_id: {task.workflow_id}", "---", f"# {task.title}", "",
+                "> Written by the offline agent runner: it restates the instructions;",
+                "> no language model was called.", "", "## Instructions",
+                task.instructions.strip(), "", "## Reviewer feedback",
+                *(addressed or ["- none yet"])]) + "\n")
+            return
         sentences = [s.strip() for s in task.description.replace("\n", " ").split(".")
                      if s.strip()] or [task.title]
         requirements = "\n".join(
@@ -203,6 +216,7 @@ class AnthropicRunner:
     name = "anthropic"
     phase = "sdlc_spec"
     template = "sdlc_spec_api.md"
+    task_template = "agent_task_api.md"  # a workstream step with its own instructions
 
     def __init__(self, provider: LlmProvider, max_tokens: int = 8000) -> None:
         self.provider = provider
@@ -217,12 +231,14 @@ class AnthropicRunner:
         """
         feedback = "\n".join(f"- Round {i}: {f}" for i, f in enumerate(task.feedback, 1))
         variables = {"title": task.title, "description": task.description,
+                     "instructions": task.instructions,
                      "feedback": feedback or "(none)", "branch": task.branch,
                      "spec_path": task.spec_relpath,
                      "context": repository_context(Path(task.worktree))}
-        request = LlmRequest(phase=self.phase, template=self.template, variables=variables,
+        template = self.task_template if task.instructions else self.template
+        request = LlmRequest(phase=self.phase, template=template, variables=variables,
                              max_tokens=self.max_tokens)
-        response = await self.provider.complete(request, render_template(self.template,
+        response = await self.provider.complete(request, render_template(template,
                                                                          variables))
         spec = response.text.strip()
         if spec.startswith("```"):  # a model that fenced the whole document
@@ -271,6 +287,7 @@ class CommandRunner:
             FEEDBACK_FILE_ENV: (str(Path(task.worktree) / task.feedback_relpath)
                                 if task.feedback else ""),
             "SDLC_SPEC_PATH": task.spec_relpath,
+            "SDLC_INSTRUCTIONS": task.instructions,
             "SDLC_BRANCH": task.branch,
             "SDLC_ROUND": str(task.round),
             "SDLC_WORKFLOW_ID": task.workflow_id,
@@ -368,6 +385,13 @@ class AgentActivities:
                 type="AgentUnavailable", non_retryable=True,
             )
         worktree = Path(task.worktree)
+        problem = output_path_problem(task.output_path) if task.output_path else None
+        if problem is None and not (worktree / task.spec_relpath).resolve().is_relative_to(
+                worktree.resolve()):
+            problem = f"output {task.output_path!r} leads outside the workspace"
+        if problem:
+            raise ApplicationError(f"agent step: {problem}", type="InvalidStep",
+                                   non_retryable=True)
         activity.logger.info("agent %s writing %s (round %d)", name, task.spec_relpath,
                              task.round)
         fence = Fence(await asyncio.to_thread(fence_dir, worktree),
@@ -393,8 +417,9 @@ class AgentActivities:
                 if task.feedback:  # committed beside the spec, as the agent was given it
                     prepare_feedback(task)
                     git(worktree, "add", "--", task.feedback_relpath)
+                what = "agent" if task.instructions or task.output_path else "spec"
                 return commit_round(
-                    worktree, task.spec_relpath, f"spec: {task.title} (round {task.round})",
+                    worktree, task.spec_relpath, f"{what}: {task.title} (round {task.round})",
                     {"Workflow-Id": task.workflow_id, "Spec-Round": str(task.round),
                      "Agent-Runner": name})
 

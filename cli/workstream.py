@@ -18,6 +18,7 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.workstream import verify_chain
@@ -28,6 +29,7 @@ from models.common import Verdict
 from models.text import NotUtf8Error, decode_utf8
 from models.workstream import (
     DEFAULT_ROUTER_CONFIG,
+    ID_RE,
     Progress,
     ResumeAck,
     ResumeRequest,
@@ -78,8 +80,10 @@ def load_input(spec_path: Path, settings: Settings) -> WorkstreamInput:
     """Read and validate a spec and its router config into a WorkstreamInput.
 
     The router config is the spec's ``router_config`` (relative to the spec), else
-    WORKSTREAM_ROUTER_CONFIG, else :data:`DEFAULT_ROUTER_CONFIG`; ``repo`` is
-    resolved relative to the spec too.
+    WORKSTREAM_ROUTER_CONFIG, else :data:`DEFAULT_ROUTER_CONFIG`, with the spec's
+    inline ``tools`` and ``routes`` added over it (a name defined in both takes
+    the spec's definition; the worker then judges it, see ``ToolAuthority``);
+    ``repo`` is resolved relative to the spec too.
 
     Raises:
         CliError: unreadable file, bad YAML, or an invalid spec (unknown dependency,
@@ -96,6 +100,10 @@ def load_input(spec_path: Path, settings: Settings) -> WorkstreamInput:
         router = _validated(RouterConfig, _read_yaml(router_path, "router config"), router_path)
     else:
         router = RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG)
+    if spec.tools or spec.routes:  # inline definitions win over the router config's
+        router = _validated(RouterConfig, {
+            "tools": {**router.tools, **spec.tools}, "routes": {**router.routes, **spec.routes}},
+            spec_path)
     repo_path = None
     if spec.repo:
         repo = (spec_path.parent / spec.repo).resolve()
@@ -109,20 +117,41 @@ def load_input(spec_path: Path, settings: Settings) -> WorkstreamInput:
         raise CliError(f"{spec_path}: {_problems(err)}") from None
 
 
-async def start_workstream(client: Client, settings: Settings, inp: WorkstreamInput
-                           ) -> WorkflowHandle[Any, Any]:
-    """Start WorkstreamWorkflow with ID ``workstream-<work item>``.
+RUN_SEPARATOR = "@"  # never in a work item, so IDs of re-runs cannot collide with one
+
+
+def run_workflow_id(work_item: str, run: str | None = None) -> str:
+    """``workstream-<work item>``, or ``workstream-<work item>@<run>`` for a re-run.
 
     Raises:
-        WorkflowAlreadyStartedError: that work item was started before.
+        CliError: ``run`` is not lowercase letters, digits, ``-``, ``_`` or ``.``.
     """
+    if run is None:
+        return workstream_id(work_item)
+    if not ID_RE.match(run) or len(run) > 100:
+        raise CliError(f"--run {run!r} must be up to 100 lowercase letters, digits, '-', '_' "
+                       "or '.', starting with a letter or digit (e.g. --run 2)")
+    return workstream_id(f"{work_item}{RUN_SEPARATOR}{run}")
+
+
+async def start_workstream(client: Client, settings: Settings, inp: WorkstreamInput,
+                           run: str | None = None) -> WorkflowHandle[Any, Any]:
+    """Start WorkstreamWorkflow with ID ``workstream-<work item>`` (with ``run``:
+    ``workstream-<work item>@<run>``, the same work item run again in a workspace
+    and branch of its own).
+
+    Raises:
+        WorkflowAlreadyStartedError: that work item (and run) was started before.
+        CliError: ``run`` is not a valid suffix.
+    """
+    wf_id = run_workflow_id(inp.spec.work_item, run)
     attrs = None
     if await ensure_search_attributes(client):
         attrs = TypedSearchAttributes([
             SearchAttributePair(WORKSTREAM_STATE, RunState.PENDING.value),
             SearchAttributePair(WORK_ITEM, inp.spec.work_item)])
     return await client.start_workflow(
-        "WorkstreamWorkflow", inp, id=workstream_id(inp.spec.work_item),
+        "WorkstreamWorkflow", inp, id=wf_id,
         task_queue=settings.temporal_task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, search_attributes=attrs,
         static_summary=f"workstream {inp.spec.work_item}: {len(inp.spec.steps)} steps")
@@ -190,7 +219,14 @@ async def cmd_start(ctx: Context) -> int:
     """``workstream start SPEC``: start the run and wait until the worker admits it
     (a run the worker refuses is one error line and exit 1)."""
     inp = load_input(Path(ctx.args.spec), ctx.settings)
-    handle = await start_workstream(await ctx.client(), ctx.settings, inp)
+    run_workflow_id(inp.spec.work_item, ctx.args.run)  # a bad suffix fails before connecting
+    try:
+        handle = await start_workstream(await ctx.client(), ctx.settings, inp, ctx.args.run)
+    except WorkflowAlreadyStartedError as err:
+        raise CliError(f"{err.workflow_id} already exists; look at it with `python "
+                       f"starter.py workstream status {err.workflow_id}`, or run the work "
+                       "item again under a new ID with `--run SUFFIX` (e.g. --run 2)"
+                       ) from None
     await await_admission(handle)
     ctx.emit({"workflow_id": handle.id, "run_id": handle.result_run_id,
               "ui": ctx.ui_link(handle.id)},
@@ -366,7 +402,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = ws.add_parser("start", help="validate a spec YAML and start its run", parents=[js])
     p.add_argument("spec", help="the workstream spec (YAML)")
     p.add_argument("--follow", action="store_true",
-                   help="print progress until the run ends or is quarantined")
+                   help="print progress until the run ends or is quarantined, and each "
+                   "step that waits for review with the commands to decide")
+    p.add_argument("--run", metavar="SUFFIX",
+                   help="run the work item again under the new ID "
+                   "workstream-<work item>@SUFFIX (its own workspace and branch)")
     p.set_defaults(command=cmd_start)
     for name, fn, hlp in (("status", cmd_status, "run state and step progress"),
                           ("cancel", cmd_cancel, "cancel the run (kills running steps)"),
@@ -391,5 +431,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("workflow_id")
         p.add_argument("--step", help="the step under review (default: the only open gate)")
         p.add_argument("--comment", required=verdict != Verdict.APPROVE)
-        p.add_argument("--as", dest="actor", help="reviewer name (default: your login)")
+        gates.add_reviewer_flags(p)
         p.set_defaults(command=_decide(verdict), gate=None, content_file=None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import PurePosixPath
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -120,6 +121,19 @@ class PhaseLabelInput(BaseModel):
     phase: SdlcPhase
 
 
+def output_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be an agent step's output file (None when it can): it
+    must be a relative path of a file inside the worktree (no ``..``, no absolute
+    path, nothing under ``.git``)."""
+    parts = PurePosixPath(path).parts
+    if not path.strip() or path.startswith("/") or "\\" in path:
+        return f"output {path!r} must be a relative file path inside the workspace"
+    if ".." in parts or (parts and parts[0] == ".git") or path.endswith("/"):
+        return (f"output {path!r} must be a file inside the workspace (no '..', nothing "
+                "under .git)")
+    return None
+
+
 class AgentTask(BaseModel):
     """Activity input: one agent run that writes ``specs/<branch>/spec.md``.
 
@@ -148,6 +162,12 @@ class AgentTask(BaseModel):
         own_failures_final: raise the agent's own failures (non-zero exit, no
             spec, timeout) as non-retryable, for the workflow to count them
             (workstream steps); the platform then retries only lost attempts.
+        instructions: what the agent is asked to do, replacing the SDLC spec
+            request (a workstream agent step's ``inputs.instructions``); empty =
+            write a feature specification of ``title`` and ``description``.
+        output_path: the file the agent writes and the activity commits,
+            relative to the worktree (a workstream agent step's ``inputs.output``;
+            see :func:`output_path_problem`); empty = ``specs/<branch>/spec.md``.
     """
 
     workflow_id: str
@@ -164,11 +184,14 @@ class AgentTask(BaseModel):
     timeout_seconds: float = Field(default=1800, gt=0)
     fence_key: str = ""
     own_failures_final: bool = False
+    instructions: str = ""
+    output_path: str = ""
 
     @property
     def spec_relpath(self) -> str:
-        """Path of the spec inside the worktree."""
-        return f"specs/{self.branch}/spec.md"
+        """Path, inside the worktree, of the file the agent writes: ``output_path``,
+        else the SDLC spec ``specs/<branch>/spec.md``."""
+        return self.output_path or f"specs/{self.branch}/spec.md"
 
     @property
     def feedback_relpath(self) -> str:

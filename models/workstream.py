@@ -19,10 +19,13 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from models.common import ArtifactRef, AuditEntry, GateInfo
 from models.graph import find_cycle
+from models.sdlc import output_path_problem
 
 HANDOFF_SCHEMA = "handoff-artifact"
 HANDOFF_SCHEMA_VERSION = 1
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+ID_RE = _ID_RE
+"""What step IDs, work items and run suffixes match."""
 
 
 # -- router configuration ------------------------------------------------------
@@ -165,16 +168,24 @@ class ToolAuthority(BaseModel):
         return list(mine.secrets) if mine is not None and mine == spec else []
 
     def problems(self, inp: WorkstreamInput) -> list[str]:
-        """Every reason to refuse ``inp`` (empty: the run may start): tools or
-        routes the worker does not define, and python callables off the allowlist."""
+        """Every reason to refuse ``inp`` (empty: the run may start): tools the
+        worker does not define as the run does, routes of task kinds the worker
+        routes otherwise, routes of new task kinds that name a tool the worker does
+        not define (a new kind may route among the worker's tools), and python
+        callables off the allowlist."""
         out = [p for name, spec in inp.router.tools.items()
                if (p := self.tool_problem(name, spec))]
         if not self.trust_spec_tools:
             for kind, route in inp.router.routes.items():
                 mine = self.router.routes.get(kind)
-                if mine is None:
-                    out.append(f"route {kind!r} is not defined by this worker's router config "
-                               f"(defined: {', '.join(sorted(self.router.routes))})")
+                if mine is None:  # a new task kind: routing among the worker's tools only
+                    foreign = [t for t in route.tools if t not in self.router.tools]
+                    if foreign:
+                        out.append(f"route {kind!r} is not defined by this worker's router "
+                                   f"config and names tool(s) it does not define: "
+                                   f"{', '.join(foreign)} (defined routes: "
+                                   f"{', '.join(sorted(self.router.routes))}; tools: "
+                                   f"{', '.join(sorted(self.router.tools))})")
                 elif mine != route:
                     out.append(f"route {kind!r} differs from this worker's definition")
         for step in inp.spec.steps:
@@ -214,7 +225,9 @@ class StepSpec(BaseModel):
         kind: the task kind; the router config must have a route for it.
         inputs: adapter inputs: shell ``argv`` (list) or ``script`` (text) and
             ``env``; python ``callable`` (``module:function``) and ``kwargs``;
-            agent ``title`` and ``description``.
+            agent ``title`` and ``description`` (an SDLC feature spec), or its own
+            ``instructions``, and ``output`` (the file it writes, relative to
+            the workspace; default ``specs/<branch>/spec.md``).
         depends_on: step IDs that must succeed first.
         timeout: seconds one attempt may run.
         retry: the step's retry policy.
@@ -255,6 +268,12 @@ class WorkstreamSpec(BaseModel):
             None = never quarantine (failed steps block their dependents).
         merge_to_base: merge the run's branch into ``base_branch`` when all succeed.
         router_config: path of the router config YAML (relative to the spec file).
+        tools: tools defined inline (as in a router config); they are added over
+            the router config's. The worker refuses a tool it does not define the
+            same way unless it trusts spec tools (WORKSTREAM_TRUST_SPEC_TOOLS).
+        routes: routes defined inline (task kind -> route), added over the router
+            config's. A task kind the worker does not route may route among the
+            worker's own tools; a kind it routes must be routed as it does.
         steps: the steps, in spec order.
 
     Raises:
@@ -269,6 +288,8 @@ class WorkstreamSpec(BaseModel):
     failure_budget: int | None = Field(None, ge=0)
     merge_to_base: bool = False
     router_config: str | None = None
+    tools: dict[str, ToolSpec] = Field(default_factory=dict)
+    routes: dict[str, Route] = Field(default_factory=dict)
     steps: list[StepSpec] = Field(min_length=1)
 
     @field_validator("work_item")
@@ -330,8 +351,13 @@ class WorkstreamInput(BaseModel):
         routes = ", ".join(sorted(self.router.routes))
         problems = [f"step {step.id!r} has unknown task kind {step.kind!r}"
                     for step in self.spec.steps if step.kind not in self.router.routes]
-        if problems:
-            raise ValueError("; ".join(problems) + f"; the router config routes: {routes}")
+        outputs = [f"step {step.id!r}: {problem}" for step in self.spec.steps
+                   if "output" in step.inputs
+                   and (problem := output_path_problem(str(step.inputs["output"])))]
+        if problems or outputs:
+            raise ValueError("; ".join(
+                ([*problems, f"the router config routes: {routes}"] if problems else [])
+                + outputs))
         return self
 
 

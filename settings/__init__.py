@@ -10,7 +10,9 @@ file in the working directory):
   ``settings.learning``: one per orchestration or outside system;
 * ``settings.secrets``: secret names to scrub and the agents' secret grants;
 * ``settings.performance``: dev-server tuning, recovery, worker concurrency
-  (:class:`PerformanceSettings`, loaded on its own).
+  (:class:`PerformanceSettings`, loaded on its own);
+* ``settings.observability``: metrics, tracing and the log format (loaded on
+  its own).
 
 :class:`Settings` combines the per-concern classes (and checks what spans
 them). The Temporal connection (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,

@@ -19,6 +19,7 @@ from temporalio.runtime import Runtime
 from settings.codec import CodecSettings, load_codec_settings
 from temporal_plumbing.codec import AesGcmCodec
 from temporal_plumbing.runtime import process_runtime
+from temporal_plumbing.tracing import tracing_interceptors
 
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 
@@ -54,8 +55,10 @@ def data_converter(codec: CodecSettings | None = None) -> DataConverter:
 
 def client_interceptors() -> list[Interceptor]:
     """The interceptors of every client (a client interceptor that is also a worker
-    interceptor applies to the workers made from that client too): none yet."""
-    return []
+    interceptor applies to the workers made from that client too): OpenTelemetry's
+    ``TracingInterceptor`` when tracing is on (``temporal_plumbing.tracing``:
+    OTEL_EXPORTER_OTLP_ENDPOINT), else none."""
+    return tracing_interceptors()
 
 
 async def connect_client(runtime: Runtime | None = None, **overrides: Any) -> Client:

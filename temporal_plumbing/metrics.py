@@ -44,6 +44,12 @@ HISTOGRAM_BUCKETS: Mapping[str, Sequence[float]] = {
 }
 
 
+def source_kind(source: str) -> str:
+    """A decision's source as a label: its words without numbers, so
+    ``github comment 1234`` is ``github comment`` (one series, not one per comment)."""
+    return " ".join(w for w in source.split() if not w.isdigit()) or "unknown"
+
+
 def gate_opened(meter: MetricMeter, gate: str) -> None:
     """+1 ``orchestrator_gates_opened{gate}``. Open gates now =
     opened - closed (see :func:`gate_closed`)."""
@@ -61,10 +67,11 @@ def gate_closed(meter: MetricMeter, gate: str, outcome: str) -> None:
 def gate_decided(meter: MetricMeter, gate: str, verdict: str, source: str,
                  waited_seconds: float) -> None:
     """An accepted decision: +1 ``orchestrator_gate_decisions{gate, verdict, source}``
-    and ``waited_seconds`` (workflow time from the gate opening to the decision)
-    into the ``orchestrator_gate_wait_seconds{gate, verdict}`` histogram."""
+    (``source`` through :func:`source_kind`) and ``waited_seconds`` (workflow time
+    from the gate opening to the decision) into the
+    ``orchestrator_gate_wait_seconds{gate, verdict}`` histogram."""
     meter.create_counter(GATE_DECISIONS, "accepted gate decisions").with_additional_attributes(
-        {"gate": gate, "verdict": verdict, "source": source}).add(1)
+        {"gate": gate, "verdict": verdict, "source": source_kind(source)}).add(1)
     meter.create_histogram_float(
         GATE_WAIT, "seconds from a gate opening to its accepted decision", "s",
     ).with_additional_attributes({"gate": gate, "verdict": verdict}).record(
@@ -76,7 +83,7 @@ def gate_refused(meter: MetricMeter, source: str) -> None:
     name) that the workflow refused and audited; ``source`` is ``signal``,
     ``update``, ``comment`` or ``unknown_signal``."""
     meter.create_counter(GATE_REFUSED, "refused gate decisions").with_additional_attributes(
-        {"source": source}).add(1)
+        {"source": source_kind(source)}).add(1)
 
 
 def llm_call(meter: MetricMeter, phase: str, model: str, tokens: Mapping[str, int],

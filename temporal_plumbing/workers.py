@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from temporalio.runtime import Runtime
 from temporalio.worker import Interceptor, PollerBehaviorSimpleMaximum, Replayer
 
 from settings import PerformanceSettings, load_performance_settings
@@ -29,9 +30,10 @@ def worker_options(perf: PerformanceSettings | None = None) -> dict[str, Any]:
     }
 
 
-def replayer(workflows: Sequence[type]) -> Replayer:
+def replayer(workflows: Sequence[type], runtime: Runtime | None = None) -> Replayer:
     """A replayer of ``workflows`` with the data converter and interceptors of every
-    client, so histories written by the worker (encoded or not) decode the same."""
+    client, so histories written by the worker (encoded or not) decode the same;
+    ``runtime`` default: the process runtime."""
     return Replayer(workflows=workflows, data_converter=data_converter(),
                     interceptors=[i for i in client_interceptors()
-                                  if isinstance(i, Interceptor)])
+                                  if isinstance(i, Interceptor)], runtime=runtime)

@@ -28,7 +28,10 @@ Lifecycle ``pending -> running -> succeeded / failed / quarantined / canceled``:
 * **Gate reviews**: a ``gate: true`` step waits at gate ``review-<step>`` after it
   succeeds: approve lets dependents run, revise runs it again with the comment
   in the step's feedback file (``WORKSTREAM_FEEDBACK_FILE``; agent steps get
-  ``SDLC_FEEDBACK_FILE``), reject fails it. Each execution's input carries only
+  ``SDLC_FEEDBACK_FILE``), reject fails it.
+* **Agent steps** run the SDLC agent runners; ``inputs.instructions`` replaces
+  the spec request and ``inputs.output`` names the file written and committed
+  (default: ``specs/<branch>/spec.md``). Each execution's input carries only
   the newest comment: the file holds the earlier ones.
 * With ``merge_to_base``, the branch is merged into the base branch at the end.
 """
@@ -621,6 +624,8 @@ class WorkstreamWorkflow(GatedWorkflow):
                           worktree=self._workspace.path, branch=self._workspace.branch,
                           title=str(step.inputs.get("title", step.id)),
                           description=str(step.inputs.get("description", "")),
+                          instructions=str(step.inputs.get("instructions", "")),
+                          output_path=str(step.inputs.get("output", "")),
                           new_feedback=feedback,
                           feedback_from=self._last_output_commit(step.id) if feedback else "",
                           feedback_key=step.id,

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import urllib.parse
 import urllib.request
 import uuid
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -30,7 +34,8 @@ from temporal_plumbing import metrics
 from temporal_plumbing.client import connect_client
 from temporal_plumbing.environments import free_port
 from temporal_plumbing.runtime import build_runtime
-from tests.workflows.test_sdlc import FakeActivities, gate_open, request
+from temporal_plumbing.workers import replayer
+from tests.workflows.test_sdlc import FakeActivities, request
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE
 from workflows.sdlc import SdlcWorkflow
 
@@ -59,21 +64,26 @@ def value(text: str, name: str, **labels: str) -> float | None:
     return found[0] if found else None
 
 
+async def until_counted(address: str, name: str) -> None:
+    """Wait until the endpoint shows a series of ``name``."""
+    for _ in range(600):
+        if any(line.startswith(name) for line in scrape(address).splitlines()):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} never appeared")
+
+
 @dataclass
 class MetricsRun:
     address: str
     text: str
+    workflow_id: str
+    client: Client
 
 
 @pytest_asyncio.fixture(scope="module")
 async def metrics_run(dev_env: WorkflowEnvironment) -> AsyncIterator[MetricsRun]:
-    """One SDLC run decided after WAIT, with a refused signal before the decision,
-    on a worker that replays every workflow task from the start
-    (max_cached_workflows=0), so a metric recorded during replay would count twice.
-
-    The dev server, not the time-skipping one: with no workflow cache the test
-    server replays an update's workflow task as if new (the signal before it
-    counts twice there, never on a real server)."""
+    """One SDLC run decided after WAIT, with a refused signal before the decision."""
     address = f"127.0.0.1:{free_port()}"
     runtime = build_runtime(address)
     client = await connect_client(
@@ -81,16 +91,13 @@ async def metrics_run(dev_env: WorkflowEnvironment) -> AsyncIterator[MetricsRun]
         namespace=dev_env.client.namespace)
     task_queue = f"metrics-{uuid.uuid4()}"
     async with Worker(client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=FakeActivities().all(), max_cached_workflows=0):
+                      activities=FakeActivities().all()):
         handle = await client.start_workflow(SdlcWorkflow.run, request(),
                                              id=f"sdlc-{uuid.uuid4()}", task_queue=task_queue)
-        await gate_open(handle)
+        await until_counted(address, "orchestrator_gates_opened_total")
         await asyncio.sleep(WAIT.total_seconds())
         await handle.signal(GATE_SIGNAL, {"gate": GATE_1, "verdict": "maybe", "actor": "bob"})
-        for _ in range(200):  # the refusal is in the history before the decision is sent
-            if any(e.kind == "refused" for e in await handle.query(SdlcWorkflow.audit_log)):
-                break
-            await asyncio.sleep(0.05)
+        await until_counted(address, "orchestrator_gate_refused_total")
         await handle.execute_update(GATE_UPDATE, GateDecision(
             gate=GATE_1, verdict=Verdict.APPROVE, actor="ann"))
         result = SdlcResult.model_validate(await handle.result())
@@ -102,13 +109,12 @@ async def metrics_run(dev_env: WorkflowEnvironment) -> AsyncIterator[MetricsRun]
                     and value(text, "temporal_workflow_completed_total")):
                 break
             await asyncio.sleep(0.1)
-    yield MetricsRun(address, text)
+    yield MetricsRun(address, text, handle.id, client)
 
 
 async def test_the_endpoint_serves_the_runs_gate_metrics(metrics_run: MetricsRun):
     text = metrics_run.text
     wf = {"workflow_type": "SdlcWorkflow", "gate": GATE_1}
-    # each counted once although every workflow task replayed the history before it
     assert value(text, "orchestrator_gates_opened_total", **wf) == 1
     assert value(text, "orchestrator_gates_closed_total", **wf, outcome="decided") == 1
     assert value(text, "orchestrator_gate_decisions_total", **wf, verdict="approve",
@@ -122,6 +128,22 @@ async def test_the_endpoint_serves_the_runs_gate_metrics(metrics_run: MetricsRun
     assert waited is not None and WAIT.total_seconds() <= waited < WAIT.total_seconds() + 60
     assert value(text, "orchestrator_gate_wait_seconds_bucket", **hist, le="1") == 0
     assert value(text, "orchestrator_gate_wait_seconds_bucket", **hist, le="300") == 1
+
+
+async def test_a_replay_of_the_run_counts_nothing(metrics_run: MetricsRun):
+    """A worker that replays the run's history (after a restart or a cache eviction)
+    records no orchestrator metric: the meters are replay-safe."""
+    address = f"127.0.0.1:{free_port()}"
+    history = await metrics_run.client.get_workflow_handle(
+        metrics_run.workflow_id).fetch_history()
+    runtime = build_runtime(address)  # serves while referenced
+    result = await replayer([SdlcWorkflow], runtime).replay_workflow(history)
+    assert result.replay_failure is None
+    await asyncio.sleep(1)  # what a replay recorded would be exported by now
+    text = scrape(address)
+    del runtime
+    assert "temporal_workflow_completed" not in text
+    assert not [line for line in text.splitlines() if line.startswith("orchestrator_")]
 
 
 async def test_the_endpoint_serves_the_sdk_metrics(metrics_run: MetricsRun):
@@ -192,3 +214,38 @@ async def test_prometheus_scrapes_the_worker_and_answers_promql(metrics_run: Met
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+async def test_the_worker_process_serves_metrics_and_logs_json_lines(dev_env, tmp_path):
+    """`python worker.py` with METRICS_BIND and LOG_FORMAT=json: its endpoint serves
+    the SDK's metrics while it polls, and every line it logs is one JSON object."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+           "TEMPORAL_TASK_QUEUE": f"metrics-{uuid.uuid4()}",
+           "ORCHESTRATOR_HOME": str(tmp_path / "home"), "METRICS_BIND": address,
+           "LOG_FORMAT": "json"}
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        text = ""
+        for _ in range(300):
+            await asyncio.sleep(0.1)
+            assert proc.poll() is None, log.read_text()
+            try:
+                text = scrape(address)
+            except OSError:
+                continue
+            if "temporal_num_pollers" in text:
+                break
+        assert "temporal_num_pollers" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    messages = [r["message"] for r in records]
+    assert f"metrics at http://{address}/metrics" in messages
+    assert any(m.startswith("worker polling task queue") for m in messages)
+    assert messages[-1] == "worker stopped"
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)

@@ -123,3 +123,68 @@ async def test_quarantine_resume_review_and_cancel_from_the_cli(
         status = await wait_status(long_item, env,
                                    lambda s: s["progress"]["state"] == "canceled")
         assert status["state"]["steps"] == {"long": "canceled"}
+
+
+async def test_follow_names_the_step_under_review_and_run_starts_it_again(
+        dev_env, env, task_queue, tmp_path):  # noqa: F811
+    """A one-file spec (its route written inline, among the worker's own tools):
+    `start --follow` says which step waits for review and how to decide, then ends 0
+    once approved; the same work item runs again under `--run 2`."""
+    import os
+    import sys
+
+    item = f"inline-{uuid.uuid4().hex[:6]}"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "work_item": item, "routes": {"build": {"tools": ["shell"]}},
+        "steps": [{"id": "compile", "kind": "build", "gate": True,
+                   "inputs": {"script": "echo built > out.txt; echo compiled"}},
+                  {"id": "after", "kind": "shell", "depends_on": ["compile"],
+                   "inputs": {"script": "cat out.txt"}}]}))
+    environ = {k: v for k, v in env.items() if k != "WORKSTREAM_ROUTER_CONFIG"}
+    settings = Settings(_env_file=None, orchestrator_home=tmp_path / "home",
+                        temporal_task_queue=task_queue)  # the default tools; no trust
+    async with make_worker(dev_env.client, settings):
+        follow = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "starter.py"), "workstream", "start", str(spec),
+            "--follow", env=environ, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        seen: list[str] = []
+        try:
+            async with asyncio.timeout(60):
+                while not any("Send an Update" in line for line in seen):
+                    line = (await follow.stdout.readline()).decode()
+                    assert line, f"--follow ended early: {seen} {await follow.stderr.read()}"
+                    seen.append(line.rstrip())
+            text = "\n".join(seen)
+            wf = f"workstream-{item}"
+            assert f"== gate review-compile is open on {wf}" in text, text
+            assert "review step compile (execution 1 on shell)" in text
+            assert f"python starter.py approve {wf} --gate review-compile" in text
+            assert "to judge:" in text and "stdout.txt" in text  # the step's output
+            approved = await acli("workstream", "approve", wf, "--step", "compile", env=environ)
+            assert approved.returncode == 0, approved.stderr
+            async with asyncio.timeout(60):
+                rest, err = await follow.communicate()
+        finally:
+            if follow.returncode is None:
+                follow.kill()
+                await follow.wait()
+        assert follow.returncode == 0, (rest, err)
+        assert "succeeded: done 2" in rest.decode().splitlines()[-1]
+
+        again = await acli("workstream", "start", str(spec), env=environ)
+        assert_one_line_error(again, "already exists")
+        assert "--run SUFFIX" in again.stderr
+        assert_one_line_error(await acli("workstream", "start", str(spec), "--run", "Bad!",
+                                         env=environ), "--run 'Bad!' must be")
+        rerun = await acli("workstream", "start", str(spec), "--run", "2", "--json",
+                           env=environ)
+        assert rerun.returncode == 0, rerun.stderr
+        assert json.loads(rerun.stdout)["workflow_id"] == f"workstream-{item}@2"
+        status = await wait_status(f"{item}@2", environ,
+                                   lambda s: s["progress"]["review"] == ["compile"])
+        first = (await status_of(item, environ))["state"]["workspace"]
+        assert status["state"]["workspace"] != first and os.path.isdir(first)
+        cancelled = await acli("workstream", "cancel", f"{item}@2", env=environ)
+        assert cancelled.returncode == 0, cancelled.stderr

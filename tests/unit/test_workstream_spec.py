@@ -113,3 +113,41 @@ def test_failure_excerpt_keeps_the_last_lines():
 
     _, tail = failure_excerpt("\n".join(f"line {i}" for i in range(100)), "")
     assert tail.splitlines() == [f"line {i}" for i in range(80, 100)]
+
+
+def test_inline_routes_route_among_the_workers_tools_and_inline_tools_need_trust(tmp_path):
+    from models.workstream import ToolAuthority
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "work_item": "inline", "routes": {"test": {"strategy": "fixed", "tools": ["shell"]}},
+        "steps": [{"id": "t", "kind": "test", "inputs": {"script": "true"}},
+                  {"id": "s", "kind": "shell", "inputs": {"script": "true"}}]}))
+    inp = load_input(spec, Settings(_env_file=None))  # no router file anywhere
+    assert inp.router.routes["test"].tools == ["shell"] and "shell" in inp.router.routes
+    worker = ToolAuthority(router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG))
+    assert worker.problems(inp) == []
+
+    spec.write_text(yaml.safe_dump({
+        "work_item": "inline", "tools": {"mine": {"adapter": "shell", "breaker": None}},
+        "routes": {"test": {"tools": ["mine"]}, "shell": {"tools": ["mine"]}},
+        "steps": [{"id": "t", "kind": "test", "inputs": {"script": "true"}}]}))
+    inp = load_input(spec, Settings(_env_file=None))
+    problems = "\n".join(worker.problems(inp))
+    assert "tool 'mine' is not defined by this worker's router config" in problems
+    assert "route 'test' is not defined by this worker's router config and names tool(s) " \
+           "it does not define: mine" in problems
+    assert "route 'shell' differs from this worker's definition" in problems
+    assert worker.model_copy(update={"trust_spec_tools": True}).problems(inp) == []
+
+
+def test_inline_route_to_an_undefined_tool_is_one_line(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"work_item": "w", "routes": {"test": {"tools": ["nope"]}},
+                                    "steps": [{"id": "t", "kind": "test"}]}))
+    from cli.common import CliError
+
+    with pytest.raises(CliError) as err:
+        load_input(spec, Settings(_env_file=None))
+    assert "route 'test' names unknown tool(s) nope" in str(err.value)
+    assert str(spec) in str(err.value)

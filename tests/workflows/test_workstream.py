@@ -298,11 +298,11 @@ async def test_gate_review_revise_then_approve(ts_env: WorkflowEnvironment, tmp_
     assert sum(b"say hello" in p.data for i in inputs for p in i.payloads) == 1  # sent once
 
 
-async def test_cancel_kills_the_running_process_group(ts_env: WorkflowEnvironment,
+async def test_cancel_kills_the_running_process_group(private_ts_env: WorkflowEnvironment,
                                                       tmp_path: Path, task_queue: str):
     pid_file = tmp_path / "pid"
     inp = make_input(tmp_path, [shell("long", f"sleep 300 & echo $! > {pid_file}; wait")])
-    async with Run(ts_env, tmp_path, task_queue) as run:
+    async with Run(private_ts_env, tmp_path, task_queue) as run:
         handle = await run.start(inp)
         for _ in range(200):
             if pid_file.exists() and pid_file.read_text().strip():
@@ -522,14 +522,14 @@ async def test_missing_base_branch_fails_the_run_with_the_reason(
     assert state["state"] == "failed" and "prepare_branch failed" in state["reason"]
 
 
-async def test_failed_and_canceled_runs_remove_their_worktree(ts_env: WorkflowEnvironment,
+async def test_failed_and_canceled_runs_remove_their_worktree(private_ts_env: WorkflowEnvironment,
                                                              tmp_path: Path, task_queue: str,
                                                              git_repo: Path):
     pid_file = tmp_path / "pid"
     failing = make_input(tmp_path, [shell("broken", "exit 3")], repo=git_repo)
     long = make_input(tmp_path, [shell("long", f"sleep 300 & echo $! > {pid_file}; wait")],
                       repo=git_repo)
-    async with Run(ts_env, tmp_path, task_queue) as run:
+    async with Run(private_ts_env, tmp_path, task_queue) as run:
         handle = await run.start(failing)
         with pytest.raises(WorkflowFailureError):
             await handle.result()
@@ -601,3 +601,45 @@ async def test_python_step_runs_in_a_subprocess_in_the_workspace_and_failures_sh
     assert f"summary: **{failed.summary}**" in text
     stdout = next(o.path for o in failed.outputs if o.path.endswith("stdout.txt"))
     assert f"`{stdout}`" in text and "FAILED test_calc.py::test_wrong" in text
+
+
+async def test_agent_step_follows_its_own_instructions_into_its_own_output(
+        ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str, git_repo: Path):
+    from activities.agents import render_prompt
+    from models.sdlc import AgentTask
+
+    inp = make_input(tmp_path, [
+        {"id": "notes", "kind": "agent",
+         "inputs": {"title": "Release notes", "output": "docs/release-notes.md",
+                    "instructions": "Summarise the changes since v1.2 for users."}},
+        shell("check", "grep -q 'Summarise the changes since v1.2' docs/release-notes.md && "
+              "test ! -e specs", depends_on=["notes"]),
+    ], tools={"offline-agent": {"adapter": "agent", "runner": "offline", "breaker": None},
+              "sh": SH},
+        routes={"agent": {"tools": ["offline-agent"]}, "shell": {"tools": ["sh"]}},
+        repo=git_repo)
+    async with Run(ts_env, tmp_path, task_queue) as run:
+        handle = await run.start(inp)
+        result = await handle.result()
+        att = await attempts(handle)
+        report = await handle.query("report", result_type=WorkstreamReport)
+    assert result["steps"] == {"notes": "succeeded", "check": "succeeded"}
+    out = att["notes"].outputs[0]
+    assert out.path == str(Path(report.workspace) / "docs" / "release-notes.md") and out.commit
+    subject = subprocess.run(["git", "log", "-1", "--format=%s", out.commit],
+                             cwd=report.workspace, capture_output=True, text=True,
+                             check=True).stdout.strip()
+    assert subject == "agent: Release notes (round 1)"
+    prompt = render_prompt(AgentTask(
+        workflow_id="w", round=1, worktree=str(git_repo), branch="b", title="Release notes",
+        description="", instructions="Summarise the changes.", output_path="docs/n.md"))
+    assert "Summarise the changes." in prompt and "`docs/n.md`" in prompt
+    assert "feature specification" not in prompt
+
+
+@pytest.mark.parametrize("output", ["/etc/passwd", "../outside.md", ".git/config", "docs/"])
+def test_agent_output_outside_the_workspace_is_refused(tmp_path: Path, output: str):
+    with pytest.raises(ValueError, match="output"):
+        make_input(tmp_path, [{"id": "a", "kind": "agent",
+                               "inputs": {"instructions": "x", "output": output}}],
+                   tools={"ag": {"adapter": "agent"}}, routes={"agent": {"tools": ["ag"]}})
