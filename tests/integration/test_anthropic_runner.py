@@ -18,7 +18,7 @@ from models.git import WorktreeInput
 from models.llm import LlmArtifactRef, LlmLedger, LlmUsage
 from models.sdlc import AgentTask, SdlcResult
 from settings import DEFAULT_LLM_PRICES
-from tests.conftest import git
+from tests.conftest import NO_SIGNERS, git
 from tests.fakes import anthropic_api as api
 from tests.workflows.test_sdlc import FakeActivities, decide, gate_open, request, start
 from workflows.sdlc import SdlcWorkflow
@@ -92,7 +92,7 @@ async def test_runner_usage_goes_into_the_sdlc_ledger(ts_env, task_queue):
 
     others = [a for a in fakes.all() if a.__name__ != "run_agent"]
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=[*others, run_agent]):
+                      activities=[*others, run_agent, NO_SIGNERS]):
         handle = await start(ts_env, task_queue, request())
         await gate_open(handle)
         await decide(handle, Verdict.REVISE, "more")

@@ -32,6 +32,7 @@ from models.learning import (
 )
 from models.llm import LlmRequest, LlmResponse
 from temporal_plumbing.environments import start_time_skipping_env
+from tests.conftest import NO_SIGNERS
 from tests.learning_support import imported_database, learning_settings
 from tests.simulated_student import SimulatedStudent
 from worker import make_worker
@@ -232,14 +233,21 @@ async def test_answers_overrides_and_state_across_runs(ts_env, task_queue, tmp_p
                                                           actor="mallory")), "may not override")
         await refused(handle.execute_update("skip_kc", SkipKc(kc="calculus", actor="ms-lee")),
                       "unknown KC")
+        # only the run's student (or a teacher) may answer
+        await refused(handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+                student="mallory", answers=[Answer(item=test.items[0].id, answer="1")])),
+            f"only the student '{config.student}' or a teacher \\(ms-lee\\) may answer "
+            "this test, not 'mallory'")
         first, *rest = test.items
         ack = await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
-            answers=[Answer(item=first.id, answer="42")]), result_type=SubmitAck)
+            student=config.student, answers=[Answer(item=first.id, answer="42")]),
+            result_type=SubmitAck)
         assert not ack.closed and ack.missing == [i.id for i in rest]
         # a refused signal is audited, not raised
         await handle.signal(SUBMIT_ANSWERS, SubmitAnswers(answers=[Answer(item="x", answer="")]))
         ack = await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
-            answers=[Answer(item=i.id, answer="42") for i in rest]), result_type=SubmitAck)
+            student="ms-lee", answers=[Answer(item=i.id, answer="42") for i in rest]),
+            result_type=SubmitAck)
         assert ack.closed
         # ... by its own handler: GatedWorkflow's dynamic signal handler does not take it
         refusals = [e.detail for e in await handle.query("audit_log",
@@ -389,7 +397,7 @@ async def test_a_failing_llm_leaves_the_test_to_the_bank(ts_env, task_queue, tmp
                              max_rounds=1, items_per_test=8, llm_grading=True,
                              llm_item_generation=True)
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[LearningLoopWorkflow],
-                      activities=[*store.all(), llm_down],
+                      activities=[*store.all(), llm_down, NO_SIGNERS],
                       activity_executor=ThreadPoolExecutor(4)):
         handle = await start_learning(ts_env.client, settings, config)
         test = await wait_for_test(handle)
