@@ -38,6 +38,20 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+@pytest_asyncio.fixture
+async def private_ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server for one test, for tests that cancel a run while
+    an activity runs. The test server stops skipping time while it believes an
+    activity is running, and an activity abandoned by a cancelled run keeps that
+    lock until its timeout passes in real time: on the shared ``ts_env`` every
+    later test that waits on a timer would hang."""
+    env = await start_time_skipping_env()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The dev server with our search attributes registered and the tuned dynamic config."""

@@ -253,7 +253,7 @@ async def test_cancel_removes_the_worktree_and_ends_canceled(ts_env, task_queue,
     assert state.phase == SdlcPhase.CANCELED and state.worktree is None
 
 
-async def test_cancel_during_the_agent_ends_canceled_not_failed(ts_env, task_queue, fakes):
+async def test_cancel_during_the_agent_ends_canceled_not_failed(private_ts_env, task_queue, fakes):
     started = asyncio.Event()
 
     @activity.defn(name="run_agent")
@@ -265,9 +265,9 @@ async def test_cancel_during_the_agent_ends_canceled_not_failed(ts_env, task_que
 
     others = [a for a in fakes.all() if activity._Definition.from_callable(a).name
               != "run_agent"]
-    async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
+    async with Worker(private_ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
                       activities=[*others, run_agent, NO_SIGNERS]):
-        handle = await start(ts_env, task_queue, request())
+        handle = await start(private_ts_env, task_queue, request())
         await asyncio.wait_for(started.wait(), 30)
         await handle.cancel()
         with pytest.raises(WorkflowFailureError) as err:
