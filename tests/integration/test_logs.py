@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from models.common import ArtifactRef, GateDecision, Verdict
 from models.sdlc import GATE_1, AgentTask
 from temporal_plumbing.logs import configure_logging
+from tests.conftest import NO_SIGNERS
 from tests.workflows.test_sdlc import FakeActivities, gate_open, request
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE
 from workflows.sdlc import SdlcWorkflow
@@ -73,7 +74,7 @@ async def run(env: WorkflowEnvironment, acts: FailingAgent) -> str:
     task_queue = f"logs-{uuid.uuid4()}"
     wf_id = f"sdlc-logs-{uuid.uuid4()}"
     async with Worker(env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=acts.all()):
+                      activities=[*acts.all(), NO_SIGNERS]):
         handle = await env.client.start_workflow(SdlcWorkflow.run, request(), id=wf_id,
                                                  task_queue=task_queue)
         await gate_open(handle)
