@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 with workflow.unsafe.imports_passed_through():
+    from activities.signers import GateSignerActivities
     from models.common import Verdict
     from models.issues import CommentCommand, CommentPoll, CommentPollInput, CommentWatchInput
     from models.sdlc import FeatureRequest, IssueRef, OpenIssueInput, SdlcPhase, SdlcResult
@@ -84,7 +85,7 @@ async def test_a_run_started_on_old_code_finishes_on_new_code(ts_env: WorkflowEn
     github = GitHubScript()
     others = [a for a in FakeActivities().all()
               if activity._Definition.must_from_callable(a).name != "open_issue"]
-    acts = [*github.activities(), *others]
+    acts = [*github.activities(), *others, GateSignerActivities(None).load_gate_signers]
     req = request(comment_poll_interval=timedelta(seconds=30))
 
     # the old code: the run reaches GATE_1 and polls on its timer
