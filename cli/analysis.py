@@ -22,7 +22,6 @@ from temporalio.client import (
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
-    WorkflowIDReusePolicy,
 )
 
 from cli import gates
@@ -33,6 +32,7 @@ from cli.common import (
     checked_workflow_id,
     default_actor,
     json_flag,
+    start_orchestration,
     with_defaults,
 )
 from cli.gates import finished_result, open_gate, query
@@ -45,19 +45,17 @@ from models.analysis import (
     AnalysisPhase,
     AnalysisRequest,
     AnalysisResult,
-    AnalysisState,
     Catalogue,
     ClarifyAnswers,
     ProposalChange,
     SourcesChoice,
 )
-from models.common import GateAck, GateDecision, Verdict
-from models.llm import LlmLedger
+from models.common import GateDecision, Verdict
 from models.sdlc import slugify
 from models.text import NotUtf8Error, decode_utf8
 from settings import Settings
 from temporal_plumbing.search_attributes import ensure_search_attributes
-from workflows.gates import GATE_UPDATE
+from workflows.analysis import AnalysisWorkflow
 from workflows.search_attributes import ANALYSIS_PHASE
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "catalogue" / "analysis.yaml"
@@ -139,11 +137,10 @@ async def start_analysis(client: Client, settings: Settings, req: AnalysisReques
     if await ensure_search_attributes(client):
         search_attributes = TypedSearchAttributes(
             [SearchAttributePair(ANALYSIS_PHASE, AnalysisPhase.STARTED.value)])
-    return await client.start_workflow(
-        "AnalysisWorkflow", req, id=analysis_workflow_id(req, slug),
-        task_queue=settings.temporal_task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=search_attributes, static_summary=f"Analysis: {req.title}")
+    return await start_orchestration(
+        client, AnalysisWorkflow.run, req, id=analysis_workflow_id(req, slug),
+        settings=settings, search_attributes=search_attributes,
+        static_summary=f"Analysis: {req.title}")
 
 
 async def cmd_start(ctx: Context) -> int:
@@ -195,7 +192,7 @@ async def decide(ctx: Context, gate: str, verdict: Verdict, content: Any,
                             actor=ctx.args.actor or default_actor(),
                             comment=ctx.args.comment or comment,
                             content=content.model_dump_json(exclude_none=True))
-    ack = await handle.execute_update(GATE_UPDATE, decision, result_type=GateAck)
+    ack = await handle.execute_update(AnalysisWorkflow.decide_gate, decision)
     ctx.emit(ack, f"{ack.gate}: {ack.verdict.value} accepted on {handle.id}")
     return 0
 
@@ -252,8 +249,8 @@ async def cmd_status(ctx: Context) -> int:
     """``analysis status``: phase, open gate (with the questions or proposal), ledger."""
     handle = await ctx.handle(ctx.args.workflow_id)
     desc = await handle.describe()
-    state = await query(handle, "state", AnalysisState)
-    ledger = await query(handle, "llm_ledger", LlmLedger)
+    state = await query(handle, AnalysisWorkflow.state)
+    ledger = await query(handle, AnalysisWorkflow.llm_ledger)
     data = {"workflow_id": handle.id, "status": desc.status.name if desc.status else "UNKNOWN",
             "state": state, "ledger": ledger}
 

@@ -21,15 +21,25 @@ from cli.common import (
     read_text_file,
     visibility_literal,
 )
-from models.common import AuditEntry, GateAck, GateDecision, GateInfo, Verdict
-from workflows.gates import GATE_UPDATE
+from models.common import AuditEntry, GateDecision, GateInfo, Verdict
+from workflows.gates import GatedWorkflow
 
 POLL_INTERVAL = 0.25  # seconds between progress polls
 
 
-async def query(handle: WorkflowHandle[Any, Any], name: str, result_type: Any = None) -> Any:
-    """Run a query with the CLI's timeout (a workflow without a worker never answers)."""
-    return await handle.query(name, result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
+async def query(handle: WorkflowHandle[Any, Any], query_fn: Callable[..., Any] | str,
+                result_type: Any = None) -> Any:
+    """Run a query with the CLI's timeout (a workflow without a worker never answers).
+
+    Args:
+        query_fn: the workflow class's query method (``GatedWorkflow.pending_gates``;
+            its return annotation gives the result type), or a query name for a
+            query every orchestration defines under its own class (``state``).
+        result_type: the result type of a query given by name (None: raw JSON).
+    """
+    if isinstance(query_fn, str):
+        return await handle.query(query_fn, result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
+    return await handle.query(query_fn, rpc_timeout=QUERY_TIMEOUT)
 
 
 def format_entry(entry: AuditEntry) -> str:
@@ -51,7 +61,7 @@ async def follow(
     while True:
         desc = await handle.describe()
         try:
-            entries = await query(handle, "audit_log", list[AuditEntry])
+            entries = await query(handle, GatedWorkflow.audit_log)
         except Exception:
             entries = []
         for entry in entries[seen:]:
@@ -113,7 +123,7 @@ async def cmd_status(ctx: Context) -> int:
 async def cmd_audit(ctx: Context) -> int:
     """``audit ID``: the whole audit log."""
     handle = await ctx.handle(ctx.args.workflow_id)
-    entries = await query(handle, "audit_log", list[AuditEntry])
+    entries = await query(handle, GatedWorkflow.audit_log)
     ctx.emit(entries, lambda: "\n".join(format_entry(e) for e in entries) or "(empty)")
     return 0
 
@@ -126,7 +136,7 @@ async def open_gate(ctx: Context, handle: WorkflowHandle[Any, Any], gate: str | 
     """
     if gate:
         return gate
-    gates = await query(handle, "pending_gates", list[GateInfo])
+    gates = await query(handle, GatedWorkflow.pending_gates)
     if not gates:
         raise CliError(f"no gate is open on {handle.id}; `python starter.py status {handle.id}` "
                        "shows where it is")
@@ -147,7 +157,7 @@ async def decide(ctx: Context, verdict: Verdict) -> int:
         gate=await open_gate(ctx, handle, args.gate), verdict=verdict,
         actor=args.actor or default_actor(), comment=args.comment or "", content=content,
     )
-    ack = await handle.execute_update(GATE_UPDATE, decision, result_type=GateAck)
+    ack = await handle.execute_update(GatedWorkflow.decide_gate, decision)
     ctx.emit(ack, f"{ack.gate}: {ack.verdict.value} accepted on {handle.id}")
     return 0
 

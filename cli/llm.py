@@ -7,10 +7,9 @@ import argparse
 
 from cli.common import CliError, Context, default_actor, json_flag
 from cli.gates import query
-from models.common import GateAck, GateDecision, Verdict
+from models.common import GateDecision, Verdict
 from models.llm import LlmLedger
-from workflows.gates import GATE_UPDATE
-from workflows.llm import BUDGET_GATE
+from workflows.llm import BUDGET_GATE, LlmWorkflow
 
 
 def format_ledger(ledger: LlmLedger) -> str:
@@ -29,7 +28,7 @@ def format_ledger(ledger: LlmLedger) -> str:
 async def cmd_ledger(ctx: Context) -> int:
     """``ledger ID``: every LLM call summed per phase, total and budget."""
     handle = await ctx.handle(ctx.args.workflow_id)
-    ledger = await query(handle, "llm_ledger", LlmLedger)
+    ledger = await query(handle, LlmWorkflow.llm_ledger)
     ctx.emit(ledger, lambda: f"{handle.id} LLM ledger\n{format_ledger(ledger)}")
     return 0
 
@@ -44,7 +43,7 @@ async def cmd_budget(ctx: Context) -> int:
         gate=BUDGET_GATE, verdict=Verdict.REJECT if args.stop else Verdict.APPROVE,
         actor=args.actor or default_actor(), comment=args.comment or "",
         content=None if args.stop else str(args.usd))
-    ack = await handle.execute_update(GATE_UPDATE, decision, result_type=GateAck)
+    ack = await handle.execute_update(LlmWorkflow.decide_gate, decision)
     ctx.emit(ack, f"{ack.gate}: {ack.verdict.value} accepted on {handle.id}")
     return 0
 
