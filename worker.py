@@ -40,8 +40,10 @@ from activities.issues import LocalIssueTracker
 from activities.learning import LearningStore
 from activities.llm import LlmActivities, build_anthropic_provider, build_llm_provider
 from activities.secrets import Scrubber, ScrubbingInterceptor, secret_names
+from activities.signers import GateSignerActivities, read_gate_signers
 from activities.web_search import WebSearchActivities, build_exa_client
 from activities.workstream import WorkstreamActivities
+from models.signatures import SignatureError
 from models.workstream import DEFAULT_ROUTER_CONFIG, RouterConfig, ToolAuthority
 from settings import (
     PerformanceSettings,
@@ -132,6 +134,7 @@ def build_activities(settings: Settings, scrubber: Scrubber | None = None) -> li
         llm.llm_complete,
         analysis.load_sources, analysis.write_report, search.web_search,
         *LearningStore(settings.learning_database_url, settings.artifact_root).all(),
+        GateSignerActivities(settings.gate_signers).load_gate_signers,
     ]
     # workstream engine
     ws = WorkstreamActivities(settings.workspace_root, store, build_tool_authority(settings))
@@ -218,6 +221,11 @@ def main() -> int:
         build_tool_authority(settings)
     except SettingsError as err:
         print(err, file=sys.stderr)
+        return 2
+    try:  # a bad GATE_SIGNERS stops the worker now, not at a run's first gate
+        read_gate_signers(settings.gate_signers)
+    except SignatureError as err:
+        print(f"invalid configuration: {err}", file=sys.stderr)
         return 2
     configure_logging(obs.log_format, obs.log_level)
     try:

@@ -42,6 +42,10 @@ AGENT_TEMPLATES = {
     "sdlc_spec.md": "the SDLC spec agent's instructions; agent runners, not llm_complete, "
                     "use it, and the offline agent runner writes its own spec",
     "sdlc_spec_api.md": "the Anthropic API agent runner's system prompt (agent runners only)",
+    "agent_task.md": "a workstream agent step's own instructions (agent runners only; the "
+                     "offline agent runner restates them)",
+    "agent_task_api.md": "the Anthropic API agent runner's prompt for a workstream agent "
+                         "step's own instructions (agent runners only)",
 }
 """Templates that never reach ``llm_complete`` and so need no offline answer."""
 

@@ -30,7 +30,6 @@ from cli.common import (
     Context,
     checked_title,
     checked_workflow_id,
-    default_actor,
     json_flag,
     start_orchestration,
     with_defaults,
@@ -50,7 +49,7 @@ from models.analysis import (
     ProposalChange,
     SourcesChoice,
 )
-from models.common import GateDecision, Verdict
+from models.common import Verdict
 from models.sdlc import slugify
 from models.text import NotUtf8Error, decode_utf8
 from settings import Settings
@@ -188,11 +187,9 @@ async def decide(ctx: Context, gate: str, verdict: Verdict, content: Any,
                  comment: str = "") -> int:
     """Send one decision with JSON ``content`` through the validated update."""
     handle = await ctx.handle(ctx.args.workflow_id)
-    decision = GateDecision(gate=gate, verdict=verdict,
-                            actor=ctx.args.actor or default_actor(),
-                            comment=ctx.args.comment or comment,
-                            content=content.model_dump_json(exclude_none=True))
-    ack = await handle.execute_update(AnalysisWorkflow.decide_gate, decision)
+    ack = await gates.send_decision(ctx, handle, gate=gate, verdict=verdict,
+                                    comment=ctx.args.comment or comment,
+                                    content=content.model_dump_json(exclude_none=True))
     ctx.emit(ack, f"{ack.gate}: {ack.verdict.value} accepted on {handle.id}")
     return 0
 
@@ -314,7 +311,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("workflow_id")
         p.add_argument("--gate", help="gate name (default: the only open gate)")
         p.add_argument("--comment", help="the reviewer's comment")
-        p.add_argument("--as", dest="actor", help="reviewer name (default: your login)")
+        gates.add_reviewer_flags(p)
 
     p = analysis.add_parser("choose", parents=[js], help="sources gate: --add-source / "
                             "--web-search / --proceed; proposal gate: --synthesizer, "

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
@@ -21,7 +22,9 @@ from cli.common import (
     read_text_file,
     visibility_literal,
 )
-from models.common import AuditEntry, GateDecision, GateInfo, Verdict
+from cli.keys import accepted_principals, reviewer_keys, signed_decision
+from models.common import AuditEntry, GateAck, GateDecision, GateInfo, Verdict
+from models.signatures import GITHUB_PREFIX, KEY_PREFIX
 from workflows.gates import GatedWorkflow
 
 POLL_INTERVAL = 0.25  # seconds between progress polls
@@ -113,6 +116,7 @@ async def cmd_status(ctx: Context) -> int:
             who = ", ".join(info.allowed_actors) or "anyone"
             lines.append(f"  open gate {info.gate}: {info.prompt} (decides: {who}; "
                          f"reminders: {info.reminders_sent})")
+            lines.append(f"    {gate_authentication(info)}")
         lines.append(f"  web UI: {data['ui']}")
         return "\n".join(lines)
 
@@ -128,37 +132,144 @@ async def cmd_audit(ctx: Context) -> int:
     return 0
 
 
-async def open_gate(ctx: Context, handle: WorkflowHandle[Any, Any], gate: str | None) -> str:
-    """The gate a decision is for: the named one, or the only open one.
+def gate_authentication(info: GateInfo) -> str:
+    """One line saying who can decide ``info`` and how they are authenticated."""
+    if info.signatures_required:
+        return ("decisions must be signed by an allowed key (`key:` principals, "
+                "GATE_SIGNERS on the worker) or come from GitHub (`github:`)")
+    return ("NOT AUTHENTICATED: anyone who reaches the Temporal server can decide this gate "
+            "under any name (set GATE_SIGNERS on the worker to require signed decisions)")
+
+
+async def gate_info(ctx: Context, handle: WorkflowHandle[Any, Any],
+                    gate: str | None) -> GateInfo:
+    """The open gate a decision is for: the named one, or the only open one.
 
     Raises:
-        CliError: no gate is open, or several are and none was named.
+        CliError: no gate is open, the named one is not, or several are and none was named.
     """
-    if gate:
-        return gate
     gates = await query(handle, GatedWorkflow.pending_gates)
+    if gate:
+        for info in gates:
+            if info.gate == gate:
+                return info
+        open_now = ", ".join(g.gate for g in gates) or "none"
+        raise CliError(f"gate {gate!r} is not open on {handle.id} (open gates: {open_now})")
     if not gates:
         raise CliError(f"no gate is open on {handle.id}; `python starter.py status {handle.id}` "
                        "shows where it is")
     if len(gates) > 1:
         names = ", ".join(g.gate for g in gates)
         raise CliError(f"several gates are open on {handle.id} ({names}); pick one with --gate")
-    return gates[0].gate
+    return gates[0]
+
+
+async def open_gate(ctx: Context, handle: WorkflowHandle[Any, Any], gate: str | None) -> str:
+    """The name of the gate a decision is for (see :func:`gate_info`)."""
+    return gate or (await gate_info(ctx, handle, gate)).gate
+
+
+async def send_decision(ctx: Context, handle: WorkflowHandle[Any, Any], *, gate: str | None,
+                        verdict: Verdict, comment: str = "",
+                        content: str | None = None) -> GateAck:
+    """Decide ``gate`` (None = the only open one) through the validated update, signed
+    with the reviewer's key when the run requires signatures. Reads ``--as`` and
+    ``--key`` from ``ctx.args`` when the command has them.
+
+    Raises:
+        CliError: the gate is not open, no key of the reviewer may decide it, signing
+            failed, or ``--as`` names a principal this channel cannot prove.
+        WorkflowUpdateFailedError: the workflow refused the decision (printed by ``run``).
+    """
+    info = await gate_info(ctx, handle, gate)
+    actor = getattr(ctx.args, "actor", None)
+    if info.signatures_required:
+        signers = await query(handle, GatedWorkflow.gate_signers)
+        run_id = (await handle.describe()).run_id
+        decision = signed_decision(
+            workflow_id=handle.id, run_id=run_id, gate=info, verdict=verdict,
+            comment=comment, content=content, keys=reviewer_keys(getattr(ctx.args, "key", None)),
+            signers=signers, actor=actor)
+    else:
+        if actor and actor.startswith((KEY_PREFIX, GITHUB_PREFIX)):
+            raise CliError(f"--as {actor}: {actor.split(':')[0]}: principals are proved by a "
+                           "signature or by GitHub; this run takes unsigned decisions, so "
+                           "decide under a plain name")
+        decision = GateDecision(gate=info.gate, verdict=verdict, actor=actor or default_actor(),
+                                comment=comment, content=content)
+    return await handle.execute_update(GatedWorkflow.decide_gate, decision)
 
 
 async def decide(ctx: Context, verdict: Verdict) -> int:
-    """Send one GateDecision through the validated update."""
+    """Send one GateDecision through the validated update (signed when required)."""
     args = ctx.args
     content = None
     if getattr(args, "content_file", None):
         content = read_text_file(args.content_file, "--content-file")
     handle = await ctx.handle(args.workflow_id)
-    decision = GateDecision(
-        gate=await open_gate(ctx, handle, args.gate), verdict=verdict,
-        actor=args.actor or default_actor(), comment=args.comment or "", content=content,
-    )
-    ack = await handle.execute_update(GatedWorkflow.decide_gate, decision)
+    ack = await send_decision(ctx, handle, gate=args.gate, verdict=verdict,
+                              comment=args.comment or "", content=content)
     ctx.emit(ack, f"{ack.gate}: {ack.verdict.value} accepted on {handle.id}")
+    return 0
+
+
+async def cmd_keys(ctx: Context) -> int:
+    """``keys ID``: which of the reviewer's keys each open gate of the run accepts."""
+    handle = await ctx.handle(ctx.args.workflow_id)
+    signers = await query(handle, GatedWorkflow.gate_signers)
+    gates = await query(handle, GatedWorkflow.pending_gates)
+    if ctx.args.gate:
+        gates = [g for g in gates if g.gate == ctx.args.gate]
+    keys = reviewer_keys(ctx.args.key)
+    now = datetime.now(UTC)
+    configured = bool(signers and signers.configured)
+
+    def key_rows(gate: GateInfo | None) -> list[dict[str, Any]]:
+        rows = []
+        for key in keys:
+            signs_as = accepted_principals(key, signers, None, now) if signers else []
+            rows.append({"fingerprint": key.fingerprint, "origin": key.origin,
+                         "comment": key.comment, "signs_as": signs_as,
+                         "accepted_as": [n for n in signs_as if gate is None or n in
+                                         accepted_principals(key, signers, gate, now)]})
+        return rows
+
+    data = {"workflow_id": handle.id, "signatures_required": configured,
+            "signers_source": signers.source if signers else None,
+            "gates": [{"gate": g.gate, "opening": g.opening,
+                       "allowed_actors": g.allowed_actors, "keys": key_rows(g)} for g in gates],
+            "keys": key_rows(None)}
+
+    def text() -> str:
+        if signers is None:
+            return (f"{handle.id} has not loaded signers yet (no gate opened), or it started "
+                    "before signed decisions existed: its decisions are not authenticated")
+        if not configured:
+            return (f"{handle.id}: the worker has no GATE_SIGNERS: decisions are not signed "
+                    "and anyone who reaches the Temporal server decides")
+        lines = [f"{handle.id}: decisions must be signed ({len(signers.signers)} allowed "
+                 f"signer key(s) from {signers.source})"]
+        if not keys:
+            lines.append("  no keys found: pass --key PATH, start ssh-agent, or add "
+                         "~/.ssh/*.pub keys")
+        for g, gate in zip(data["gates"], gates, strict=True):
+            who = ", ".join(gate.allowed_actors) or "any allowed signer"
+            lines.append(f"open gate {gate.gate} (opening {gate.opening}; decides: {who})")
+            for row in g["keys"] or []:
+                verdict = (f"accepted as {', '.join(row['accepted_as'])}" if row["accepted_as"]
+                           else f"not accepted (signs as {', '.join(row['signs_as'])})"
+                           if row["signs_as"] else "not in the allowed signers")
+                lines.append(f"  {row['fingerprint']}  {row['origin']}"
+                             + (f" ({row['comment']})" if row["comment"] else "")
+                             + f": {verdict}")
+        if not gates:
+            lines.append("no gate is open; your keys sign as:")
+            for row in data["keys"]:
+                lines.append(f"  {row['fingerprint']}  {row['origin']}: "
+                             + (", ".join(row["signs_as"]) or "not in the allowed signers"))
+        return "\n".join(lines)
+
+    ctx.emit(data, text)
     return 0
 
 
@@ -235,6 +346,16 @@ async def cmd_cancel(ctx: Context) -> int:
     return 0
 
 
+def add_reviewer_flags(parser: argparse.ArgumentParser) -> None:
+    """``--as`` and ``--key``, for every command that decides a gate."""
+    parser.add_argument("--as", dest="actor", help="who decides: a plain name (default: your "
+                        "login) when the run takes unsigned decisions; key:<principal> to "
+                        "pick one of your key's principals when it requires signatures")
+    parser.add_argument("--key", help="SSH key to sign with (private key file, or the .pub "
+                        "of an ssh-agent key); default: the first of ssh-agent's and "
+                        "~/.ssh's keys the gate accepts")
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register the generic workflow commands."""
     js = json_flag()
@@ -251,9 +372,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("workflow_id")
         p.add_argument("--gate", help="gate name (default: the only open gate)")
         p.add_argument("--comment", required=needs_comment, help="the reviewer's comment")
-        p.add_argument("--as", dest="actor", help="reviewer name (default: your login)")
+        add_reviewer_flags(p)
         p.add_argument("--content-file", help="file with edited content for the gate")
         p.set_defaults(command=fn)
+    p = sub.add_parser("keys", help="which of your SSH keys the open gates of a run accept",
+                       parents=[js])
+    p.add_argument("workflow_id")
+    p.add_argument("--gate", help="only this gate")
+    p.add_argument("--key", help="only this key (private key file, or .pub of an agent key); "
+                   "default: ssh-agent's and ~/.ssh/*.pub")
+    p.set_defaults(command=cmd_keys)
     p = sub.add_parser("list", help="recent workflows", parents=[js])
     p.add_argument("--type", help="only this workflow type, e.g. SdlcWorkflow")
     p.add_argument("--limit", type=positive_int, default=20,

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import CliError, Context, default_actor, json_flag
+from cli import gates
+from cli.common import CliError, Context, json_flag
 from cli.gates import query
-from models.common import GateDecision, Verdict
+from models.common import Verdict
 from models.llm import LlmLedger
 from workflows.llm import BUDGET_GATE, LlmWorkflow
 
@@ -39,11 +40,9 @@ async def cmd_budget(ctx: Context) -> int:
     if args.stop == (args.usd is not None):
         raise CliError("give either --usd N (the new budget) or --stop --comment WHY")
     handle = await ctx.handle(args.workflow_id)
-    decision = GateDecision(
-        gate=BUDGET_GATE, verdict=Verdict.REJECT if args.stop else Verdict.APPROVE,
-        actor=args.actor or default_actor(), comment=args.comment or "",
-        content=None if args.stop else str(args.usd))
-    ack = await handle.execute_update(LlmWorkflow.decide_gate, decision)
+    ack = await gates.send_decision(
+        ctx, handle, gate=BUDGET_GATE, verdict=Verdict.REJECT if args.stop else Verdict.APPROVE,
+        comment=args.comment or "", content=None if args.stop else str(args.usd))
     ctx.emit(ack, f"{ack.gate}: {ack.verdict.value} accepted on {handle.id}")
     return 0
 
@@ -56,7 +55,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--usd", type=float, help="the new budget in USD (above what was spent)")
     p.add_argument("--stop", action="store_true", help="stop the run instead (needs --comment)")
     p.add_argument("--comment", help="why")
-    p.add_argument("--as", dest="actor", help="reviewer name (default: your login)")
+    gates.add_reviewer_flags(p)
     p.set_defaults(command=cmd_budget)
     p = sub.add_parser("ledger", help="LLM calls, tokens and USD per phase of a run",
                        parents=[json_flag()])

@@ -437,5 +437,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("workflow_id")
         p.add_argument("--step", help="the step under review (default: the only open gate)")
         p.add_argument("--comment", required=verdict != Verdict.APPROVE)
-        p.add_argument("--as", dest="actor", help="reviewer name (default: your login)")
+        gates.add_reviewer_flags(p)
         p.set_defaults(command=_decide(verdict), gate=None, content_file=None)

@@ -6,7 +6,9 @@ import json
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field, computed_field, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, computed_field, field_validator
+
+from models.signatures import DecisionSignature
 
 MAX_GATE_TEXT_BYTES = 64 * 1024
 """The largest gate comment, and the largest edited content, a decision may carry:
@@ -45,12 +47,17 @@ class GateDecision(BaseModel):
     Attributes:
         gate: name of the gate the decision is for (e.g. ``GATE_1``); must be open.
         verdict: approve, reject or revise.
-        actor: who decided (a user name or e-mail); checked against the gate's
-            allowed reviewers when the workflow names any.
+        actor: who decided, a principal: ``key:<name>`` (proved by ``signature``),
+            ``github:<login>`` (only from the GitHub comment poll) or a bare name
+            (unauthenticated; accepted only while the worker has no GATE_SIGNERS).
+            Checked against the gate's allowed reviewers when the workflow names any
+            (``models.signatures.principal_allowed``).
         comment: the reviewer's reasoning or feedback; required for reject and revise;
             at most ``MAX_GATE_TEXT_BYTES`` (64 KiB) of UTF-8.
         content: optional edited content (e.g. an edited outline) that replaces
             what the workflow produced; at most ``MAX_GATE_TEXT_BYTES``.
+        signature: the reviewer's SSH signature over the decision, bound to one run
+            and gate opening; required when the worker has GATE_SIGNERS.
         source: how the decision arrived, filled in by the workflow (``signal``,
             ``update``); ignored when sent.
     """
@@ -60,7 +67,23 @@ class GateDecision(BaseModel):
     actor: str = Field(min_length=1)
     comment: str = ""
     content: str | None = None
+    signature: DecisionSignature | None = None
     source: str | None = None
+    # Set only by workflow code that authenticated the actor itself (the GitHub poll);
+    # a private attribute is never read from a payload, so no sender can set it.
+    _authenticated_by: str | None = PrivateAttr(default=None)
+
+    def authenticated(self, channel: str) -> GateDecision:
+        """A copy marked as authenticated by ``channel`` (e.g. ``github``); for workflow
+        code that checked the actor itself. Survives ``model_copy``, never serialized."""
+        copy = self.model_copy()
+        copy._authenticated_by = channel
+        return copy
+
+    @property
+    def authenticated_by(self) -> str | None:
+        """The channel that authenticated the actor (see :meth:`authenticated`), or None."""
+        return self._authenticated_by
 
     @field_validator("gate", "actor")
     @classmethod
@@ -125,17 +148,23 @@ class GateInfo(BaseModel):
     Attributes:
         gate: the gate's name, to be used in a GateDecision.
         opened_at: workflow time the gate opened (UTC).
-        allowed_actors: who may decide; empty means anyone.
+        allowed_actors: who may decide; empty means anyone (anyone with an allowed
+            key when signatures are required).
         reminders_sent: reminders recorded since the gate opened.
         expires_at: when the gate expires, or None when it never does.
         prompt: what the reviewer is asked to decide.
+        opening: this gate opening's number in the run (1, 2, ...); a signed
+            decision names it, so it cannot be replayed on a later round.
+        signatures_required: decisions must be signed by an allowed key (or come
+            from GitHub); False means anyone who reaches the server decides.
         artifact: what to judge: a file path (the spec, the step's log) or a
             command that shows it; empty when the prompt says it all.
         decision_json: (computed) a GateDecision approving this gate as one line of
             JSON, ready to paste into the web UI's "Send a Signal" (signal
             ``gate_decision``) or "Send an Update" (update ``decide_gate``, which
             refuses a bad decision at once) dialog; change ``actor`` to your name,
-            and ``verdict`` to ``reject`` or ``revise`` with a ``comment`` to refuse.
+            and ``verdict`` to ``reject`` or ``revise`` with a ``comment`` to refuse
+            (when ``signatures_required`` an unsigned one is refused: use the CLI).
     """
 
     gate: str
@@ -144,6 +173,8 @@ class GateInfo(BaseModel):
     reminders_sent: int = 0
     expires_at: datetime | None = None
     prompt: str = ""
+    opening: int = 0
+    signatures_required: bool = False
     artifact: str = ""
 
     @computed_field  # type: ignore[prop-decorator]

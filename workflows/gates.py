@@ -28,6 +28,14 @@ Every decision, refused decision, reminder and expiry lands in the audit log
 with who and when, and in the metrics (``temporal_plumbing.metrics``: gates
 opened and closed, seconds to a decision, decisions, refusals). Deterministic
 code only: this runs inside the workflow sandbox.
+
+Authentication (``models/signatures.py``): before its first gate opens a run loads
+the worker's allowed signers (GATE_SIGNERS) through an activity, so they are in
+its history. When they are configured every gate requires an authenticated
+decision: a ``key:<name>`` actor with an SSH signature bound to this run and gate
+opening, or a ``github:<login>`` decision made by the workflow's own GitHub comment
+poll. Without them any decision that reaches the server is taken, as the
+``pending_gates`` entries say (``signatures_required``).
 """
 
 from __future__ import annotations
@@ -41,11 +49,12 @@ from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import search_attributes
+from workflows import policies, search_attributes
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
+    from activities.signers import GateSignerActivities
     from models.common import (
         MAX_GATE_TEXT_BYTES,
         AuditEntry,
@@ -55,11 +64,23 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
         gate_text_problem,
     )
+    from models.signatures import (
+        GITHUB_PREFIX,
+        KEY_PREFIX,
+        GateSigners,
+        principal_allowed,
+        signature_problem,
+    )
     from temporal_plumbing import metrics
 
 GATE_SEARCH_ATTRIBUTES_PATCH = "gate-search-attributes"
 GATE_SIGNAL = "gate_decision"
 GATE_UPDATE = "decide_gate"
+SIGNERS_QUERY = "gate_signers"
+SIGNERS_PATCH = "gate-signers"
+"""workflow.patched ID of loading GATE_SIGNERS before the first gate (runs started
+before it replay without the load and take unauthenticated decisions, as they did)."""
+GITHUB_CHANNEL = "github"
 
 AUDIT_COMMENT_PREVIEW = 1024  # characters of an oversized comment kept in a refused entry
 _MAX_ERROR_CHARS = 400  # a refused payload's validation error, as recorded
@@ -79,6 +100,9 @@ class GatedWorkflow:
         self._audit: list[AuditEntry] = []
         self._open: dict[str, GateInfo] = {}
         self._decided: dict[str, GateDecision] = {}
+        self._openings = 0
+        self._signers: GateSigners | None = None
+        self._signers_lock = asyncio.Lock()
 
     # -- audit log ---------------------------------------------------------
     def record(self, kind: str, detail: str, actor: str = "workflow", comment: str = "") -> None:
@@ -106,14 +130,25 @@ class GatedWorkflow:
         """The gates open now, in the order they opened."""
         return list(self._open.values())
 
+    @workflow.query(name=SIGNERS_QUERY)
+    def gate_signers(self) -> GateSigners | None:
+        """The allowed signers this run loaded (public keys and principals), or None
+        before its first gate or for a run started before signatures existed."""
+        return self._signers
+
+    @property
+    def signatures_required(self) -> bool:
+        """Whether this run's gates take only authenticated decisions."""
+        return self._signers is not None and self._signers.configured
+
     # -- receiving decisions ----------------------------------------------
     def decision_problem(self, decision: GateDecision) -> str | None:
         """Why a decision cannot be accepted now, or None when it can.
 
         Checks, in order: the comment and content fit ``MAX_GATE_TEXT_BYTES`` (the
-        reason gives the size), the gate is open and not already decided, the actor
-        may decide it, and a reject or revise has a comment. Subclasses may extend
-        this with gate-specific checks (call super first).
+        reason gives the size), the gate is open and not already decided, and a reject
+        or revise has a comment. Who may decide is :meth:`identity_problem`'s question.
+        Subclasses may extend this with gate-specific checks (call super first).
         """
         too_large = gate_text_problem(decision)
         if too_large:
@@ -124,12 +159,64 @@ class GatedWorkflow:
             return f"gate {decision.gate!r} is not open (open gates: {open_now})"
         if decision.gate in self._decided:
             return f"gate {decision.gate!r} already has a decision that is being acted on"
-        if gate.allowed_actors and decision.actor not in gate.allowed_actors:
-            allowed = ", ".join(gate.allowed_actors)
-            return f"{decision.actor!r} may not decide gate {decision.gate!r} (allowed: {allowed})"
         if decision.verdict != Verdict.APPROVE and not decision.comment.strip():
             return f"a {decision.verdict.value} decision needs a comment saying what to change"
         return None
+
+    def identity_problem(self, decision: GateDecision) -> str | None:
+        """Why the decision's actor may not decide its (open) gate, or None.
+
+        Authentication: ``github:`` actors come only from the workflow's GitHub poll
+        (``GateDecision.authenticated``); ``key:`` actors need a signature that
+        :func:`models.signatures.signature_problem` accepts (bound to this run and gate
+        opening, unaltered, by a key the allowed signers list for that principal);
+        bare names pass only while the worker has no GATE_SIGNERS. Authorization: the
+        actor must be one of the gate's allowed actors
+        (:func:`models.signatures.principal_allowed`). A gate that is not open is
+        decision_problem's.
+        """
+        gate = self._open.get(decision.gate)
+        if gate is None:
+            return None
+        actor = decision.actor
+        problem = None
+        if decision.authenticated_by == GITHUB_CHANNEL:
+            problem = None if actor.startswith(GITHUB_PREFIX) else f"{actor!r} is not github:"
+        elif actor.startswith(GITHUB_PREFIX):
+            problem = f"{actor} decides only by a comment on the run's GitHub issue"
+        elif not self.signatures_required:
+            if actor.startswith(KEY_PREFIX):
+                problem = (f"{actor} cannot be verified: the worker has no GATE_SIGNERS; "
+                           "decide under a plain name")
+        else:
+            assert self._signers is not None
+            info = workflow.info()
+            # cryptography imports its OpenSSL backend lazily, at the first verify; a
+            # second copy of its Rust extension inside the sandbox would abort the worker
+            with workflow.unsafe.imports_passed_through():
+                problem = signature_problem(
+                    signers=self._signers, workflow_id=info.workflow_id, run_id=info.run_id,
+                    gate=gate.gate, opening=gate.opening, verdict=decision.verdict.value,
+                    actor=actor, comment=decision.comment, content=decision.content,
+                    signature=decision.signature, now=workflow.now())
+        if problem is None and not principal_allowed(actor, gate.allowed_actors):
+            allowed = ", ".join(gate.allowed_actors)
+            problem = f"{actor!r} may not decide gate {gate.gate!r} (allowed: {allowed})"
+        return problem
+
+    def gate_problem(self, decision: GateDecision) -> str | None:
+        """Why a decision cannot be accepted now (identity first, then the gate's own
+        checks), or None when it can."""
+        return self.identity_problem(decision) or self.decision_problem(decision)
+
+    def _refuse(self, decision: GateDecision, source: str, problem: str) -> None:
+        metrics.gate_refused(workflow.metric_meter(), source)
+        self.record(
+            "refused",
+            f"{decision.gate}: {decision.verdict.value} via {source} refused: {problem}",
+            actor=decision.actor,
+            comment=audit_comment(decision.comment),
+        )
 
     def _accept(self, decision: GateDecision, source: str) -> GateAck:
         decision = decision.model_copy(update={"source": source})
@@ -149,17 +236,13 @@ class GatedWorkflow:
     def receive_decision(self, decision: GateDecision, source: str) -> None:
         """Accept a decision that arrived without a validator (signal, comment poll).
 
-        A decision that cannot be accepted is recorded as ``refused`` with the reason.
+        A decision that cannot be accepted (an actor who may not decide, see
+        :meth:`identity_problem`, or one decision_problem names) is recorded as
+        ``refused`` with the reason.
         """
-        problem = self.decision_problem(decision)
+        problem = self.gate_problem(decision)
         if problem:
-            metrics.gate_refused(workflow.metric_meter(), source)
-            self.record(
-                "refused",
-                f"{decision.gate}: {decision.verdict.value} via {source} refused: {problem}",
-                actor=decision.actor,
-                comment=audit_comment(decision.comment),
-            )
+            self._refuse(decision, source, problem)
             return
         self._accept(decision, source)
 
@@ -205,16 +288,29 @@ class GatedWorkflow:
 
         Takes one GateDecision as raw input, like the signal, so that a malformed
         one is refused with a readable validation error rather than the SDK's
-        "Failed decoding arguments".
+        "Failed decoding arguments". A decision whose actor may not decide passes the
+        validator and is refused here instead, so the refusal is audited.
+
+        Raises:
+            ApplicationError: (``DecisionRefused``) see :meth:`identity_problem`
+                (unsigned, wrong key, replayed, altered, not an allowed reviewer); the
+                update fails, the run goes on.
         """
         decision, error = parse_decision(payload)
         if decision is None:  # only on a replay that skips the validator
             raise ApplicationError(error, type="InvalidGateDecision", non_retryable=True)
+        problem = self.identity_problem(decision)
+        if problem:
+            self._refuse(decision, "update", problem)
+            raise ApplicationError(problem, type="DecisionRefused", non_retryable=True)
         return self._accept(decision, "update")
 
     @decide_gate.validator
     def _validate_decision(self, *payload: object) -> None:
         decision, error = parse_decision(payload)
+        if (decision is not None and gate_text_problem(decision) is None
+                and self.identity_problem(decision)):
+            return  # the handler refuses it and audits why (a validator records nothing)
         problem = error if decision is None else self.decision_problem(decision)
         if problem:
             metrics.gate_refused(workflow.metric_meter(), "update")
@@ -271,15 +367,22 @@ class GatedWorkflow:
         Returns:
             The accepted decision, or None when the gate expired.
         """
+        await self._load_gate_signers()
         now = workflow.now()
         if resume is not None and resume.gate == gate:
-            info = resume.model_copy()
+            # a gate carried over continue-as-new keeps its opening number (a number from
+            # code that did not number openings gets the next one of this run)
+            self._openings = (resume.opening if resume.opening > self._openings
+                              else self._openings + 1)
+            info = resume.model_copy(update={"opening": self._openings,
+                                             "signatures_required": self.signatures_required})
             expires_at = info.expires_at
             opened = info.opened_at.strftime("%Y-%m-%d %H:%M")
             self.record("gate_resumed", f"{gate} still open (opened {opened} UTC), "
                         "carried over continue-as-new")
         else:
             expires_at = now + expires_after if expires_after else None
+            self._openings += 1
             info = GateInfo(
                 gate=gate,
                 opened_at=now,
@@ -287,6 +390,8 @@ class GatedWorkflow:
                 expires_at=expires_at,
                 prompt=prompt,
                 artifact=artifact,
+                opening=self._openings,
+                signatures_required=self.signatures_required,
             )
             self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
         self._open[gate] = info
@@ -377,6 +482,23 @@ class GatedWorkflow:
             search_attributes.OPEN_GATES.value_set([g.gate for g in gates]),
             search_attributes.GATE_REVIEWERS.value_set(reviewers),
             search_attributes.GATE_OPENED_AT.value_set(min(g.opened_at for g in gates))])
+
+    async def _load_gate_signers(self) -> None:
+        """Load the worker's allowed signers into this run, once (before its first gate)."""
+        async with self._signers_lock:
+            if self._signers is not None or not workflow.patched(SIGNERS_PATCH):
+                return
+            self._signers = await workflow.execute_activity_method(
+                GateSignerActivities.load_gate_signers,
+                start_to_close_timeout=policies.SIGNERS_TIMEOUT,
+                retry_policy=policies.SIGNERS_RETRY,
+                summary="load the worker's GATE_SIGNERS",
+            )
+            self.record("gate_signers", (
+                f"{len(self._signers.signers)} allowed signer key(s) from "
+                f"{self._signers.source}: gate decisions must be signed"
+                if self._signers.configured else
+                "no GATE_SIGNERS on the worker: gate decisions are not authenticated"))
 
     async def _run_while_open(self, info: GateInfo, hook: WhileOpenHook,
                               interval: timedelta | None) -> None:

@@ -199,3 +199,13 @@ DB_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=10,
 )
+
+# Loading the worker's GATE_SIGNERS file (a local read). A missing or bad file is
+# retried without limit: the gate must not open unauthenticated, and the fix
+# (editing the file) is picked up by the next attempt.
+SIGNERS_TIMEOUT = timedelta(seconds=30)
+SIGNERS_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)

@@ -25,6 +25,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies, search_attributes
+from workflows.gates import GITHUB_CHANNEL
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         SdlcResult,
         SdlcState,
     )
+    from models.signatures import GITHUB_PREFIX
 
 # workflow.patched ID: a FAILED run removes its worktree before it ends (runs
 # recorded before this change end FAILED without that activity)
@@ -295,9 +297,11 @@ class SdlcWorkflow(LlmWorkflow):
         self._state.last_comment_id = poll.last_seen_id
         self._state.last_comment_since = poll.since
         for command in poll.commands:
+            # GitHub authenticated the commenter (the poll checked their write permission)
             decision = GateDecision(gate=gate.gate, verdict=command.verdict,
-                                    actor=command.author, comment=command.text)
-            problem = self.decision_problem(decision)
+                                    actor=f"{GITHUB_PREFIX}{command.author}",
+                                    comment=command.text).authenticated(GITHUB_CHANNEL)
+            problem = self.gate_problem(decision)
             self.receive_decision(decision, f"github comment {command.comment_id}")
             if problem:
                 await self._comment(f"@{command.author}: `/{command.verdict.value}` ignored: "

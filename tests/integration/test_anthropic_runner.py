@@ -18,7 +18,7 @@ from models.git import WorktreeInput
 from models.llm import LlmArtifactRef, LlmLedger, LlmUsage
 from models.sdlc import AgentTask, SdlcResult
 from settings import DEFAULT_LLM_PRICES
-from tests.conftest import git
+from tests.conftest import NO_SIGNERS, git
 from tests.fakes import anthropic_api as api
 from tests.workflows.test_sdlc import FakeActivities, decide, gate_open, request, start
 from workflows.sdlc import SdlcWorkflow
@@ -54,6 +54,32 @@ async def test_anthropic_runner_writes_and_commits_the_spec(git_repo: Path, tmp_
     assert ref.usage.cost_usd == (2000 * 3 + 400 * 15) / 1e6
 
 
+async def test_anthropic_runner_follows_a_steps_own_instructions(git_repo: Path,
+                                                                   tmp_path: Path):
+    """A workstream agent step's instructions replace the spec request; the answer is
+    written to and committed at the step's output path, not specs/<branch>/spec.md."""
+    git(git_repo, "branch", "002-notes")
+    worktree = GitActivities(tmp_path / "wt").add_worktree(
+        WorktreeInput(repo_path=str(git_repo), branch="002-notes"))
+    with api.serve() as fake:
+        fake.script = [api.text("# Release notes\n\n- CSV export\n")]
+        client = AsyncAnthropic(api_key="sk-test", base_url=fake.url, max_retries=0)
+        runner = AnthropicRunner(AnthropicProvider(client, "claude-sonnet-4-6", {},
+                                                   DEFAULT_LLM_PRICES))
+        acts = AgentActivities({"anthropic": runner}, "anthropic")
+        ref = await ActivityEnvironment().run(acts.run_agent, AgentTask(
+            workflow_id="workstream-x", round=1, worktree=worktree, branch="002-notes",
+            title="Release notes", description="", output_path="docs/notes.md",
+            instructions="List the user-visible changes since v1.2."))
+    prompt = fake.requests[0]["messages"][0]["content"]
+    assert "List the user-visible changes since v1.2." in prompt
+    assert "`docs/notes.md`" in prompt and "feature specification" not in prompt.lower()
+    assert ref.path == str(Path(worktree) / "docs" / "notes.md")
+    assert Path(ref.path).read_text() == "# Release notes\n\n- CSV export\n"
+    assert not (Path(worktree) / "specs").exists()
+    assert git(Path(worktree), "log", "-1", "--format=%s") == "agent: Release notes (round 1)"
+
+
 async def test_runner_usage_goes_into_the_sdlc_ledger(ts_env, task_queue):
     fakes = FakeActivities()
     usage = LlmUsage(provider="anthropic", model="claude-sonnet-4-6", input_tokens=10,
@@ -66,7 +92,7 @@ async def test_runner_usage_goes_into_the_sdlc_ledger(ts_env, task_queue):
 
     others = [a for a in fakes.all() if a.__name__ != "run_agent"]
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=[*others, run_agent]):
+                      activities=[*others, run_agent, NO_SIGNERS]):
         handle = await start(ts_env, task_queue, request())
         await gate_open(handle)
         await decide(handle, Verdict.REVISE, "more")

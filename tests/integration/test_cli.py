@@ -86,6 +86,8 @@ async def test_sdlc_from_the_cli(dev_env, env, task_queue, git_repo, tmp_path):
             if status["state"]["pending_gates"]:
                 break
         assert status["state"]["phase"] == "GATE_1"
+        # no GATE_SIGNERS on the worker: status says the gate takes anyone's decision
+        assert "NOT AUTHENTICATED" in (await acli("status", wf_id, env=env)).stdout
         assert_one_line_error(await acli("reject", wf_id, "--comment", " ", env=env),
                               "a reject decision needs a comment")
         approved = await acli("approve", wf_id, "--comment", "ship it", "--as", "ann", env=env)

@@ -121,11 +121,11 @@ async def test_full_run_with_github_ends_with_one_issue_the_done_label_and_one_p
     assert "list the columns" in git(git_repo, "show", f"{branch}:specs/{branch}/spec.md")
 
     decisions = [e for e in result.audit if e.kind == "decision"]
-    assert [(e.actor, e.comment) for e in decisions] == [("alice", "list the columns"),
-                                                         ("alice", "")]
+    assert [(e.actor, e.comment) for e in decisions] == [("github:alice", "list the columns"),
+                                                         ("github:alice", "")]
     assert all("via github comment" in e.detail for e in decisions)
     refused = [e for e in result.audit if e.kind == "refused"]
-    assert [e.actor for e in refused] == ["alice"]  # mallory never reached the workflow
+    assert [e.actor for e in refused] == ["github:alice"]  # mallory never reached the workflow
 
     label_posts = [r for r in gh.requests
                    if r.method == "POST" and r.path == "/repos/octo/shop/issues/1/labels"]

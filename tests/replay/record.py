@@ -211,6 +211,50 @@ async def record_workstream(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_workstream_user_steps(workdir: Path) -> None:
+    """Workstream as users write it, run again under ``--run 2``: a python step whose
+    module a shell step wrote into the workspace, an agent step with its own
+    instructions and output path (offline runner), a route written inline among
+    the worker's tools, and a failing test step (its summary in the report)."""
+    from cli.workstream import start_workstream
+    from models.workstream import (
+        DEFAULT_ROUTER_CONFIG,
+        RouterConfig,
+        WorkstreamInput,
+        WorkstreamSpec,
+    )
+
+    spec = WorkstreamSpec.model_validate({
+        "work_item": "replay-user", "routes": {"check": {"tools": ["shell"]}}, "steps": [
+            {"id": "write", "kind": "shell", "inputs": {
+                "script": "printf 'def double(n):\\n    return {\"n\": n * 2}\\n' > wsmod.py"}},
+            {"id": "calc", "kind": "python", "depends_on": ["write"],
+             "inputs": {"callable": "wsmod:double", "kwargs": {"n": 21}}},
+            {"id": "notes", "kind": "agent", "inputs": {
+                "title": "Notes", "instructions": "Write release notes.",
+                "output": "docs/notes.md"}},
+            {"id": "tests", "kind": "check", "depends_on": ["calc", "notes"],
+             "inputs": {"script": "echo '1 failed, 2 passed in 0.01s'; exit 1"}}]})
+    router = RouterConfig.model_validate({
+        "tools": DEFAULT_ROUTER_CONFIG["tools"],
+        "routes": {**DEFAULT_ROUTER_CONFIG["routes"], "check": {"tools": ["shell"]}}})
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", workstream_python_modules=["wsmod"])
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_workstream(env.client, settings, WorkstreamInput(
+                spec=spec, router=router, spec_dir=str(workdir)), run="2")
+            try:
+                await handle.result()
+            except Exception:  # noqa: BLE001 - the test step is meant to fail
+                pass
+            (HISTORIES / "workstream_user_steps.json").write_text(
+                (await handle.fetch_history()).to_json())
+    finally:
+        await env.shutdown()
+
+
 async def record_sdlc_github(workdir: Path) -> None:
     """SDLC with GitHub (the local GitHub server): `/revise` by comment, then `/approve`."""
     repo, remote = workdir / "replay-gh-repo", workdir / "remote.git"
@@ -487,6 +531,7 @@ SCENARIOS = {"sdlc": record_sdlc, "sdlc_gate_inbox": record_sdlc_gate_inbox,
              "sdlc_github": record_sdlc_github,
              "analysis": record_analysis, "workstream": record_workstream,
              "analysis_sources_review": record_analysis_sources_review,
+             "workstream_user_steps": record_workstream_user_steps,
              "analysis_grounded": record_analysis_grounded,
              "learning_templates": record_learning_templates,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,

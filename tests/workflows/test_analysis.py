@@ -20,6 +20,7 @@ from activities.web_search import WebSearchActivities, build_exa_client
 from models.analysis import AnalysisResult, AnalysisState
 from models.common import AuditEntry, Verdict
 from models.llm import LlmLedger, ModelPrice
+from tests.conftest import NO_SIGNERS
 from tests.fakes import exa_api
 from tests.workflows.analysis_harness import (
     EXAMPLE,
@@ -73,7 +74,7 @@ async def run_analysis(ts_env, task_queue, tmp_path, exa, llm):
 
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[AnalysisWorkflow],
                       activities=[llm.llm_complete, acts.load_sources, acts.write_report,
-                                  search.web_search],
+                                  search.web_search, NO_SIGNERS],
                       activity_executor=ThreadPoolExecutor(4)):
         yield run
 

@@ -20,7 +20,7 @@ from tests.workflows.analysis_harness import analysis_request, workflow_id
 from workflows.analysis import AnalysisWorkflow
 
 
-async def test_cancel_during_an_llm_call_ends_the_analysis_canceled(ts_env, task_queue,
+async def test_cancel_during_an_llm_call_ends_the_analysis_canceled(private_ts_env, task_queue,
                                                                     tmp_path: Path):
     calls: list[str] = []
 
@@ -32,10 +32,10 @@ async def test_cancel_during_an_llm_call_ends_the_analysis_canceled(ts_env, task
             await asyncio.sleep(0.1)
 
     acts = AnalysisActivities(ArtifactStore(tmp_path / "artifacts"))
-    async with Worker(ts_env.client, task_queue=task_queue, workflows=[AnalysisWorkflow],
+    async with Worker(private_ts_env.client, task_queue=task_queue, workflows=[AnalysisWorkflow],
                       activities=[llm_complete, acts.load_sources, acts.write_report],
                       activity_executor=ThreadPoolExecutor(2)):
-        handle = await ts_env.client.start_workflow(
+        handle = await private_ts_env.client.start_workflow(
             AnalysisWorkflow.run, analysis_request(), id=workflow_id(), task_queue=task_queue)
         for _ in range(400):
             if calls:

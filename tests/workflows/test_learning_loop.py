@@ -32,6 +32,7 @@ from models.learning import (
 )
 from models.llm import LlmRequest, LlmResponse
 from temporal_plumbing.environments import start_time_skipping_env
+from tests.conftest import NO_SIGNERS
 from tests.learning_support import imported_database, learning_settings
 from tests.simulated_student import SimulatedStudent
 from worker import make_worker
@@ -389,7 +390,7 @@ async def test_a_failing_llm_leaves_the_test_to_the_bank(ts_env, task_queue, tmp
                              max_rounds=1, items_per_test=8, llm_grading=True,
                              llm_item_generation=True)
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[LearningLoopWorkflow],
-                      activities=[*store.all(), llm_down],
+                      activities=[*store.all(), llm_down, NO_SIGNERS],
                       activity_executor=ThreadPoolExecutor(4)):
         handle = await start_learning(ts_env.client, settings, config)
         test = await wait_for_test(handle)

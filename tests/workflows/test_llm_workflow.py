@@ -16,6 +16,7 @@ from activities.llm import AnthropicProvider, LlmActivities, OfflineProvider
 from models.common import GateDecision, GateInfo, Verdict
 from models.llm import LlmLedger, ModelPrice
 from settings import DEFAULT_LLM_PRICES
+from tests.conftest import NO_SIGNERS
 from tests.fakes import anthropic_api as api
 from tests.workflows.llm_probe import LlmProbeWorkflow, ProbeInput
 from workflows.gates import GATE_UPDATE
@@ -44,7 +45,7 @@ async def open_gate(handle, gate: str) -> None:
 async def test_budget_gate_waits_then_raises_or_stops(ts_env, task_queue, prompts):
     acts = LlmActivities(OfflineProvider(PRICE), prompts)
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[LlmProbeWorkflow],
-                      activities=[acts.llm_complete]):
+                      activities=[acts.llm_complete, NO_SIGNERS]):
         handle = await ts_env.client.start_workflow(
             LlmProbeWorkflow.run, ProbeInput(phases=["parse", "draft", "draft", "draft"],
                                              budget_usd=0.001),
@@ -73,7 +74,7 @@ async def test_budget_gate_waits_then_raises_or_stops(ts_env, task_queue, prompt
 async def test_parallel_calls_over_budget_share_one_gate(ts_env, task_queue, prompts):
     acts = LlmActivities(OfflineProvider(PRICE), prompts)
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[LlmProbeWorkflow],
-                      activities=[acts.llm_complete]):
+                      activities=[acts.llm_complete, NO_SIGNERS]):
         handle = await ts_env.client.start_workflow(
             LlmProbeWorkflow.run, ProbeInput(phases=["first"], budget_usd=0.001, parallel=3),
             id=f"probe-{uuid.uuid4()}", task_queue=task_queue)
@@ -87,7 +88,7 @@ async def test_parallel_calls_over_budget_share_one_gate(ts_env, task_queue, pro
 async def test_under_budget_no_gate(ts_env, task_queue, prompts):
     acts = LlmActivities(OfflineProvider(PRICE), prompts)
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[LlmProbeWorkflow],
-                      activities=[acts.llm_complete]):
+                      activities=[acts.llm_complete, NO_SIGNERS]):
         answers = await ts_env.client.execute_workflow(
             LlmProbeWorkflow.run, ProbeInput(phases=["a", "b"], budget_usd=100),
             id=f"probe-{uuid.uuid4()}", task_queue=task_queue)
@@ -103,7 +104,7 @@ async def test_429_is_retried_by_temporal_and_lands_in_the_ledger(ts_env, task_q
         acts = LlmActivities(AnthropicProvider(client, "claude-sonnet-4-6", {},
                                                DEFAULT_LLM_PRICES), prompts)
         async with Worker(ts_env.client, task_queue=task_queue, workflows=[LlmProbeWorkflow],
-                          activities=[acts.llm_complete]):
+                          activities=[acts.llm_complete, NO_SIGNERS]):
             handle = await ts_env.client.start_workflow(
                 LlmProbeWorkflow.run, ProbeInput(phases=["judge"]),
                 id=f"probe-{uuid.uuid4()}", task_queue=task_queue)
@@ -123,7 +124,7 @@ async def test_invalid_output_fails_the_call_but_its_usage_is_in_the_ledger(ts_e
                                                DEFAULT_LLM_PRICES, validation_retries=1),
                              prompts)
         async with Worker(ts_env.client, task_queue=task_queue, workflows=[LlmProbeWorkflow],
-                          activities=[acts.llm_complete]):
+                          activities=[acts.llm_complete, NO_SIGNERS]):
             handle = await ts_env.client.start_workflow(
                 LlmProbeWorkflow.run, ProbeInput(phases=["count"], output_schema=schema),
                 id=f"probe-{uuid.uuid4()}", task_queue=task_queue)

@@ -30,6 +30,7 @@ from models.sdlc import (
     SdlcResult,
     SdlcState,
 )
+from tests.conftest import NO_SIGNERS
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE
 from workflows.sdlc import SdlcWorkflow
 
@@ -114,7 +115,7 @@ def fakes() -> FakeActivities:
 @pytest.fixture
 async def worker(ts_env: WorkflowEnvironment, task_queue: str, fakes: FakeActivities):
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=fakes.all()):
+                      activities=[*fakes.all(), NO_SIGNERS]):
         yield
 
 
@@ -252,7 +253,7 @@ async def test_cancel_removes_the_worktree_and_ends_canceled(ts_env, task_queue,
     assert state.phase == SdlcPhase.CANCELED and state.worktree is None
 
 
-async def test_cancel_during_the_agent_ends_canceled_not_failed(ts_env, task_queue, fakes):
+async def test_cancel_during_the_agent_ends_canceled_not_failed(private_ts_env, task_queue, fakes):
     started = asyncio.Event()
 
     @activity.defn(name="run_agent")
@@ -264,9 +265,9 @@ async def test_cancel_during_the_agent_ends_canceled_not_failed(ts_env, task_que
 
     others = [a for a in fakes.all() if activity._Definition.from_callable(a).name
               != "run_agent"]
-    async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
+    async with Worker(private_ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
                       activities=[*others, run_agent]):
-        handle = await start(ts_env, task_queue, request())
+        handle = await start(private_ts_env, task_queue, request())
         await asyncio.wait_for(started.wait(), 30)
         await handle.cancel()
         with pytest.raises(WorkflowFailureError) as err:

@@ -26,6 +26,7 @@ from models.issues import (
     PullRequestRef,
 )
 from models.sdlc import IssueRef, OpenIssueInput, SdlcPhase, SdlcResult, SdlcState
+from tests.conftest import NO_SIGNERS
 from tests.workflows.test_sdlc import FakeActivities, request
 from workflows import policies
 from workflows.sdlc import SdlcWorkflow
@@ -107,7 +108,7 @@ async def test_comment_commands_drive_the_gate(ts_env):
               if activity._Definition.must_from_callable(a).name != "open_issue"]
     task_queue = f"tq-{uuid.uuid4()}"
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=[*github.all(), *others]):
+                      activities=[*github.all(), *others, NO_SIGNERS]):
         handle = await ts_env.client.start_workflow(
             SdlcWorkflow.run, request(reviewers=["alice", "bob"],
                                       reminder_interval=timedelta(seconds=45)),
@@ -139,10 +140,11 @@ async def test_comment_commands_drive_the_gate(ts_env):
     kinds = [e.kind for e in result.audit]
     assert "comment_poll_failed" in kinds
     decisions = [(e.actor, e.detail) for e in result.audit if e.kind == "decision"]
-    assert decisions == [("alice", "GATE_1: revise (via github comment 12)"),
-                         ("bob", "GATE_1: approve (via github comment 14)")]
+    # GitHub commenters are github: principals; a bare reviewer name matches them
+    assert decisions == [("github:alice", "GATE_1: revise (via github comment 12)"),
+                         ("github:bob", "GATE_1: approve (via github comment 14)")]
     refused = [e.actor for e in result.audit if e.kind == "refused"]
-    assert refused == ["alice", "carol"]
+    assert refused == ["github:alice", "github:carol"]
     bodies = [c.body for c in github.comments]
     assert any(b.startswith("@alice") and "needs a comment" in b for b in bodies)
     assert any(b.startswith("@carol") and "may not decide" in b for b in bodies)
@@ -160,7 +162,7 @@ async def test_without_github_no_poll_runs(ts_env, task_queue):
     fakes = FakeActivities()
     github = ScriptedGitHub([])
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=[*fakes.all(), *github.all()[1:]]):
+                      activities=[*fakes.all(), *github.all()[1:], NO_SIGNERS]):
         handle = await ts_env.client.start_workflow(
             SdlcWorkflow.run, request(gate_expiry=timedelta(minutes=5)),
             id=f"sdlc-{uuid.uuid4()}", task_queue=task_queue)

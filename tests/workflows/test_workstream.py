@@ -298,11 +298,11 @@ async def test_gate_review_revise_then_approve(ts_env: WorkflowEnvironment, tmp_
     assert sum(b"say hello" in p.data for i in inputs for p in i.payloads) == 1  # sent once
 
 
-async def test_cancel_kills_the_running_process_group(ts_env: WorkflowEnvironment,
+async def test_cancel_kills_the_running_process_group(private_ts_env: WorkflowEnvironment,
                                                       tmp_path: Path, task_queue: str):
     pid_file = tmp_path / "pid"
     inp = make_input(tmp_path, [shell("long", f"sleep 300 & echo $! > {pid_file}; wait")])
-    async with Run(ts_env, tmp_path, task_queue) as run:
+    async with Run(private_ts_env, tmp_path, task_queue) as run:
         handle = await run.start(inp)
         for _ in range(200):
             if pid_file.exists() and pid_file.read_text().strip():
@@ -522,14 +522,14 @@ async def test_missing_base_branch_fails_the_run_with_the_reason(
     assert state["state"] == "failed" and "prepare_branch failed" in state["reason"]
 
 
-async def test_failed_and_canceled_runs_remove_their_worktree(ts_env: WorkflowEnvironment,
+async def test_failed_and_canceled_runs_remove_their_worktree(private_ts_env: WorkflowEnvironment,
                                                              tmp_path: Path, task_queue: str,
                                                              git_repo: Path):
     pid_file = tmp_path / "pid"
     failing = make_input(tmp_path, [shell("broken", "exit 3")], repo=git_repo)
     long = make_input(tmp_path, [shell("long", f"sleep 300 & echo $! > {pid_file}; wait")],
                       repo=git_repo)
-    async with Run(ts_env, tmp_path, task_queue) as run:
+    async with Run(private_ts_env, tmp_path, task_queue) as run:
         handle = await run.start(failing)
         with pytest.raises(WorkflowFailureError):
             await handle.result()
