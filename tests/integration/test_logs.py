@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from models.common import ArtifactRef, GateDecision, Verdict
 from models.sdlc import GATE_1, AgentTask
 from temporal_plumbing.logs import configure_logging
+from tests.conftest import NO_SIGNERS
 from tests.workflows.test_sdlc import FakeActivities, gate_open, request
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE
 from workflows.sdlc import SdlcWorkflow
@@ -49,7 +50,7 @@ class FailingAgent(FakeActivities):
             return ArtifactRef(path=f"{task.worktree}/spec.md", sha256="a" * 64, bytes=1,
                                commit="1" * 40)
 
-        return [*others, run_agent]
+        return [*others, run_agent, NO_SIGNERS]
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from temporal_plumbing.client import connect_client
 from temporal_plumbing.environments import free_port
 from temporal_plumbing.runtime import build_runtime
 from temporal_plumbing.workers import replayer
+from tests.conftest import NO_SIGNERS
 from tests.workflows.test_sdlc import FakeActivities, request
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE
 from workflows.sdlc import SdlcWorkflow
@@ -91,7 +92,7 @@ async def metrics_run(dev_env: WorkflowEnvironment) -> AsyncIterator[MetricsRun]
         namespace=dev_env.client.namespace)
     task_queue = f"metrics-{uuid.uuid4()}"
     async with Worker(client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=FakeActivities().all()):
+                      activities=[*FakeActivities().all(), NO_SIGNERS]):
         handle = await client.start_workflow(SdlcWorkflow.run, request(),
                                              id=f"sdlc-{uuid.uuid4()}", task_queue=task_queue)
         await until_counted(address, "orchestrator_gates_opened_total")
