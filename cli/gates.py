@@ -290,8 +290,10 @@ async def cmd_revise(ctx: Context) -> int:
 
 async def cmd_list(ctx: Context) -> int:
     """``list``: recent workflows, newest first."""
-    query_text = (f"WorkflowType = {visibility_literal(ctx.args.type, '--type')}"
-                  if ctx.args.type else "")
+    # one row per workflow: the runs a workflow closed by continuing as new are left out
+    query_text = "ExecutionStatus != 'ContinuedAsNew'"
+    if ctx.args.type:
+        query_text += f" AND WorkflowType = {visibility_literal(ctx.args.type, '--type')}"
     client = await ctx.client()
     rows = []
     async for wf in client.list_workflows(query_text or None, limit=ctx.args.limit):

@@ -232,16 +232,22 @@ async def cmd_answer(ctx: Context) -> int:
         raise CliError("give --item and --answer, or --file answers.yaml (or --finish)", code=2)
     handle = await ctx.handle(args.workflow_id)
     ack = await handle.execute_update(LearningLoopWorkflow.submit_answers, SubmitAnswers(
-        answers=answers, finish=args.finish, student=args.student or default_actor()))
+        answers=answers, finish=args.finish, student=args.student or ""))
     ctx.emit(ack, f"{len(ack.accepted)} answer(s) taken for {ack.test_id}; " + (
         "test closed" if ack.closed else f"still to answer: {', '.join(ack.missing)}"))
     return 0
 
 
+def current_round(progress: LearningProgress) -> int:
+    """The round the student is in: the open test's, else the rounds finished
+    (``progress.round`` counts finished rounds only)."""
+    return progress.open_test.round if progress.open_test else progress.round
+
+
 def format_progress(progress: LearningProgress) -> str:
     """Mastery per KC as a table."""
     state = progress.phase.value + (" (paused)" if progress.paused else "")
-    lines = [f"{progress.student} on {progress.curriculum}: round {progress.round}/"
+    lines = [f"{progress.student} on {progress.curriculum}: round {current_round(progress)}/"
              f"{progress.max_rounds}, {state}, mastery threshold {progress.mastery_threshold}",
              f"{'KC':<28} {'P(L)':>6}  {'status':<10} {'rounds':>6} {'items':>5} "
              f"{'time':>8}  prerequisites"]
@@ -344,7 +350,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--file", help="YAML/JSON: item: answer")
     p.add_argument("--finish", action="store_true",
                    help="close the test; unanswered items count as not attempted")
-    p.add_argument("--as", dest="student", help="who answers (default: your login)")
+    p.add_argument("--as", dest="student",
+                   help="who answers: the run's student (the default) or a teacher")
     p.set_defaults(command=cmd_answer)
     for name, fn, hlp in (("set-mastery", cmd_set_mastery, "teacher: set a KC's P(L)"),
                           ("skip", cmd_skip, "teacher: skip a KC"),

@@ -424,13 +424,14 @@ class SubmitAnswers(BaseModel):
         answers: answers to items of the open test (a later answer to the same item wins).
         finish: close the test now; items without an answer are scored not attempted.
             The test also closes by itself once every item has an answer.
-        student: who answers (for the audit log).
+        student: who answers; must be the run's student or one of its teachers
+            (refused otherwise); empty = the run's student.
     """
 
     test_id: str = ""
     answers: list[Answer] = Field(default_factory=list)
     finish: bool = False
-    student: str = "student"
+    student: str = ""
 
 
 class SubmitAck(BaseModel):

@@ -27,10 +27,12 @@ class SimulatedStudent:
         database_url: the learning database, to look up answer keys.
         p: probability of a right answer, in [0, 1].
         seed: seed of the random choices (same seed, same answers).
+        name: who answers; empty = the run's student (the workflow refuses anyone
+            else but a teacher).
     """
 
     def __init__(self, handle: WorkflowHandle[Any, Any], database_url: str, p: float,
-                 seed: int = 0, name: str = "simulated-student") -> None:
+                 seed: int = 0, name: str = "") -> None:
         self.handle = handle
         self.repo = LearningRepository(LearningDatabase(database_url), ArtifactStore(Path(".")))
         self.p = p

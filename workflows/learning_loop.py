@@ -78,6 +78,9 @@ with workflow.unsafe.imports_passed_through():
     from temporal_plumbing import metrics
 
 SUBMIT_ANSWERS = "submit_answers"
+ANSWERS_FROM_STUDENT_PATCH = "answers-from-student"
+"""Answers are taken only from the run's student or a teacher (runs whose test
+opened before this patch take them from anyone, as they did)."""
 AUDIT_TAIL = 50  # audit entries carried into the next run
 ITEM_TEMPLATES_PATCH = "item-templates"
 """Patch id: item templates before LLM generation, LLM generation only when
@@ -151,6 +154,7 @@ class LearningLoopWorkflow(LlmWorkflow):
         self.budget_usd = state.budget_usd
         self._test: OpenTest | None = None
         self._test_closed = False
+        self._answers_checked = False  # set when a test opens (patch answers-from-student)
 
     # -- queries -----------------------------------------------------------
     @workflow.query(name="state")
@@ -274,6 +278,7 @@ class LearningLoopWorkflow(LlmWorkflow):
             workflow_id=wf_id, test_id=test_id, round=number, student=cfg.student,
             curriculum=cfg.curriculum, kc=kc.id, item_ids=[i.id for i in items]),
             f"open test {test_id}")
+        self._answers_checked = workflow.patched(ANSWERS_FROM_STUDENT_PATCH)
         self._test = OpenTest(test_id=test_id, round=number, kc=kc.id, items=items,
                               opened_at=workflow.now(),
                               expires_at=workflow.now() + cfg.expire_after)
@@ -435,6 +440,12 @@ class LearningLoopWorkflow(LlmWorkflow):
             return f"{closed}no test is open (the loop is at {self._state.phase.value})"
         if sub.test_id and sub.test_id != test.test_id:
             return f"test {sub.test_id} is not open; the open test is {test.test_id}"
+        cfg = self._state.config
+        if (self._answers_checked and sub.student and sub.student != cfg.student
+                and sub.student not in cfg.teachers):
+            teachers = f" or a teacher ({', '.join(cfg.teachers)})" if cfg.teachers else ""
+            return (f"only the student {cfg.student!r}{teachers} may answer this test, "
+                    f"not {sub.student!r}")
         ids = [i.id for i in test.items]
         unknown = [a.item for a in sub.answers if a.item not in ids]
         if unknown:
@@ -451,13 +462,14 @@ class LearningLoopWorkflow(LlmWorkflow):
             test.answers[answer.item] = answer.answer
         missing = [i.id for i in test.items if i.id not in test.answers]
         closed = sub.finish or not missing
+        actor = sub.student or self._state.config.student
         self.record("answers", f"{test.test_id}: {len(sub.answers)} answer(s) via {source}"
                     + ("; test closed" if closed else f"; {len(missing)} to go"),
-                    actor=sub.student)
+                    actor=actor)
         if closed:
             self._test_closed = True
             self._accept(GateDecision(gate=test_gate(test.round), verdict=Verdict.APPROVE,
-                                      actor=sub.student, comment="answers submitted"), source)
+                                      actor=actor, comment="answers submitted"), source)
         return SubmitAck(test_id=test.test_id, accepted=[a.item for a in sub.answers],
                          missing=missing, closed=closed)
 
@@ -474,7 +486,8 @@ class LearningLoopWorkflow(LlmWorkflow):
             return
         problem = self.answers_problem(sub)
         if problem:
-            self.record("refused", f"answers refused: {problem}", actor=sub.student)
+            self.record("refused", f"answers refused: {problem}",
+                        actor=sub.student or self._state.config.student)
             return
         self._take_answers(sub, "signal")
 

@@ -99,4 +99,16 @@ async def test_a_student_through_the_cli(dev_env, env, task_queue, tmp_path):
                           "0.99", "--as", "ms-lee", env=env)
         assert done.returncode == 0 and "-> 0.990" in done.stdout, done.stderr
         assert (await acli("learn", "resume", wf, "--as", "ms-lee", env=env)).returncode == 0
+        for _ in range(100):  # round 2 opens in the run that continued as new
+            progress = json.loads((await acli("learn", "progress", wf, "--json",
+                                              env=env)).stdout)
+            if progress["open_test"]:
+                break
+            await asyncio.sleep(0.1)
+        assert progress["open_test"]["round"] == 2
+        assert f"{progress['student']} on fractions: round 2/" in (
+            await acli("learn", "progress", wf, env=env)).stdout
+        listed = json.loads((await acli("list", "--type", "LearningLoopWorkflow", "--json",
+                                        env=env)).stdout)
+        assert [r["workflow_id"] for r in listed].count(wf) == 1  # one row, not one per run
         await dev_env.client.get_workflow_handle(wf).terminate()

@@ -128,6 +128,22 @@ async def test_command_agent_gets_the_request_on_stdin_and_env(git_repo):
     assert "### README" in text
 
 
+async def test_command_agent_with_instructions_writes_its_output_path(git_repo):
+    runner = CommandRunner('mkdir -p "$(dirname "$SDLC_SPEC_PATH")" && '
+                           '{ echo "# $SDLC_INSTRUCTIONS"; cat; } > "$SDLC_SPEC_PATH"')
+    acts = AgentActivities({"command": runner}, "command")
+    ref = await ActivityEnvironment().run(acts.run_agent, task(
+        git_repo, instructions="Draft the migration plan.", output_path="plans/migrate.md"))
+    assert ref.path == str(git_repo / "plans" / "migrate.md")
+    text = Path(ref.path).read_text()
+    assert text.startswith("# Draft the migration plan.")
+    assert "`plans/migrate.md`" in text and "feature specification" not in text
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(acts.run_agent, task(
+            git_repo, instructions="x", output_path="../escape.md"))
+    assert err.value.non_retryable and err.value.type == "InvalidStep"
+
+
 async def test_agent_that_writes_nothing_or_fails_is_an_error(git_repo):
     acts = AgentActivities({"command": CommandRunner("true"), "bad": CommandRunner("exit 3")},
                            "command")

@@ -27,6 +27,7 @@ from models.workstream import (
     BreakerReport,
     breaker_workflow_id,
 )
+from tests.conftest import NO_SIGNERS
 from tests.workflows.llm_probe import LlmProbeWorkflow, ProbeInput
 from tests.workflows.test_sdlc import FakeActivities, gate_open, request, start
 from workflows import policies
@@ -85,7 +86,7 @@ async def test_two_sdlc_runs_started_at_once_get_different_branch_numbers(
         a).name not in ("prepare_branch", "add_worktree", "remove_worktree")]
     with ThreadPoolExecutor(4) as pool:
         async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                          activities=[git.prepare_branch, git.add_worktree,
+                          activities=[NO_SIGNERS, git.prepare_branch, git.add_worktree,
                                       git.remove_worktree, *fakes],
                           activity_executor=pool, max_concurrent_activities=4):
             handles = await asyncio.gather(*(start(ts_env, task_queue, request(
@@ -115,7 +116,7 @@ async def test_llm_activity_is_scheduled_with_a_heartbeat_timeout(
     (tmp_path / "judge.md").write_text("---\noffline: 'answer on {topic}'\n---\nJudge {topic}.\n")
     acts = LlmActivities(OfflineProvider(), tmp_path)
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[LlmProbeWorkflow],
-                      activities=[acts.llm_complete]):
+                      activities=[acts.llm_complete, NO_SIGNERS]):
         handle = await ts_env.client.start_workflow(
             LlmProbeWorkflow.run, ProbeInput(phases=["a"]), id=f"probe-{uuid.uuid4()}",
             task_queue=task_queue)

@@ -233,14 +233,21 @@ async def test_answers_overrides_and_state_across_runs(ts_env, task_queue, tmp_p
                                                           actor="mallory")), "may not override")
         await refused(handle.execute_update("skip_kc", SkipKc(kc="calculus", actor="ms-lee")),
                       "unknown KC")
+        # only the run's student (or a teacher) may answer
+        await refused(handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+                student="mallory", answers=[Answer(item=test.items[0].id, answer="1")])),
+            f"only the student '{config.student}' or a teacher \\(ms-lee\\) may answer "
+            "this test, not 'mallory'")
         first, *rest = test.items
         ack = await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
-            answers=[Answer(item=first.id, answer="42")]), result_type=SubmitAck)
+            student=config.student, answers=[Answer(item=first.id, answer="42")]),
+            result_type=SubmitAck)
         assert not ack.closed and ack.missing == [i.id for i in rest]
         # a refused signal is audited, not raised
         await handle.signal(SUBMIT_ANSWERS, SubmitAnswers(answers=[Answer(item="x", answer="")]))
         ack = await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
-            answers=[Answer(item=i.id, answer="42") for i in rest]), result_type=SubmitAck)
+            student="ms-lee", answers=[Answer(item=i.id, answer="42") for i in rest]),
+            result_type=SubmitAck)
         assert ack.closed
         # ... by its own handler: GatedWorkflow's dynamic signal handler does not take it
         refusals = [e.detail for e in await handle.query("audit_log",

@@ -266,7 +266,7 @@ async def test_cancel_during_the_agent_ends_canceled_not_failed(private_ts_env, 
     others = [a for a in fakes.all() if activity._Definition.from_callable(a).name
               != "run_agent"]
     async with Worker(private_ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=[*others, run_agent]):
+                      activities=[*others, run_agent, NO_SIGNERS]):
         handle = await start(private_ts_env, task_queue, request())
         await asyncio.wait_for(started.wait(), 30)
         await handle.cancel()
