@@ -50,7 +50,7 @@ class FailingAgent(FakeActivities):
             return ArtifactRef(path=f"{task.worktree}/spec.md", sha256="a" * 64, bytes=1,
                                commit="1" * 40)
 
-        return [*others, run_agent, NO_SIGNERS]
+        return [*others, run_agent]
 
 
 @pytest.fixture
