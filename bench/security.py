@@ -12,11 +12,11 @@
   granted one).
 * ``authority``: runs that bring a tool the worker does not define, grant
   themselves a secret, or call ``os:system``: steps that ran anyway (target 0).
-* ``decisions``: a forged gate decision (a signal claiming ``actor: alice``) and
-  the same decision replayed on a second run: accepted ones. Without gate
-  signatures configured every decision is taken at its word, so the figure is
-  what this worker really does today; ``signatures_configured`` says which case
-  was measured (the gate-signing work fills in the signed case).
+* ``decisions``: with GATE_SIGNERS, a forged gate decision (an unsigned signal
+  claiming ``key:alice``) and alice's properly signed decision for one run replayed
+  on a second run: accepted ones (target 0; the signed one itself must pass,
+  ``signed_decision_accepted`` = 1). ``without_signers`` gives the same attacks on a
+  worker without GATE_SIGNERS, where every decision is taken at its word.
 * ``payloads``: with PAYLOAD_KEYS set, a marker string in a run's step input and
   gate comment: occurrences in the dev server's SQLite database (target 0).
 
@@ -41,10 +41,14 @@ import os
 import stat
 import tempfile
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
+from models.common import AuditEntry, GateInfo
+from models.signatures import DecisionSignature, decision_message, public_key_line, sign
 from models.workstream import Progress, RouterConfig, WorkstreamInput, WorkstreamSpec
 from settings import Settings
 from temporal_plumbing.environments import start_local_env
@@ -192,41 +196,86 @@ async def secrets_and_authority(work: Path) -> dict[str, Any]:
     }
 
 
-async def decisions(work: Path) -> dict[str, Any]:
-    """A forged gate decision (signal claiming alice) and its replay on another run."""
+async def _decision_attacks(work: Path, signers: Path | None) -> dict[str, Any]:
+    """Two runs at a review gate; a forged decision on the first, then (with
+    ``signers``) alice's properly signed one on the first and that same signed payload
+    replayed on the second. Returns which were accepted."""
     env = await start_local_env()
+    tag = "signed" if signers else "unsigned"
     try:
-        settings = Settings(orchestrator_home=work / "home-gates",
-                            temporal_task_queue="security-gates",
-                            workstream_trust_spec_tools=True)
+        settings = Settings(orchestrator_home=work / f"home-gates-{tag}",
+                            temporal_task_queue=f"security-gates-{tag}",
+                            workstream_trust_spec_tools=True, gate_signers=signers)
         router = {"tools": {"sh": {"adapter": "shell", "breaker": None}},
                   "routes": {"shell": {"tools": ["sh"]}}}
         steps = [{"id": "review", "kind": "shell", "gate": True,
                   "inputs": {"argv": ["true"]}}]
         async with make_worker(env.client, settings):
-            first = await _start(env.client, settings, _input(steps, router, work, "gate"))
-            second = await _start(env.client, settings, _input(steps, router, work, "gate"))
-            forged = {"gate": "review-review", "verdict": "approve", "actor": "alice",
-                      "comment": "forged: nobody checked who sent this"}
-            accepted = []
-            for handle in (first, second):  # the second is the same payload, replayed
+            first = await _start(env.client, settings, _input(steps, router, work, tag))
+            second = await _start(env.client, settings, _input(steps, router, work, tag))
+            for handle in (first, second):
                 await _wait_review(handle, "review")
-                await handle.signal(GATE_SIGNAL, forged)
-                for _ in range(200):
-                    progress = await handle.query("progress", result_type=Progress)
-                    if "review" not in progress.review:
-                        break
-                    await asyncio.sleep(0.05)
-                accepted.append("review" in progress.done)
-                if not accepted[-1]:
+            forged = {"gate": "review-review", "verdict": "approve",
+                      "actor": "key:alice" if signers else "alice",
+                      "comment": "forged: nobody checked who sent this"}
+            result = {"forged": await _decided_by(first, forged)}
+            replayed = forged
+            if signers:  # alice signs for the first run; the payload is replayed on the second
+                replayed = await _signed_by_alice(first)
+                result["signed"] = await _decided_by(first, replayed)
+            result["replayed"] = await _decided_by(second, replayed)
+            for handle in (first, second):
+                if "review" not in (await handle.query("progress", result_type=Progress)).done:
                     await handle.terminate("security bench done")
     finally:
         await env.shutdown()
-    return {"signatures_configured": False,
-            "forged_decisions_accepted": int(accepted[0]),
-            "replayed_decisions_accepted": int(accepted[1]),
-            "note": "no gate signing in this build: a decision is taken at its word by "
-                    "anyone who reaches the server (see the README's threat model)"}
+    return result
+
+
+ALICE = Ed25519PrivateKey.generate()
+
+
+async def _signed_by_alice(handle: WorkflowHandle) -> dict[str, Any]:
+    """A decision approving ``handle``'s open review gate, signed with alice's key."""
+    gate = (await handle.query("pending_gates", result_type=list[GateInfo]))[0]
+    run_id = (await handle.describe()).run_id
+    now = datetime.now(UTC).replace(microsecond=0)
+    fields = {"workflow_id": handle.id, "run_id": run_id, "gate": gate.gate,
+              "opening": gate.opening, "verdict": "approve", "actor": "key:alice",
+              "comment": "signed by alice", "content": None, "signed_at": now}
+    signature = DecisionSignature(workflow_id=handle.id, run_id=run_id, opening=gate.opening,
+                                  signed_at=now, sshsig=sign(ALICE, decision_message(**fields)))
+    return {"gate": gate.gate, "verdict": "approve", "actor": "key:alice",
+            "comment": "signed by alice", "signature": signature.model_dump(mode="json")}
+
+
+async def _decided_by(handle: WorkflowHandle, decision: dict[str, Any]) -> bool:
+    """Signal ``decision``; whether the run then took it (the review gate closed)."""
+    before = len(await handle.query("audit_log", result_type=list[AuditEntry]))
+    await handle.signal(GATE_SIGNAL, decision)
+    for _ in range(200):
+        entries = await handle.query("audit_log", result_type=list[AuditEntry])
+        if any(e.kind in ("decision", "refused") for e in entries[before:]):
+            return any(e.kind == "decision" for e in entries[before:])
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def decisions(work: Path) -> dict[str, Any]:
+    """A forged gate decision and a replayed one, without and with GATE_SIGNERS."""
+    unsigned = await _decision_attacks(work, None)
+    allowed = work / "allowed_signers"
+    allowed.write_text(f"alice {public_key_line(ALICE.public_key().public_bytes_raw())}\n")
+    signed = await _decision_attacks(work, allowed)
+    return {"signatures_configured": True,
+            "forged_decisions_accepted": int(signed["forged"]),
+            "replayed_decisions_accepted": int(signed["replayed"]),
+            "signed_decision_accepted": int(signed["signed"]),
+            "without_signers": {
+                "forged_decisions_accepted": int(unsigned["forged"]),
+                "replayed_decisions_accepted": int(unsigned["replayed"]),
+                "note": "without GATE_SIGNERS a decision is taken at its word by anyone "
+                        "who reaches the server (see the README's threat model)"}}
 
 
 async def payloads(work: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from cli.common import (
@@ -25,9 +25,11 @@ from cli.common import (
     json_flag,
     read_text_file,
     start_orchestration,
+    visibility_literal,
     with_defaults,
 )
-from cli.review import follow_run
+from cli.gates import POLL_INTERVAL
+from cli.review import EXIT_UNSUCCESSFUL, ask_line, follow_run, run_outcome
 from models.learning import (
     Answer,
     LearningConfig,
@@ -36,6 +38,7 @@ from models.learning import (
     OpenTest,
     OverrideAck,
     PauseResume,
+    PublicItem,
     RemediationRef,
     SetMastery,
     SkipKc,
@@ -315,6 +318,123 @@ async def cmd_resume(ctx: Context) -> int:
         actor=a.actor or default_actor(), reason=a.reason or ""))
 
 
+STUDY_FEEDBACK_KINDS = ("diagnosed", "mastery", "test_expired", "paused", "resumed")
+"""Audit entries ``learn study`` shows the student after each test."""
+
+
+async def find_loop(ctx: Context, student: str, curriculum: str | None) -> str:
+    """The workflow ID of ``student``'s loop: on ``curriculum``, else the one
+    running loop of the student (the ``Student`` search attribute).
+
+    Raises:
+        CliError: none or several are running and no curriculum was named.
+    """
+    if curriculum:
+        return checked_workflow_id(learning_workflow_id(student, curriculum))
+    client = await ctx.client()
+    query = (f"WorkflowType = 'LearningLoopWorkflow' AND ExecutionStatus = 'Running' AND "
+             f"{STUDENT.name} = {visibility_literal(student, 'STUDENT')}")
+    ids = [wf.id async for wf in client.list_workflows(query, limit=10)]
+    if len(ids) == 1:
+        return ids[0]
+    if not ids:
+        raise CliError(f"no running learning loop for {student!r}; start one with "
+                       "`python starter.py learn start --student ... --curriculum ...` "
+                       "(or name it with --curriculum)")
+    raise CliError(f"{student!r} has several loops ({', '.join(ids)}); pick one with "
+                   "--curriculum")
+
+
+def study_answer(item: PublicItem, typed: str) -> str:
+    """What the student typed, with a choice letter (``B``) of a multiple-choice
+    item turned into that choice's text."""
+    if item.choices and len(typed) == 1 and typed.isalpha():
+        index = ord(typed.upper()) - ord("A")
+        if 0 <= index < len(item.choices):
+            return item.choices[index]
+    return typed
+
+
+async def cmd_study(ctx: Context) -> int:
+    """``learn study STUDENT``: the loop at the terminal. Each open item with its
+    choices, the answer typed in, the feedback of each test (score, mastery), the
+    remediation as written (markdown kept), round after round until the loop ends
+    or the student types ``q``; running it again resumes where it stopped (items
+    already answered are not asked again).
+
+    Returns:
+        0 on MASTERED or when the student quits; EXIT_UNSUCCESSFUL when the loop
+        ended otherwise (round limit, failed).
+    """
+    student = ctx.args.student
+    wf_id = await find_loop(ctx, student, ctx.args.curriculum)
+    await ctx.handle(wf_id)
+    handle = (await ctx.client()).get_workflow_handle(wf_id)  # follows continue-as-new
+    shown: set[tuple[str, str, str]] = set()
+    remediation_shown: int | None = None
+    waiting_said = ""
+    print(f"studying {wf_id} as {student}; type q to stop (run this again to resume)",
+          flush=True)
+    while True:
+        desc = await handle.describe()
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            ok, account = await run_outcome(handle)
+            print(account, flush=True)
+            return 0 if ok else EXIT_UNSUCCESSFUL
+        progress: LearningProgress = await handle.query(
+            LearningLoopWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
+        for entry in await handle.query(LearningLoopWorkflow.audit_log,
+                                        rpc_timeout=QUERY_TIMEOUT):
+            key = (entry.at.isoformat(), entry.kind, entry.detail)
+            if key not in shown:
+                shown.add(key)
+                if entry.kind in STUDY_FEEDBACK_KINDS and remediation_shown is not None:
+                    print(f"  {entry.kind}: {entry.detail}", flush=True)
+        if remediation_shown is None:  # the first pass: history is not news
+            remediation_shown = (progress.last_remediation.round
+                                 if progress.last_remediation else 0)
+        rem = progress.last_remediation
+        if rem is not None and rem.round != remediation_shown:
+            remediation_shown = rem.round
+            try:
+                text = Path(rem.artifact.path).read_text(encoding="utf-8")
+            except OSError:
+                text = f"(the remediation is at {rem.artifact.path})"
+            print(f"\n--- remediation of round {rem.round} ({rem.kc}) ---\n{text.rstrip()}\n"
+                  "--- end of remediation ---\n", flush=True)
+        test = progress.open_test
+        if test is None or progress.paused:
+            said = "paused: waiting for a teacher to resume" if progress.paused else \
+                f"waiting for the next test ({progress.phase.value})"
+            if said != waiting_said:
+                print(said, flush=True)
+                waiting_said = said
+            await asyncio.sleep(POLL_INTERVAL)
+            continue
+        waiting_said = ""
+        todo = [i for i in test.items if i.id not in test.answers]
+        print(f"\nround {test.round}: {test.kc} ({len(todo)} of {len(test.items)} item(s) "
+              "to answer)", flush=True)
+        for item in todo:
+            print(f"[{item.id}] {item.prompt}", flush=True)
+            for n, choice in enumerate(item.choices):
+                print(f"   {chr(ord('A') + n)}) {choice}", flush=True)
+            try:
+                typed = await ask_line("your answer: ")
+            except EOFError:
+                typed = "q"
+            if typed.lower() in ("q", "quit"):
+                print(f"stopped; resume with `python starter.py learn study {student}`",
+                      flush=True)
+                return 0
+            ack = await handle.execute_update(LearningLoopWorkflow.submit_answers, SubmitAnswers(
+                test_id=test.test_id, answers=[Answer(item=item.id,
+                                                      answer=study_answer(item, typed))],
+                student=student))
+            if ack.closed:
+                print("test handed in; diagnosing...", flush=True)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``learn ...``."""
     js = json_flag()
@@ -343,6 +463,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p = learn.add_parser(name, help=hlp, parents=[js])
         p.add_argument("workflow_id")
         p.set_defaults(command=fn)
+    p = learn.add_parser("study", help="study at the terminal: items, answers, feedback, "
+                         "remediation, round after round (q stops; run again to resume)")
+    p.add_argument("student")
+    p.add_argument("--curriculum", help="which loop of the student (default: the one running)")
+    p.set_defaults(command=cmd_study)
     p = learn.add_parser("answer", help="answer items of the open test", parents=[js])
     p.add_argument("workflow_id")
     p.add_argument("--item")

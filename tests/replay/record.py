@@ -11,11 +11,12 @@ change to the command sequence must go behind ``workflow.patched``).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import tempfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -527,7 +528,63 @@ async def record_sdlc_gate_inbox(workdir: Path) -> None:
         await env.shutdown()
 
 
-SCENARIOS = {"sdlc": record_sdlc, "sdlc_gate_inbox": record_sdlc_gate_inbox,
+async def record_sdlc_signed(workdir: Path) -> None:
+    """SDLC with GATE_SIGNERS: the signers loaded before the gate (patch gate-signers),
+    an unsigned update refused and audited, then alice's signed approval."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from models.signatures import (
+        DecisionSignature,
+        decision_message,
+        public_key_line,
+        sign,
+    )
+    repo = workdir / "replay-repo"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
+                                                 "commit", "-q", "--allow-empty", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    alice = Ed25519PrivateKey.generate()
+    allowed = workdir / "allowed_signers"
+    allowed.write_text(f"alice {public_key_line(alice.public_key().public_bytes_raw())}\n")
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
+                        workstream_trust_spec_tools=True, gate_signers=allowed)
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_sdlc(env.client, settings, feature_request(
+                settings, title="Add CSV export", description="Export as CSV.",
+                repo_path=str(repo), reviewers=["key:alice"]))
+            while not (gates := await handle.query("pending_gates",
+                                                   result_type=list[GateInfo])):
+                await asyncio.sleep(0.05)
+            try:
+                await handle.execute_update(GATE_UPDATE, GateDecision(
+                    gate=GATE_1, verdict=Verdict.APPROVE, actor="alice"))
+            except Exception:  # noqa: BLE001 - refused, as recorded
+                pass
+            run_id = (await handle.describe()).run_id
+            now = datetime.now(UTC).replace(microsecond=0)
+            message = decision_message(workflow_id=handle.id, run_id=run_id, gate=GATE_1,
+                                       opening=gates[0].opening, verdict="approve",
+                                       actor="key:alice", comment="ok", content=None,
+                                       signed_at=now)
+            await handle.execute_update(GATE_UPDATE, GateDecision(
+                gate=GATE_1, verdict=Verdict.APPROVE, actor="key:alice", comment="ok",
+                signature=DecisionSignature(workflow_id=handle.id, run_id=run_id,
+                                            opening=gates[0].opening, signed_at=now,
+                                            sshsig=sign(alice, message))))
+            await handle.result()
+            history = await handle.fetch_history()
+        # the signatures are bound to the workflow ID: the replay test reads it from here
+        (HISTORIES / "sdlc_signed_decision.json").write_text(json.dumps(
+            {**json.loads(history.to_json()), "workflowId": handle.id}))
+    finally:
+        await env.shutdown()
+
+
+SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
+             "sdlc_gate_inbox": record_sdlc_gate_inbox,
              "sdlc_github": record_sdlc_github,
              "analysis": record_analysis, "workstream": record_workstream,
              "analysis_sources_review": record_analysis_sources_review,
