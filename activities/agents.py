@@ -381,7 +381,12 @@ class AgentActivities:
         if runner is None:
             raise ApplicationError(
                 f"agent runner {name!r} is not available on this worker "
-                f"(available: {', '.join(sorted(self.runners))}); set AGENT_RUNNER",
+                f"(available: {', '.join(sorted(self.runners))}); "
+                + ("set AGENT_COMMAND in the worker's environment and restart the worker"
+                   if name == "command" else
+                   "set ANTHROPIC_API_KEY in the worker's environment and restart the worker"
+                   if name == "anthropic" else
+                   "pick an available runner (--agent), or configure the worker for it"),
                 type="AgentUnavailable", non_retryable=True,
             )
         worktree = Path(task.worktree)

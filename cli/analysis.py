@@ -22,7 +22,6 @@ from temporalio.client import (
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
-    WorkflowIDReusePolicy,
 )
 
 from cli import gates
@@ -32,6 +31,7 @@ from cli.common import (
     checked_title,
     checked_workflow_id,
     json_flag,
+    start_orchestration,
     with_defaults,
 )
 from cli.gates import finished_result, open_gate, query
@@ -44,18 +44,17 @@ from models.analysis import (
     AnalysisPhase,
     AnalysisRequest,
     AnalysisResult,
-    AnalysisState,
     Catalogue,
     ClarifyAnswers,
     ProposalChange,
     SourcesChoice,
 )
 from models.common import Verdict
-from models.llm import LlmLedger
 from models.sdlc import slugify
 from models.text import NotUtf8Error, decode_utf8
 from settings import Settings
 from temporal_plumbing.search_attributes import ensure_search_attributes
+from workflows.analysis import AnalysisWorkflow
 from workflows.search_attributes import ANALYSIS_PHASE
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "catalogue" / "analysis.yaml"
@@ -137,11 +136,10 @@ async def start_analysis(client: Client, settings: Settings, req: AnalysisReques
     if await ensure_search_attributes(client):
         search_attributes = TypedSearchAttributes(
             [SearchAttributePair(ANALYSIS_PHASE, AnalysisPhase.STARTED.value)])
-    return await client.start_workflow(
-        "AnalysisWorkflow", req, id=analysis_workflow_id(req, slug),
-        task_queue=settings.temporal_task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=search_attributes, static_summary=f"Analysis: {req.title}")
+    return await start_orchestration(
+        client, AnalysisWorkflow.run, req, id=analysis_workflow_id(req, slug),
+        settings=settings, search_attributes=search_attributes,
+        static_summary=f"Analysis: {req.title}")
 
 
 async def cmd_start(ctx: Context) -> int:
@@ -248,8 +246,8 @@ async def cmd_status(ctx: Context) -> int:
     """``analysis status``: phase, open gate (with the questions or proposal), ledger."""
     handle = await ctx.handle(ctx.args.workflow_id)
     desc = await handle.describe()
-    state = await query(handle, "state", AnalysisState)
-    ledger = await query(handle, "llm_ledger", LlmLedger)
+    state = await query(handle, AnalysisWorkflow.state)
+    ledger = await query(handle, AnalysisWorkflow.llm_ledger)
     data = {"workflow_id": handle.id, "status": desc.status.name if desc.status else "UNKNOWN",
             "state": state, "ledger": ledger}
 

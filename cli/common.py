@@ -22,6 +22,7 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -318,9 +319,27 @@ def quiet_broken_pipe() -> int:
 
 
 def workflow_start_options(perf: PerformanceSettings | None = None) -> dict[str, Any]:
-    """Keyword arguments every orchestration passes to ``Client.start_workflow``
-    (``**workflow_start_options()``), from ``perf`` (default: the environment):
+    """Keyword arguments every orchestration's start passes to ``Client.start_workflow``
+    (through :func:`start_orchestration`), from ``perf`` (default: the environment):
     ``task_timeout``, so a workflow task held by a worker that was killed is
     retried elsewhere after WORKFLOW_TASK_TIMEOUT instead of the server's 10 s."""
     perf = perf or load_performance_settings()
     return {"task_timeout": perf.workflow_task_timeout}
+
+
+async def start_orchestration(client: Client, run: Callable[..., Awaitable[Any]], arg: Any, *,
+                              id: str, settings: Settings,
+                              search_attributes: TypedSearchAttributes | None = None,
+                              static_summary: str | None = None) -> WorkflowHandle[Any, Any]:
+    """Start a workflow through its class's ``run`` (``SdlcWorkflow.run``: a rename
+    fails at import, not at run time) with the options every orchestration's start
+    shares: the task queue, ``REJECT_DUPLICATE`` IDs and :func:`workflow_start_options`.
+
+    Raises:
+        WorkflowAlreadyStartedError: a workflow with ``id`` exists (running or closed).
+    """
+    return await client.start_workflow(
+        run, arg, id=id, task_queue=settings.temporal_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=search_attributes, static_summary=static_summary,
+        **workflow_start_options())

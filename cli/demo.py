@@ -23,9 +23,10 @@ from cli.learning import format_progress, learning_config, open_database, start_
 from cli.sdlc import feature_request, start_sdlc
 from cli.server import ensure_dev_server
 from models.common import AuditEntry, GateDecision, Verdict
-from models.learning import LearningPhase, LearningProgress, LearningResult
+from models.learning import LearningPhase, LearningResult
 from models.sdlc import GATE_1, SdlcResult
-from workflows.gates import GATE_UPDATE
+from workflows.learning_loop import LearningLoopWorkflow
+from workflows.sdlc import SdlcWorkflow
 
 REVIEWER = "demo-reviewer"
 FEEDBACK = "Say how the export handles an empty selection and very large result sets."
@@ -82,7 +83,7 @@ async def cmd_demo(ctx: Context) -> int:
             verdict, comment = ((Verdict.REJECT, FEEDBACK) if reviewed == 1
                                 else (Verdict.APPROVE, "Covers the edge cases now."))
             print(f"  demo reviewer: {verdict.value} ({comment})", flush=True)
-            await handle.execute_update(GATE_UPDATE, GateDecision(
+            await handle.execute_update(SdlcWorkflow.decide_gate, GateDecision(
                 gate=GATE_1, verdict=verdict, actor=REVIEWER, comment=comment))
 
         await follow(handle, on_entry=review)
@@ -148,7 +149,7 @@ async def run_learning_demo(ctx: Context) -> int:
         await student.run(spec.id)
         result = LearningResult.model_validate(await latest.result())
         printer.cancel()
-        progress = await latest.query("state", result_type=LearningProgress)
+        progress = await latest.query(LearningLoopWorkflow.state)
     print()
     print(format_progress(progress))
     print(f"\n{result.outcome.value} after {result.rounds} round(s), {result.items} item(s) "
@@ -166,7 +167,7 @@ async def _print_rounds(handle: WorkflowHandle[Any, Any]) -> None:
     shown = 0
     while True:
         try:
-            progress = await handle.query("state", result_type=LearningProgress,
+            progress = await handle.query(LearningLoopWorkflow.state,
                                           rpc_timeout=QUERY_TIMEOUT)
         except Exception:  # noqa: BLE001 - between runs
             progress = None

@@ -24,15 +24,25 @@ from cli.common import (
 )
 from cli.keys import accepted_principals, reviewer_keys, signed_decision
 from models.common import AuditEntry, GateAck, GateDecision, GateInfo, Verdict
-from models.signatures import GITHUB_PREFIX, KEY_PREFIX, GateSigners
-from workflows.gates import GATE_UPDATE, SIGNERS_QUERY
+from models.signatures import GITHUB_PREFIX, KEY_PREFIX
+from workflows.gates import GatedWorkflow
 
 POLL_INTERVAL = 0.25  # seconds between progress polls
 
 
-async def query(handle: WorkflowHandle[Any, Any], name: str, result_type: Any = None) -> Any:
-    """Run a query with the CLI's timeout (a workflow without a worker never answers)."""
-    return await handle.query(name, result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
+async def query(handle: WorkflowHandle[Any, Any], query_fn: Callable[..., Any] | str,
+                result_type: Any = None) -> Any:
+    """Run a query with the CLI's timeout (a workflow without a worker never answers).
+
+    Args:
+        query_fn: the workflow class's query method (``GatedWorkflow.pending_gates``;
+            its return annotation gives the result type), or a query name for a
+            query every orchestration defines under its own class (``state``).
+        result_type: the result type of a query given by name (None: raw JSON).
+    """
+    if isinstance(query_fn, str):
+        return await handle.query(query_fn, result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
+    return await handle.query(query_fn, rpc_timeout=QUERY_TIMEOUT)
 
 
 def format_entry(entry: AuditEntry) -> str:
@@ -54,7 +64,7 @@ async def follow(
     while True:
         desc = await handle.describe()
         try:
-            entries = await query(handle, "audit_log", list[AuditEntry])
+            entries = await query(handle, GatedWorkflow.audit_log)
         except Exception:
             entries = []
         for entry in entries[seen:]:
@@ -117,7 +127,7 @@ async def cmd_status(ctx: Context) -> int:
 async def cmd_audit(ctx: Context) -> int:
     """``audit ID``: the whole audit log."""
     handle = await ctx.handle(ctx.args.workflow_id)
-    entries = await query(handle, "audit_log", list[AuditEntry])
+    entries = await query(handle, GatedWorkflow.audit_log)
     ctx.emit(entries, lambda: "\n".join(format_entry(e) for e in entries) or "(empty)")
     return 0
 
@@ -138,7 +148,7 @@ async def gate_info(ctx: Context, handle: WorkflowHandle[Any, Any],
     Raises:
         CliError: no gate is open, the named one is not, or several are and none was named.
     """
-    gates = await query(handle, "pending_gates", list[GateInfo])
+    gates = await query(handle, GatedWorkflow.pending_gates)
     if gate:
         for info in gates:
             if info.gate == gate:
@@ -174,7 +184,7 @@ async def send_decision(ctx: Context, handle: WorkflowHandle[Any, Any], *, gate:
     info = await gate_info(ctx, handle, gate)
     actor = getattr(ctx.args, "actor", None)
     if info.signatures_required:
-        signers = await query(handle, SIGNERS_QUERY, GateSigners)
+        signers = await query(handle, GatedWorkflow.gate_signers)
         run_id = (await handle.describe()).run_id
         decision = signed_decision(
             workflow_id=handle.id, run_id=run_id, gate=info, verdict=verdict,
@@ -187,7 +197,7 @@ async def send_decision(ctx: Context, handle: WorkflowHandle[Any, Any], *, gate:
                            "decide under a plain name")
         decision = GateDecision(gate=info.gate, verdict=verdict, actor=actor or default_actor(),
                                 comment=comment, content=content)
-    return await handle.execute_update(GATE_UPDATE, decision, result_type=GateAck)
+    return await handle.execute_update(GatedWorkflow.decide_gate, decision)
 
 
 async def decide(ctx: Context, verdict: Verdict) -> int:
@@ -206,8 +216,8 @@ async def decide(ctx: Context, verdict: Verdict) -> int:
 async def cmd_keys(ctx: Context) -> int:
     """``keys ID``: which of the reviewer's keys each open gate of the run accepts."""
     handle = await ctx.handle(ctx.args.workflow_id)
-    signers = await query(handle, SIGNERS_QUERY, GateSigners | None)
-    gates = await query(handle, "pending_gates", list[GateInfo])
+    signers = await query(handle, GatedWorkflow.gate_signers)
+    gates = await query(handle, GatedWorkflow.pending_gates)
     if ctx.args.gate:
         gates = [g for g in gates if g.gate == ctx.args.gate]
     keys = reviewer_keys(ctx.args.key)

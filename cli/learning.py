@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from cli.common import (
     QUERY_TIMEOUT,
@@ -23,12 +24,12 @@ from cli.common import (
     default_actor,
     json_flag,
     read_text_file,
+    start_orchestration,
     visibility_literal,
     with_defaults,
 )
 from cli.gates import POLL_INTERVAL
 from cli.review import EXIT_UNSUCCESSFUL, ask_line, follow_run, run_outcome
-from models.common import AuditEntry
 from models.learning import (
     Answer,
     LearningConfig,
@@ -41,12 +42,11 @@ from models.learning import (
     RemediationRef,
     SetMastery,
     SkipKc,
-    SubmitAck,
     SubmitAnswers,
 )
 from settings import Settings
 from temporal_plumbing.search_attributes import ensure_search_attributes
-from workflows.learning_loop import SUBMIT_ANSWERS
+from workflows.learning_loop import LearningLoopWorkflow
 from workflows.search_attributes import STUDENT
 
 
@@ -81,11 +81,10 @@ async def start_learning(client: Client, settings: Settings, config: LearningCon
     search_attributes = None
     if await ensure_search_attributes(client):
         search_attributes = TypedSearchAttributes([SearchAttributePair(STUDENT, config.student)])
-    return await client.start_workflow(
-        "LearningLoopWorkflow", LearningState(config=config), search_attributes=search_attributes,
-        id=learning_workflow_id(config.student, config.curriculum),
-        task_queue=settings.temporal_task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    return await start_orchestration(
+        client, LearningLoopWorkflow.run, LearningState(config=config),
+        id=learning_workflow_id(config.student, config.curriculum), settings=settings,
+        search_attributes=search_attributes,
         static_summary=f"Learning loop: {config.student} on {config.curriculum}")
 
 
@@ -163,9 +162,9 @@ async def cmd_start(ctx: Context) -> int:
     return 0
 
 
-async def _query(ctx: Context, name: str, result_type: Any) -> Any:
+async def _query(ctx: Context, query_fn: Callable[..., Any]) -> Any:
     handle = await ctx.handle(ctx.args.workflow_id)
-    return await handle.query(name, result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
+    return await handle.query(query_fn, rpc_timeout=QUERY_TIMEOUT)
 
 
 def format_test(test: OpenTest) -> str:
@@ -185,7 +184,7 @@ def format_test(test: OpenTest) -> str:
 
 async def cmd_test(ctx: Context) -> int:
     """``learn test ID``: the open test, and where the newest remediation is."""
-    progress: LearningProgress = await _query(ctx, "state", LearningProgress)
+    progress: LearningProgress = await _query(ctx, LearningLoopWorkflow.state)
     test = progress.open_test
     remediation = progress.last_remediation
 
@@ -235,9 +234,8 @@ async def cmd_answer(ctx: Context) -> int:
     else:
         raise CliError("give --item and --answer, or --file answers.yaml (or --finish)", code=2)
     handle = await ctx.handle(args.workflow_id)
-    ack = await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
-        answers=answers, finish=args.finish, student=args.student or ""),
-        result_type=SubmitAck)
+    ack = await handle.execute_update(LearningLoopWorkflow.submit_answers, SubmitAnswers(
+        answers=answers, finish=args.finish, student=args.student or ""))
     ctx.emit(ack, f"{len(ack.accepted)} answer(s) taken for {ack.test_id}; " + (
         "test closed" if ack.closed else f"still to answer: {', '.join(ack.missing)}"))
     return 0
@@ -266,14 +264,14 @@ def format_progress(progress: LearningProgress) -> str:
 
 async def cmd_progress(ctx: Context) -> int:
     """``learn progress ID``: a table of mastery per KC."""
-    progress: LearningProgress = await _query(ctx, "state", LearningProgress)
+    progress: LearningProgress = await _query(ctx, LearningLoopWorkflow.state)
     ctx.emit(progress, lambda: format_progress(progress))
     return 0
 
 
 async def cmd_remediation(ctx: Context) -> int:
     """``learn remediation ID``: the newest remediation artifact's text."""
-    ref: RemediationRef | None = await _query(ctx, "remediation", RemediationRef | None)
+    ref: RemediationRef | None = await _query(ctx, LearningLoopWorkflow.remediation)
     if ref is None:
         raise CliError(f"{ctx.args.workflow_id} has no remediation yet")
     try:
@@ -285,9 +283,9 @@ async def cmd_remediation(ctx: Context) -> int:
     return 0
 
 
-async def _override(ctx: Context, update: str, payload: Any) -> int:
+async def _override(ctx: Context, update: Callable[..., Any], payload: Any) -> int:
     handle = await ctx.handle(ctx.args.workflow_id)
-    ack = await handle.execute_update(update, payload, result_type=OverrideAck)
+    ack: OverrideAck = await handle.execute_update(update, payload)
     ctx.emit(ack, f"{handle.id}: {ack.detail}")
     return 0
 
@@ -295,29 +293,29 @@ async def _override(ctx: Context, update: str, payload: Any) -> int:
 async def cmd_set_mastery(ctx: Context) -> int:
     """``learn set-mastery ID --kc K --mastery P``."""
     a = ctx.args
-    return await _override(ctx, "set_mastery", SetMastery(
+    return await _override(ctx, LearningLoopWorkflow.set_mastery, SetMastery(
         kc=a.kc, mastery=a.mastery, actor=a.actor or default_actor(), reason=a.reason or ""))
 
 
 async def cmd_skip(ctx: Context) -> int:
     """``learn skip ID --kc K``."""
     a = ctx.args
-    return await _override(ctx, "skip_kc", SkipKc(kc=a.kc, actor=a.actor or default_actor(),
-                                                  reason=a.reason or ""))
+    return await _override(ctx, LearningLoopWorkflow.skip_kc, SkipKc(kc=a.kc, 
+        actor=a.actor or default_actor(), reason=a.reason or ""))
 
 
 async def cmd_pause(ctx: Context) -> int:
     """``learn pause ID``."""
     a = ctx.args
-    return await _override(ctx, "pause", PauseResume(actor=a.actor or default_actor(),
-                                                     reason=a.reason or ""))
+    return await _override(ctx, LearningLoopWorkflow.pause, PauseResume(
+        actor=a.actor or default_actor(), reason=a.reason or ""))
 
 
 async def cmd_resume(ctx: Context) -> int:
     """``learn resume ID``."""
     a = ctx.args
-    return await _override(ctx, "resume", PauseResume(actor=a.actor or default_actor(),
-                                                      reason=a.reason or ""))
+    return await _override(ctx, LearningLoopWorkflow.resume, PauseResume(
+        actor=a.actor or default_actor(), reason=a.reason or ""))
 
 
 STUDY_FEEDBACK_KINDS = ("diagnosed", "mastery", "test_expired", "paused", "resumed")
@@ -384,8 +382,8 @@ async def cmd_study(ctx: Context) -> int:
             print(account, flush=True)
             return 0 if ok else EXIT_UNSUCCESSFUL
         progress: LearningProgress = await handle.query(
-            "state", result_type=LearningProgress, rpc_timeout=QUERY_TIMEOUT)
-        for entry in await handle.query("audit_log", result_type=list[AuditEntry],
+            LearningLoopWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
+        for entry in await handle.query(LearningLoopWorkflow.audit_log,
                                         rpc_timeout=QUERY_TIMEOUT):
             key = (entry.at.isoformat(), entry.kind, entry.detail)
             if key not in shown:
@@ -429,10 +427,10 @@ async def cmd_study(ctx: Context) -> int:
                 print(f"stopped; resume with `python starter.py learn study {student}`",
                       flush=True)
                 return 0
-            ack = await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
+            ack = await handle.execute_update(LearningLoopWorkflow.submit_answers, SubmitAnswers(
                 test_id=test.test_id, answers=[Answer(item=item.id,
                                                       answer=study_answer(item, typed))],
-                student=student), result_type=SubmitAck)
+                student=student))
             if ack.closed:
                 print("test handed in; diagnosing...", flush=True)
 

@@ -10,7 +10,7 @@ from cli.common import CliError, Context, json_flag
 from cli.gates import query
 from models.common import Verdict
 from models.llm import LlmLedger
-from workflows.llm import BUDGET_GATE
+from workflows.llm import BUDGET_GATE, LlmWorkflow
 
 
 def format_ledger(ledger: LlmLedger) -> str:
@@ -29,7 +29,7 @@ def format_ledger(ledger: LlmLedger) -> str:
 async def cmd_ledger(ctx: Context) -> int:
     """``ledger ID``: every LLM call summed per phase, total and budget."""
     handle = await ctx.handle(ctx.args.workflow_id)
-    ledger = await query(handle, "llm_ledger", LlmLedger)
+    ledger = await query(handle, LlmWorkflow.llm_ledger)
     ctx.emit(ledger, lambda: f"{handle.id} LLM ledger\n{format_ledger(ledger)}")
     return 0
 

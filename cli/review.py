@@ -39,7 +39,8 @@ from cli.common import (
     positive_int,
     visibility_literal,
 )
-from models.common import AuditEntry, GateInfo, Verdict
+from models.common import GateInfo, Verdict
+from workflows.gates import GatedWorkflow
 from workflows.search_attributes import ANYONE, GATE_OPENED_AT, GATE_REVIEWERS, OPEN_GATES
 
 EXIT_UNSUCCESSFUL = 3
@@ -128,7 +129,7 @@ class GateWatcher:
     async def poll(self, handle: WorkflowHandle[Any, Any]) -> None:
         """Show (and on a terminal, decide) the gates opened since the last poll."""
         try:
-            infos = await gates.query(handle, "pending_gates", list[GateInfo])
+            infos = await gates.query(handle, GatedWorkflow.pending_gates)
         except RPCError:
             return  # no worker answers right now; try again at the next poll
         for info in infos:
@@ -231,7 +232,7 @@ async def follow_run(ctx: Context, handle: WorkflowHandle[Any, Any],
     while True:
         desc = await latest.describe()
         try:
-            entries = await gates.query(latest, "audit_log", list[AuditEntry])
+            entries = await gates.query(latest, GatedWorkflow.audit_log)
         except RPCError:
             entries = []
         for entry in entries:
@@ -274,7 +275,7 @@ async def cmd_inbox(ctx: Context) -> int:
             attrs = wf.typed_search_attributes
             handle = client.get_workflow_handle(wf.id)
             try:
-                infos = await gates.query(handle, "pending_gates", list[GateInfo])
+                infos = await gates.query(handle, GatedWorkflow.pending_gates)
             except RPCError:  # no worker answers: what the attributes say
                 infos = [GateInfo(gate=g, opened_at=attrs.get(GATE_OPENED_AT) or wf.start_time,
                                   allowed_actors=[r for r in attrs.get(GATE_REVIEWERS) or []

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from cli.common import (
     CliError,
@@ -16,13 +16,14 @@ from cli.common import (
     checked_workflow_id,
     json_flag,
     read_text_file,
+    start_orchestration,
     with_defaults,
-    workflow_start_options,
 )
 from cli.review import follow_run
 from models.sdlc import FeatureRequest, SdlcPhase, slugify
 from settings import Settings
 from temporal_plumbing.search_attributes import ensure_search_attributes
+from workflows.sdlc import SdlcWorkflow
 from workflows.search_attributes import SDLC_PHASE
 
 
@@ -53,13 +54,9 @@ async def start_sdlc(client: Client, settings: Settings, req: FeatureRequest
     if await ensure_search_attributes(client):
         search_attributes = TypedSearchAttributes(
             [SearchAttributePair(SDLC_PHASE, SdlcPhase.IDLE.value)])
-    return await client.start_workflow(
-        "SdlcWorkflow", req, id=sdlc_workflow_id(req), task_queue=settings.temporal_task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=search_attributes,
-        static_summary=f"SDLC: {req.title}",
-        **workflow_start_options(),
-    )
+    return await start_orchestration(
+        client, SdlcWorkflow.run, req, id=sdlc_workflow_id(req), settings=settings,
+        search_attributes=search_attributes, static_summary=f"SDLC: {req.title}")
 
 
 async def cmd_start(ctx: Context) -> int:

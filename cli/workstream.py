@@ -17,13 +17,20 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.workstream import verify_chain
 from cli import gates
-from cli.common import CliError, Context, default_actor, failure_message, json_flag
+from cli.common import (
+    CliError,
+    Context,
+    default_actor,
+    failure_message,
+    json_flag,
+    start_orchestration,
+)
 from cli.review import EXIT_UNSUCCESSFUL, GateWatcher
 from models.common import Verdict
 from models.text import NotUtf8Error, decode_utf8
@@ -31,7 +38,6 @@ from models.workstream import (
     DEFAULT_ROUTER_CONFIG,
     ID_RE,
     Progress,
-    ResumeAck,
     ResumeRequest,
     RouterConfig,
     RunState,
@@ -43,6 +49,7 @@ from models.workstream import (
 from settings import Settings
 from temporal_plumbing.search_attributes import ensure_search_attributes
 from workflows.search_attributes import WORK_ITEM, WORKSTREAM_STATE
+from workflows.workstream import WorkstreamWorkflow
 
 
 def workstream_id(work_item_or_id: str) -> str:
@@ -150,10 +157,9 @@ async def start_workstream(client: Client, settings: Settings, inp: WorkstreamIn
         attrs = TypedSearchAttributes([
             SearchAttributePair(WORKSTREAM_STATE, RunState.PENDING.value),
             SearchAttributePair(WORK_ITEM, inp.spec.work_item)])
-    return await client.start_workflow(
-        "WorkstreamWorkflow", inp, id=wf_id,
-        task_queue=settings.temporal_task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, search_attributes=attrs,
+    return await start_orchestration(
+        client, WorkstreamWorkflow.run, inp, id=wf_id, settings=settings,
+        search_attributes=attrs,
         static_summary=f"workstream {inp.spec.work_item}: {len(inp.spec.steps)} steps")
 
 
@@ -165,7 +171,7 @@ async def follow_progress(handle: WorkflowHandle[Any, Any], quiet: bool = False,
     last = ""
     while True:
         desc = await handle.describe()
-        progress = await gates.query(handle, "progress", Progress)
+        progress = await gates.query(handle, WorkstreamWorkflow.progress)
         line = (f"{progress.state.value}: done {len(progress.done)}, running "
                 f"{','.join(progress.running) or '-'}, review {','.join(progress.review) or '-'}, "
                 f"failed {','.join(progress.failed) or '-'}, blocked "
@@ -249,7 +255,7 @@ async def cmd_start(ctx: Context) -> int:
 async def cmd_status(ctx: Context) -> int:
     """``workstream status ID``: run state and step progress."""
     handle = await ctx.handle(workstream_id(ctx.args.workflow_id))
-    progress = await gates.query(handle, "progress", Progress)
+    progress = await gates.query(handle, WorkstreamWorkflow.progress)
     state = await gates.query(handle, "state")
 
     def text() -> str:
@@ -345,7 +351,7 @@ def report_json(r: WorkstreamReport) -> dict[str, Any]:
 async def cmd_report(ctx: Context) -> int:
     """``workstream report ID [--format markdown|json]``."""
     handle = await ctx.handle(workstream_id(ctx.args.workflow_id))
-    report = await gates.query(handle, "report", WorkstreamReport)
+    report = await gates.query(handle, WorkstreamWorkflow.report)
     if ctx.json or ctx.args.format == "json":
         print(json.dumps(report_json(report), indent=2, default=str))
     else:
@@ -357,8 +363,8 @@ async def cmd_resume(ctx: Context) -> int:
     """``workstream resume ID``: re-run the failed steps of a quarantined run."""
     handle = await ctx.handle(workstream_id(ctx.args.workflow_id))
     ack = await handle.execute_update(
-        "resume", ResumeRequest(actor=ctx.args.actor or default_actor(),
-                                comment=ctx.args.comment or ""), result_type=ResumeAck)
+        WorkstreamWorkflow.resume, ResumeRequest(actor=ctx.args.actor or default_actor(),
+                                                 comment=ctx.args.comment or ""))
     ctx.emit(ack, f"resumed {handle.id}; re-running {', '.join(ack.rerun) or 'nothing'}")
     return 0
 
@@ -373,7 +379,7 @@ async def cmd_verify(ctx: Context) -> int:
     """``workstream verify ID``: check the run's chain of handoff commits; exit 1 and
     name the first bad commit when it is broken."""
     handle = await ctx.handle(workstream_id(ctx.args.workflow_id))
-    report = await gates.query(handle, "report", WorkstreamReport)
+    report = await gates.query(handle, WorkstreamWorkflow.report)
     if not report.workspace or not report.branch:
         raise CliError(f"{handle.id} has no workspace yet; nothing to verify")
     check = await asyncio.to_thread(verify_chain, Path(report.workspace), report.branch,

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.signers import GateSignerActivities
@@ -36,6 +38,36 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _terminate_runs_left_on_the_shared_server(request: pytest.FixtureRequest
+                                                    ) -> AsyncIterator[None]:
+    """After each test that used ``ts_env``, terminate the runs it left open.
+
+    The time-skipping server stops skipping time while it believes an activity is
+    running; a run left at a gate with a heartbeating activity (a GitHub poll, an
+    agent) when the test's worker stopped would hold that lock until the
+    activity's timeout passed in real time, and every later test that waits on a
+    timer would hang. Terminating the run releases it.
+    """
+    yield
+    if "ts_env" not in request.fixturenames:
+        return
+    env: WorkflowEnvironment = request.getfixturevalue("ts_env")
+    service = env.client.workflow_service
+    while True:
+        page = await service.list_open_workflow_executions(ListOpenWorkflowExecutionsRequest(
+            namespace=env.client.namespace, maximum_page_size=1000))
+        if not page.executions:
+            return
+        for execution in page.executions:
+            try:
+                await env.client.get_workflow_handle(
+                    execution.execution.workflow_id, run_id=execution.execution.run_id
+                ).terminate(reason="test finished")
+            except RPCError:
+                pass  # closed meanwhile
 
 
 @pytest_asyncio.fixture

@@ -196,7 +196,7 @@ class SdlcWorkflow(LlmWorkflow):
         return await self.wait_for_decision(
             GATE_1,
             prompt=f"approve, reject or revise the spec of round {self._state.round}",
-            artifact=self._state.specs[-1].path if self._state.specs else "",
+            artifact=self._spec_to_judge(),
             allowed_actors=self._req.reviewers,
             reminder_interval=self._req.reminder_interval,
             expires_after=self._req.gate_expiry,
@@ -223,6 +223,17 @@ class SdlcWorkflow(LlmWorkflow):
                           audit=self.audit_log(), ledger=[u.model_dump() for u in self.ledger],
                           gate=gate, spec=self._state.specs[-1])
         workflow.continue_as_new(self._req.model_copy(update={"carried": carry}))
+
+    def _spec_to_judge(self) -> str:
+        """The spec of this round and the command showing its diff from the
+        previous round (each round is one commit on the branch)."""
+        if not self._state.specs:
+            return ""
+        path = self._state.specs[-1].path
+        if self._state.round > 1 and self._state.worktree:
+            return (f"{path} (changes since round {self._state.round - 1}: "
+                    f"git -C {self._state.worktree} diff HEAD~1 -- {path})")
+        return path
 
     @property
     def _on_github(self) -> bool:
