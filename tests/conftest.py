@@ -30,20 +30,24 @@ NO_SIGNERS = GateSignerActivities(None).load_gate_signers
 worker's activities themselves (every gated workflow loads the signers)."""
 
 
+_shared_ts_env: dict[str, WorkflowEnvironment] = {}
+
+
 @pytest_asyncio.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server."""
     env = await start_time_skipping_env()
+    _shared_ts_env["env"] = env
     try:
         yield env
     finally:
+        _shared_ts_env.pop("env", None)
         await env.shutdown()
 
 
 @pytest_asyncio.fixture(autouse=True)
-async def _terminate_runs_left_on_the_shared_server(request: pytest.FixtureRequest
-                                                    ) -> AsyncIterator[None]:
-    """After each test that used ``ts_env``, terminate the runs it left open.
+async def _terminate_runs_left_on_the_shared_server() -> AsyncIterator[None]:
+    """After each test, terminate the runs it left open on the shared ``ts_env``.
 
     The time-skipping server stops skipping time while it believes an activity is
     running; a run left at a gate with a heartbeating activity (a GitHub poll, an
@@ -52,9 +56,9 @@ async def _terminate_runs_left_on_the_shared_server(request: pytest.FixtureReque
     timer would hang. Terminating the run releases it.
     """
     yield
-    if "ts_env" not in request.fixturenames:
+    env = _shared_ts_env.get("env")
+    if env is None:
         return
-    env: WorkflowEnvironment = request.getfixturevalue("ts_env")
     service = env.client.workflow_service
     while True:
         page = await service.list_open_workflow_executions(ListOpenWorkflowExecutionsRequest(
