@@ -60,9 +60,9 @@ with workflow.unsafe.imports_passed_through():
 PATCH_FAILED_RUN_REMOVES_WORKTREE = "failed-run-removes-worktree"
 # workflow.patched ID: GATE_1 polls GitHub comments with one long-running, heartbeating
 # activity that returns only on news (instead of a poll activity per durable timer),
-# and continues as new when the history is full (runs recorded before this change
-# poll on a timer and never continue as new; a gate that opened before an upgrade
-# keeps its way of polling until it closes)
+# and continues as new when the history is full. A patch is decided once per run:
+# a run started before this change keeps polling on a timer, without continuing as
+# new, until it ends; runs started after it (and their continuations) take the watch.
 PATCH_LONG_GATE = "sdlc-gate-watch-and-continue-as-new"
 
 
@@ -196,7 +196,7 @@ class SdlcWorkflow(LlmWorkflow):
         return await self.wait_for_decision(
             GATE_1,
             prompt=f"approve, reject or revise the spec of round {self._state.round}",
-            artifact=self._state.specs[-1].path if self._state.specs else "",
+            artifact=self._spec_to_judge(),
             allowed_actors=self._req.reviewers,
             reminder_interval=self._req.reminder_interval,
             expires_after=self._req.gate_expiry,
@@ -223,6 +223,17 @@ class SdlcWorkflow(LlmWorkflow):
                           audit=self.audit_log(), ledger=[u.model_dump() for u in self.ledger],
                           gate=gate, spec=self._state.specs[-1])
         workflow.continue_as_new(self._req.model_copy(update={"carried": carry}))
+
+    def _spec_to_judge(self) -> str:
+        """The spec of this round and the command showing its diff from the
+        previous round (each round is one commit on the branch)."""
+        if not self._state.specs:
+            return ""
+        path = self._state.specs[-1].path
+        if self._state.round > 1 and self._state.worktree:
+            return (f"{path} (changes since round {self._state.round - 1}: "
+                    f"git -C {self._state.worktree} diff HEAD~1 -- {path})")
+        return path
 
     @property
     def _on_github(self) -> bool:

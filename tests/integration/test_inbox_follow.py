@@ -120,6 +120,12 @@ async def test_review_asks_on_a_terminal_and_decides_as_the_reviewer(
             shown = await asyncio.to_thread(read_until, master, "[s]kip?")
             assert f"== gate GATE_1 is open on {wf_id}" in shown
             assert "to judge: " in shown and "who may decide: alice" in shown
+            os.write(master, b"v\n")  # revise: round 2, then approve
+            await asyncio.to_thread(read_until, master, "comment")
+            os.write(master, b"more detail\n")
+            shown = await asyncio.to_thread(read_until, master, "[s]kip?")
+            assert "GATE_1: revise accepted" in shown
+            assert "changes since round 1: git -C " in shown and "diff HEAD~1 -- " in shown
             os.write(master, b"a\n")
             await asyncio.to_thread(read_until, master, "comment")
             os.write(master, b"looks right\n")

@@ -34,6 +34,20 @@ from workflows.gates import GATE_SIGNAL, GATE_UPDATE  # noqa: E402
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
+def save(name: str, history_json: str) -> None:
+    """Write a new history ``name`` under ``histories/``; the directory is append-only,
+    so an existing history is never overwritten (name a changed scenario anew).
+
+    Raises:
+        FileExistsError: ``name`` was recorded before.
+    """
+    path = HISTORIES / name
+    if path.exists():
+        raise FileExistsError(f"{path} exists: histories are append-only; record the "
+                              "changed scenario under a new name")
+    path.write_text(history_json)
+
+
 async def record_sdlc(workdir: Path) -> None:
     """SDLC: reject once, then approve, with the offline agent."""
     repo = workdir / "replay-repo"
@@ -57,7 +71,7 @@ async def record_sdlc(workdir: Path) -> None:
                 await asyncio.sleep(0.3)
             await handle.result()
             history = await handle.fetch_history()
-        (HISTORIES / "sdlc_reject_then_approve.json").write_text(history.to_json())
+        save("sdlc_reject_then_approve.json", history.to_json())
     finally:
         await env.shutdown()
 
@@ -83,7 +97,7 @@ async def record_analysis(workdir: Path) -> None:
                             decision("outline")]})
             await handle.result()
             history = await handle.fetch_history()
-        (HISTORIES / "analysis_sources_outline_revise.json").write_text(history.to_json())
+        save("analysis_sources_outline_revise.json", history.to_json())
     finally:
         await env.shutdown()
 
@@ -108,7 +122,7 @@ async def record_analysis_sources_review(workdir: Path) -> None:
                 decision("sources")]})
             await handle.result()
             history = await handle.fetch_history()
-        (HISTORIES / "analysis_sources_added_reviewed.json").write_text(history.to_json())
+        save("analysis_sources_added_reviewed.json", history.to_json())
     finally:
         await env.shutdown()
 
@@ -151,10 +165,10 @@ async def record_learning(workdir: Path) -> None:
                     Answer(item=i.id, answer=answer) for i in test.items]))
             await latest.result()
             first = env.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
-            (HISTORIES / "learning_loop_round_1.json").write_text(
-                (await first.fetch_history()).to_json())
-            (HISTORIES / "learning_loop_round_2.json").write_text(
-                (await latest.fetch_history()).to_json())
+            save("learning_loop_round_1.json",
+                 (await first.fetch_history()).to_json())
+            save("learning_loop_round_2.json",
+                 (await latest.fetch_history()).to_json())
     finally:
         await env.shutdown()
 
@@ -206,8 +220,8 @@ async def record_workstream(workdir: Path) -> None:
             await asyncio.sleep(2)
             breaker = await env.client.get_workflow_handle(
                 "workstream-breakers-replay").fetch_history()
-        (HISTORIES / "workstream_diamond_retry_gate.json").write_text(history.to_json())
-        (HISTORIES / "workstream_breaker.json").write_text(breaker.to_json())
+        save("workstream_diamond_retry_gate.json", history.to_json())
+        save("workstream_breaker.json", breaker.to_json())
     finally:
         await env.shutdown()
 
@@ -257,7 +271,9 @@ async def record_workstream_user_steps(workdir: Path) -> None:
 
 
 async def record_sdlc_github(workdir: Path) -> None:
-    """SDLC with GitHub (the local GitHub server): `/revise` by comment, then `/approve`."""
+    """SDLC with GitHub (the local GitHub server): `/revise` by comment, then `/approve`,
+    through the long-running comment watch (sdlc_github_revise_then_approve.json is
+    the same scenario recorded before it, with polls on a timer)."""
     repo, remote = workdir / "replay-gh-repo", workdir / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     repo.mkdir()
@@ -286,7 +302,7 @@ async def record_sdlc_github(workdir: Path) -> None:
                     await asyncio.sleep(1.0)
                 await handle.result()
                 history = await handle.fetch_history()
-        (HISTORIES / "sdlc_github_revise_then_approve.json").write_text(history.to_json())
+        save("sdlc_github_watch_revise_then_approve.json", history.to_json())
     finally:
         await env.shutdown()
 
@@ -321,7 +337,7 @@ async def record_sdlc_signals(workdir: Path) -> None:
                 await asyncio.sleep(0.5)
             await handle.result()
             history = await handle.fetch_history()
-        (HISTORIES / "sdlc_signals_refused_then_decided.json").write_text(history.to_json())
+        save("sdlc_signals_refused_then_decided.json", history.to_json())
     finally:
         await env.shutdown()
 
@@ -343,7 +359,7 @@ async def record_analysis_grounded(workdir: Path) -> None:
             await drive(handle)
             await handle.result()
             history = await handle.fetch_history()
-        (HISTORIES / "analysis_grounded_citation_support.json").write_text(history.to_json())
+        save("analysis_grounded_citation_support.json", history.to_json())
     finally:
         await env.shutdown()
 
@@ -395,7 +411,7 @@ async def record_learning_templates(workdir: Path) -> None:
                 Answer(item=i.id, answer="The numerator." if i.id == "ls-1" else "1/2")
                 for i in test.items]))
             await handle.result()
-            (HISTORIES / "learning_loop_item_templates.json").write_text(
+            save("learning_loop_item_templates.json",
                 (await handle.fetch_history()).to_json())
     finally:
         await env.shutdown()
@@ -482,7 +498,7 @@ async def record_faults(workdir: Path) -> None:
                 await handle.result()
             except Exception:  # noqa: BLE001 - it is meant to fail
                 pass
-            (HISTORIES / "workstream_retry_then_fail_removes_worktree.json").write_text(
+            save("workstream_retry_then_fail_removes_worktree.json",
                 (await handle.fetch_history()).to_json())
             sdlc = await start_sdlc(env.client, settings, feature_request(
                 settings, title="Add XML export", description="Export as XML.",
@@ -495,7 +511,7 @@ async def record_faults(workdir: Path) -> None:
                 await sdlc.result()
             except Exception:  # noqa: BLE001 - it is meant to fail
                 pass
-            (HISTORIES / "sdlc_reject_fails_removes_worktree.json").write_text(
+            save("sdlc_reject_fails_removes_worktree.json",
                 (await sdlc.fetch_history()).to_json())
     finally:
         await env.shutdown()
@@ -522,7 +538,7 @@ async def record_sdlc_gate_inbox(workdir: Path) -> None:
             await handle.execute_update(GATE_UPDATE, GateDecision(
                 gate=GATE_1, verdict=Verdict.APPROVE, actor="alice", comment="ok"))
             await handle.result()
-            (HISTORIES / "sdlc_gate_search_attributes.json").write_text(
+            save("sdlc_gate_search_attributes.json",
                 (await handle.fetch_history()).to_json())
     finally:
         await env.shutdown()

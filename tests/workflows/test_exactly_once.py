@@ -94,7 +94,7 @@ async def test_two_sdlc_runs_started_at_once_get_different_branch_numbers(
             await asyncio.gather(*(gate_open(h) for h in handles))
             branches = [(await h.query(SdlcWorkflow.state)).branch for h in handles]
             for h in handles:
-                await h.cancel()
+                await h.terminate()
     assert all(isinstance(b, BranchRef) for b in branches)
     assert sorted(b.number for b in branches) == [1, 2]
 

@@ -110,9 +110,9 @@ async def test_a_github_gate_open_for_seven_days_stays_bounded_and_decides(
     # the gate decided correctly across the runs (the audit log is carried)
     decisions = [(e.actor, e.detail) for e in result.audit if e.kind == "decision"]
     assert [(a, d.split(" (via")[0]) for a, d in decisions] == [
-        ("alice", "GATE_1: revise"), ("alice", "GATE_1: approve")]
+        ("github:alice", "GATE_1: revise"), ("github:alice", "GATE_1: approve")]
     refused = [e for e in result.audit if e.kind == "refused"]
-    assert [e.actor for e in refused] == ["alice"] and "needs a comment" in refused[0].detail
+    assert [e.actor for e in refused] == ["github:alice"] and "needs a comment" in refused[0].detail
     assert sum(e.kind == "continued_as_new" for e in result.audit) == len(runs) - 1
     assert sum(e.kind == "reminder" for e in result.audit) >= 4
     bodies = [c["body"] for c in gh.comments_on(1)]
