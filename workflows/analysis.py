@@ -26,6 +26,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies, search_attributes
+from workflows.gates import failure_message
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -76,10 +77,7 @@ again, listing them, so the reviewer sees what was added before proceeding (runs
 recorded before this went on at once)."""
 
 
-def failure_text(err: ActivityError) -> str:
-    """The innermost message of an activity failure."""
-    cause = err.cause
-    return cause.message if cause is not None else err.message
+failure_text = failure_message  # the one helper of workflows.gates
 
 
 @workflow.defn(name="AnalysisWorkflow")

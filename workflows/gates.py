@@ -519,6 +519,19 @@ def history_full(budget: int = DEFAULT_HISTORY_BUDGET) -> bool:
     return info.is_continue_as_new_suggested() or info.get_current_history_length() >= budget
 
 
+def failure_message(err: ActivityError) -> str:
+    """The innermost message of an activity failure (the ``ApplicationError`` the
+    activity raised), or the failure's own message when it has no cause; every
+    orchestration words its failures with this and :func:`activity_failure`."""
+    cause = err.cause
+    return getattr(cause, "message", None) or err.message
+
+
+def activity_failure(err: ActivityError) -> str:
+    """``<activity type> failed: <innermost message>`` (audit entries, failure reasons)."""
+    return f"{err.activity_type} failed: {failure_message(err)}"
+
+
 def parse_payload(model: type[M], payload: Sequence[object]) -> tuple[M | None, str]:
     """Validate the raw input of a signal or update into one ``model``.
 

@@ -34,7 +34,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies
-from workflows.gates import claimed, parse_payload
+from workflows.gates import activity_failure, claimed, failure_message, parse_payload
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -222,9 +222,8 @@ class LearningLoopWorkflow(LlmWorkflow):
             if is_cancelled_exception(err):  # cancelled: ends CANCELED, not FAILED
                 self.record("canceled", f"{err.activity_type} was cancelled with the run")
                 raise
-            cause = err.cause
-            message = getattr(cause, "message", None) or err.message
-            self.record("failed", f"{err.activity_type} failed: {message}")
+            message = failure_message(err)
+            self.record("failed", activity_failure(err))
             await self.handlers_finished()
             raise ApplicationError(f"learning loop failed: {err.activity_type}: {message}",
                                    type="LearningLoopFailed", non_retryable=True) from None

@@ -25,7 +25,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies, search_attributes
-from workflows.gates import GITHUB_CHANNEL
+from workflows.gates import GITHUB_CHANNEL, activity_failure
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -411,7 +411,4 @@ class SdlcWorkflow(LlmWorkflow):
         )
 
 
-def _activity_failure(err: ActivityError) -> str:
-    """``<activity> failed: <innermost message>`` for the audit log."""
-    cause = err.cause
-    return f"{err.activity_type} failed: {cause.message if cause else err.message}"
+_activity_failure = activity_failure  # the one helper of workflows.gates

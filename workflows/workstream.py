@@ -53,7 +53,7 @@ from temporalio.exceptions import (
 from temporalio.workflow import ActivityCancellationType
 
 from workflows import policies, search_attributes
-from workflows.gates import GatedWorkflow
+from workflows.gates import GatedWorkflow, activity_failure
 
 with workflow.unsafe.imports_passed_through():
     from activities.agents import AgentActivities
@@ -249,9 +249,7 @@ class WorkstreamWorkflow(GatedWorkflow):
                 self._set_state(RunState.CANCELED, "canceled")
                 raise
             await self._remove_worktree("failed")
-            cause = err.cause
-            await self._fail(f"{err.activity_type} failed: "
-                             f"{cause.message if cause else err.message}")
+            await self._fail(activity_failure(err))
         if all(st == StepState.SUCCEEDED for st in self._steps.values()):
             self._set_state(RunState.SUCCEEDED, "every step succeeded")
             await self.handlers_finished()
