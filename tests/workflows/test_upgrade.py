@@ -11,16 +11,16 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
     from activities.signers import GateSignerActivities
     from models.common import Verdict
     from models.issues import CommentCommand, CommentPoll, CommentPollInput, CommentWatchInput
     from models.sdlc import FeatureRequest, IssueRef, OpenIssueInput, SdlcPhase, SdlcResult
+    from temporal_plumbing.workers import replayer
     from tests.workflows.test_sdlc import FakeActivities, gate_open, request
     from workflows.sdlc import PATCH_LONG_GATE, SdlcWorkflow
 
@@ -127,9 +127,9 @@ async def test_a_run_started_on_old_code_finishes_on_new_code(ts_env: WorkflowEn
     assert "poll_issue_comments" not in scheduled(new_history)
     assert markers(new_history, PATCH_LONG_GATE)
     # both histories replay on today's code
-    replayer = Replayer(workflows=[SdlcWorkflow], data_converter=pydantic_data_converter)
+    replay = replayer([SdlcWorkflow])
     for h in (history, new_history):
-        assert (await replayer.replay_workflow(h)).replay_failure is None
+        assert (await replay.replay_workflow(h)).replay_failure is None
 
 
 def scheduled(history) -> list[str]:  # noqa: ANN001 - a WorkflowHistory
