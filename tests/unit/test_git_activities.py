@@ -17,6 +17,7 @@ from activities.git import GitActivities, commit_round
 from models.git import PrepareBranchInput, WorktreeInput
 from models.sdlc import AgentTask
 from tests.conftest import git
+from tests.fault_harness import alive
 
 
 def prepare(acts: GitActivities, repo: Path, wf: str, slug: str = "csv-export"):
@@ -158,13 +159,6 @@ async def test_agent_that_writes_nothing_or_fails_is_an_error(git_repo):
     assert err.value.non_retryable and "not available" in err.value.message
 
 
-def _alive(pid: int) -> bool:
-    """Running and not a zombie (a killed orphan may wait unreaped in a container)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
 
 
 async def test_timeout_and_cancellation_kill_the_process_group(tmp_path):
@@ -177,7 +171,7 @@ async def test_timeout_and_cancellation_kill_the_process_group(tmp_path):
     assert err.value.type == "AgentTimeout"
     child = int(pidfile.read_text())
     time.sleep(0.2)
-    assert not _alive(child)
+    assert not alive(child)
 
     pidfile.unlink()
     env = ActivityEnvironment()
@@ -191,4 +185,4 @@ async def test_timeout_and_cancellation_kill_the_process_group(tmp_path):
         await run
     child = int(pidfile.read_text())
     time.sleep(0.2)
-    assert not _alive(child)
+    assert not alive(child)

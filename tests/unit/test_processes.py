@@ -16,16 +16,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities.git import GitError, git
 from activities.processes import Fence, group_members, kill_fenced, run_sync
+from tests.fault_harness import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
 
 
 def _wait_for(path: Path, timeout: float = 20) -> str:
@@ -39,9 +34,9 @@ def _wait_for(path: Path, timeout: float = 20) -> str:
 
 def _gone(pid: int, timeout: float = 5) -> bool:
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not _alive(pid)
+    return not alive(pid)
 
 
 def _fake_worker(tmp_path: Path, script: str, fence_dir: Path) -> subprocess.Popen:
@@ -71,7 +66,7 @@ def test_a_child_dies_with_its_worker_and_a_new_attempt_kills_the_rest(tmp_path)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     assert _gone(shell), "the parent-death signal did not kill the direct child"
-    assert _alive(sleeper)  # an orphan of the dead attempt, still in its group
+    assert alive(sleeper)  # an orphan of the dead attempt, still in its group
 
     fence = Fence(fences, "step-x-1", "attempt-2")
     assert fence.take() == shell
@@ -96,7 +91,7 @@ def test_kill_fenced_kills_every_recorded_group_and_spares_reused_pids(tmp_path)
     try:
         (tmp_path / "agent-round-1.json").write_text(
             f'{{"owner": "a", "pgid": {other.pid}, "started": 1}}')  # another start time
-        assert kill_fenced(tmp_path) == [] and _alive(other.pid)
+        assert kill_fenced(tmp_path) == [] and alive(other.pid)
     finally:
         other.kill()
         other.wait()

@@ -43,6 +43,7 @@ from models.workstream import (
     breaker_workflow_id,
 )
 from settings import Settings
+from tests.fault_harness import alive
 from worker import make_worker
 from workflows.gates import GATE_UPDATE
 
@@ -318,13 +319,6 @@ async def test_cancel_kills_the_running_process_group(private_ts_env: WorkflowEn
     assert not alive(pid)
 
 
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie left for a non-reaping PID 1 counts as dead)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
 
 
 def git(cwd: Path, *args: str) -> str:
