@@ -48,13 +48,18 @@ def save(name: str, history_json: str) -> None:
     path.write_text(history_json)
 
 
-async def record_sdlc(workdir: Path) -> None:
-    """SDLC: reject once, then approve, with the offline agent."""
-    repo = workdir / "replay-repo"
+def new_repository(repo: Path) -> None:
+    """Create ``repo`` as a git repository on ``main`` with one empty commit."""
     repo.mkdir()
     for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
                                                  "commit", "-q", "--allow-empty", "-m", "init"]):
         subprocess.run(["git", *args], cwd=repo, check=True)
+
+
+async def record_sdlc(workdir: Path) -> None:
+    """SDLC: reject once, then approve, with the offline agent."""
+    repo = workdir / "replay-repo"
+    new_repository(repo)
     env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
                         workstream_trust_spec_tools=True)
@@ -276,10 +281,8 @@ async def record_sdlc_github(workdir: Path) -> None:
     the same scenario recorded before it, with polls on a timer)."""
     repo, remote = workdir / "replay-gh-repo", workdir / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
-    repo.mkdir()
-    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
-                                                 "commit", "-q", "--allow-empty", "-m", "init"],
-                 ["remote", "add", "origin", str(remote)], ["push", "-q", "origin", "main"]):
+    new_repository(repo)
+    for args in (["remote", "add", "origin", str(remote)], ["push", "-q", "origin", "main"]):
         subprocess.run(["git", *args], cwd=repo, check=True)
     env = await start_local_env()
     try:
@@ -311,10 +314,7 @@ async def record_sdlc_signals(workdir: Path) -> None:
     """SDLC decided by signals: at GATE_1 a malformed payload, an unknown verdict, a
     misspelt signal name (all refused), then a revise; then an approve."""
     repo = workdir / "replay-signals-repo"
-    repo.mkdir()
-    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
-                                                 "commit", "-q", "--allow-empty", "-m", "init"]):
-        subprocess.run(["git", *args], cwd=repo, check=True)
+    new_repository(repo)
     env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
     try:
@@ -477,10 +477,7 @@ async def record_faults(workdir: Path) -> None:
     )
 
     repo = workdir / "replay-faults-repo"
-    repo.mkdir()
-    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
-                                                 "commit", "-q", "--allow-empty", "-m", "init"]):
-        subprocess.run(["git", *args], cwd=repo, check=True)
+    new_repository(repo)
     env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
     try:
@@ -522,10 +519,7 @@ async def record_sdlc_gate_inbox(workdir: Path) -> None:
     ``gate-search-attributes``): GATE_1 sets OpenGates, GateReviewers and
     GateOpenedAt while it is open and unsets them once approved."""
     repo = workdir / "replay-repo"
-    repo.mkdir()
-    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
-                                                 "commit", "-q", "--allow-empty", "-m", "init"]):
-        subprocess.run(["git", *args], cwd=repo, check=True)
+    new_repository(repo)
     env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
     try:
@@ -556,10 +550,7 @@ async def record_sdlc_signed(workdir: Path) -> None:
         sign,
     )
     repo = workdir / "replay-repo"
-    repo.mkdir()
-    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
-                                                 "commit", "-q", "--allow-empty", "-m", "init"]):
-        subprocess.run(["git", *args], cwd=repo, check=True)
+    new_repository(repo)
     alice = Ed25519PrivateKey.generate()
     allowed = workdir / "allowed_signers"
     allowed.write_text(f"alice {public_key_line(alice.public_key().public_bytes_raw())}\n")
