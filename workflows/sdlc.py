@@ -123,7 +123,7 @@ class SdlcWorkflow(LlmWorkflow):
             if is_cancelled_exception(err):  # an activity cancelled with the run
                 await self._cleanup_on_cancel()
                 raise
-            await self._fail(_activity_failure(err))
+            await self._fail(activity_failure(err))
 
     async def _phase_1(self, req: FeatureRequest, wf_id: str) -> None:
         """PHASE_1: the tracking issue, the branch and its worktree."""
@@ -276,7 +276,7 @@ class SdlcWorkflow(LlmWorkflow):
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
-            self.record("comment_poll_failed", _activity_failure(err))
+            self.record("comment_poll_failed", activity_failure(err))
             await workflow.sleep(policies.COMMENT_WATCH_RESTART,
                                  summary="restart the comment watch")
             return
@@ -298,7 +298,7 @@ class SdlcWorkflow(LlmWorkflow):
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
-            self.record("comment_poll_failed", _activity_failure(err))
+            self.record("comment_poll_failed", activity_failure(err))
             return
         await self._act_on_commands(gate, poll)
 
@@ -331,7 +331,7 @@ class SdlcWorkflow(LlmWorkflow):
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
-            self.record("comment_failed", _activity_failure(err))
+            self.record("comment_failed", activity_failure(err))
 
     async def _open_pull_request(self, spec: ArtifactRef, decision: GateDecision) -> None:
         assert self._req and self._state.issue and self._state.branch
@@ -378,7 +378,7 @@ class SdlcWorkflow(LlmWorkflow):
             try:
                 await self._remove_worktree("failed")
             except ActivityError as err:  # the run fails anyway; say what was left
-                self.record("worktree_left", _activity_failure(err))
+                self.record("worktree_left", activity_failure(err))
         await self._enter(SdlcPhase.FAILED, detail=reason)
         await self.handlers_finished()
         raise ApplicationError(f"SDLC run failed: {reason}", type="SdlcFailed",
@@ -410,5 +410,3 @@ class SdlcWorkflow(LlmWorkflow):
             audit=self.audit_log(),
         )
 
-
-_activity_failure = activity_failure  # the one helper of workflows.gates
