@@ -19,10 +19,10 @@ opens a pull request before DONE. Without GitHub the command sequence is unchang
 from __future__ import annotations
 
 import asyncio
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows import policies, search_attributes
 from workflows.gates import GITHUB_CHANNEL, activity_failure
@@ -78,14 +78,18 @@ PATCH_REMINDER_LABEL = "sdlc-reminder-reapplies-label"
 
 @workflow.defn(name="SdlcWorkflow")
 class SdlcWorkflow(LlmWorkflow):
-    """The SDLC phase machine of seed 002 as a durable workflow (see module docstring)."""
+    """The SDLC phase machine as a durable workflow (see module docstring)."""
+
+    phase_attribute = search_attributes.SDLC_PHASE
+    failed_phase: ClassVar[SdlcPhase] = SdlcPhase.FAILED
+    failure_type = "SdlcFailed"
+    failure_label = "SDLC run"
 
     @workflow.init
     def __init__(self, req: FeatureRequest) -> None:
         super().__init__()
         self._state = SdlcState()
         self._req = req
-        self._track_phase = False
         self._replier: asyncio.Task[None] | None = None  # posts state.pending_replies
         if req.carried is not None:  # continued as new at GATE_1
             self._state = req.carried.state.model_copy()
@@ -99,10 +103,18 @@ class SdlcWorkflow(LlmWorkflow):
         that holds every round's)."""
         return self._state.excerpt().model_copy(update={"pending_gates": self.pending_gates()})
 
+    @property
+    def phase(self) -> SdlcPhase:
+        """The current phase (``state().phase``)."""
+        return self._state.phase
+
+    @phase.setter
+    def phase(self, value: SdlcPhase) -> None:
+        self._state.phase = value
+
     @workflow.run
     async def run(self, req: FeatureRequest) -> SdlcResult:
         """Run the request to DONE; raise ApplicationError when it ends FAILED."""
-        self._track_phase = search_attributes.started_with(search_attributes.SDLC_PHASE)
         wf_id = workflow.info().workflow_id
         carried = req.carried
         try:
@@ -117,17 +129,17 @@ class SdlcWorkflow(LlmWorkflow):
                     decision = await self._gate(resume=carried.gate)
                     carried = None
                 if decision is None:
-                    await self._fail("gate expired")
+                    await self.fail("gate expired")
                 if decision.verdict == Verdict.APPROVE:
                     if self._on_github:
                         await self._open_pull_request(spec, decision)
-                    await self._enter(SdlcPhase.DONE, actor=decision.actor)
+                    await self.transition(SdlcPhase.DONE, actor=decision.actor)
                     await self.handlers_finished()
                     return self._result(spec)
                 self._state.feedback = decision.comment
                 self._state.feedback_rounds += 1
                 if self._state.round >= req.max_rounds:
-                    await self._fail(
+                    await self.fail(
                         f"spec not approved after {req.max_rounds} round(s); "
                         f"last feedback: {decision.comment}")
         except asyncio.CancelledError:
@@ -137,11 +149,11 @@ class SdlcWorkflow(LlmWorkflow):
             if is_cancelled_exception(err):  # an activity cancelled with the run
                 await self._cleanup_on_cancel()
                 raise
-            await self._fail(activity_failure(err))
+            await self.fail(activity_failure(err))
 
     async def _phase_1(self, req: FeatureRequest, wf_id: str) -> None:
         """PHASE_1: the tracking issue, the branch and its worktree."""
-        await self._enter(SdlcPhase.PHASE_1)
+        await self.transition(SdlcPhase.PHASE_1)
         self._state.issue = await workflow.execute_activity_method(
             IssueTracker.open_issue,
             OpenIssueInput(workflow_id=wf_id, repo_path=req.repo_path, title=req.title,
@@ -170,7 +182,7 @@ class SdlcWorkflow(LlmWorkflow):
     async def _write_spec(self) -> ArtifactRef:
         assert self._req and self._state.branch and self._state.worktree
         self._state.round += 1
-        await self._enter(SdlcPhase.PHASE_2, detail=f"round {self._state.round}")
+        await self.transition(SdlcPhase.PHASE_2, f"round {self._state.round}")
         task = AgentTask(
             workflow_id=workflow.info().workflow_id, round=self._state.round,
             runner=self._req.agent, worktree=self._state.worktree,
@@ -203,7 +215,7 @@ class SdlcWorkflow(LlmWorkflow):
         """Wait at GATE_1 (``resume``: the gate a previous run left open)."""
         assert self._req
         if resume is None:
-            await self._enter(SdlcPhase.GATE_1)
+            await self.transition(SdlcPhase.GATE_1)
         long_gate = self.long_gate()
         hook, interval = None, None
         if self._on_github:
@@ -412,13 +424,8 @@ class SdlcWorkflow(LlmWorkflow):
         self._state.pr_url = pull.url
         self.record("pull_request", f"#{pull.number} {pull.url}")
 
-    async def _enter(self, phase: SdlcPhase, actor: str = "workflow", detail: str = "") -> None:
-        previous = self._state.phase
-        self._state.phase = phase
-        self.record("transition", f"{previous.value} -> {phase.value}"
-                    + (f" ({detail})" if detail else ""), actor=actor)
-        if self._track_phase:
-            search_attributes.upsert(search_attributes.SDLC_PHASE, phase.value)
+    async def on_transition(self, previous: SdlcPhase, to: SdlcPhase) -> None:
+        """Every phase change moves the issue's phase label (once the issue exists)."""
         if self._state.issue is not None:
             await self._sync_label()
 
@@ -432,25 +439,21 @@ class SdlcWorkflow(LlmWorkflow):
             summary=f"issue label -> {self._state.phase.value}",
         )
 
-    async def _fail(self, reason: str) -> NoReturn:
-        """End FAILED: remove the worktree (the branch and its commits stay), then
-        raise ApplicationError (type ``SdlcFailed``)."""
+    async def on_fail(self, reason: str) -> None:
+        """Before FAILED (see :meth:`fail`): keep the reason and remove the worktree
+        (the branch and its commits stay)."""
         self._state.failure_reason = reason
         if workflow.patched(PATCH_FAILED_RUN_REMOVES_WORKTREE):
             try:
                 await self._remove_worktree("failed")
             except ActivityError as err:  # the run fails anyway; say what was left
                 self.record("worktree_left", activity_failure(err))
-        await self._enter(SdlcPhase.FAILED, detail=reason)
-        await self.handlers_finished()
-        raise ApplicationError(f"SDLC run failed: {reason}", type="SdlcFailed",
-                               non_retryable=True)
 
     async def _cleanup_on_cancel(self) -> None:
         assert self._req
         self._state.failure_reason = "canceled"
         await self._remove_worktree("canceled")
-        await self._enter(SdlcPhase.CANCELED)
+        await self.transition(SdlcPhase.CANCELED)
 
     async def _remove_worktree(self, why: str) -> None:
         """Kill the processes still fenced in the worktree and remove it (the branch
