@@ -59,17 +59,9 @@ from temporal_plumbing.logs import configure_logging
 from temporal_plumbing.runtime import exit_process, process_runtime
 from temporal_plumbing.search_attributes import ensure_search_attributes
 from temporal_plumbing.workers import worker_options
-from workflows.analysis import AnalysisWorkflow
-from workflows.breaker import BreakerWorkflow
-from workflows.learning_loop import LearningLoopWorkflow
-from workflows.sdlc import SdlcWorkflow
-from workflows.workstream import WorkstreamWorkflow
+from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("orchestrator.worker")
-
-ALL_WORKFLOWS: list[type] = [SdlcWorkflow, AnalysisWorkflow, WorkstreamWorkflow,
-                             BreakerWorkflow, LearningLoopWorkflow]
-
 
 def build_scrubber(settings: Settings) -> Scrubber:
     """The worker's scrubber: the values of ANTHROPIC_API_KEY, GITHUB_TOKEN,
