@@ -36,10 +36,10 @@ from models.learning import (
     SubmitAnswers,
 )
 from models.llm import LlmRequest, LlmResponse
+from simulation.student import SimulatedStudent
 from temporal_plumbing.environments import start_time_skipping_env
 from tests.conftest import NO_SIGNERS
 from tests.learning_support import imported_database, learning_settings
-from tests.simulated_student import SimulatedStudent
 from worker import make_worker
 from workflows.learning_loop import SUBMIT_ANSWERS, LearningLoopWorkflow
 

@@ -1,5 +1,5 @@
-"""The simulated student of the learning-loop benchmark, the tests and ``demo --learning``:
-answers each open test of a loop, right with a given probability."""
+"""The simulated student of ``demo --learning``, the learning-loop benchmark and the
+tests: answers each open test of a loop, right with a given probability."""
 
 from __future__ import annotations
 
