@@ -237,7 +237,6 @@ class GitHubIssueTracker(IssueTracker):
         self.remote = remote
         self._token = token
         self._local = threading.local()
-        self._labels_made: set[str] = set()  # labels known to exist in the repository
 
     def activities(self) -> list:
         """Every activity of this tracker, for the worker."""
@@ -320,9 +319,10 @@ class GitHubIssueTracker(IssueTracker):
         return IssueRef(number=issue["number"], url=issue["html_url"], provider="github")
 
     def _ensure_label(self, phase: SdlcPhase) -> str:
+        """Create the repository's label of ``phase`` with its colour and description
+        when the repository lacks it (a person may have deleted it: checked every time
+        it is about to be added to an issue, never cached); return its name."""
         name = phase_label(phase.value, self.label_prefix)
-        if name in self._labels_made:
-            return name
         colour, description = LABEL_STYLE[phase]
         with github_call(f"create the label {name}", "Issues: read and write",
                          missing=f"repository {self.repository} (GITHUB_REPOSITORY)"):
@@ -337,19 +337,21 @@ class GitHubIssueTracker(IssueTracker):
                 except GithubException as made:
                     if made.status != 422:  # 422: made at the same moment by another run
                         raise
-        self._labels_made.add(name)
         return name
 
     @activity.defn(name="sync_phase_label")
     def sync_phase_label(self, inp: PhaseLabelInput) -> list[str]:
-        """Reconcile the issue's labels with the phase: create the phase label when the
-        repository lacks it (checked once per worker), remove every other phase label,
-        add this one, leave other labels alone. Returns the issue's labels afterwards.
+        """Reconcile the issue's labels with the phase: remove every other phase label,
+        add this one when the issue lacks it (a person may have removed it; the
+        repository's label is created first, with its colour and description, when
+        the repository lacks it too), leave other labels alone. Returns the issue's
+        labels afterwards. Cost: one request when the issue already carries exactly
+        the phase label.
 
         Raises:
             ApplicationError: see :func:`github_call`.
         """
-        wanted = self._ensure_label(inp.phase)
+        wanted = phase_label(inp.phase.value, self.label_prefix)
         phase_names = set(phase_labels(self.label_prefix))
         issue = f"/issues/{inp.issue.number}"
         with github_call(f"set the phase label of issue #{inp.issue.number}",
@@ -363,6 +365,7 @@ class GitHubIssueTracker(IssueTracker):
                     if err.status != 404:  # removed by hand meanwhile: the goal is reached
                         raise
             if wanted not in current:
+                self._ensure_label(inp.phase)
                 self._request("POST", f"{issue}/labels", body={"labels": [wanted]})
         return [name for name in current if name not in stale] + (
             [] if wanted in current else [wanted])
