@@ -115,7 +115,7 @@ def build_activities(settings: Settings, scrubber: Scrubber | None = None) -> li
     store = ArtifactStore(settings.artifact_root, scrubber)
     git = GitActivities(settings.worktree_root)
     agents = AgentActivities(runners, settings.agent_runner, scrubber)
-    llm = LlmActivities(build_llm_provider(settings))
+    llm = LlmActivities(build_llm_provider(settings), store=store)
     analysis = AnalysisActivities(store)
     exa_key = settings.exa_api_key.get_secret_value() if settings.exa_api_key else None
     search = WebSearchActivities(build_exa_client(exa_key, settings.exa_base_url))
@@ -124,7 +124,7 @@ def build_activities(settings: Settings, scrubber: Scrubber | None = None) -> li
         *issue_tracker_activities(settings),
         agents.run_agent,
         llm.llm_complete,
-        analysis.load_sources, analysis.write_report, search.web_search,
+        *analysis.activities(), search.web_search,
         *LearningStore(settings.learning_database_url, settings.artifact_root).all(),
         GateSignerActivities(settings.gate_signers).load_gate_signers,
     ]
