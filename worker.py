@@ -59,17 +59,9 @@ from temporal_plumbing.logs import configure_logging
 from temporal_plumbing.runtime import exit_process, process_runtime
 from temporal_plumbing.search_attributes import ensure_search_attributes
 from temporal_plumbing.workers import worker_options
-from workflows.analysis import AnalysisWorkflow
-from workflows.breaker import BreakerWorkflow
-from workflows.learning_loop import LearningLoopWorkflow
-from workflows.sdlc import SdlcWorkflow
-from workflows.workstream import WorkstreamWorkflow
+from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("orchestrator.worker")
-
-ALL_WORKFLOWS: list[type] = [SdlcWorkflow, AnalysisWorkflow, WorkstreamWorkflow,
-                             BreakerWorkflow, LearningLoopWorkflow]
-
 
 def build_scrubber(settings: Settings) -> Scrubber:
     """The worker's scrubber: the values of ANTHROPIC_API_KEY, GITHUB_TOKEN,
@@ -133,7 +125,7 @@ def build_activities(settings: Settings, scrubber: Scrubber | None = None) -> li
     store = ArtifactStore(settings.artifact_root, scrubber)
     git = GitActivities(settings.worktree_root)
     agents = AgentActivities(runners, settings.agent_runner, scrubber)
-    llm = LlmActivities(build_llm_provider(settings))
+    llm = LlmActivities(build_llm_provider(settings), store=store)
     analysis = AnalysisActivities(store)
     exa_key = settings.exa_api_key.get_secret_value() if settings.exa_api_key else None
     search = WebSearchActivities(build_exa_client(exa_key, settings.exa_base_url))
@@ -142,7 +134,7 @@ def build_activities(settings: Settings, scrubber: Scrubber | None = None) -> li
         *issue_tracker_activities(settings),
         agents.run_agent,
         llm.llm_complete,
-        analysis.load_sources, analysis.write_report, search.web_search,
+        *analysis.activities(), search.web_search,
         *LearningStore(settings.learning_database_url, settings.artifact_root).all(),
         GateSignerActivities(settings.gate_signers).load_gate_signers,
     ]
