@@ -403,6 +403,36 @@ async def record_analysis_grounded(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_analysis_by_reference(workdir: Path) -> None:
+    """Analysis with source texts and feedback by reference (patch
+    ``analysis-private-data-by-reference``): texts loaded into the artifact store,
+    the proposal revised with feedback and the outline revised twice (feedback files
+    passed by reference), citation support checked in an activity."""
+    from cli.analysis import analysis_request, start_analysis
+    from tests.workflows.analysis_harness import FIXTURES, decision, drive
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", llm_provider="offline")
+    try:
+        async with make_worker(env.client, settings):
+            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                                   title="German market entry by reference",
+                                   sources=[str(FIXTURES / "german-e-invoicing.md"),
+                                            str(FIXTURES / "competitors.md")])
+            handle = await start_analysis(env.client, settings, req)
+            await drive(handle, {
+                "proposal": [decision("proposal", Verdict.REVISE, "keep it short"),
+                             decision("proposal")],
+                "outline": [decision("outline", Verdict.REVISE, "name the DATEV point"),
+                            decision("outline", Verdict.REVISE, "and the 2028 deadline"),
+                            decision("outline")]})
+            await handle.result()
+            history = await handle.fetch_history()
+        save("analysis_by_reference.json", history.to_json())
+    finally:
+        await env.shutdown()
+
+
 TEMPLATED_CURRICULUM = {
     "id": "sums", "title": "Sums", "knowledge_components": [{
         "id": "like-sums", "name": "Adding fractions with like denominators",
@@ -637,6 +667,7 @@ SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
              "analysis_sources_review": record_analysis_sources_review,
              "workstream_user_steps": record_workstream_user_steps,
              "analysis_grounded": record_analysis_grounded,
+             "analysis_by_reference": record_analysis_by_reference,
              "learning_templates": record_learning_templates,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,
              "workstream_admission": record_workstream_admission, "faults": record_faults}
