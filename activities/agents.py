@@ -5,8 +5,10 @@ activity heartbeats while the agent runs, kills the agent's process group on
 cancellation or timeout, checks the spec exists and is not empty, commits it
 (one commit per round, see :func:`activities.git.commit_round`) and returns a
 reference to it, never its text. Reviewers' feedback reaches the agent as a
-file beside the spec (``specs/<branch>/feedback.md``, committed with it), built
-from the previous round's commit plus the one new comment the task carries.
+file beside the file it writes (``specs/<branch>/feedback.md`` for the SDLC spec,
+``feedback-<step>.md`` in the directory of a workstream step's ``output``),
+committed with it, built from the previous round's commit plus the one new
+comment the task carries.
 """
 
 from __future__ import annotations
@@ -86,8 +88,13 @@ def prepare_feedback(task: AgentTask) -> list[str]:
     if task.new_feedback or task.feedback_from:
         earlier = ""
         if task.feedback_from:
-            earlier = git(worktree, "show", f"{task.feedback_from}:{task.feedback_relpath}",
-                          check=False)
+            # a round committed by older code kept it in specs/<branch>/ whatever the output
+            for relpath in dict.fromkeys([task.feedback_relpath,
+                                          task.legacy_feedback_relpath]):
+                earlier = git(worktree, "show", f"{task.feedback_from}:{relpath}",
+                              check=False)
+                if earlier:
+                    break
         rounds = parse_feedback(earlier) + ([task.new_feedback] if task.new_feedback else [])
     else:
         rounds = list(task.feedback)

@@ -96,12 +96,17 @@ class ArtifactStore:
                 pass  # a parallel activity made it
 
     def read(self, ref: ArtifactRef) -> bytes:
-        """The bytes of an artifact, checked against its SHA-256.
+        """The bytes of an artifact of this store, checked against its SHA-256.
 
         Raises:
-            ValueError: the file changed since the reference was made.
+            ValueError: the path is not inside the store, or the file changed since
+                the reference was made.
+            OSError: the file cannot be read (e.g. it was removed).
         """
-        data = Path(ref.path).read_bytes()
+        path = Path(ref.path).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"artifact {ref.path} is not in the artifact store {self.root}")
+        data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != ref.sha256:
             raise ValueError(f"artifact {ref.path} changed since it was written (sha256 mismatch)")
         return data

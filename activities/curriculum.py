@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -78,40 +79,55 @@ def parse_curriculum(data: Any, source: str = "curriculum") -> CurriculumSpec:
         # the checks across the file still run over every KC whose own shape is valid,
         # so one run lists every problem rather than one layer of them per fix
         raw_kcs = data.get("knowledge_components")
-        valid: list[tuple[int, KnowledgeComponentSpec]] = []
-        for i, raw in enumerate(raw_kcs if isinstance(raw_kcs, list) else []):
-            if (kc := _valid_part_of(raw)) is not None:
-                valid.append((i, kc))
-        raw_ids = [raw.get("id") for raw in raw_kcs if isinstance(raw, dict)] if isinstance(
-            raw_kcs, list) else []
-        problems += _file_problems(valid, [str(x) for x in raw_ids if x is not None])
+        raw_kcs = raw_kcs if isinstance(raw_kcs, list) else []
+        valid = [kc for i, raw in enumerate(raw_kcs) if (kc := _valid_part_of(i, raw))]
+        raw_ids = [raw.get("id") if isinstance(raw, dict) else None for raw in raw_kcs]
+        problems += _file_problems(valid, [None if x is None else str(x) for x in raw_ids])
         raise CurriculumError(source, problems) from None
-    problems = _file_problems(list(enumerate(spec.knowledge_components)),
+    problems = _file_problems([_Placed(i, kc, list(range(len(kc.items))),
+                                       list(range(len(kc.templates))))
+                               for i, kc in enumerate(spec.knowledge_components)],
                               [kc.id for kc in spec.knowledge_components])
     if problems:
         raise CurriculumError(source, problems)
     return spec
 
 
-def _valid_part_of(raw: Any) -> KnowledgeComponentSpec | None:
-    """The KC ``raw`` validated, without those of its items and templates that are
-    invalid on their own (their problems are already reported); None when the KC
-    itself is invalid even then. Positions of the items kept may shift, so the
-    checks over the result name items by ID."""
+class _Placed(NamedTuple):
+    """A KC whose own shape is valid, with the file positions of what it kept:
+    ``kc.items[j]`` is item ``items[j]`` of the file, ``kc.templates[j]`` is
+    template ``templates[j]``, and the KC is ``knowledge_components[position]``."""
+
+    position: int
+    kc: KnowledgeComponentSpec
+    items: list[int]
+    templates: list[int]
+
+
+def _valid_part_of(position: int, raw: Any) -> _Placed | None:
+    """The KC ``raw`` (at ``position`` in the file) validated, without those of its
+    items and templates that are invalid on their own (their problems are already
+    reported), with the file positions of the items and templates kept; None when
+    the KC itself is invalid even then."""
     try:
-        return KnowledgeComponentSpec.model_validate(raw)
+        kc = KnowledgeComponentSpec.model_validate(raw)
+        return _Placed(position, kc, list(range(len(kc.items))),
+                       list(range(len(kc.templates))))
     except ValidationError:
         pass
     if not isinstance(raw, dict):
         return None
     kept = dict(raw)
+    places: dict[str, list[int]] = {"items": [], "templates": []}
     for key, model in (("items", ItemSpec), ("templates", ItemTemplate)):
         if isinstance(raw.get(key), list):
-            kept[key] = [x for x in raw[key] if _validates(model, x)]
+            places[key] = [j for j, x in enumerate(raw[key]) if _validates(model, x)]
+            kept[key] = [raw[key][j] for j in places[key]]
     try:
-        return KnowledgeComponentSpec.model_validate(kept)
+        kc = KnowledgeComponentSpec.model_validate(kept)
     except ValidationError:
         return None
+    return _Placed(position, kc, places["items"], places["templates"])
 
 
 def _validates(model: type[BaseModel], data: Any) -> bool:
@@ -122,19 +138,19 @@ def _validates(model: type[BaseModel], data: Any) -> bool:
     return True
 
 
-def _file_problems(kcs: list[tuple[int, KnowledgeComponentSpec]], kc_ids: list[str]
-                   ) -> list[str]:
+def _file_problems(kcs: list[_Placed], kc_ids: Sequence[str | None]) -> list[str]:
     """The problems across a curriculum file: duplicate KC and item IDs, unknown or
     self prerequisites, numeric answers that are not numbers, undeclared
     misconceptions, templates that do not draw, prerequisite cycles.
 
     Args:
-        kcs: (position in the file, KC) of every KC whose own shape is valid.
-        kc_ids: the IDs of every KC of the file (valid or not), in file order.
+        kcs: every KC whose own shape is valid, with its file positions.
+        kc_ids: the ID of every KC of the file (valid or not; None where it has
+            none), one per position in the file.
     """
     problems: list[str] = []
     seen_items: set[str] = set()
-    for i, kc in kcs:
+    for i, kc, item_places, template_places in kcs:
         where = f"knowledge_components[{i}] (id {kc.id!r})"
         if kc_ids.count(kc.id) > 1 and kc_ids.index(kc.id) != i:
             problems.append(f"{where}.id: duplicate KC id {kc.id!r}")
@@ -144,7 +160,7 @@ def _file_problems(kcs: list[tuple[int, KnowledgeComponentSpec]], kc_ids: list[s
             elif pre == kc.id:
                 problems.append(f"{where}.prerequisites: a KC cannot be its own prerequisite")
         declared = {m.id for m in kc.misconceptions}
-        for j, item in enumerate(kc.items):
+        for j, item in zip(item_places, kc.items, strict=True):
             item_where = f"{where}.items[{j}] (id {item.id!r})"
             if item.id in seen_items:
                 problems.append(f"{item_where}.id: duplicate item id {item.id!r}")
@@ -156,7 +172,7 @@ def _file_problems(kcs: list[tuple[int, KnowledgeComponentSpec]], kc_ids: list[s
                 if misconception not in declared:
                     problems.append(f"{item_where}.misconceptions: {wrong!r} points to "
                                     f"{misconception!r}, which {kc.id!r} does not declare")
-        for j, template in enumerate(kc.templates):
+        for j, template in zip(template_places, kc.templates, strict=True):
             t_where = f"{where}.templates[{j}] (id {template.id!r})"
             if template.id in seen_items:
                 problems.append(f"{t_where}.id: duplicate item or template id {template.id!r}")
@@ -174,9 +190,9 @@ def _file_problems(kcs: list[tuple[int, KnowledgeComponentSpec]], kc_ids: list[s
                 if (problem := item_problem(item, kc.id)) is not None:
                     problems.append(f"{t_where}: a drawn item {problem}")
                     break
-    valid_ids = [kc.id for _, kc in kcs]
-    cycle = find_cycle({kc.id: [p for p in kc.prerequisites if p in valid_ids]
-                        for _, kc in kcs})
+    valid_ids = [placed.kc.id for placed in kcs]
+    cycle = find_cycle({placed.kc.id: [p for p in placed.kc.prerequisites if p in valid_ids]
+                        for placed in kcs})
     if cycle:
         problems.append("knowledge_components: prerequisites form a cycle: "
                         + " -> ".join(cycle))

@@ -47,8 +47,9 @@ from jsonschema import Draft202012Validator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.artifacts import ArtifactStore
 from activities.offline_answers import OFFLINE_ANSWERS
-from models.llm import LlmRequest, LlmResponse, LlmUsage, ModelPrice, model_price
+from models.llm import DocumentRef, LlmRequest, LlmResponse, LlmUsage, ModelPrice, model_price
 from temporal_plumbing import metrics
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
@@ -360,17 +361,53 @@ def template_lines(root: Path = PROMPTS, min_words: int = 5) -> dict[str, list[s
     return out
 
 
+NO_DOCUMENTS = "(none)"
+
+
+def render_documents(documents: list[DocumentRef], store: ArtifactStore | None) -> str:
+    """The text of one ``LlmRequest.documents`` variable (see its docstring): each
+    document's header and the first ``chars`` characters of its text (read from
+    ``store`` when it is a reference), separated by blank lines; ``(none)`` when
+    there are none.
+
+    Raises:
+        ApplicationError: (non-retryable, ``DocumentUnavailable``) a reference but no
+            store, or the artifact is outside the store, missing or changed since it
+            was written; the message names the artifact.
+    """
+    blocks = []
+    for doc in documents:
+        text = doc.text
+        if doc.ref is not None and doc.chars != 0:
+            if store is None:
+                raise ApplicationError("documents by reference need the artifact store "
+                                       "on the worker", type="DocumentUnavailable",
+                                       non_retryable=True)
+            try:
+                text = store.read(doc.ref).decode("utf-8", "replace")
+            except (OSError, ValueError) as err:
+                raise ApplicationError(f"document {doc.ref.path} cannot be read: {err}",
+                                       type="DocumentUnavailable", non_retryable=True) from None
+        shown = text if doc.chars is None else text[:doc.chars]
+        blocks.append(f"{doc.header}\n{shown}".strip("\n").rstrip())
+    return "\n\n".join(blocks) or NO_DOCUMENTS
+
+
 class LlmActivities:
     """The ``llm_complete`` activity with the provider this worker uses.
 
     Args:
         provider: an :class:`AnthropicProvider` or :class:`OfflineProvider`.
         prompts: the prompt template directory.
+        store: the artifact store that ``LlmRequest.documents`` refer to (None: a
+            request with documents by reference is refused).
     """
 
-    def __init__(self, provider: LlmProvider, prompts: Path = PROMPTS) -> None:
+    def __init__(self, provider: LlmProvider, prompts: Path = PROMPTS,
+                 store: ArtifactStore | None = None) -> None:
         self.provider = provider
         self.prompts = prompts
+        self.store = store
 
     @activity.defn(name="llm_complete")
     async def llm_complete(self, request: LlmRequest) -> LlmResponse:
@@ -381,9 +418,12 @@ class LlmActivities:
             schema) and the usage for the ledger.
 
         Raises:
-            ApplicationError: see :class:`AnthropicProvider` and :func:`render_template`.
+            ApplicationError: see :class:`AnthropicProvider`, :func:`render_template`
+                and :func:`render_documents`.
         """
-        prompt = render_template(request.template, request.variables, self.prompts)
+        variables = {**request.variables, **{
+            name: render_documents(docs, self.store) for name, docs in request.documents.items()}}
+        prompt = render_template(request.template, variables, self.prompts)
         beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_EVERY))
         try:
             response = await self.provider.complete(request, prompt)

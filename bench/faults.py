@@ -60,13 +60,7 @@ from temporalio.client import Client, WorkflowHandle
 from cli.sdlc import feature_request, start_sdlc
 from models.common import GateDecision, Verdict
 from models.sdlc import GATE_1, SdlcResult, SdlcState
-from models.workstream import (
-    DEFAULT_ROUTER_CONFIG,
-    RouterConfig,
-    StepAttempt,
-    WorkstreamInput,
-    WorkstreamSpec,
-)
+from models.workstream import StepAttempt
 from settings import Settings
 from temporal_plumbing.runtime import exit_process
 from tests.fault_harness import (
@@ -77,11 +71,15 @@ from tests.fault_harness import (
     is_clean,
     numbered_branches,
     orphans,
+    sdlc_fault_agent,
+    start_workstream,
+    step_attempts,
     wait_file,
+    workstream_input,
 )
 from workflows import policies
-from workflows.gates import GATE_UPDATE
-from workflows.workstream import SHELL_HEARTBEAT_TIMEOUT
+from workflows.sdlc import SdlcWorkflow
+from workflows.workstream import SHELL_HEARTBEAT_TIMEOUT, WorkstreamWorkflow
 
 RECOVERY_TARGET_S = 2.0
 
@@ -110,7 +108,7 @@ async def wait_new_line(path: Path, after: int, timeout: float = 90) -> float:
 
 
 async def sdlc_state(handle: WorkflowHandle) -> SdlcState:
-    return await handle.query("state", result_type=SdlcState)
+    return await handle.query(SdlcWorkflow.state)
 
 
 async def gate_open(handle: WorkflowHandle, round_: int, timeout: float = 90) -> None:
@@ -122,8 +120,8 @@ async def gate_open(handle: WorkflowHandle, round_: int, timeout: float = 90) ->
 
 
 async def decide(handle: WorkflowHandle, verdict: Verdict, comment: str = "") -> None:
-    await handle.execute_update(GATE_UPDATE, GateDecision(gate=GATE_1, verdict=verdict,
-                                                          actor="bench", comment=comment))
+    await handle.execute_update(SdlcWorkflow.decide_gate, GateDecision(
+        gate=GATE_1, verdict=verdict, actor="bench", comment=comment))
 
 
 def figures(restart: float, progress: float, noticeable: float, rerun: int,
@@ -144,14 +142,7 @@ async def sdlc_scenarios(server: RestartableServer, client: Client, root: Path
     """The three SDLC scenarios, in one run (kill mid-agent, restart mid-gate,
     restart mid-agent)."""
     tq, home, repo = f"bench-faults-{uuid.uuid4().hex[:6]}", root / "sdlc", git_repo(root)
-    starts = root / "sdlc-starts"
-    command = (f'echo "$SDLC_ROUND $$" >> {starts}; '
-               f'if [ "$SDLC_ROUND" = 1 ] && [ ! -e {root}/first ]; then touch {root}/first; '
-               f'(sleep 30; echo late >> "$SDLC_SPEC_PATH") & echo $! > {root}/late.pid; '
-               'sleep 60; fi; '
-               'if [ "$SDLC_ROUND" = 2 ]; then sleep 3; fi; '
-               'mkdir -p "$(dirname "$SDLC_SPEC_PATH")"; '
-               'echo "# $SDLC_TITLE, round $SDLC_ROUND" > "$SDLC_SPEC_PATH"')
+    starts, command = root / "starts", sdlc_fault_agent(root)
     settings = Settings(orchestrator_home=home, temporal_task_queue=tq,
                         agent_runner="command", agent_command=command)
     env = {"AGENT_RUNNER": "command", "AGENT_COMMAND": command}
@@ -221,13 +212,6 @@ async def sdlc_scenarios(server: RestartableServer, client: Client, root: Path
     return docs
 
 
-def workstream_input(repo: Path, steps: list[dict[str, Any]]) -> WorkstreamInput:
-    return WorkstreamInput(
-        spec=WorkstreamSpec.model_validate(
-            {"work_item": f"bench-faults-{uuid.uuid4().hex[:6]}", "steps": steps}),
-        router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG), repo_path=str(repo))
-
-
 def logged(step: str, log: Path, body: str) -> dict[str, Any]:
     """A shell step that logs ``start <step> <attempt> <pid>`` and ``end <step>``."""
     return {"id": step, "kind": "shell", "inputs": {"script": (
@@ -242,21 +226,14 @@ def reruns(log: Path, fault_line: int) -> int:
     return len({li.split()[1] for li in after if li.startswith("start ")} & ended)
 
 
-async def workstream_run(client: Client, tq: str, inp: WorkstreamInput) -> WorkflowHandle:
-    return await client.start_workflow("WorkstreamWorkflow", inp,
-                                       id=f"workstream-{inp.spec.work_item}", task_queue=tq)
-
-
 async def finish_workstream(handle: WorkflowHandle) -> tuple[str, dict[str, StepAttempt],
                                                               dict[str, Any]]:
     try:
         await handle.result()
     except Exception:  # noqa: BLE001 - a failed run is a figure here
         pass
-    state = await handle.query("state")
-    att = {a.step: a for a in await handle.query("step_attempts",
-                                                 result_type=list[StepAttempt])}
-    return state["state"], att, state
+    state = (await handle.query(WorkstreamWorkflow.state)).model_dump(mode="json")
+    return state["state"], await step_attempts(handle), state
 
 
 def handoff_duplicates(state: dict[str, Any], wf_id: str, executions: int) -> int:
@@ -268,15 +245,15 @@ async def workstream_killed(server: RestartableServer, client: Client, root: Pat
                             ) -> dict[str, Any]:
     tq, home, repo = f"bench-faults-{uuid.uuid4().hex[:6]}", root / "ws-kill", git_repo(root)
     log, gc = root / "ws-kill.log", root / "ws-kill-gc.pid"
-    inp = workstream_input(repo, [
+    inp = workstream_input([
         logged("prepare", log, "true"),
         {**logged("build", log, f'if [ "$WORKSTREAM_ATTEMPT" = 1 ]; then sleep 60 & '
                                 f'echo $! > {gc}; sleep 60; fi'), "depends_on": ["prepare"]},
         {**logged("check", log, "true"), "depends_on": ["build"]},
-    ])
+    ], repo)
     workers = [WorkerProcess(server.address, tq, home)]
     try:
-        handle = await workstream_run(client, tq, inp)
+        handle = await start_workstream(client, tq, inp)
         sleeper = int(await asyncio.to_thread(wait_file, gc))
         shell = int(next(li for li in lines(log) if li.startswith("start build")).split()[3])
         fault_line = len(lines(log))
@@ -302,14 +279,14 @@ async def workstream_outage(server: RestartableServer, client: Client, root: Pat
                             ) -> dict[str, Any]:
     tq, home, repo = f"bench-faults-{uuid.uuid4().hex[:6]}", root / "ws-out", git_repo(root)
     log = root / "ws-out.log"
-    inp = workstream_input(repo, [
+    inp = workstream_input([
         logged("prepare", log, "true"),
         {**logged("slow", log, "sleep 2"), "depends_on": ["prepare"]},
         {**logged("check", log, "true"), "depends_on": ["slow"]},
-    ])
+    ], repo)
     worker = WorkerProcess(server.address, tq, home)
     try:
-        handle = await workstream_run(client, tq, inp)
+        handle = await start_workstream(client, tq, inp)
         await eventually(lambda: asyncio.sleep(0, any(
             li.startswith("start slow") for li in lines(log))), "the slow step", 60)
         fault_line = len(lines(log))

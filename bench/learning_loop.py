@@ -37,8 +37,8 @@ from temporalio.api.enums.v1 import EventType
 
 from cli.learning import learning_config, start_learning
 from settings import Settings
+from simulation.student import SimulatedStudent
 from temporal_plumbing.environments import start_local_env
-from tests.simulated_student import SimulatedStudent
 from worker import make_worker
 
 CURRICULUM = Path(__file__).resolve().parents[1] / "curricula" / "fractions.yaml"

@@ -47,14 +47,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from models.common import AuditEntry, GateInfo
 from models.signatures import DecisionSignature, decision_message, public_key_line, sign
-from models.workstream import Progress, RouterConfig, WorkstreamInput, WorkstreamSpec
+from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec
 from settings import Settings
 from temporal_plumbing.environments import start_local_env
 from temporal_plumbing.runtime import exit_process
 from worker import make_worker
-from workflows.gates import GATE_SIGNAL
+from workflows.workstream import WorkstreamWorkflow
 
 MODULE = "bench.security"  # python steps call the probes below by this name
 SECRET_NAMES = ("ANTHROPIC_API_KEY", "GITHUB_TOKEN", "EXA_API_KEY", "BENCH_DB_PASSWORD")
@@ -84,7 +83,7 @@ def _input(steps: list[dict[str, Any]], router: dict[str, Any], spec_dir: Path,
 
 async def _start(client: Client, settings: Settings, inp: WorkstreamInput
                  ) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow("WorkstreamWorkflow", inp,
+    return await client.start_workflow(WorkstreamWorkflow.run, inp,
                                        id=f"workstream-{inp.spec.work_item}",
                                        task_queue=settings.temporal_task_queue)
 
@@ -105,7 +104,7 @@ def _files(root: Path) -> list[Path]:
 
 async def _wait_review(handle: WorkflowHandle[Any, Any], step: str) -> None:
     for _ in range(600):
-        progress = await handle.query("progress", result_type=Progress)
+        progress = await handle.query(WorkstreamWorkflow.progress)
         if step in progress.review:
             return
         await asyncio.sleep(0.05)
@@ -160,8 +159,8 @@ async def secrets_and_authority(work: Path) -> dict[str, Any]:
                 handle = await _start(env.client, settings, inp)
                 if "refused by the worker" in await _finish(handle):
                     refused += 1
-                report = await handle.query("report")
-                steps_ran += len(report.get("attempts", []))
+                report = await handle.query(WorkstreamWorkflow.report)
+                steps_ran += len(report.attempts)
     finally:
         await env.shutdown()
         for name, value in saved.items():
@@ -225,7 +224,7 @@ async def _decision_attacks(work: Path, signers: Path | None) -> dict[str, Any]:
                 result["signed"] = await _decided_by(first, replayed)
             result["replayed"] = await _decided_by(second, replayed)
             for handle in (first, second):
-                if "review" not in (await handle.query("progress", result_type=Progress)).done:
+                if "review" not in (await handle.query(WorkstreamWorkflow.progress)).done:
                     await handle.terminate("security bench done")
     finally:
         await env.shutdown()
@@ -237,7 +236,7 @@ ALICE = Ed25519PrivateKey.generate()
 
 async def _signed_by_alice(handle: WorkflowHandle) -> dict[str, Any]:
     """A decision approving ``handle``'s open review gate, signed with alice's key."""
-    gate = (await handle.query("pending_gates", result_type=list[GateInfo]))[0]
+    gate = (await handle.query(WorkstreamWorkflow.pending_gates))[0]
     run_id = (await handle.describe()).run_id
     now = datetime.now(UTC).replace(microsecond=0)
     fields = {"workflow_id": handle.id, "run_id": run_id, "gate": gate.gate,
@@ -251,10 +250,10 @@ async def _signed_by_alice(handle: WorkflowHandle) -> dict[str, Any]:
 
 async def _decided_by(handle: WorkflowHandle, decision: dict[str, Any]) -> bool:
     """Signal ``decision``; whether the run then took it (the review gate closed)."""
-    before = len(await handle.query("audit_log", result_type=list[AuditEntry]))
-    await handle.signal(GATE_SIGNAL, decision)
+    before = len(await handle.query(WorkstreamWorkflow.audit_log))
+    await handle.signal(WorkstreamWorkflow.gate_decision, decision)
     for _ in range(200):
-        entries = await handle.query("audit_log", result_type=list[AuditEntry])
+        entries = await handle.query(WorkstreamWorkflow.audit_log)
         if any(e.kind in ("decision", "refused") for e in entries[before:]):
             return any(e.kind == "decision" for e in entries[before:])
         await asyncio.sleep(0.05)
@@ -301,8 +300,9 @@ async def payloads(work: Path) -> dict[str, Any]:
                 {"id": "review", "kind": "shell", "gate": True,
                  "inputs": {"script": f"echo {marker}"}}], router, work, "codec"))
             await _wait_review(handle, "review")
-            await handle.signal(GATE_SIGNAL, {"gate": "review-review", "verdict": "approve",
-                                              "actor": "bench", "comment": marker})
+            await handle.signal(WorkstreamWorkflow.gate_decision, {
+                "gate": "review-review", "verdict": "approve", "actor": "bench",
+                "comment": marker})
             await _finish(handle)
         await asyncio.sleep(1)  # let the server write through
         raw = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))

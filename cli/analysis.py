@@ -10,6 +10,7 @@ ledger; ``result`` prints the report's path.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
 )
+from temporalio.exceptions import ApplicationError
 
+from activities.analysis import read_source, source_files
 from cli import gates
 from cli.common import (
     CliError,
@@ -46,6 +49,7 @@ from models.analysis import (
     AnalysisResult,
     Catalogue,
     ClarifyAnswers,
+    LoadSourcesInput,
     ProposalChange,
     SourcesChoice,
 )
@@ -81,17 +85,34 @@ def load_catalogue(path: Path | None) -> Catalogue:
 
 
 def existing_paths(paths: list[str]) -> list[str]:
-    """Absolute paths of ``paths``.
+    """Absolute paths of ``paths``, as written (symlinks not resolved), each checked
+    as the worker will load it, so a bad one fails here in one line.
+
+    A source is confined to the directory it names, or, for a file, the directory
+    that holds it: the path itself may not be a symlink that leads out of it, no
+    symlink under a directory may lead out of it (symlinked directories are not
+    descended into), and every file must be UTF-8 text of at most
+    ``LoadSourcesInput.max_bytes``.
 
     Raises:
-        CliError: one does not exist.
+        CliError: a path does not exist, holds no markdown/text file, leaves its
+            directory through a symlink, or names a file that is not text, is empty
+            or is too large (the message names the file).
     """
     out = []
+    limit = LoadSourcesInput.model_fields["max_bytes"].default
     for p in paths:
-        path = Path(p).expanduser().resolve()
-        if not path.exists():
+        path = Path(os.path.abspath(Path(p).expanduser()))
+        if not path.exists() and not path.is_symlink():
             raise CliError(f"source {p} does not exist; pass a markdown/text file or a "
                            "directory of them")
+        try:
+            for file in source_files(path):
+                read_source(file, limit)
+        except ApplicationError as err:
+            raise CliError(err.message) from None
+        except OSError as err:
+            raise CliError(f"source {path} cannot be read: {err.strerror}") from None
         out.append(str(path))
     return out
 

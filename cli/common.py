@@ -252,58 +252,55 @@ def run(command: Command, args: argparse.Namespace) -> int:
         return code
     except BrokenPipeError:
         return quiet_broken_pipe()
-    except CliError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.code
-    except TemporalSetupError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except PayloadDecryptionError as err:
-        print(f"error: cannot decode the workflow's data: {err}", file=sys.stderr)
-        return 1
-    except SettingsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in err.errors())
-        print(f"error: invalid input: {problems}", file=sys.stderr)
-        return 2
-    except WorkflowAlreadyStartedError as err:
-        print(f"error: a workflow with ID {err.workflow_id!r} already exists; look at it with "
-              f"`python starter.py status {err.workflow_id}`, or start it under another ID",
-              file=sys.stderr)
-        return 1
-    except WorkflowUpdateFailedError as err:
-        print(f"error: refused: {failure_message(err)}", file=sys.stderr)
-        return 1
-    except WorkflowQueryFailedError as err:
-        print(f"error: query failed: {err}", file=sys.stderr)
-        return 1
-    except WorkflowFailureError as err:
-        print(f"error: workflow failed: {failure_message(err)}", file=sys.stderr)
-        return 1
-    except RPCError as err:
-        if err.status == RPCStatusCode.DEADLINE_EXCEEDED:
-            print("error: the workflow did not answer in time: is a worker running? "
-                  "Start one with `python worker.py`", file=sys.stderr)
-        else:
-            print(f"error: Temporal refused the request: {err.message}", file=sys.stderr)
-        return 1
-    except NotUtf8Error as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except UnicodeDecodeError as err:  # a file read without naming it
-        print(f"error: a file is not UTF-8 text: byte 0x{err.object[err.start]:02x} at "
-              f"offset {err.start} cannot be decoded", file=sys.stderr)
-        return 2
-    except OSError as err:  # a file named on the command line that cannot be read or written
-        where = f": {err.filename}" if err.filename else ""
-        print(f"error: {err.strerror or err}{where}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        expected = expected_error(err)
+        if expected is None:
+            raise
+        message, code = expected
+        print(f"error: {message}", file=sys.stderr)
+        return code
+
+
+def expected_error(err: Exception) -> tuple[str, int] | None:
+    """The one-line message and exit code (1: failed or refused, 2: bad input) of an
+    expected failure of a command; None for anything else (a bug: it keeps its
+    traceback)."""
+    if isinstance(err, CliError):
+        return str(err), err.code
+    if isinstance(err, TemporalSetupError):
+        return str(err), 1
+    if isinstance(err, PayloadDecryptionError):
+        return f"cannot decode the workflow's data: {err}", 1
+    if isinstance(err, SettingsError | NotUtf8Error):
+        return str(err), 2
+    if isinstance(err, ValidationError):
+        return "invalid input: " + "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()), 2
+    if isinstance(err, WorkflowAlreadyStartedError):
+        return (f"a workflow with ID {err.workflow_id!r} already exists; look at it with "
+                f"`python starter.py status {err.workflow_id}`, or start it under another "
+                "ID"), 1
+    if isinstance(err, WorkflowUpdateFailedError):
+        return f"refused: {failure_message(err)}", 1
+    if isinstance(err, WorkflowQueryFailedError):
+        return f"query failed: {err}", 1
+    if isinstance(err, WorkflowFailureError):
+        return f"workflow failed: {failure_message(err)}", 1
+    if isinstance(err, RPCError):
+        if err.status == RPCStatusCode.DEADLINE_EXCEEDED:
+            return ("the workflow did not answer in time: is a worker running? "
+                    "Start one with `python worker.py`"), 1
+        return f"Temporal refused the request: {err.message}", 1
+    if isinstance(err, UnicodeDecodeError):  # a file read without naming it
+        return (f"a file is not UTF-8 text: byte 0x{err.object[err.start]:02x} at "
+                f"offset {err.start} cannot be decoded"), 2
+    if isinstance(err, OSError):  # a file named on the command line that cannot be read
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror or err}{where}", 2
+    return None
 
 
 def quiet_broken_pipe() -> int:

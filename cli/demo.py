@@ -117,9 +117,9 @@ async def run_learning_demo(ctx: Context) -> int:
     student, let a simulated student (right 85% of the time) answer every test,
     print each step, and end with the mastery table. Exits 0 only when the loop
     ends MASTERED."""
-    # Heavy imports only this command needs; tests/ is there in a source checkout.
+    # Heavy imports only this command needs.
     from activities.curriculum import import_curriculum, read_curriculum
-    from tests.simulated_student import SimulatedStudent
+    from simulation.student import SimulatedStudent
     from worker import make_worker
 
     settings = ctx.settings

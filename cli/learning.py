@@ -47,6 +47,7 @@ from models.learning import (
 from settings import Settings
 from temporal_plumbing.search_attributes import ensure_search_attributes
 from workflows.learning_loop import LearningLoopWorkflow
+from workflows.registry import workflow_type
 from workflows.search_attributes import STUDENT
 
 
@@ -332,7 +333,8 @@ async def find_loop(ctx: Context, student: str, curriculum: str | None) -> str:
     if curriculum:
         return checked_workflow_id(learning_workflow_id(student, curriculum))
     client = await ctx.client()
-    query = (f"WorkflowType = 'LearningLoopWorkflow' AND ExecutionStatus = 'Running' AND "
+    query = (f"WorkflowType = '{workflow_type(LearningLoopWorkflow)}' AND "
+             "ExecutionStatus = 'Running' AND "
              f"{STUDENT.name} = {visibility_literal(student, 'STUDENT')}")
     ids = [wf.id async for wf in client.list_workflows(query, limit=10)]
     if len(ids) == 1:

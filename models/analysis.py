@@ -155,7 +155,12 @@ class SourceDoc(BaseModel):
         level: ``L0``, ``L1`` or ``L2``.
         title: its title (first heading, file name, page title or the citation).
         location: file path, URL or the analyst's citation text.
-        text: its text, truncated to ``max_source_chars`` (empty for L1).
+        text: its text inline, truncated to ``max_source_chars``: a web excerpt (L2,
+            public), or an L0 document of a run started before source texts went by
+            reference; empty for L1 and for L0 documents passed by ``text_ref``.
+        text_ref: the L0 document's text (truncated to ``max_source_chars``) in the
+            artifact store; activities that need it load it, so it is never in
+            workflow history.
         sha256: hex SHA-256 of the full file (L0 only).
         cited_by: analysts that cited it (L1).
         role: ``evidence`` (L0, L2: its text can support a claim) or ``framework``
@@ -168,6 +173,7 @@ class SourceDoc(BaseModel):
     title: str
     location: str
     text: str = ""
+    text_ref: ArtifactRef | None = None
     sha256: str = ""
     cited_by: list[str] = Field(default_factory=list)
     role: str = "evidence"
@@ -176,12 +182,89 @@ class SourceDoc(BaseModel):
 class LoadSourcesInput(BaseModel):
     """Activity input: load files or directories of markdown/text as L0 sources,
     numbered from ``first_number``; text kept up to ``max_chars`` characters; a
-    file over ``max_bytes`` bytes is refused."""
+    file over ``max_bytes`` bytes is refused. With ``workflow_id`` the texts are
+    written to the artifact store (``analysis/<workflow_id>/sources/<id>.txt``) and
+    returned as ``SourceDoc.text_ref``; without it (runs started before that) they
+    are returned inline."""
 
     paths: list[str]
     first_number: int = Field(default=1, ge=1)
     max_chars: int = Field(default=6000, gt=0)
     max_bytes: int = Field(default=1_000_000, gt=0)
+    workflow_id: str = ""
+
+
+class FlaggedCitation(BaseModel):
+    """A claim (an outline point's claim, or a sentence of the report) with the ids
+    it cites whose text does not support it; ``point`` is the outline point's id."""
+
+    text: str
+    ids: list[str]
+    point: str = ""
+
+
+class SupportGroup(BaseModel):
+    """The unsupported citations of one part checked (the citation map, or one
+    section of the report), and, when a judge was asked for, the judge's view of
+    them (numbered claims with the best passage of each cited source, as text and
+    as JSON) in the artifact store."""
+
+    what: str
+    found: list[FlaggedCitation] = Field(default_factory=list)
+    judge_claims: ArtifactRef | None = None
+    judge_claims_json: ArtifactRef | None = None
+
+
+class SupportCheckInput(BaseModel):
+    """Activity input: check whether cited sources support what cites them.
+
+    Attributes:
+        workflow_id: the run (judge files go under ``analysis/<workflow_id>/judge``).
+        sources: the run's sources (texts inline or by reference).
+        points: with ``citations``: check the citation map against the outline.
+        citations: outline point id -> cited source ids.
+        body: else: check each ``## `` section of this report body.
+        judge: also write each group's claims for a model judge (see SupportGroup).
+    """
+
+    workflow_id: str
+    sources: list[SourceDoc]
+    points: list[OutlinePoint] = Field(default_factory=list)
+    citations: dict[str, list[str]] = Field(default_factory=dict)
+    body: str = ""
+    judge: bool = False
+
+
+class SupportCheck(BaseModel):
+    """What the citation-support check found: one group for the citation map, or
+    one per report section (text before the first section included)."""
+
+    groups: list[SupportGroup] = Field(default_factory=list)
+
+
+class MarkUnsupportedInput(BaseModel):
+    """Activity input: mark the unsupported citations ``found`` in a report body."""
+
+    body: str
+    found: list[FlaggedCitation]
+
+
+class FeedbackInput(BaseModel):
+    """Activity input: add one round's reviewer feedback to a gate's feedback file.
+
+    Attributes:
+        workflow_id, gate: whose feedback (``analysis/<workflow_id>/feedback/``).
+        round: the round's number at this gate (1, 2, ...), which names the file.
+        comment: the new feedback (at most ``MAX_GATE_TEXT_BYTES``, as every
+            gate comment).
+        earlier: the file holding the earlier rounds' feedback, or None.
+    """
+
+    workflow_id: str
+    gate: str
+    round: int = Field(ge=1)
+    comment: str
+    earlier: ArtifactRef | None = None
 
 
 class WebSearchInput(BaseModel):

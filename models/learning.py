@@ -221,7 +221,8 @@ class CurriculumSpec(BaseModel):
 
 
 class LearningPhase(StrEnum):
-    """Where the loop is: the five stages of seed 000 and the ends."""
+    """Where the loop is: the five stages and the ends (MASTERED and ROUND_LIMIT are
+    a result's outcome; FAILED is where a run that raised ends)."""
 
     ASSIGN = "ASSIGN"
     TEST = "TEST"
@@ -231,6 +232,7 @@ class LearningPhase(StrEnum):
     PAUSED = "PAUSED"
     MASTERED = "MASTERED"
     ROUND_LIMIT = "ROUND_LIMIT"
+    FAILED = "FAILED"
 
 
 class LearningConfig(BaseModel):

@@ -9,6 +9,24 @@ from pydantic import BaseModel, Field
 from models.common import ArtifactRef
 
 
+class DocumentRef(BaseModel):
+    """One document of a prompt listing whose text stays out of workflow history.
+
+    Attributes:
+        header: the line that introduces it (e.g. ``[L0-1] (L0) Title — path``).
+        ref: its text in the artifact store (UTF-8), loaded by the activity; None
+            when ``text`` is given inline (short, public text such as a web excerpt).
+        text: inline text, used when ``ref`` is None.
+        chars: characters of the text shown after the header (0: the header only;
+            None: the whole text).
+    """
+
+    header: str = ""
+    ref: ArtifactRef | None = None
+    text: str = ""
+    chars: int | None = Field(default=None, ge=0)
+
+
 class LlmRequest(BaseModel):
     """Input of the ``llm_complete`` activity.
 
@@ -21,11 +39,19 @@ class LlmRequest(BaseModel):
             Anthropic tool call with this input schema), validated against the schema
             and returned in ``LlmResponse.data``.
         max_tokens: the most output tokens the model may write.
+        documents: variables rendered by the activity from documents passed by
+            reference (source texts, earlier reviewer feedback), so their text is
+            never in the request's payload: each document is its header, then the
+            first ``chars`` characters of its text on the next line (trailing space
+            stripped); documents are separated by a blank line; an empty list
+            renders as ``(none)``. A name here overrides the same name in
+            ``variables``.
     """
 
     phase: str = Field(min_length=1)
     template: str = Field(min_length=1)
     variables: dict[str, Any] = Field(default_factory=dict)
+    documents: dict[str, list[DocumentRef]] = Field(default_factory=dict)
     output_schema: dict[str, Any] | None = None
     max_tokens: int = Field(default=2048, gt=0)
 

@@ -8,13 +8,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import PurePosixPath
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from models.common import ArtifactRef, AuditEntry, GateInfo
 from models.git import BranchRef
 from models.text import slugify as slugify  # re-exported for the CLI
 
 GATE_1 = "GATE_1"
+FEEDBACK_EXCERPT_CHARS = 500  # characters of reviewer feedback a query or carried audit shows
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
@@ -196,10 +197,39 @@ class AgentTask(BaseModel):
     @property
     def feedback_relpath(self) -> str:
         """Path, inside the worktree, of the reviewers' feedback file: every round's
-        feedback so far, committed beside the spec (``feedback.md``, or
-        ``feedback-<feedback_key>.md``)."""
-        name = f"feedback-{self.feedback_key}.md" if self.feedback_key else "feedback.md"
-        return f"specs/{self.branch}/{name}"
+        feedback so far, committed in the same directory as the file the agent writes
+        (``spec_relpath``: ``specs/<branch>/`` for the SDLC spec, the configured
+        ``output``'s directory for a workstream agent step), named ``feedback.md``, or
+        ``feedback-<feedback_key>.md``."""
+        parent = PurePosixPath(self.spec_relpath).parent
+        return str(parent / self._feedback_name) if str(parent) != "." else \
+            self._feedback_name
+
+    @property
+    def legacy_feedback_relpath(self) -> str:
+        """Where older code kept the feedback file whatever the output path
+        (``specs/<branch>/``): read when ``feedback_from`` predates the move."""
+        return f"specs/{self.branch}/{self._feedback_name}"
+
+    @property
+    def _feedback_name(self) -> str:
+        return f"feedback-{self.feedback_key}.md" if self.feedback_key else "feedback.md"
+
+
+class PendingReply(BaseModel):
+    """A reply comment to post on the tracking issue: ``key`` is its idempotency key
+    (``models.issues.CommentInput``), ``body`` its markdown text."""
+
+    key: str
+    body: str
+
+
+def excerpt(text: str, limit: int = FEEDBACK_EXCERPT_CHARS) -> str:
+    """``text`` whole when at most ``limit`` characters, else its first ``limit``
+    characters and how long it was: ``"abc... [12,345 characters in all]"``."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text):,} characters in all]"
 
 
 class SdlcState(BaseModel):
@@ -210,7 +240,19 @@ class SdlcState(BaseModel):
         round: current spec round (0 before PHASE_2).
         issue, branch, worktree: what PHASE_1 made (None until made).
         specs: one committed spec per finished round.
-        feedback: reviewers' feedback so far.
+        feedback: the newest reviewer feedback (the comment of the last reject or
+            revise, at most ``MAX_GATE_TEXT_BYTES``), kept whole until the spec it
+            asked for is committed with it in ``feedback_file``; the ``state`` query
+            and the state carried over continue-as-new keep its first
+            ``FEEDBACK_EXCERPT_CHARS`` characters (:meth:`excerpt`). Earlier rounds
+            are never kept here.
+        feedback_rounds: how many rounds of feedback there were.
+        feedback_file: where every round's feedback is, as ``<commit>:<path>`` (``git
+            show`` takes it): the feedback file committed with the newest spec, which
+            holds the feedback of every round before that spec; empty in round 1.
+        pending_replies: GitHub reply comments decided but not yet posted (a refused
+            comment command's answer), oldest first; posted once each, before the
+            run moves on or continues as new.
         pending_gates: gates open now.
         failure_reason: why the run FAILED or was CANCELED.
         pr_url: the pull request, when one was opened.
@@ -226,12 +268,32 @@ class SdlcState(BaseModel):
     branch: BranchRef | None = None
     worktree: str | None = None
     specs: list[ArtifactRef] = Field(default_factory=list)
-    feedback: list[str] = Field(default_factory=list)
+    feedback: str = ""
+    feedback_rounds: int = 0
+    feedback_file: str = ""
+    pending_replies: list[PendingReply] = Field(default_factory=list)
     pending_gates: list[GateInfo] = Field(default_factory=list)
     failure_reason: str | None = None
     pr_url: str | None = None
     last_comment_id: int = 0
     last_comment_since: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _every_round_inline(cls, data: object) -> object:
+        """State from older code kept every round's feedback as a list: keep the newest
+        and the count."""
+        if isinstance(data, dict) and isinstance(data.get("feedback"), list):
+            rounds = data["feedback"]
+            data = {**data, "feedback": rounds[-1] if rounds else "",
+                    "feedback_rounds": data.get("feedback_rounds") or len(rounds)}
+        return data
+
+    def excerpt(self) -> SdlcState:
+        """This state as the ``state`` query shows it and continue-as-new carries it:
+        the feedback cut to its first ``FEEDBACK_EXCERPT_CHARS`` characters (the
+        whole text is in ``feedback_file`` once the spec it asked for is committed)."""
+        return self.model_copy(update={"feedback": excerpt(self.feedback)})
 
 
 class SdlcResult(BaseModel):
@@ -252,8 +314,11 @@ class SdlcCarry(BaseModel):
 
     Attributes:
         state: the run's state (phase, round, issue, branch, worktree, specs,
-            feedback, comment cursor).
-        audit: the audit log so far.
+            feedback as an excerpt and a reference, comment cursor, replies not yet
+            posted: :meth:`SdlcState.excerpt`); its size does not grow with the
+            feedback's.
+        audit: the audit log so far; each decision's comment as an excerpt (the
+            whole text is in the state's ``feedback_file``).
         ledger: the LLM usage so far (``models.llm.LlmUsage`` as dicts).
         gate: the open gate, reopened as it was (opened_at, expiry, reminders).
         spec: the spec the gate reviews.

@@ -33,6 +33,7 @@ STEP_DURATION = "orchestrator_step_duration_seconds"
 BREAKER_TRANSITIONS = "orchestrator_breaker_transitions"
 LEARNING_ANSWERS = "orchestrator_learning_answers"
 MASTERY_EVENTS = "orchestrator_mastery_events"
+TRANSITIONS = "orchestrator_transitions"
 
 # Histogram buckets (upper bounds) for PrometheusConfig.histogram_bucket_overrides.
 # A human gate waits seconds (a test) to a week; a step runs a second to hours;
@@ -134,3 +135,11 @@ def mastery_event(meter: MetricMeter, curriculum: str, event: str) -> None:
     ``updated`` (any other BKT update)."""
     meter.create_counter(MASTERY_EVENTS, "BKT mastery updates").with_additional_attributes(
         {"curriculum": curriculum, "event": event}).add(1)
+
+
+def transition(meter: MetricMeter, from_phase: str, to_phase: str) -> None:
+    """+1 ``orchestrator_transitions{from, to}``: a run changed phase (the meter's
+    ``workflow_type`` says whose), so ``to`` the failed phase (``FAILED``, a workstream's
+    ``failed``) counts the runs that failed."""
+    meter.create_counter(TRANSITIONS, "workflow phase transitions").with_additional_attributes(
+        {"from": from_phase, "to": to_phase}).add(1)

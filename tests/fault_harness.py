@@ -15,17 +15,26 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from activities.processes import group_members
 from cli.server import start_background
+from models.workstream import (
+    DEFAULT_ROUTER_CONFIG,
+    RouterConfig,
+    StepAttempt,
+    WorkstreamInput,
+    WorkstreamSpec,
+)
 from settings import Settings
 from temporal_plumbing.client import connect_client
 from temporal_plumbing.environments import free_port
+from workflows.workstream import WorkstreamWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -181,3 +190,46 @@ def numbered_branches(repo: Path) -> list[str]:
 def is_clean(worktree: Path) -> bool:
     """Whether ``git status`` in ``worktree`` shows nothing (tracked or untracked)."""
     return git_out(worktree, "status", "--porcelain") == ""
+
+
+# -- the runs the fault scenarios of the tests and of bench/faults.py drive --------
+
+
+def sdlc_fault_agent(tmp: Path) -> str:
+    """An SDLC agent command (AGENT_COMMAND of the ``command`` runner) for the fault
+    scenarios: every start is logged to ``<tmp>/starts`` as ``<round> <pid>``; the
+    first attempt of round 1 leaves a writer behind (its pid in ``<tmp>/late.pid``)
+    that would append ``late`` to the spec 30 s later, then hangs (the worker is
+    killed there); round 2 takes 3 s (the server restarts there)."""
+    return (f'echo "$SDLC_ROUND $$" >> {tmp}/starts; '
+            f'if [ "$SDLC_ROUND" = 1 ] && [ ! -e {tmp}/first ]; then touch {tmp}/first; '
+            f'(sleep 30; echo late >> "$SDLC_SPEC_PATH") & echo $! > {tmp}/late.pid; '
+            'sleep 60; fi; '
+            'if [ "$SDLC_ROUND" = 2 ]; then sleep 3; fi; '
+            'mkdir -p "$(dirname "$SDLC_SPEC_PATH")"; '
+            'echo "# $SDLC_TITLE, round $SDLC_ROUND" > "$SDLC_SPEC_PATH"')
+
+
+def workstream_input(steps: list[dict[str, Any]], repo: Path | None = None,
+                     spec_dir: Path | None = None) -> WorkstreamInput:
+    """A run of ``steps`` (spec dicts; default retry: max_attempts 1) under a fresh
+    work item ``faults-<hex>``, with the worker's default router config, on a
+    worktree of ``repo`` (None: a fresh workspace)."""
+    return WorkstreamInput(
+        spec=WorkstreamSpec.model_validate(
+            {"work_item": f"faults-{uuid.uuid4().hex[:8]}", "steps": steps}),
+        router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),
+        repo_path=str(repo) if repo else None, spec_dir=str(spec_dir) if spec_dir else "")
+
+
+async def start_workstream(client: Client, task_queue: str, inp: WorkstreamInput
+                           ) -> WorkflowHandle[Any, Any]:
+    """Start ``inp`` as ``workstream-<work item>`` on ``task_queue``."""
+    return await client.start_workflow(WorkstreamWorkflow.run, inp,
+                                       id=f"workstream-{inp.spec.work_item}",
+                                       task_queue=task_queue)
+
+
+async def step_attempts(handle: WorkflowHandle[Any, Any]) -> dict[str, StepAttempt]:
+    """The run's attempt counts by step ID."""
+    return {a.step: a for a in await handle.query(WorkstreamWorkflow.step_attempts)}

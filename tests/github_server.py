@@ -151,6 +151,14 @@ class FakeGitHub:
         with self._lock:
             self.issues[number]["labels"] = [self._label(n) for n in names]
 
+    def delete_label(self, name: str) -> None:
+        """A person deletes a label from the repository (GitHub removes it from every
+        issue too)."""
+        with self._lock:
+            self.labels.pop(name, None)
+            for issue in self.issues.values():
+                issue["labels"] = [label for label in issue["labels"] if label["name"] != name]
+
     def comments_on(self, number: int) -> list[dict[str, Any]]:
         """The comments of issue ``number``, oldest first."""
         return list(self._comments.get(number, []))

@@ -30,7 +30,14 @@ from workflows.gates import failure_message
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.analysis import AnalysisActivities
+    from activities.analysis import (
+        AnalysisActivities,
+        judge_claims,
+        mark_unsupported,
+        sections,
+        unsupported_map_citations,
+        unsupported_report_citations,
+    )
     from activities.web_search import WebSearchActivities
     from models.analysis import (
         CLARIFY_GATE,
@@ -44,17 +51,22 @@ with workflow.unsafe.imports_passed_through():
         AnalystOutput,
         CitationMap,
         ClarifyAnswers,
+        FeedbackInput,
+        FlaggedCitation,
         LoadSourcesInput,
+        MarkUnsupportedInput,
         Outline,
         OutlinePoint,
         ProposalChange,
         SourceDoc,
         SourcesChoice,
+        SupportCheckInput,
+        SupportGroup,
         WebSearchInput,
         WriteReportInput,
     )
-    from models.common import GateDecision, Verdict
-    from models.llm import LlmRequest
+    from models.common import ArtifactRef, GateDecision, Verdict
+    from models.llm import DocumentRef, LlmRequest
     from workflows import analysis_checks as checks
 
 NONE = "(none)"
@@ -71,6 +83,12 @@ source block to the prompt cache, then the others run in parallel and read it
 CITATION_JUDGE_PATCH = "citation-judge"
 """Patch id: with a model, citations the lexical check finds unsupported go to a
 judge call (one per citation map, one per report section) before they count."""
+BY_REFERENCE_PATCH = "analysis-private-data-by-reference"
+"""Patch id: source texts are written to the artifact store when loaded and travel as
+references (LLM calls get them as ``LlmRequest.documents``), the citation-support
+check runs in an activity that loads them, and reviewer feedback at the proposal and
+outline gates is kept in a file per round passed by reference (runs recorded before
+keep texts and feedback inline and check support in workflow code)."""
 SOURCES_REVIEW_PATCH = "sources-gate-reviews-added-sources"
 """Patch id: documents added at the sources gate are loaded and the gate opens
 again, listing them, so the reviewer sees what was added before proceeding (runs
@@ -99,6 +117,9 @@ class AnalysisWorkflow(LlmWorkflow):
         self._source_need_reason = ""
         self._suggested_analysts: list[str] = []
         self._track_phase = False
+        self._by_ref = False  # BY_REFERENCE_PATCH, decided once at the start of run
+        self._feedback: dict[str, ArtifactRef] = {}  # gate -> its feedback file
+        self._feedback_rounds: dict[str, int] = {}  # gate -> revise rounds so far
 
     # -- queries and decisions --------------------------------------------
     @workflow.query(name="state")
@@ -155,6 +176,7 @@ class AnalysisWorkflow(LlmWorkflow):
     async def run(self, req: AnalysisRequest) -> AnalysisResult:
         """Run the pipeline to DONE; raise ApplicationError when it ends FAILED."""
         self._track_phase = search_attributes.started_with(search_attributes.ANALYSIS_PHASE)
+        self._by_ref = workflow.patched(BY_REFERENCE_PATCH)
         try:
             if req.sources:
                 await self._load(req.sources)
@@ -241,10 +263,41 @@ class AnalysisWorkflow(LlmWorkflow):
     def _loaded(self) -> set[str]:
         return {s.id for s in self._registry}
 
-    def _source_listing(self, levels: tuple[str, ...], excerpt: int) -> str:
-        docs = [s for s in self._registry if s.level in levels]
-        return "\n\n".join(f"[{s.id}] ({s.level}) {s.title} — {s.location}\n"
-                           f"{s.text[:excerpt]}".rstrip() for s in docs) or NONE
+    def _source_listing(self, levels: tuple[str, ...], excerpt: int) -> list[DocumentRef]:
+        """The sources of ``levels`` as a prompt listing (``LlmRequest.documents``):
+        ``[id] (level) title — location`` and the first ``excerpt`` characters of the
+        text, which the LLM activity loads from the store (an inline text, of a web
+        source or of a run started before texts went by reference, goes inline)."""
+        return [DocumentRef(header=f"[{s.id}] ({s.level}) {s.title} — {s.location}",
+                            ref=s.text_ref, text=s.text, chars=excerpt)
+                for s in self._registry if s.level in levels]
+
+    def _feedback_docs(self, gate: str, inline: list[str]) -> dict[str, list[DocumentRef]]:
+        """The ``feedback`` variable of the proposal and outline prompts: every earlier
+        round's comment as ``- `` lines, from the gate's feedback file (``inline``:
+        the comments of a run started before feedback went by reference)."""
+        if not self._by_ref:
+            text = "\n".join(f"- {f}" for f in inline)
+            return {"feedback": [DocumentRef(text=text)] if text else []}
+        ref = self._feedback.get(gate)
+        return {"feedback": [DocumentRef(ref=ref)] if ref else []}
+
+    async def _add_feedback(self, gate: str, comment: str, inline: list[str]) -> None:
+        """Keep one revise round's ``comment``: in the gate's feedback file (a new
+        file per round: the earlier ones' lines and this one), so each round adds
+        only its own comment and a reference to history; inline for older runs."""
+        if not self._by_ref:
+            inline.append(comment)
+            return
+        n = self._feedback_rounds.get(gate, 0) + 1
+        self._feedback[gate] = await workflow.execute_activity_method(
+            AnalysisActivities.record_feedback,
+            FeedbackInput(workflow_id=workflow.info().workflow_id, gate=gate, round=n,
+                          comment=comment, earlier=self._feedback.get(gate)),
+            start_to_close_timeout=policies.ANALYSIS_IO_TIMEOUT,
+            retry_policy=policies.ANALYSIS_IO_RETRY,
+            summary=f"keep the {gate} feedback of round {n}")
+        self._feedback_rounds[gate] = n
 
     async def _load(self, paths: list[str]) -> None:
         assert self._req
@@ -252,7 +305,8 @@ class AnalysisWorkflow(LlmWorkflow):
         docs = await workflow.execute_activity_method(
             AnalysisActivities.load_sources,
             LoadSourcesInput(paths=paths, first_number=first,
-                             max_chars=self._req.max_source_chars),
+                             max_chars=self._req.max_source_chars,
+                             workflow_id=workflow.info().workflow_id if self._by_ref else ""),
             start_to_close_timeout=policies.ANALYSIS_IO_TIMEOUT,
             retry_policy=policies.ANALYSIS_IO_RETRY,
             summary=f"load {len(paths)} source path(s)",
@@ -279,8 +333,8 @@ class AnalysisWorkflow(LlmWorkflow):
                     "analysts": "\n".join(f"- {aid}: {a.name} — {a.focus}"
                                            for aid, a in cat.analysts.items()),
                     "templates": "\n".join(f"- {tid}: {t.name}"
-                                           for tid, t in cat.templates.items()),
-                    "sources": self._source_listing(("L0",), 300)}),
+                                           for tid, t in cat.templates.items())},
+                documents={"sources": self._source_listing(("L0",), 300)}),
                 summary="score the synthesizers")
         except ActivityError as err:
             text = self._req.problem + "\n" + clarifications
@@ -399,7 +453,7 @@ class AnalysisWorkflow(LlmWorkflow):
         assert self._req
         cat = self._req.catalogue
         self._enter(AnalysisPhase.PROPOSE)
-        feedback: list[str] = []
+        feedback: list[str] = []  # runs started before feedback went by reference
         while True:
             st = self._state
             resp = await self.call_llm(LlmRequest(
@@ -410,9 +464,9 @@ class AnalysisWorkflow(LlmWorkflow):
                            "template": st.template,
                            "template_name": cat.templates[st.template].name,
                            "analysts": ", ".join(st.analysts),
-                           "web_search": "on" if st.web_search else "off",
-                           "sources": self._source_listing(("L0",), 0),
-                           "feedback": "\n".join(f"- {f}" for f in feedback) or NONE}),
+                           "web_search": "on" if st.web_search else "off"},
+                documents={"sources": self._source_listing(("L0",), 0),
+                           **self._feedback_docs(PROPOSAL_GATE, feedback)}),
                 summary="write the proposal")
             assert resp.data is not None
             st.proposal = f"{resp.data['summary']} Rationale: {resp.data['rationale']}"
@@ -425,7 +479,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 return
             if decision.verdict == Verdict.REJECT:
                 raise self._fail(f"proposal rejected: {decision.comment}")
-            feedback.append(decision.comment)
+            await self._add_feedback(PROPOSAL_GATE, decision.comment, feedback)
             if decision.content:
                 change = ProposalChange.model_validate_json(decision.content)
                 if change.synthesizer and change.synthesizer != st.synthesizer:
@@ -457,10 +511,10 @@ class AnalysisWorkflow(LlmWorkflow):
                         "analyst_name": analyst.name, "analyst_focus": analyst.focus,
                         "analyst_reference": analyst.reference,
                         "analyst_reference_json": json.dumps(analyst.reference),
-                        "sources": self._source_listing(("L0", "L2"),
-                                                        self._req.max_source_chars),
                         "source_ids": json.dumps([s.id for s in self._registry]),
-                        "previous_error": previous_error}),
+                        "previous_error": previous_error},
+                    documents={"sources": self._source_listing(("L0", "L2"),
+                                                               self._req.max_source_chars)}),
                     summary=f"analyst {aid}")
             except ActivityError as err:
                 return failure_text(err)
@@ -551,8 +605,8 @@ class AnalysisWorkflow(LlmWorkflow):
             phase="analysis_outline", template="analysis_outline.md",
             output_schema=checks.OUTLINE_SCHEMA,
             variables={"problem": self._req.problem, "template_name": template.name,
-                       "sections": ", ".join(template.sections), "integration": integration,
-                       "feedback": "\n".join(f"- {f}" for f in feedback) or NONE}),
+                       "sections": ", ".join(template.sections), "integration": integration},
+            documents=self._feedback_docs(OUTLINE_GATE, feedback)),
             summary="write the outline")
         assert resp.data is not None
         return Outline(title=resp.data["title"], points=[
@@ -562,7 +616,7 @@ class AnalysisWorkflow(LlmWorkflow):
 
     async def _outline_phase(self, integration: str) -> None:
         self._enter(AnalysisPhase.OUTLINE)
-        feedback: list[str] = []
+        feedback: list[str] = []  # runs started before feedback went by reference
         outline = await self._make_outline(integration, feedback)
         while True:
             self._state.outline = [f"{p.id} {p.heading}: {p.claim}"
@@ -585,7 +639,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 self.record("outline_edited", f"{len(outline.points)} point(s) from the "
                             "reviewer", actor=decision.actor)
             else:
-                feedback.append(decision.comment)
+                await self._add_feedback(OUTLINE_GATE, decision.comment, feedback)
                 outline = await self._make_outline(integration, feedback)
 
     # -- 8./9. citations -----------------------------------------------------------
@@ -632,9 +686,9 @@ class AnalysisWorkflow(LlmWorkflow):
                                                  [s.id for s in self._registry]),
             variables={"outline": "\n".join(f"{p.id} [{'factual' if p.factual else 'opinion'}]"
                                             f" {p.heading}: {p.claim}" for p in points),
-                       "sources": self._source_listing(("L0", "L1", "L2"),
-                                                       self._req.max_source_chars),
-                       "previous_error": previous_error}),
+                       "previous_error": previous_error},
+            documents={"sources": self._source_listing(("L0", "L1", "L2"),
+                                                       self._req.max_source_chars)}),
             summary="map sources to the outline")
         assert resp.data is not None
         citations = {k: list(dict.fromkeys(str(i) for i in v))
@@ -658,13 +712,7 @@ class AnalysisWorkflow(LlmWorkflow):
             cmap = await self._map_citations(previous_error)
             problems = checks.validate_citation_map(cmap, self._outline, self._loaded())
             if not problems and workflow.patched(CITATION_SUPPORT_PATCH):
-                unsupported = checks.unsupported_map_citations(cmap, self._outline,
-                                                               self._registry)
-                claims = {p.id: p.claim for p in self._outline.points}
-                kept = await self._judge([(claims[pid], ids) for pid, ids in
-                                          unsupported.items()], "the citation map")
-                unsupported = {pid: ids for pid, ids in unsupported.items()
-                               if (claims[pid], ids) in kept}
+                unsupported = await self._unsupported_map(cmap)
                 if unsupported and attempt == 0:
                     problems = [f"{pid} cites {', '.join(ids)}, whose text does not support "
                                 "its claim (frameworks (L1) cannot be the only support)"
@@ -680,31 +728,112 @@ class AnalysisWorkflow(LlmWorkflow):
             self.record("check_failed", f"citation map: {previous_error}")
         raise self._fail(f"the citation map failed validation twice: {previous_error}")
 
+    def _judging(self) -> bool:
+        """Whether flagged citations go to a model judge: only in runs that use a model
+        (offline the lexical check is final)."""
+        return not all(u.provider == "offline" for u in self.ledger) and \
+            workflow.patched(CITATION_JUDGE_PATCH)
+
+    async def _check_support(self, **check: object) -> list[SupportGroup]:
+        """The ``check_citation_support`` activity over this run's sources (``check``:
+        the SupportCheckInput fields naming what to check)."""
+        result = await workflow.execute_activity_method(
+            AnalysisActivities.check_citation_support,
+            SupportCheckInput(workflow_id=workflow.info().workflow_id,
+                              sources=list(self._registry), judge=self._judging(),
+                              **check),  # type: ignore[arg-type]
+            start_to_close_timeout=policies.ANALYSIS_IO_TIMEOUT,
+            retry_policy=policies.ANALYSIS_IO_RETRY,
+            summary="check that cited sources support what cites them")
+        return result.groups
+
+    async def _unsupported_map(self, cmap: CitationMap) -> dict[str, list[str]]:
+        """Outline point id -> the ids its citation-map entry cites without support
+        (after the judge, when there is one)."""
+        assert self._outline
+        if self._by_ref:
+            if not any(cmap.citations.values()):
+                return {}
+            groups = await self._check_support(points=self._outline.points,
+                                               citations=cmap.citations)
+            return {f.point: f.ids for f in await self._judge_group(groups[0])}
+        unsupported = unsupported_map_citations(cmap.citations, self._outline.points,
+                                                self._registry)
+        claims = {p.id: p.claim for p in self._outline.points}
+        kept = await self._judge([(claims[pid], ids) for pid, ids in unsupported.items()],
+                                 "the citation map")
+        return {pid: ids for pid, ids in unsupported.items() if (claims[pid], ids) in kept}
+
+    async def _unsupported_report(self, body: str) -> list[tuple[str, list[str]]]:
+        """(sentence, ids) of the report's citations that do not support their
+        sentence, checked per section (after the judge, when there is one)."""
+        if self._by_ref:
+            found: list[tuple[str, list[str]]] = []
+            for group in await self._check_support(body=body):
+                found += [(f.text, f.ids) for f in await self._judge_group(group)]
+            return found
+        found = []
+        for section in sections(body):
+            flagged = unsupported_report_citations(section, self._registry)
+            found += await self._judge(flagged, f"section '{section.splitlines()[0][:60]}'")
+        return found
+
+    async def _mark(self, body: str, found: list[tuple[str, list[str]]]) -> str:
+        """``body`` with the ``found`` citations marked as unsupported."""
+        if not self._by_ref:
+            return mark_unsupported(body, found)
+        return await workflow.execute_activity_method(
+            AnalysisActivities.mark_unsupported_citations,
+            MarkUnsupportedInput(body=body, found=[FlaggedCitation(text=t, ids=ids)
+                                                   for t, ids in found]),
+            start_to_close_timeout=policies.ANALYSIS_IO_TIMEOUT,
+            retry_policy=policies.ANALYSIS_IO_RETRY,
+            summary="mark the unsupported citations of the report")
+
+    async def _judge_group(self, group: SupportGroup) -> list[FlaggedCitation]:
+        """Of one group's flagged citations, those the judge finds unsupported too
+        (all of them when there is no judge); the judge reads the claims and passages
+        the check wrote to the store."""
+        if not group.found or group.judge_claims is None or group.judge_claims_json is None:
+            return group.found
+        verdicts = await self._judge_call(len(group.found), group.what, documents={
+            "claims": [DocumentRef(ref=group.judge_claims)],
+            "claims_json": [DocumentRef(ref=group.judge_claims_json)]})
+        return group.found if verdicts is None else checks.judged(group.found, verdicts)
+
     async def _judge(self, found: list[tuple[str, list[str]]], what: str
                      ) -> list[tuple[str, list[str]]]:
         """Of the citations the lexical check found unsupported (claim, ids), those a
-        model judge finds unsupported too. Only in runs that use a model (offline the
-        lexical check is final): one judge call per batch, priced in the ledger; a
-        failed call leaves the lexical verdict."""
-        if not found or all(u.provider == "offline" for u in self.ledger) or \
-                not workflow.patched(CITATION_JUDGE_PATCH):
+        model judge finds unsupported too, for a run that keeps source texts inline
+        (started before they went by reference). Only in runs that use a model: one
+        judge call per batch, priced in the ledger; a failed call leaves the lexical
+        verdict."""
+        if not found or not self._judging():
             return found
-        claims, claims_json = checks.judge_claims(found, self._registry)
+        claims, claims_json = judge_claims(found, self._registry)
+        verdicts = await self._judge_call(len(found), what, variables={
+            "claims": claims, "claims_json": claims_json})
+        return found if verdicts is None else checks.judged(found, verdicts)
+
+    async def _judge_call(self, n: int, what: str, **prompt: dict) -> list[dict] | None:
+        """One judge call on ``n`` flagged citations of ``what`` (``prompt``: the
+        request's variables or documents); its verdicts, or None when it failed (the
+        lexical check stands)."""
         try:
             resp = await self.call_llm(LlmRequest(
                 phase="analysis_citation_judge", template="analysis_citation_judge.md",
-                output_schema=checks.JUDGE_SCHEMA,
-                variables={"claims": claims, "claims_json": claims_json}),
-                summary=f"judge {len(found)} citation(s) of {what}")
+                output_schema=checks.JUDGE_SCHEMA, **prompt),  # type: ignore[arg-type]
+                summary=f"judge {n} citation(s) of {what}")
         except ActivityError as err:
             self.record("fallback", f"citation judge failed ({failure_text(err)}); the "
                         "lexical check stands")
-            return found
+            return None
         assert resp.data is not None
-        kept = checks.judged(found, resp.data["verdicts"])
-        self.record("citations_judged", f"{what}: {len(found) - len(kept)} of {len(found)} "
+        verdicts = resp.data["verdicts"]
+        kept = len(checks.judged(list(range(n)), verdicts))
+        self.record("citations_judged", f"{what}: {n - kept} of {n} "
                     "flagged citation(s) judged supported")
-        return kept
+        return verdicts
 
     def _drop_unsupported(self, cmap: CitationMap, unsupported: dict[str, list[str]]) -> None:
         """Take citations that stayed unsupported after the redo out of ``cmap`` (kept
@@ -750,15 +879,11 @@ class AnalysisWorkflow(LlmWorkflow):
                 text, self._req.catalogue.report_frontmatter, self._loaded(), evidence)
             supported = not problems and workflow.patched(CITATION_SUPPORT_PATCH)
             if supported:
-                found = []
-                for section in checks.sections(body):
-                    flagged = checks.unsupported_report_citations(section, self._registry)
-                    found += await self._judge(flagged, f"section "
-                                               f"'{section.splitlines()[0][:60]}'")
+                found = await self._unsupported_report(body)
                 if found and attempt == 0:
                     problems = checks.support_problems(found)
                 elif found:
-                    body = checks.mark_unsupported(body, found)
+                    body = await self._mark(body, found)
                     meta["unsupported_citations"] = [
                         f"{', '.join(ids)}: {sentence[:120]}" for sentence, ids in found]
                     self.record("citations_unsupported", f"{len(found)} sentence(s) of the "

@@ -1,26 +1,21 @@
 """The enforced checks and pure helpers of the analysis pipeline (seed 004).
 
 Deterministic functions only: AnalysisWorkflow calls them inside the workflow, and
-tests call them directly. Each ``validate_*`` returns the problems it found as
-sentences a model (or a person) can act on; an empty list means valid.
+tests call them directly. None of them reads a source's text: whether a citation is
+supported by its source is decided in an activity (``check_citation_support`` in
+activities/analysis.py), where the texts are loaded from the artifact store.
+Each ``validate_*`` returns the problems it found as sentences a model (or a
+person) can act on; an empty list means valid.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-from activities.grounding import (
-    SENTENCE_END,
-    SUPPORT_THRESHOLD,
-    best_passage,
-    sentences,
-    strip_citations,
-    support_score,
-)
+from activities.analysis import MAX_JUDGED, inline_citations
 from models.analysis import (
     AnalystOutput,
     Catalogue,
@@ -31,9 +26,7 @@ from models.analysis import (
 )
 
 SOURCE_MARKER = re.compile(r"\s*\[Source:\s*analyst-[^\]]*\]")
-CITATION_ID = re.compile(r"\bL[0-2]-\d+\b")
-BRACKETED = re.compile(r"\[([^\[\]]*\bL[0-2]-\d+\b[^\[\]]*)\]")
-BRACKETED_WS = re.compile(r"\s*\[([^\[\]]*\bL[0-2]-\d+\b[^\[\]]*)\]")
+T = TypeVar("T")
 CLOSE_SCORES = 0.2  # top two synthesizer scores closer than this -> clarify (seed 004)
 _JSON_TYPES = {"string": str, "array": list, "object": dict, "number": (int, float),
                "integer": int, "boolean": bool}
@@ -175,51 +168,6 @@ def validate_citation_map(cmap: CitationMap, outline: Outline, loaded: set[str])
     return problems
 
 
-def citation_support(claim: str, cited: list[str], registry: list[SourceDoc]
-                     ) -> tuple[list[str], list[str]]:
-    """Split the ``cited`` source ids of one claim into (supported, unsupported).
-
-    A citation of an evidence source (L0, L2) is supported when
-    :func:`activities.grounding.support_score` of the claim (citations stripped)
-    against the source's text is at least SUPPORT_THRESHOLD. A framework (a
-    catalogue reference work, L1) is never evidence: it counts as supported only
-    next to a supported evidence citation, so it is never the only support of a
-    claim. An id not in ``registry`` is unsupported.
-    """
-    docs = {s.id: s for s in registry}
-    text = strip_citations(claim)
-    supported, unsupported, frameworks = [], [], []
-    for sid in cited:
-        doc = docs.get(sid)
-        if doc is not None and doc.role == "framework":
-            frameworks.append(sid)
-        elif doc is not None and doc.text and support_score(text, doc.text) >= \
-                SUPPORT_THRESHOLD:
-            supported.append(sid)
-        else:
-            unsupported.append(sid)
-    if supported:
-        supported += frameworks
-    else:
-        unsupported += frameworks
-    order = {sid: i for i, sid in enumerate(cited)}
-    return (sorted(supported, key=order.__getitem__), sorted(unsupported, key=order.__getitem__))
-
-
-def unsupported_map_citations(cmap: CitationMap, outline: Outline, registry: list[SourceDoc]
-                              ) -> dict[str, list[str]]:
-    """Outline point id -> the ids its citation-map entry cites without supporting
-    the point's claim (see :func:`citation_support`); fully supported points are left out."""
-    claims = {p.id: p.claim for p in outline.points}
-    out = {}
-    for pid, ids in cmap.citations.items():
-        if pid in claims and ids:
-            _, bad = citation_support(claims[pid], ids, registry)
-            if bad:
-                out[pid] = bad
-    return out
-
-
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"verdicts": {"type": "array", "items": {
@@ -230,64 +178,14 @@ JUDGE_SCHEMA: dict[str, Any] = {
         "required": ["claim", "supported", "reason"]}}},
     "required": ["verdicts"],
 }
-MAX_JUDGED = 20  # claims per judge call
 
 
-def judge_claims(found: list[tuple[str, list[str]]], registry: list[SourceDoc]
-                 ) -> tuple[str, str]:
-    """The judge's view of lexically unsupported citations: (numbered text for the
-    prompt, the same as JSON for the offline judge). Each claim lists, per cited
-    evidence source, the passage that best matches it (:func:`best_passage`); a
-    framework is shown as such, with no text."""
-    docs = {s.id: s for s in registry}
-    lines, items = [], []
-    for n, (claim, ids) in enumerate(found[:MAX_JUDGED], 1):
-        passages = {sid: best_passage(strip_citations(claim), docs[sid].text)
-                    for sid in ids if sid in docs and docs[sid].role == "evidence"}
-        lines.append(f"{n}. {strip_citations(claim)}")
-        for sid in ids:
-            doc = docs.get(sid)
-            lines.append(f"   [{sid}] " + (f"\"{passages[sid]}\"" if sid in passages else
-                                            f"framework, not evidence: {doc.title}" if doc
-                                            else "not a loaded source"))
-        items.append({"claim": strip_citations(claim), "passages": passages})
-    return "\n".join(lines), json.dumps(items)
-
-
-def judged(found: list[tuple[str, list[str]]], verdicts: list[dict[str, Any]]
-           ) -> list[tuple[str, list[str]]]:
-    """The entries of ``found`` the judge did not find supported (claims beyond
+def judged(found: list[T], verdicts: list[dict[str, Any]]) -> list[T]:
+    """The entries of ``found`` (flagged citations, numbered from 1 in the judge's
+    prompt) the judge did not find supported (claims beyond
     MAX_JUDGED, or without a verdict, stay unsupported)."""
     ok = {int(v["claim"]) for v in verdicts if v.get("supported") is True}
     return [entry for n, entry in enumerate(found, 1) if n not in ok or n > MAX_JUDGED]
-
-
-def sections(body: str) -> list[str]:
-    """The ``## `` sections of a report body (text before the first one included)."""
-    return [part for part in re.split(r"(?m)^(?=## )", body) if part.strip()]
-
-
-def cited_sentences(body: str) -> list[tuple[str, list[str]]]:
-    """Each sentence of a report body that carries inline citations, with the ids it
-    cites (in order)."""
-    out = []
-    for sentence in sentences(body):
-        ids = inline_citations(sentence)
-        if ids:
-            out.append((sentence, list(dict.fromkeys(ids))))
-    return out
-
-
-def unsupported_report_citations(body: str, registry: list[SourceDoc]
-                                 ) -> list[tuple[str, list[str]]]:
-    """(sentence, unsupported ids) of every cited sentence of ``body`` with at least
-    one citation that does not support it (see :func:`citation_support`)."""
-    out: dict[str, list[str]] = {}
-    for sentence, ids in cited_sentences(body):
-        _, bad = citation_support(sentence, ids, registry)
-        if bad:
-            out[sentence] = list(dict.fromkeys(out.get(sentence, []) + bad))
-    return list(out.items())
 
 
 def support_problems(found: list[tuple[str, list[str]]]) -> list[str]:
@@ -298,40 +196,10 @@ def support_problems(found: list[tuple[str, list[str]]]) -> list[str]:
             for sentence, ids in found]
 
 
-def mark_unsupported(body: str, found: list[tuple[str, list[str]]]) -> str:
-    """``body`` with each unsupported citation taken out of its sentence's brackets
-    and noted after that sentence as ``(unsupported citation: L0-3)``, so a reader
-    sees it and no check counts it as a citation; other sentences keep theirs."""
-    lines = body.split("\n")
-    for sentence, ids in found:
-        probe = " ".join(strip_citations(sentence).split()[:8])
-        for n, line in enumerate(lines):
-            parts = SENTENCE_END.split(line)
-            hit = next((i for i, part in enumerate(parts)
-                        if probe and probe in " ".join(strip_citations(part).split())), None)
-            if hit is None:
-                continue
-
-            def keep(match: re.Match[str], drop: list[str] = ids) -> str:
-                kept = [i for i in CITATION_ID.findall(match.group(1)) if i not in drop]
-                return f" [{'; '.join(kept)}]" if kept else ""
-
-            parts[hit] = BRACKETED_WS.sub(keep, parts[hit]).rstrip() + \
-                f" (unsupported citation: {', '.join(ids)})"
-            lines[n] = " ".join(parts)
-            break
-    return "\n".join(lines)
-
-
 def uncited_sources(body: str, registry: list[SourceDoc]) -> list[str]:
     """Ids of the evidence sources (L0 loaded, L2 fetched) the report body never cites."""
     cited = set(inline_citations(body))
     return [s.id for s in registry if s.role == "evidence" and s.id not in cited]
-
-
-def inline_citations(body: str) -> list[str]:
-    """Source ids cited inline as ``[L0-1]`` or ``[L0-1; L2-3]``, in order of appearance."""
-    return [sid for group in BRACKETED.findall(body) for sid in CITATION_ID.findall(group)]
 
 
 def validate_report(text: str, fields: dict[str, str], loaded: set[str],

@@ -22,7 +22,10 @@ A workflow class inherits :class:`GatedWorkflow` and gets:
   with one set) and behind the ``gate-search-attributes`` patch;
 * :meth:`GatedWorkflow.wait_for_decision`, which opens a gate, records a
   reminder every interval, can run a hook periodically while the gate is open
-  (e.g. to poll GitHub comments) and returns ``None`` when the gate expires.
+  (e.g. to poll GitHub comments) and returns ``None`` when the gate expires;
+* :meth:`GatedWorkflow.transition`, the one way a run changes phase (state, audit
+  entry, phase search attribute, metrics, the subclass's own side effects), and
+  :meth:`GatedWorkflow.fail`, the one way a run ends FAILED (``-> NoReturn``).
 
 Every decision, refused decision, reminder and expiry lands in the audit log
 with who and when, and in the metrics (``temporal_plumbing.metrics``: gates
@@ -43,10 +46,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import NoReturn, TypeVar
+from enum import StrEnum
+from typing import ClassVar, NoReturn, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RawValue
+from temporalio.common import RawValue, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import policies, search_attributes
@@ -94,7 +98,24 @@ WhileOpenHook = Callable[[GateInfo], Awaitable[None]]
 
 
 class GatedWorkflow:
-    """Base class of every workflow with human gates (see the module docstring)."""
+    """Base class of every workflow with human gates (see the module docstring).
+
+    A subclass keeps its phase in its own state and exposes it as the :attr:`phase`
+    property (getter and setter), and sets the class attributes below; it then changes
+    phase only through :meth:`transition` and ends FAILED only through :meth:`fail`.
+    """
+
+    phase_attribute: ClassVar[SearchAttributeKey[str] | None] = None
+    """The keyword search attribute that mirrors the phase (kept only when the run was
+    started with it set, see ``search_attributes.started_with``); None = none."""
+    failed_phase: ClassVar[StrEnum | None] = None
+    """The phase :meth:`fail` enters (every orchestration has one; None = fail() only
+    raises)."""
+    failure_type: ClassVar[str] = "WorkflowFailed"
+    """The ``ApplicationError`` type :meth:`fail` raises, e.g. ``SdlcFailed``."""
+    failure_label: ClassVar[str] = "run"
+    """What failed, as :meth:`fail`'s message starts: ``<failure_label> failed: <reason>``
+    (a subclass may set it per instance, e.g. to name the work item)."""
 
     def __init__(self) -> None:
         self._audit: list[AuditEntry] = []
@@ -140,6 +161,68 @@ class GatedWorkflow:
     def signatures_required(self) -> bool:
         """Whether this run's gates take only authenticated decisions."""
         return self._signers is not None and self._signers.configured
+
+    # -- phases -------------------------------------------------------------
+    @property
+    def phase(self) -> StrEnum:
+        """The run's current phase, kept in the subclass's state (which overrides this
+        property and its setter)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define its phase")
+
+    @phase.setter
+    def phase(self, value: StrEnum) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not define its phase")
+
+    async def transition(self, to: StrEnum, detail: str = "", *,
+                         actor: str = "workflow") -> None:
+        """Move the run to phase ``to``: the one way every orchestration changes phase.
+
+        In order: sets :attr:`phase`; records a ``transition`` audit entry
+        ``"<from> -> <to>"`` (with `` (<detail>)`` when ``detail`` is given) by ``actor``;
+        sets :attr:`phase_attribute` when the run was started with it set; counts
+        ``orchestrator_transitions{from, to}``; then awaits :meth:`on_transition`.
+        The search attribute upsert is the only command it adds itself, so it is
+        awaited where ``_enter`` was called before, in the same order.
+        """
+        previous = self.phase
+        self.phase = to
+        self.record("transition", f"{previous.value} -> {to.value}"
+                    + (f" ({detail})" if detail else ""), actor=actor)
+        key = self.phase_attribute
+        if key is not None and search_attributes.started_with(key):
+            search_attributes.upsert(key, to.value)
+        metrics.transition(workflow.metric_meter(), previous.value, to.value)
+        await self.on_transition(previous, to)
+
+    async def on_transition(self, previous: StrEnum, to: StrEnum) -> None:
+        """Awaited at the end of every :meth:`transition`: a subclass's side effects of
+        entering a phase outside the workflow (SDLC syncs its issue's phase label).
+        Nothing by default."""
+
+    async def fail(self, reason: str) -> NoReturn:
+        """End the run FAILED: the one way every orchestration fails.
+
+        Awaits :meth:`on_fail` (the subclass records ``reason`` in its state and cleans
+        up), enters :attr:`failed_phase` with ``reason`` as the detail (unless the run is
+        already there), waits until no handler runs, and raises. Call it as
+        ``await self.fail(reason)``; it never returns.
+
+        Raises:
+            ApplicationError: always; type :attr:`failure_type`, message
+                ``<failure_label> failed: <reason>``, non-retryable.
+        """
+        await self.on_fail(reason)
+        if self.failed_phase is not None and self.phase != self.failed_phase:
+            await self.transition(self.failed_phase, reason)
+        await self.handlers_finished()
+        raise ApplicationError(f"{self.failure_label} failed: {reason}",
+                               type=self.failure_type, non_retryable=True)
+
+    async def on_fail(self, reason: str) -> None:
+        """Awaited first by :meth:`fail`: record ``reason`` in the run's state and clean
+        up what a failed run must not leave behind. Errors it raises end the run with
+        that error instead, so it should catch the ones it can survive. Nothing by
+        default."""
 
     # -- receiving decisions ----------------------------------------------
     def decision_problem(self, decision: GateDecision) -> str | None:

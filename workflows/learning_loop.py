@@ -28,7 +28,7 @@ call is an activity of :class:`~activities.learning.LearningStore`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
@@ -142,7 +142,11 @@ FREE_TEXT_GRADE_SCHEMA: dict[str, Any] = {
 
 @workflow.defn(name="LearningLoopWorkflow")
 class LearningLoopWorkflow(LlmWorkflow):
-    """The A* learning loop of seed 000 as a durable workflow (see module docstring)."""
+    """The A* learning loop as a durable workflow (see module docstring)."""
+
+    failed_phase: ClassVar[LearningPhase] = LearningPhase.FAILED
+    failure_type = "LearningLoopFailed"
+    failure_label = "learning loop"
 
     @workflow.init
     def __init__(self, state: LearningState) -> None:
@@ -181,6 +185,15 @@ class LearningLoopWorkflow(LlmWorkflow):
     def _state(self) -> LearningState:
         return self._s
 
+    @property
+    def phase(self) -> LearningPhase:
+        """The current phase (``state().phase``)."""
+        return self._s.phase
+
+    @phase.setter
+    def phase(self, value: LearningPhase) -> None:
+        self._s.phase = value
+
     def _open_test(self) -> OpenTest | None:
         return None if self._test is None or self._test_closed else self._test
 
@@ -204,8 +217,7 @@ class LearningLoopWorkflow(LlmWorkflow):
             if outcome is None:
                 kc = choose_next_kc(state.kcs, state.config.mastery_threshold)
                 if kc is None:
-                    raise ApplicationError("no KC can be assigned: check the prerequisites",
-                                           non_retryable=True)
+                    await self.fail("no KC can be assigned: check the prerequisites")
                 await self._round(kc)
                 outcome = self._outcome()
             # an override (set_mastery runs an activity) finishes before the run
@@ -217,16 +229,16 @@ class LearningLoopWorkflow(LlmWorkflow):
                 state.ledger = [u.model_dump() for u in self.ledger]
                 state.budget_usd = self.budget_usd
                 workflow.continue_as_new(state)
-            return self._finish(outcome)
+            return await self._finish(outcome)
         except ActivityError as err:
             if is_cancelled_exception(err):  # cancelled: ends CANCELED, not FAILED
                 self.record("canceled", f"{err.activity_type} was cancelled with the run")
                 raise
-            message = failure_message(err)
-            self.record("failed", activity_failure(err))
-            await self.handlers_finished()
-            raise ApplicationError(f"learning loop failed: {err.activity_type}: {message}",
-                                   type="LearningLoopFailed", non_retryable=True) from None
+            await self.fail(activity_failure(err))
+        except ApplicationError as err:  # e.g. stopped at the budget gate
+            if self.phase == LearningPhase.FAILED:  # raised by fail()
+                raise
+            await self.fail(err.message)
 
     def _outcome(self) -> LearningPhase | None:
         s = self._state
@@ -236,9 +248,9 @@ class LearningLoopWorkflow(LlmWorkflow):
             return LearningPhase.ROUND_LIMIT
         return None
 
-    def _finish(self, outcome: LearningPhase) -> LearningResult:
+    async def _finish(self, outcome: LearningPhase) -> LearningResult:
         s = self._state
-        self._enter(outcome, f"after {s.round} round(s)")
+        await self.transition(outcome, f"after {s.round} round(s)")
         threshold = s.config.mastery_threshold
         kcs = [KcSummary(kc=k.id, mastery=k.mastery, mastered=k.mastery >= threshold,
                          skipped=k.skipped, rounds=k.rounds, items=k.items, seconds=k.seconds)
@@ -249,18 +261,12 @@ class LearningLoopWorkflow(LlmWorkflow):
                               items=sum(k.items for k in s.kcs),
                               seconds=(workflow.now() - started).total_seconds(), kcs=kcs)
 
-    def _enter(self, phase: LearningPhase, detail: str = "", actor: str = "workflow") -> None:
-        previous = self._state.phase
-        self._state.phase = phase
-        self.record("transition", f"{previous.value} -> {phase.value}"
-                    + (f" ({detail})" if detail else ""), actor=actor)
-
     async def _wait_while_paused(self) -> None:
         if self._state.paused:
             previous = self._state.phase
-            self._enter(LearningPhase.PAUSED, "waiting for a teacher to resume")
+            await self.transition(LearningPhase.PAUSED, "waiting for a teacher to resume")
             await workflow.wait_condition(lambda: not self._state.paused)
-            self._state.phase = previous
+            await self.transition(previous, "resumed")
 
     async def _round(self, kc: KcState) -> None:
         s = self._state
@@ -268,9 +274,10 @@ class LearningLoopWorkflow(LlmWorkflow):
         number = s.round + 1
         started = workflow.now()
         wf_id = workflow.info().workflow_id
-        self._enter(LearningPhase.ASSIGN, f"round {number}: {kc.id}, P(L)={kc.mastery:.3f}")
+        await self.transition(LearningPhase.ASSIGN,
+                              f"round {number}: {kc.id}, P(L)={kc.mastery:.3f}")
 
-        self._enter(LearningPhase.TEST, f"round {number}: {kc.id}")
+        await self.transition(LearningPhase.TEST, f"round {number}: {kc.id}")
         items = await self._items_for(kc, number)
         test_id = f"{wf_id}/round-{number}"
         await self._db(LearningStore.open_test, OpenTestInput(
@@ -291,7 +298,7 @@ class LearningLoopWorkflow(LlmWorkflow):
             self.record("test_expired", f"{test_id}: {len(items) - len(answers)} item(s) "
                         f"not attempted; on expiry: {cfg.on_expiry}")
 
-        self._enter(LearningPhase.DIAGNOSE, test_id)
+        await self.transition(LearningPhase.DIAGNOSE, test_id)
         grades = await self._llm_grades(test_id, items, answers) if cfg.llm_grading else {}
         diagnosis: Diagnosis = await self._db(LearningStore.close_test, CloseTestInput(
             test_id=test_id, status="answered" if decision else "expired", answers=answers,
@@ -301,13 +308,13 @@ class LearningLoopWorkflow(LlmWorkflow):
                                if diagnosis.misconceptions else ""))
 
         if diagnosis.correct < len(diagnosis.responses):
-            self._enter(LearningPhase.REMEDIATE, kc.id)
+            await self.transition(LearningPhase.REMEDIATE, kc.id)
             s.last_remediation = await self._db(LearningStore.remediate, RemediateInput(
                 workflow_id=wf_id, round=number, student=cfg.student, curriculum=cfg.curriculum,
                 diagnosis=diagnosis), f"remediation for {kc.id}")
             self.record("remediation", f"{kc.id}: {s.last_remediation.artifact.path}")
 
-        self._enter(LearningPhase.MODEL, kc.id)
+        await self.transition(LearningPhase.MODEL, kc.id)
         update: MasteryUpdate = await self._db(LearningStore.update_mastery, MasteryInput(
             workflow_id=wf_id, student=cfg.student, curriculum=cfg.curriculum, kc=kc.id,
             responses=diagnosis.responses), f"BKT update of {kc.id}")
@@ -356,9 +363,8 @@ class LearningLoopWorkflow(LlmWorkflow):
             generated = await self._generate(kc, number, picked)
         items = (fresh + generated + seen)[:count]
         if not items:
-            raise ApplicationError(f"KC {kc.id!r} has no items and none could be generated; "
-                                   "add items to the curriculum and import it again",
-                                   type="NoItems", non_retryable=True)
+            await self.fail(f"KC {kc.id!r} has no items and none could be generated; "
+                            "add items to the curriculum and import it again")
         return items
 
     async def _generate(self, kc: KcState, number: int, picked: PickedItems
@@ -376,8 +382,8 @@ class LearningLoopWorkflow(LlmWorkflow):
                 output_schema=item_generation_schema(kc.id, picked.shortfall)),
                 summary=f"generate {picked.shortfall} item(s) for {kc.id}")
         except ActivityError as err:
-            cause = getattr(err.cause, "message", None) or err.message
-            self.record("items_generated", f"{kc.id}: generation failed ({cause}); "
+            self.record("items_generated", f"{kc.id}: generation failed "
+                        f"({failure_message(err)}); "
                         "the test uses the bank's items")
             return []
         proposed = [GeneratedItem.model_validate(x) for x in
@@ -417,8 +423,8 @@ class LearningLoopWorkflow(LlmWorkflow):
                                "misconceptions": ", ".join(rubric.misconceptions) or "(none)"},
                     output_schema=FREE_TEXT_GRADE_SCHEMA), summary=f"grade {rubric.item}")
             except ActivityError as err:
-                cause = getattr(err.cause, "message", None) or err.message
-                self.record("grading", f"{rubric.item}: LLM grading failed ({cause}); "
+                self.record("grading", f"{rubric.item}: LLM grading failed "
+                            f"({failure_message(err)}); "
                             "graded by exact match")
                 continue
             grades[rubric.item] = FreeTextGrade.model_validate(response.data or {

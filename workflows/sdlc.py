@@ -19,10 +19,10 @@ opens a pull request before DONE. Without GitHub the command sequence is unchang
 from __future__ import annotations
 
 import asyncio
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows import policies, search_attributes
 from workflows.gates import GITHUB_CHANNEL, activity_failure
@@ -43,15 +43,18 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.llm import LlmUsage
     from models.sdlc import (
+        FEEDBACK_EXCERPT_CHARS,
         GATE_1,
         AgentTask,
         FeatureRequest,
         OpenIssueInput,
+        PendingReply,
         PhaseLabelInput,
         SdlcCarry,
         SdlcPhase,
         SdlcResult,
         SdlcState,
+        excerpt,
     )
     from models.signatures import GITHUB_PREFIX
 
@@ -64,18 +67,30 @@ PATCH_FAILED_RUN_REMOVES_WORKTREE = "failed-run-removes-worktree"
 # a run started before this change keeps polling on a timer, without continuing as
 # new, until it ends; runs started after it (and their continuations) take the watch.
 PATCH_LONG_GATE = "sdlc-gate-watch-and-continue-as-new"
+# workflow.patched ID: a reply to a refused GitHub comment command is queued in the state
+# and posted by a task of its own, which the gate's closing and continue-as-new wait for
+# (before, the comment poll posted it itself and lost it when it was cancelled)
+PATCH_REPLIES_ONCE = "sdlc-github-replies-posted-once"
+# workflow.patched ID: on GitHub, each GATE_1 reminder also re-applies the phase label
+# (a label a person removed from the issue, or deleted from the repository, comes back)
+PATCH_REMINDER_LABEL = "sdlc-reminder-reapplies-label"
 
 
 @workflow.defn(name="SdlcWorkflow")
 class SdlcWorkflow(LlmWorkflow):
-    """The SDLC phase machine of seed 002 as a durable workflow (see module docstring)."""
+    """The SDLC phase machine as a durable workflow (see module docstring)."""
+
+    phase_attribute = search_attributes.SDLC_PHASE
+    failed_phase: ClassVar[SdlcPhase] = SdlcPhase.FAILED
+    failure_type = "SdlcFailed"
+    failure_label = "SDLC run"
 
     @workflow.init
     def __init__(self, req: FeatureRequest) -> None:
         super().__init__()
         self._state = SdlcState()
         self._req = req
-        self._track_phase = False
+        self._replier: asyncio.Task[None] | None = None  # posts state.pending_replies
         if req.carried is not None:  # continued as new at GATE_1
             self._state = req.carried.state.model_copy()
             self._audit.extend(req.carried.audit)
@@ -83,13 +98,23 @@ class SdlcWorkflow(LlmWorkflow):
 
     @workflow.query(name="state")
     def state(self) -> SdlcState:
-        """Current phase, round, issue, branch, worktree, specs and open gates."""
-        return self._state.model_copy(update={"pending_gates": self.pending_gates()})
+        """Current phase, round, issue, branch, worktree, specs, open gates and the
+        feedback (the newest round's as an excerpt, a count and the committed file
+        that holds every round's)."""
+        return self._state.excerpt().model_copy(update={"pending_gates": self.pending_gates()})
+
+    @property
+    def phase(self) -> SdlcPhase:
+        """The current phase (``state().phase``)."""
+        return self._state.phase
+
+    @phase.setter
+    def phase(self, value: SdlcPhase) -> None:
+        self._state.phase = value
 
     @workflow.run
     async def run(self, req: FeatureRequest) -> SdlcResult:
         """Run the request to DONE; raise ApplicationError when it ends FAILED."""
-        self._track_phase = search_attributes.started_with(search_attributes.SDLC_PHASE)
         wf_id = workflow.info().workflow_id
         carried = req.carried
         try:
@@ -104,16 +129,17 @@ class SdlcWorkflow(LlmWorkflow):
                     decision = await self._gate(resume=carried.gate)
                     carried = None
                 if decision is None:
-                    await self._fail("gate expired")
+                    await self.fail("gate expired")
                 if decision.verdict == Verdict.APPROVE:
                     if self._on_github:
                         await self._open_pull_request(spec, decision)
-                    await self._enter(SdlcPhase.DONE, actor=decision.actor)
+                    await self.transition(SdlcPhase.DONE, actor=decision.actor)
                     await self.handlers_finished()
                     return self._result(spec)
-                self._state.feedback.append(decision.comment)
+                self._state.feedback = decision.comment
+                self._state.feedback_rounds += 1
                 if self._state.round >= req.max_rounds:
-                    await self._fail(
+                    await self.fail(
                         f"spec not approved after {req.max_rounds} round(s); "
                         f"last feedback: {decision.comment}")
         except asyncio.CancelledError:
@@ -123,11 +149,11 @@ class SdlcWorkflow(LlmWorkflow):
             if is_cancelled_exception(err):  # an activity cancelled with the run
                 await self._cleanup_on_cancel()
                 raise
-            await self._fail(activity_failure(err))
+            await self.fail(activity_failure(err))
 
     async def _phase_1(self, req: FeatureRequest, wf_id: str) -> None:
         """PHASE_1: the tracking issue, the branch and its worktree."""
-        await self._enter(SdlcPhase.PHASE_1)
+        await self.transition(SdlcPhase.PHASE_1)
         self._state.issue = await workflow.execute_activity_method(
             IssueTracker.open_issue,
             OpenIssueInput(workflow_id=wf_id, repo_path=req.repo_path, title=req.title,
@@ -156,21 +182,20 @@ class SdlcWorkflow(LlmWorkflow):
     async def _write_spec(self) -> ArtifactRef:
         assert self._req and self._state.branch and self._state.worktree
         self._state.round += 1
-        await self._enter(SdlcPhase.PHASE_2, detail=f"round {self._state.round}")
+        await self.transition(SdlcPhase.PHASE_2, f"round {self._state.round}")
+        task = AgentTask(
+            workflow_id=workflow.info().workflow_id, round=self._state.round,
+            runner=self._req.agent, worktree=self._state.worktree,
+            branch=self._state.branch.name, title=self._req.title,
+            description=self._req.description,
+            # one round's feedback and a reference to the earlier ones (the previous
+            # round's commit holds them in its feedback file): bounded per round
+            new_feedback=self._state.feedback,
+            feedback_from=(self._state.specs[-1].commit or "") if self._state.specs else "",
+            timeout_seconds=self._req.agent_timeout.total_seconds(),
+        )
         spec = await workflow.execute_activity_method(
-            AgentActivities.run_agent,
-            AgentTask(
-                workflow_id=workflow.info().workflow_id, round=self._state.round,
-                runner=self._req.agent, worktree=self._state.worktree,
-                branch=self._state.branch.name, title=self._req.title,
-                description=self._req.description,
-                # one round's feedback and a reference to the earlier ones (the previous
-                # round's commit holds them in its feedback file): bounded per round
-                new_feedback=self._state.feedback[-1] if self._state.feedback else "",
-                feedback_from=(self._state.specs[-1].commit or "") if self._state.specs
-                else "",
-                timeout_seconds=self._req.agent_timeout.total_seconds(),
-            ),
+            AgentActivities.run_agent, task,
             start_to_close_timeout=self._req.agent_timeout + policies.AGENT_TIMEOUT_MARGIN,
             heartbeat_timeout=policies.AGENT_HEARTBEAT_TIMEOUT,
             retry_policy=policies.AGENT_RETRY,
@@ -179,6 +204,9 @@ class SdlcWorkflow(LlmWorkflow):
         if spec.usage is not None:  # the anthropic runner reports into the ledger
             self.ledger.append(spec.usage)
         self._state.specs.append(spec)
+        if self._state.feedback_rounds and spec.commit:
+            # the feedback file committed with this spec holds every round's feedback
+            self._state.feedback_file = f"{spec.commit}:{task.feedback_relpath}"
         self.record("spec_committed", f"round {self._state.round}: {spec.path} at "
                     f"{(spec.commit or '')[:12]}")
         return spec
@@ -187,13 +215,14 @@ class SdlcWorkflow(LlmWorkflow):
         """Wait at GATE_1 (``resume``: the gate a previous run left open)."""
         assert self._req
         if resume is None:
-            await self._enter(SdlcPhase.GATE_1)
+            await self.transition(SdlcPhase.GATE_1)
         long_gate = self.long_gate()
         hook, interval = None, None
         if self._on_github:
             hook, interval = ((self._watch_comments, None) if long_gate else
                               (self._poll_comments, self._req.comment_poll_interval))
-        return await self.wait_for_decision(
+            self._start_replier()  # replies a previous run carried over, if any
+        decision = await self.wait_for_decision(
             GATE_1,
             prompt=f"approve, reject or revise the spec of round {self._state.round}",
             artifact=self._spec_to_judge(),
@@ -207,6 +236,8 @@ class SdlcWorkflow(LlmWorkflow):
             on_history_full=self._continue_as_new if long_gate else None,
             history_budget=self._req.history_budget,
         )
+        await self._replies_posted()
+        return decision
 
     def long_gate(self) -> bool:
         """Whether this gate polls with the long-running watch activity and continues
@@ -217,10 +248,16 @@ class SdlcWorkflow(LlmWorkflow):
         """Continue as new at GATE_1, carrying the state, the audit log, the ledger and
         the open gate (the on_history_full hook)."""
         assert self._req and self._state.specs
+        await self._replies_posted()  # a reply in flight is posted by this run, once
         self.record("continued_as_new", f"{gate.gate} still open after "
                     f"{workflow.info().get_current_history_length()} history events")
-        carry = SdlcCarry(state=self._state.model_copy(update={"pending_gates": []}),
-                          audit=self.audit_log(), ledger=[u.model_dump() for u in self.ledger],
+        # bounded: the feedback and the decisions' comments as excerpts (every round's
+        # feedback is committed in state.feedback_file)
+        audit = [entry.model_copy(update={"comment": excerpt(entry.comment)})
+                 if len(entry.comment) > FEEDBACK_EXCERPT_CHARS else entry
+                 for entry in self.audit_log()]
+        carry = SdlcCarry(state=self._state.excerpt().model_copy(update={"pending_gates": []}),
+                          audit=audit, ledger=[u.model_dump() for u in self.ledger],
                           gate=gate, spec=self._state.specs[-1])
         workflow.continue_as_new(self._req.model_copy(update={"carried": carry}))
 
@@ -240,6 +277,7 @@ class SdlcWorkflow(LlmWorkflow):
         return self._state.issue is not None and self._state.issue.provider == "github"
 
     async def _on_reminder(self, gate: GateInfo) -> None:
+        """Post the reminder as a comment and re-apply the phase label (GitHub only)."""
         workflow.logger.info("%s still open after %d reminder(s)", gate.gate, gate.reminders_sent)
         if self._on_github:
             await self._comment(
@@ -247,6 +285,13 @@ class SdlcWorkflow(LlmWorkflow):
                 f"({gate.prompt}). Comment `/approve`, `/reject <reason>` or "
                 "`/revise <feedback>`.",
                 key=f"reminder-{gate.gate}-round-{self._state.round}-{gate.reminders_sent}")
+            if workflow.patched(PATCH_REMINDER_LABEL):
+                try:  # a person may have removed the label while the gate waits
+                    await self._sync_label()
+                except ActivityError as err:
+                    if is_cancelled_exception(err):
+                        raise
+                    self.record("label_failed", activity_failure(err))
 
     async def _watch_comments(self, gate: GateInfo) -> None:
         """Wait for gate commands in new issue comments with one long-running,
@@ -315,8 +360,37 @@ class SdlcWorkflow(LlmWorkflow):
             problem = self.gate_problem(decision)
             self.receive_decision(decision, f"github comment {command.comment_id}")
             if problem:
-                await self._comment(f"@{command.author}: `/{command.verdict.value}` ignored: "
-                                    f"{problem}.", key=f"refused-{command.comment_id}")
+                body = f"@{command.author}: `/{command.verdict.value}` ignored: {problem}."
+                key = f"refused-{command.comment_id}"
+                if workflow.patched(PATCH_REPLIES_ONCE):
+                    # queued with the cursor it came from: posted once even when this
+                    # poll is cancelled (the gate closes, the run continues as new)
+                    self._state.pending_replies.append(PendingReply(key=key, body=body))
+                    self._start_replier()
+                else:
+                    await self._comment(body, key=key)
+
+    def _start_replier(self) -> None:
+        """Start the task that posts ``state.pending_replies``, unless it runs or there
+        is nothing to post. It is no part of the comment poll, so cancelling the poll
+        never cuts a reply off."""
+        if self._state.pending_replies and (self._replier is None or self._replier.done()):
+            self._replier = asyncio.create_task(self._post_replies())
+
+    async def _post_replies(self) -> None:
+        """Post the pending replies, oldest first; each leaves the queue once posted (or
+        once posting failed for good, recorded as ``comment_failed``)."""
+        while self._state.pending_replies:
+            reply = self._state.pending_replies[0]
+            await self._comment(reply.body, key=reply.key)
+            self._state.pending_replies.pop(0)
+
+    async def _replies_posted(self) -> None:
+        """Wait until every pending reply is posted (the gate closed, or the run is
+        about to continue as new); adds no history when there is none."""
+        self._start_replier()
+        if self._replier is not None:
+            await self._replier
 
     async def _comment(self, body: str, key: str) -> None:
         assert self._state.issue
@@ -350,13 +424,8 @@ class SdlcWorkflow(LlmWorkflow):
         self._state.pr_url = pull.url
         self.record("pull_request", f"#{pull.number} {pull.url}")
 
-    async def _enter(self, phase: SdlcPhase, actor: str = "workflow", detail: str = "") -> None:
-        previous = self._state.phase
-        self._state.phase = phase
-        self.record("transition", f"{previous.value} -> {phase.value}"
-                    + (f" ({detail})" if detail else ""), actor=actor)
-        if self._track_phase:
-            search_attributes.upsert(search_attributes.SDLC_PHASE, phase.value)
+    async def on_transition(self, previous: SdlcPhase, to: SdlcPhase) -> None:
+        """Every phase change moves the issue's phase label (once the issue exists)."""
         if self._state.issue is not None:
             await self._sync_label()
 
@@ -370,25 +439,21 @@ class SdlcWorkflow(LlmWorkflow):
             summary=f"issue label -> {self._state.phase.value}",
         )
 
-    async def _fail(self, reason: str) -> NoReturn:
-        """End FAILED: remove the worktree (the branch and its commits stay), then
-        raise ApplicationError (type ``SdlcFailed``)."""
+    async def on_fail(self, reason: str) -> None:
+        """Before FAILED (see :meth:`fail`): keep the reason and remove the worktree
+        (the branch and its commits stay)."""
         self._state.failure_reason = reason
         if workflow.patched(PATCH_FAILED_RUN_REMOVES_WORKTREE):
             try:
                 await self._remove_worktree("failed")
             except ActivityError as err:  # the run fails anyway; say what was left
                 self.record("worktree_left", activity_failure(err))
-        await self._enter(SdlcPhase.FAILED, detail=reason)
-        await self.handlers_finished()
-        raise ApplicationError(f"SDLC run failed: {reason}", type="SdlcFailed",
-                               non_retryable=True)
 
     async def _cleanup_on_cancel(self) -> None:
         assert self._req
         self._state.failure_reason = "canceled"
         await self._remove_worktree("canceled")
-        await self._enter(SdlcPhase.CANCELED)
+        await self.transition(SdlcPhase.CANCELED)
 
     async def _remove_worktree(self, why: str) -> None:
         """Kill the processes still fenced in the worktree and remove it (the branch

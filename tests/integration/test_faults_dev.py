@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,15 +21,7 @@ from models.analysis import AnalysisPhase, AnalysisResult
 from models.common import GateDecision, Verdict
 from models.learning import LearningProgress, OpenTest
 from models.sdlc import SdlcPhase, SdlcResult, SdlcState
-from models.workstream import (
-    DEFAULT_ROUTER_CONFIG,
-    Progress,
-    RouterConfig,
-    RunEvent,
-    StepAttempt,
-    WorkstreamInput,
-    WorkstreamSpec,
-)
+from models.workstream import Progress, RunEvent
 from settings import Settings
 from tests.fault_harness import (
     RestartableServer,
@@ -41,7 +32,11 @@ from tests.fault_harness import (
     is_clean,
     numbered_branches,
     orphans,
+    sdlc_fault_agent,
+    start_workstream,
+    step_attempts,
     wait_file,
+    workstream_input,
 )
 from tests.integration.test_cli import acli
 from tests.integration.test_sdlc_dev import decide, wait_gate
@@ -68,23 +63,10 @@ async def client(server: RestartableServer) -> AsyncIterator[Client]:
     yield await server.client()
 
 
-def spec_agent(tmp: Path) -> str:
-    """An agent command: the first attempt of round 1 leaves a writer behind that
-    would append to the spec 30 s later, then hangs (the worker is killed there);
-    round 2 takes 3 s (the server restarts there); every start is logged."""
-    return (f'echo "$SDLC_ROUND $$" >> {tmp}/starts; '
-            f'if [ "$SDLC_ROUND" = 1 ] && [ ! -e {tmp}/first ]; then touch {tmp}/first; '
-            f'(sleep 30; echo late >> "$SDLC_SPEC_PATH") & echo $! > {tmp}/late.pid; '
-            'sleep 60; fi; '
-            'if [ "$SDLC_ROUND" = 2 ]; then sleep 3; fi; '
-            'mkdir -p "$(dirname "$SDLC_SPEC_PATH")"; '
-            'echo "# $SDLC_TITLE, round $SDLC_ROUND" > "$SDLC_SPEC_PATH"')
-
-
 async def test_sdlc_survives_a_killed_worker_and_two_server_restarts(
         server, client, task_queue, git_repo, tmp_path):
     home = tmp_path / "home"
-    command = spec_agent(tmp_path)
+    command = sdlc_fault_agent(tmp_path)
     settings = Settings(orchestrator_home=home, temporal_task_queue=task_queue,
                         agent_runner="command", agent_command=command)
     env = {"AGENT_RUNNER": "command", "AGENT_COMMAND": command}
@@ -128,35 +110,16 @@ async def test_sdlc_survives_a_killed_worker_and_two_server_restarts(
     assert "late" not in (worktree / f"specs/{branch}/spec.md").read_text()
 
 
-def workstream_input(repo: Path, spec_dir: Path, steps: list[dict]) -> WorkstreamInput:
-    """A run of ``steps`` (shell, default retry: max_attempts 1) on a worktree of ``repo``."""
-    return WorkstreamInput(
-        spec=WorkstreamSpec.model_validate(
-            {"work_item": f"faults-{uuid.uuid4().hex[:8]}", "steps": steps}),
-        router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),  # the worker's own
-        repo_path=str(repo), spec_dir=str(spec_dir))
-
-
-async def start_workstream(client: Client, tq: str, inp: WorkstreamInput) -> WorkflowHandle:
-    return await client.start_workflow("WorkstreamWorkflow", inp,
-                                       id=f"workstream-{inp.spec.work_item}", task_queue=tq)
-
-
-async def step_attempts(handle: WorkflowHandle) -> dict[str, StepAttempt]:
-    return {a.step: a for a in await handle.query("step_attempts",
-                                                  result_type=list[StepAttempt])}
-
-
 async def test_workstream_step_survives_a_killed_worker_without_using_its_retries(
         server, client, task_queue, git_repo, tmp_path):
     home = tmp_path / "home"
     log, gc = tmp_path / "attempts", tmp_path / "gc.pid"
     script = (f'echo "$WORKSTREAM_ATTEMPT $$" >> {log}; '
               f'if [ "$WORKSTREAM_ATTEMPT" = 1 ]; then sleep 60 & echo $! > {gc}; sleep 60; fi')
-    inp = workstream_input(git_repo, tmp_path, [
+    inp = workstream_input([
         {"id": "build", "kind": "shell", "inputs": {"script": script}},
         {"id": "check", "kind": "shell", "depends_on": ["build"], "inputs": {"script": "true"}},
-    ])
+    ], git_repo, tmp_path)
     first = WorkerProcess(server.address, task_queue, home)
     second = None
     try:
@@ -194,12 +157,12 @@ async def test_workstream_survives_server_restarts_mid_activity_and_mid_gate(
         server, client, task_queue, git_repo, tmp_path):
     home = tmp_path / "home"
     log = tmp_path / "attempts"
-    inp = workstream_input(git_repo, tmp_path, [
+    inp = workstream_input([
         {"id": "slow", "kind": "shell",
          "inputs": {"script": f'echo "$WORKSTREAM_ATTEMPT" >> {log}; sleep 3'}},
         {"id": "review", "kind": "shell", "gate": True, "depends_on": ["slow"],
          "inputs": {"script": "echo draft"}},
-    ])
+    ], git_repo, tmp_path)
     worker = WorkerProcess(server.address, task_queue, home)
     try:
         handle = await start_workstream(client, task_queue, inp)
@@ -314,11 +277,9 @@ async def test_cancel_after_a_killed_worker_kills_what_its_step_left(
     """kill -9 of the worker mid-step in a fresh workspace, then cancel: the run ends
     canceled and the step's surviving grandchild is killed."""
     home, gc = tmp_path / "home", tmp_path / "gc.pid"
-    inp = WorkstreamInput(
-        spec=WorkstreamSpec.model_validate({"work_item": f"faults-{uuid.uuid4().hex[:8]}",
-                                            "steps": [{"id": "long", "kind": "shell", "inputs": {
-                                                "script": f"sleep 60 & echo $! > {gc}; wait"}}]}),
-        router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG), spec_dir=str(tmp_path))
+    inp = workstream_input([{"id": "long", "kind": "shell",
+                             "inputs": {"script": f"sleep 60 & echo $! > {gc}; wait"}}],
+                           spec_dir=tmp_path)
     first = WorkerProcess(server.address, task_queue, home)
     second = None
     try:

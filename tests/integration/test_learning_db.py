@@ -95,6 +95,32 @@ def test_a_bad_curriculum_is_refused_whole(db_url):
     db.dispose()
 
 
+def test_problems_name_file_positions_past_invalid_parts():
+    """An invalid KC, item or template does not shift the positions named by the
+    checks across the file: each problem names the place it has in the file."""
+    data = {"id": "p", "title": "P", "knowledge_components": [
+        {"name": "no id"},
+        {"id": "a", "name": "A", "items": [
+            {"id": "a-1", "prompt": "no key", "answer_type": "exact"},
+            {"id": "a-2", "prompt": "1+1?", "answer_type": "numeric", "answer": "two"}]},
+        {"id": "a", "name": "A again", "items": [
+            {"id": "b-1", "prompt": "no type", "answer": "x"},
+            {"id": "b-2", "prompt": "?", "answer_type": "exact", "answer": "x"},
+            {"id": "a-2", "prompt": "dup", "answer_type": "exact", "answer": "x"}]},
+    ]}
+    with pytest.raises(CurriculumError) as err:
+        parse_curriculum(data)
+    assert err.value.problems == [
+        "knowledge_components[0].id: Field required",
+        "knowledge_components[1] (id 'a').items[0] (id 'a-1').answer: Field required",
+        "knowledge_components[2] (id 'a').items[0] (id 'b-1').answer_type: Field required",
+        "knowledge_components[1] (id 'a').items[1] (id 'a-2').answer: 'two' is not a number "
+        "(numeric items need e.g. 0.75, 3/4 or 1 1/2)",
+        "knowledge_components[2] (id 'a').id: duplicate KC id 'a'",
+        "knowledge_components[2] (id 'a').items[2] (id 'a-2').id: duplicate item id 'a-2'",
+    ]
+
+
 def test_cycles_and_unknown_misconceptions_are_refused():
     data = {"id": "c", "title": "C", "knowledge_components": [
         {"id": "a", "name": "A", "prerequisites": ["b"]},

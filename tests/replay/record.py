@@ -370,6 +370,45 @@ async def record_sdlc_github(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_sdlc_github_replies(workdir: Path) -> None:
+    """SDLC with GitHub (the local GitHub server), patches ``sdlc-github-replies-posted-
+    once`` and ``sdlc-reminder-reapplies-label``: a `/reject` without a reason is refused
+    and its reply posted by the reply task; a reminder (every second) comments and
+    re-applies the phase label a person deleted; then `/approve`."""
+    repo, remote = workdir / "replay-gh-replies-repo", workdir / "remote-replies.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    new_repository(repo)
+    for args in (["remote", "add", "origin", str(remote)], ["push", "-q", "origin", "main"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    env = await start_local_env()
+    try:
+        with GitHubServer() as server:
+            server.gh.permissions["alice"] = "write"
+            settings = Settings(orchestrator_home=workdir / "home-gh-replies",
+                                temporal_task_queue="replay-gh-replies",
+                                github_token=server.gh.token,
+                                github_repository=server.gh.full_name,
+                                github_api_url=server.api_url,
+                                github_poll_interval=timedelta(milliseconds=300))
+            async with make_worker(env.client, settings):
+                handle = await start_sdlc(env.client, settings, feature_request(
+                    settings, title="Add CSV export", description="Export as CSV.",
+                    repo_path=str(repo), reminder_interval=timedelta(seconds=1)))
+                while not await handle.query("pending_gates", result_type=list[GateInfo]):
+                    await asyncio.sleep(0.05)
+                server.gh.add_comment(1, "alice", "/reject")
+                server.gh.delete_label("sdlc:gate-1")
+                while not any(c["body"].startswith("Reminder 2")
+                              for c in server.gh.comments_on(1)):
+                    await asyncio.sleep(0.1)
+                server.gh.add_comment(1, "alice", "/approve")
+                await handle.result()
+                history = await handle.fetch_history()
+        save("sdlc_github_reply_reminder_label.json", history.to_json())
+    finally:
+        await env.shutdown()
+
+
 async def record_sdlc_signals(workdir: Path) -> None:
     """SDLC decided by signals: at GATE_1 a malformed payload, an unknown verdict, a
     misspelt signal name (all refused), then a revise; then an approve."""
@@ -420,6 +459,36 @@ async def record_analysis_grounded(workdir: Path) -> None:
             await handle.result()
             history = await handle.fetch_history()
         save("analysis_grounded_citation_support.json", history.to_json())
+    finally:
+        await env.shutdown()
+
+
+async def record_analysis_by_reference(workdir: Path) -> None:
+    """Analysis with source texts and feedback by reference (patch
+    ``analysis-private-data-by-reference``): texts loaded into the artifact store,
+    the proposal revised with feedback and the outline revised twice (feedback files
+    passed by reference), citation support checked in an activity."""
+    from cli.analysis import analysis_request, start_analysis
+    from tests.workflows.analysis_harness import FIXTURES, decision, drive
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", llm_provider="offline")
+    try:
+        async with make_worker(env.client, settings):
+            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                                   title="German market entry by reference",
+                                   sources=[str(FIXTURES / "german-e-invoicing.md"),
+                                            str(FIXTURES / "competitors.md")])
+            handle = await start_analysis(env.client, settings, req)
+            await drive(handle, {
+                "proposal": [decision("proposal", Verdict.REVISE, "keep it short"),
+                             decision("proposal")],
+                "outline": [decision("outline", Verdict.REVISE, "name the DATEV point"),
+                            decision("outline", Verdict.REVISE, "and the 2028 deadline"),
+                            decision("outline")]})
+            await handle.result()
+            history = await handle.fetch_history()
+        save("analysis_by_reference.json", history.to_json())
     finally:
         await env.shutdown()
 
@@ -653,10 +722,12 @@ async def record_sdlc_signed(workdir: Path) -> None:
 SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
              "sdlc_gate_inbox": record_sdlc_gate_inbox,
              "sdlc_github": record_sdlc_github,
+             "sdlc_github_replies": record_sdlc_github_replies,
              "analysis": record_analysis, "workstream": record_workstream,
              "analysis_sources_review": record_analysis_sources_review,
              "workstream_user_steps": record_workstream_user_steps,
              "analysis_grounded": record_analysis_grounded,
+             "analysis_by_reference": record_analysis_by_reference,
              "learning_templates": record_learning_templates,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,
              "workstream_admission": record_workstream_admission, "faults": record_faults,

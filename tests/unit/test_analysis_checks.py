@@ -119,8 +119,9 @@ def test_web_search_through_exa_py():
 
 
 def test_citation_support_treats_frameworks_as_lenses_not_evidence():
+    from activities.analysis import citation_support, mark_unsupported
     from models.analysis import SourceDoc
-    from workflows.analysis_checks import citation_support, mark_unsupported, uncited_sources
+    from workflows.analysis_checks import uncited_sources
 
     registry = [
         SourceDoc(id="L0-1", level="L0", title="mandate", location="m.md",

@@ -186,3 +186,41 @@ async def test_timeout_and_cancellation_kill_the_process_group(tmp_path):
     child = int(pidfile.read_text())
     time.sleep(0.2)
     assert not alive(child)
+
+
+async def test_feedback_file_lives_beside_a_configured_output(git_repo):
+    """An agent step with its own ``output`` gets (and commits) its feedback file in that
+    output's directory; the next round reads the earlier rounds from that commit."""
+    runner = CommandRunner('mkdir -p "$(dirname "$SDLC_SPEC_PATH")" && '
+                           '{ echo "round $SDLC_ROUND"; if [ -n "$SDLC_FEEDBACK_FILE" ]; '
+                           'then cat "$SDLC_FEEDBACK_FILE"; fi; } > "$SDLC_SPEC_PATH"')
+    acts = AgentActivities({"command": runner}, "command")
+    env = ActivityEnvironment()
+    step = {"instructions": "Write notes.", "output_path": "docs/notes.md",
+            "feedback_key": "notes"}
+    first = await env.run(acts.run_agent, task(git_repo, **step))
+    second = await env.run(acts.run_agent, task(git_repo, round=2, new_feedback="add dates",
+                                                feedback_from=first.commit, **step))
+    third = await env.run(acts.run_agent, task(git_repo, round=3, new_feedback="shorter",
+                                               feedback_from=second.commit, **step))
+    committed = git(git_repo, "show", f"{third.commit}:docs/feedback-notes.md")
+    assert "## Round 1\n\nadd dates" in committed and "## Round 2\n\nshorter" in committed
+    assert "add dates" in Path(third.path).read_text()
+    assert not (git_repo / "specs").exists()
+
+
+async def test_feedback_committed_by_older_code_under_specs_is_still_read(git_repo):
+    """A round committed before the feedback file moved beside the output kept it under
+    ``specs/<branch>/``: the next round still finds the earlier feedback there."""
+    (git_repo / "specs" / "001-csv").mkdir(parents=True)
+    (git_repo / "specs" / "001-csv" / "feedback-notes.md").write_text(
+        "# Reviewer feedback\n\n<!-- feedback on round 1 -->\n## Round 1\n\nadd dates\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "round 2 by older code")
+    acts = AgentActivities({"offline": OfflineRunner()}, "offline")
+    ref = await ActivityEnvironment().run(acts.run_agent, task(
+        git_repo, round=3, new_feedback="shorter", feedback_from=git(git_repo, "rev-parse",
+                                                                      "HEAD"),
+        instructions="Write notes.", output_path="docs/notes.md", feedback_key="notes"))
+    text = Path(ref.path).read_text()
+    assert "Round 1: add dates" in text and "Round 2: shorter" in text

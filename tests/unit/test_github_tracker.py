@@ -86,6 +86,26 @@ def test_labels_are_reconciled_and_drift_repaired(server, tracker):
     assert server.gh.issue_labels(1) == labels
 
 
+def test_a_phase_label_deleted_from_the_repository_is_made_again(server, tracker):
+    """The tracker does not trust that a label it once made still exists: a person who
+    deletes the repository's phase label gets it back, with its colour and description,
+    at the next sync (not GitHub's grey label made on the fly)."""
+    ref = tracker.open_issue(open_input())
+    gate = PhaseLabelInput(repo_path="/unused", issue=ref, phase=SdlcPhase.GATE_1)
+    tracker.sync_phase_label(gate)
+    assert server.gh.labels["sdlc:gate-1"]["color"] == "fbca04"
+    server.gh.delete_label("sdlc:gate-1")
+    assert server.gh.issue_labels(1) == []
+    assert tracker.sync_phase_label(gate) == ["sdlc:gate-1"]
+    assert server.gh.issue_labels(1) == ["sdlc:gate-1"]
+    assert server.gh.labels["sdlc:gate-1"]["color"] == "fbca04"
+    assert server.gh.labels["sdlc:gate-1"]["description"].startswith("SDLC: waiting")
+    # the issue already carries it: one request, the label list
+    before = len(server.gh.requests)
+    tracker.sync_phase_label(gate)
+    assert [r.method for r in server.gh.requests[before:]] == ["GET"]
+
+
 def test_label_prefix_is_configurable_and_may_hold_a_slash(server):
     """``flow/phase-1`` travels as one path segment (``flow%2Fphase-1``): unescaped,
     the request matches no route of GitHub's description and the server fails the test."""

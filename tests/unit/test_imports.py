@@ -13,8 +13,8 @@ from pathlib import Path
 from models.graph import find_cycle
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["activities", "bench", "cli", "models", "settings", "temporal_plumbing", "tests",
-            "workflows"]
+PACKAGES = ["activities", "bench", "cli", "models", "settings", "simulation", "temporal_plumbing",
+            "tests", "workflows"]
 TOP_MODULES = ["starter", "worker"]
 # Scripts run by other programs, not importable on their own: Alembic's migration
 # environment (needs Alembic's context) and the peers of the comparison benchmark
@@ -111,6 +111,31 @@ def test_the_cycle_check_finds_a_cycle_hidden_in_a_function(tmp_path):
     graph = {"a": sorted(imports_of("a", a, {"a", "b"})),
              "b": sorted(imports_of("b", b, {"a", "b"}))}
     assert find_cycle(graph) == ["a", "b", "a"]
+
+
+def installed_modules() -> list[str]:
+    """The project modules ``pip install`` ships (pyproject's py-modules and packages)."""
+    import fnmatch
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setup["py-modules"] + setup["packages"]["find"]["include"]
+    return sorted(name for name in project_modules()
+                  if any(fnmatch.fnmatch(name, p) for p in patterns))
+
+
+def test_nothing_installed_imports_the_test_package():
+    """The product (worker, CLI with its demos, everything pip installs) runs without
+    tests/: what it shares with the tests lives in an installed package (the
+    simulated student in simulation/). Benchmarks run from a source checkout and
+    may use the test doubles (the fake GitHub, the fault harness)."""
+    graph = import_graph()
+    installed = installed_modules()
+    assert {"starter", "cli.demo", "simulation.student"} <= set(installed)
+    assert "simulation.student" in graph["cli.demo"]  # the graph sees what it should
+    offenders = [f"{name} -> {target}" for name in installed for target in graph[name]
+                 if target == "tests" or target.startswith("tests.")]
+    assert not offenders, f"move what these share with the tests out of tests/: {offenders}"
 
 
 def test_the_worker_and_the_plumbing_import_nothing_of_the_cli():

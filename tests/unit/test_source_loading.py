@@ -103,3 +103,48 @@ def test_titles_are_read_from_the_document(tmp_path, load):
     assert titles == {"a.rst": "Overlined", "b.rst": "Introduction to httpx",
                       "c.rst": "c.rst", "d.md": "Real Title", "e.md": "Setext Title",
                       "f.md": "Only a subsection", "g.txt": "g.txt"}
+
+
+def test_texts_go_by_reference_when_a_run_asks(tmp_path, load):
+    """With a workflow ID the text is written to the artifact store (0600) and only
+    its reference comes back."""
+    doc = tmp_path / "a.md"
+    doc.write_text("# A\nPRIVATE-MARKER alpha\n")
+    [loaded] = load(doc, workflow_id="analysis-x")
+    assert loaded.text == "" and loaded.text_ref is not None
+    stored = Path(loaded.text_ref.path)
+    assert stored.is_relative_to(tmp_path / "store") and "PRIVATE-MARKER" in stored.read_text()
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert "PRIVATE-MARKER" not in loaded.model_dump_json()
+
+
+def cli_refused(*paths: Path) -> str:
+    from cli.analysis import existing_paths
+    from cli.common import CliError
+
+    with pytest.raises(CliError) as err:
+        existing_paths([str(p) for p in paths])
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_cli_sources_are_confined_to_the_directory_given(tmp_path, outside):
+    """``--source`` paths are passed as written (not resolved), so a symlink given
+    directly is held to its own directory, as the worker holds it; the CLI refuses
+    each bad source at once in one line naming the file."""
+    from cli.analysis import existing_paths
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\nalpha\n")
+    os.symlink(docs / "a.md", docs / "same.md")
+    os.symlink(outside, docs / "link.md")
+    assert existing_paths([str(docs / "same.md")]) == [str(docs / "same.md")]
+    assert f"{docs / 'link.md'} is a symlink to {outside}" in cli_refused(docs / "link.md")
+    assert f"{docs / 'link.md'} is a symlink to {outside}" in cli_refused(docs)
+    binary = tmp_path / "bin.md"
+    binary.write_bytes(b"# x\x00\x01")
+    assert f"source {binary} is not a text file" in cli_refused(binary)
+    big = tmp_path / "big.txt"
+    big.write_text("x" * 1_000_001)
+    assert f"source {big} is 1,000,001 bytes, over the limit" in cli_refused(big)

@@ -14,7 +14,7 @@ import yaml
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
-from activities.llm import LlmActivities, OfflineProvider
+from activities.llm import LlmActivities, OfflineProvider, render_documents
 from models.analysis import AnalysisRequest, Catalogue
 from models.common import GateDecision, GateInfo, Verdict
 from models.llm import LlmRequest, LlmResponse, ModelPrice
@@ -48,17 +48,22 @@ class ScriptedLlm:
     def __init__(self, hooks: dict[str, Hook] | None = None, price: ModelPrice = PRICE) -> None:
         self.inner = LlmActivities(OfflineProvider(price))
         self.hooks = hooks or {}
-        self.calls: list[LlmRequest] = []
+        self.calls: list[LlmRequest] = []  # as rendered: documents in ``variables``
+        self.sent: list[LlmRequest] = []  # as the workflow sent them
 
     def phase_calls(self, phase: str) -> list[LlmRequest]:
         return [c for c in self.calls if c.phase == phase]
 
     @activity.defn(name="llm_complete")
     async def llm_complete(self, request: LlmRequest) -> LlmResponse:
-        self.calls.append(request)
+        self.sent.append(request)
+        rendered = request.model_copy(update={"variables": {
+            **request.variables, **{name: render_documents(docs, self.inner.store)
+                                    for name, docs in request.documents.items()}}})
+        self.calls.append(rendered)
         response = await self.inner.llm_complete(request)
         hook = self.hooks.get(request.phase)
-        return hook(request, response, len(self.phase_calls(request.phase))) if hook \
+        return hook(rendered, response, len(self.phase_calls(request.phase))) if hook \
             else response
 
 

@@ -3,6 +3,7 @@ gate, the analyst failure rules, the search limit, the enforced checks, the budg
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,11 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.analysis import AnalysisActivities
+from activities.analysis import (
+    AnalysisActivities,
+    cited_sentences,
+    unsupported_report_citations,
+)
 from activities.artifacts import ArtifactStore
 from activities.llm import LlmActivities, OfflineProvider, template_lines
 from activities.web_search import WebSearchActivities, build_exa_client
@@ -54,10 +59,12 @@ def llm() -> ScriptedLlm:
 async def run_analysis(ts_env, task_queue, tmp_path, exa, llm):
     """Run one analysis on a worker that lives as long as the test (queries after the
     end need it); returns (result or failure, handle)."""
-    acts = AnalysisActivities(ArtifactStore(tmp_path / "artifacts"))
+    store = ArtifactStore(tmp_path / "artifacts")
+    acts = AnalysisActivities(store)
     search = WebSearchActivities(build_exa_client("exa-test-key", exa.url))
 
     async def run(script=None, on_gate=None, **request):
+        llm.inner.store = store  # source texts reach the LLM by reference
         handle = await ts_env.client.start_workflow(
             AnalysisWorkflow.run, analysis_request(**request), id=workflow_id(),
             task_queue=task_queue)
@@ -73,7 +80,7 @@ async def run_analysis(ts_env, task_queue, tmp_path, exa, llm):
         return result, handle
 
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[AnalysisWorkflow],
-                      activities=[llm.llm_complete, acts.load_sources, acts.write_report,
+                      activities=[llm.llm_complete, *acts.activities(),
                                   search.web_search, NO_SIGNERS],
                       activity_executor=ThreadPoolExecutor(4)):
         yield run
@@ -86,6 +93,19 @@ def scores(values: dict[str, float]):
         kept = {k: v for k, v in resp.data.items() if k != "analysts"}
         return with_data(resp, {**kept, "scores": values})
     return hook
+
+
+def history_text(history_json: str) -> str:
+    """A history as ``temporal workflow show --output json`` prints it, with every
+    payload's base64 ``data`` decoded, so a search sees what the payloads hold."""
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("data"), str) and "metadata" in node:
+                node = {**node, "data": base64.b64decode(node["data"]).decode(
+                    "utf-8", "replace")}
+            return {k: walk(v) for k, v in node.items()}
+        return [walk(v) for v in node] if isinstance(node, list) else node
+    return json.dumps(walk(json.loads(history_json)), ensure_ascii=False)
 
 
 async def audit(handle) -> list[AuditEntry]:
@@ -354,12 +374,15 @@ async def test_offline_analysis_is_grounded_in_the_sources(run_analysis, llm):
     assert meta["provider"] == "offline"
     cmap = json.loads(Path(result.citation_map.path).read_text())
     registry = [checks.SourceDoc.model_validate(s) for s in cmap["sources"]]
+    assert all(s.text == "" and s.text_ref for s in registry if s.level == "L0")
+    registry = [s.model_copy(update={"text": Path(s.text_ref.path).read_text()})
+                if s.text_ref else s for s in registry]
     texts = {s.id: " ".join(s.text.split()) for s in registry}
     quotes = re.findall(r'^- "(.+)" \[(L0-\d+)\]', body, re.M)
     assert quotes and all(q.replace("**", "") in texts[sid].replace("**", "")
                           for q, sid in quotes)
-    assert checks.cited_sentences(body)
-    assert checks.unsupported_report_citations(body, registry) == []
+    assert cited_sentences(body)
+    assert unsupported_report_citations(body, registry) == []
     loaded = [s.id for s in registry if s.level == "L0"]
     assert set(loaded) <= set(meta["sources"]) | set(meta["uncited_sources"])
     assert all(s.role == "framework" for s in registry if s.level == "L1")
@@ -492,3 +515,26 @@ async def test_offline_without_sources_the_report_says_it_has_no_evidence(run_an
     assert "No passage of the loaded sources" not in body  # analysts' notes, not claims
     assert "Should we enter the German market" in meta["title"]
     assert any(e.kind == "no_evidence" for e in await audit(handle))
+
+
+async def test_source_texts_stay_out_of_history(run_analysis, llm, tmp_path):
+    """A source's text travels by reference: a marker sentence from it reaches the
+    LLM prompts (rendered by the activity from the artifact store) but appears
+    nowhere in the run's history, while the analysis still ends with a cited report."""
+    marker = "Quixotic zebrafinch marmalade 7731 flummoxed"
+    source = tmp_path / "private.md"
+    text = (FIXTURES / "german-e-invoicing.md").read_text()
+    heading, rest = text.split("\n", 1)
+    source.write_text(f"{heading}\n\n{marker} here.\n\n{rest}")
+    llm.hooks = {"analysis_parse": STRATEGY}
+    result, handle = await run_analysis(sources=[str(source)])
+    assert isinstance(result, AnalysisResult), result
+    assert any(marker in str(c.variables.get("sources", "")) for c in llm.calls)
+    assert not any(marker in c.model_dump_json() for c in llm.sent)
+    history = history_text((await handle.fetch_history()).to_json())
+    assert marker not in history and "zebrafinch" not in history
+    assert "text_ref" in history  # the texts went by reference (and decoding works)
+    meta, body = split_frontmatter(Path(result.report.path).read_text())
+    assert "L0-1" in meta["sources"] and checks.inline_citations(body)
+    kinds = [e.kind for e in await audit(handle)]
+    assert "check_passed" in kinds

@@ -34,7 +34,7 @@ async def test_cancel_during_an_llm_call_ends_the_analysis_canceled(private_ts_e
 
     acts = AnalysisActivities(ArtifactStore(tmp_path / "artifacts"))
     async with Worker(private_ts_env.client, task_queue=task_queue, workflows=[AnalysisWorkflow],
-                      activities=[llm_complete, acts.load_sources, acts.write_report, NO_SIGNERS],
+                      activities=[llm_complete, *acts.activities(), NO_SIGNERS],
                       activity_executor=ThreadPoolExecutor(2)):
         handle = await private_ts_env.client.start_workflow(
             AnalysisWorkflow.run, analysis_request(), id=workflow_id(), task_queue=task_queue)

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
 
 from activities.learning_scoring import parse_number
 from cli.learning import learning_config, start_learning
@@ -31,12 +36,12 @@ from models.learning import (
     SubmitAnswers,
 )
 from models.llm import LlmRequest, LlmResponse
+from simulation.student import POLL_QUERY_TIMEOUT, SimulatedStudent
 from temporal_plumbing.environments import start_time_skipping_env
 from tests.conftest import NO_SIGNERS
 from tests.learning_support import imported_database, learning_settings
-from tests.simulated_student import SimulatedStudent
 from worker import make_worker
-from workflows.learning_loop import SUBMIT_ANSWERS
+from workflows.learning_loop import SUBMIT_ANSWERS, LearningLoopWorkflow
 
 
 @pytest.fixture
@@ -73,8 +78,9 @@ async def refused(call, pattern: str) -> None:
 async def wait_for_test(handle, previous: str | None = None) -> OpenTest:
     for _ in range(400):
         try:
-            test = await handle.query("open_test", result_type=OpenTest | None)
-        except Exception:  # noqa: BLE001 - between runs
+            test = await handle.query("open_test", result_type=OpenTest | None,
+                                      rpc_timeout=POLL_QUERY_TIMEOUT)
+        except Exception:  # noqa: BLE001 - between runs (see POLL_QUERY_TIMEOUT)
             test = None
         if test is not None and test.test_id != previous:
             return test
@@ -411,3 +417,25 @@ async def test_a_failing_llm_leaves_the_test_to_the_bank(ts_env, task_queue, tmp
     assert "generation failed (the model is unavailable)" in details
     assert "fm-4: LLM grading failed" in details
     assert result.items == 1  # fm-4 graded without the model: not equivalent, wrong
+
+
+async def test_an_activity_failure_ends_failed_through_fail(ts_env, task_queue, tmp_path,
+                                                             db_url):
+    """A curriculum the database lacks: ``learning_begin`` fails for good and the run
+    ends through GatedWorkflow.fail(): phase FAILED, a transition audited with the
+    reason, a non-retryable LearningLoopFailed."""
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    config = learning_config(settings, student=student(), curriculum="no-such-set",
+                             max_rounds=2)
+    async with make_worker(ts_env.client, settings):
+        handle = await start_learning(ts_env.client, settings, config)
+        with pytest.raises(WorkflowFailureError) as err:
+            await handle.result()
+        progress = await handle.query(LearningLoopWorkflow.state)
+        audit = await handle.query(LearningLoopWorkflow.audit_log)
+    cause = err.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "LearningLoopFailed"
+    assert cause.message.startswith("learning loop failed: learning_begin failed: ")
+    assert progress.phase == LearningPhase.FAILED
+    assert audit[-1].kind == "transition" and audit[-1].detail.startswith(
+        "ASSIGN -> FAILED (learning_begin failed: ")

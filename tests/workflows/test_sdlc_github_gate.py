@@ -6,6 +6,7 @@ replaced by scripted activities under the real names."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -25,9 +26,16 @@ from models.issues import (
     PullRequestInput,
     PullRequestRef,
 )
-from models.sdlc import IssueRef, OpenIssueInput, SdlcPhase, SdlcResult, SdlcState
+from models.sdlc import (
+    FeatureRequest,
+    IssueRef,
+    OpenIssueInput,
+    SdlcPhase,
+    SdlcResult,
+    SdlcState,
+)
 from tests.conftest import NO_SIGNERS
-from tests.workflows.test_sdlc import FakeActivities, request
+from tests.workflows.test_sdlc import FakeActivities, decide, gate_open, request
 from workflows import policies
 from workflows.sdlc import SdlcWorkflow
 
@@ -169,3 +177,89 @@ async def test_without_github_no_poll_runs(ts_env, task_queue):
         with pytest.raises(WorkflowFailureError):  # nobody decides: the gate expires
             await handle.result()
     assert github.polls == [] and github.comments == [] and github.pulls == []
+
+
+async def test_a_reply_in_flight_is_posted_once_before_continuing_as_new(ts_env, task_queue):
+    """A refused comment command's reply is still being posted when the history fills
+    up at GATE_1: the run posts it before it continues as new, the next run does not
+    post it again, and what the run carries over stays small although a reviewer's
+    feedback was 20 KB."""
+    github = ScriptedGitHub([])
+    release = asyncio.Event()
+    posting: list[str] = []
+
+    @activity.defn(name="post_issue_comment")
+    async def slow_post(inp: CommentInput) -> int:
+        posting.append(inp.key)
+        await release.wait()  # GitHub is slow: the reply is in flight meanwhile
+        github.comments.append(inp)
+        return len(github.comments)
+
+    fakes = FakeActivities()
+    others = [a for a in fakes.all()
+              if activity._Definition.must_from_callable(a).name != "open_issue"]
+    scripted = [a for a in github.all()
+                if activity._Definition.must_from_callable(a).name != "post_issue_comment"]
+    feedback = "spell out the columns. " * 900  # about 20 KB
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
+                      activities=[*scripted, slow_post, *others, NO_SIGNERS]):
+        handle = await ts_env.client.start_workflow(
+            SdlcWorkflow.run, request(reviewers=["alice", "bob"], history_budget=100,
+                                      comment_poll_interval=timedelta(milliseconds=200)),
+            id=f"sdlc-{uuid.uuid4()}", task_queue=task_queue)
+        await gate_open(handle)
+        await decide(handle, Verdict.REVISE, feedback, actor="bob")
+        for _ in range(200):
+            state = await handle.query("state", result_type=SdlcState)
+            if state.round == 2 and state.pending_gates:
+                break
+            await asyncio.sleep(0.05)
+        first_run = (await handle.describe()).run_id
+        github.script.append(CommentPoll(commands=[command(13, "carol", Verdict.APPROVE)],
+                                         last_seen_id=13))
+        for _ in range(400):
+            if posting:
+                break
+            await asyncio.sleep(0.05)
+        assert posting == ["refused-13"]
+        for n in range(40):  # refused signals fill the history past its budget
+            await handle.signal("gate_decison", {"n": n})
+        await asyncio.sleep(0.5)
+        assert (await handle.describe()).run_id == first_run  # waits for the reply
+        release.set()
+        for _ in range(400):
+            if (await handle.describe()).run_id != first_run:
+                break
+            await asyncio.sleep(0.05)
+        await gate_open(handle)
+        state = await handle.query("state", result_type=SdlcState)
+        await decide(handle, Verdict.APPROVE, actor="bob")
+        result = SdlcResult.model_validate(await handle.result())
+        first = await ts_env.client.get_workflow_handle(handle.id,
+                                                        run_id=first_run).fetch_history()
+
+    assert result.phase == SdlcPhase.DONE and result.rounds == 2
+    assert "continued_as_new" in [e.kind for e in result.audit]
+    assert [c.key for c in github.comments] == ["refused-13"] and posting == ["refused-13"]
+    # the first run posted it: its history holds the completed reply
+    completed = [e for e in first.events
+                 if e.HasField("activity_task_completed_event_attributes")]
+    scheduled = {e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+                 for e in first.events
+                 if e.HasField("activity_task_scheduled_event_attributes")}
+    assert "post_issue_comment" in [
+        scheduled[e.activity_task_completed_event_attributes.scheduled_event_id]
+        for e in completed]
+    # the carried state: the newest feedback as an excerpt, a count, the committed file
+    assert len(state.feedback) < 600 and state.feedback.startswith("spell out")
+    assert state.feedback_rounds == 1 and state.pending_replies == []
+    assert state.feedback_file == f"{2:040d}:specs/001-add-csv-export/feedback.md"
+    # what the first run handed the next holds no whole copy of the 20 KB feedback (its
+    # audit log of 40 refused signals is most of it)
+    can = first.events[-1].workflow_execution_continued_as_new_event_attributes
+    assert feedback[:1000].encode() not in can.input.payloads[0].data
+    assert can.input.payloads[0].ByteSize() < len(feedback)
+    [carried] = await ts_env.client.data_converter.decode(can.input.payloads,
+                                                          [FeatureRequest])
+    revise = next(e for e in carried.carried.audit if e.kind == "decision")
+    assert len(revise.comment) < 600 and "characters in all" in revise.comment

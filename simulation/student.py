@@ -1,10 +1,11 @@
-"""The simulated student of the learning-loop benchmark, the tests and ``demo --learning``:
-answers each open test of a loop, right with a given probability."""
+"""The simulated student of ``demo --learning``, the learning-loop benchmark and the
+tests: answers each open test of a loop, right with a given probability."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,13 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from activities.artifacts import ArtifactStore
 from activities.learning_db import LearningDatabase
 from activities.learning_repo import LearningRepository
-from cli.common import QUERY_TIMEOUT
-from models.learning import Answer, OpenTest, SubmitAck, SubmitAnswers
-from workflows.learning_loop import SUBMIT_ANSWERS
+from models.learning import Answer, OpenTest, SubmitAnswers
+from workflows.learning_loop import LearningLoopWorkflow
+
+# A query that reaches the loop while it continues as new can go unanswered until
+# its deadline (seen on the time-skipping test server and the dev server alike);
+# the student asks again at once, so a short deadline keeps such a miss short.
+POLL_QUERY_TIMEOUT = timedelta(seconds=1)
 
 
 class SimulatedStudent:
@@ -51,13 +56,13 @@ class SimulatedStudent:
 
     async def answer_open_test(self, curriculum: str) -> bool:
         """Answer the open test, if one is open; True when it answered one."""
-        test = await self.handle.query("open_test", result_type=OpenTest | None,
-                                       rpc_timeout=QUERY_TIMEOUT)
+        test = await self.handle.query(LearningLoopWorkflow.open_test,
+                                       rpc_timeout=POLL_QUERY_TIMEOUT)
         if test is None:
             return False
         answers = await asyncio.to_thread(self.answers, test, curriculum)
-        await self.handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(
-            test_id=test.test_id, answers=answers, student=self.name), result_type=SubmitAck)
+        await self.handle.execute_update(LearningLoopWorkflow.submit_answers, SubmitAnswers(
+            test_id=test.test_id, answers=answers, student=self.name))
         self.tests += 1
         return True
 
