@@ -275,6 +275,66 @@ async def record_workstream_user_steps(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_workstream_continue_as_new(workdir: Path) -> None:
+    """Workstream with a history budget of 100 events (patch
+    ``workstream-continue-as-new``): a review step waits while a chain of noop steps
+    runs, so the run continues as new between scheduling waves with the review gate
+    open; the reviewer revises, then approves, in a later run. Saves every run (the
+    first ends continued as new, later ones start from the carried state, some with
+    the review gate reopened as it was)."""
+    from cli.workstream import start_workstream
+    from models.workstream import (
+        DEFAULT_ROUTER_CONFIG,
+        Progress,
+        RouterConfig,
+        WorkstreamInput,
+        WorkstreamSpec,
+    )
+
+    spec = WorkstreamSpec.model_validate({
+        "work_item": "replay-bounded", "max_parallel": 1, "steps": [
+            {"id": "draft", "kind": "shell", "gate": True, "priority": 1,
+             "inputs": {"script": "echo draft > draft.txt"}},
+            *({"id": f"c{i}", "kind": "noop", **({"depends_on": [f"c{i - 1}"]} if i else {})}
+              for i in range(8)),
+            {"id": "publish", "kind": "shell", "depends_on": ["draft", "c7"],
+             "inputs": {"script": "cat draft.txt"}}]})
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay-bounded")
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_workstream(env.client, settings, WorkstreamInput(
+                spec=spec, router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),
+                spec_dir=str(workdir), history_budget=100))
+            latest = env.client.get_workflow_handle(handle.id)
+            for verdict, comment in ((Verdict.REVISE, "say hello"), (Verdict.APPROVE, "ok")):
+                while True:
+                    try:
+                        progress = await latest.query("progress", result_type=Progress,
+                                                      rpc_timeout=timedelta(seconds=3))
+                    except Exception:  # noqa: BLE001 - asked as the run continued as new
+                        continue
+                    if progress.review == ["draft"] and len(progress.done) == 8:
+                        break
+                    await asyncio.sleep(0.1)
+                await latest.execute_update(GATE_UPDATE, GateDecision(
+                    gate="review-draft", verdict=verdict, actor="recorder", comment=comment))
+                await asyncio.sleep(0.5)
+            await latest.result()
+            run_id, number = handle.result_run_id, 0
+            while run_id:  # every run, following each one's continued-as-new event
+                number += 1
+                history = await env.client.get_workflow_handle(
+                    handle.id, run_id=run_id).fetch_history()
+                save(f"workstream_continue_as_new_run_{number}.json", history.to_json())
+                last = history.events[-1]
+                run_id = (last.workflow_execution_continued_as_new_event_attributes
+                          .new_execution_run_id)
+    finally:
+        await env.shutdown()
+
+
 async def record_sdlc_github(workdir: Path) -> None:
     """SDLC with GitHub (the local GitHub server): `/revise` by comment, then `/approve`,
     through the long-running comment watch (sdlc_github_revise_then_approve.json is
@@ -730,7 +790,8 @@ SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
              "analysis_by_reference": record_analysis_by_reference,
              "learning_templates": record_learning_templates,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,
-             "workstream_admission": record_workstream_admission, "faults": record_faults}
+             "workstream_admission": record_workstream_admission, "faults": record_faults,
+             "workstream_continue_as_new": record_workstream_continue_as_new}
 
 
 async def main(names: list[str]) -> None:
