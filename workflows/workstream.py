@@ -34,6 +34,16 @@ Lifecycle ``pending -> running -> succeeded / failed / quarantined / canceled``:
   (default: ``specs/<branch>/spec.md``). Each execution's input carries only
   the newest comment: the file holds the earlier ones.
 * With ``merge_to_base``, the branch is merged into the base branch at the end.
+* **Bounded history**: a run whose history reaches ``history_budget`` events
+  (default 5,000), or whose history Temporal suggests to continue as new
+  (``is_continue_as_new_suggested``), continues as new at its next safe point:
+  no step activity or timer in flight, i.e. between scheduling waves, while the
+  run is quarantined, or while every started step waits at its review gate. It
+  first waits for its message handlers, then carries the run so far
+  (``WorkstreamCarry``: step states, executions, events, handoff chain,
+  workspace, audit log, the open review gates) so that the queries show the
+  whole run and each open gate reopens as it was. A run can pass its budget by
+  the events of the steps it waits for (one wave).
 """
 
 from __future__ import annotations
@@ -53,17 +63,19 @@ from temporalio.exceptions import (
 from temporalio.workflow import ActivityCancellationType
 
 from workflows import policies, search_attributes
-from workflows.gates import GatedWorkflow, activity_failure
+from workflows.gates import GatedWorkflow, activity_failure, history_full
 
 with workflow.unsafe.imports_passed_through():
     from activities.agents import AgentActivities
     from activities.breaker import BreakerActivities
     from activities.git import GitActivities
     from activities.workstream import WorkstreamActivities, digest, exit_code_error_type
-    from models.common import ArtifactRef, Verdict
+    from models.common import ArtifactRef, AuditEntry, GateInfo, Verdict
     from models.git import PrepareBranchInput, WorktreeInput
     from models.sdlc import AgentTask
     from models.workstream import (
+        CARRIED_TEXT_LIMIT,
+        CARRIED_TEXT_PREVIEW,
         BreakerGrant,
         BreakerPick,
         BreakerReport,
@@ -82,6 +94,7 @@ with workflow.unsafe.imports_passed_through():
         Strategy,
         Workspace,
         WorkspaceInput,
+        WorkstreamCarry,
         WorkstreamInput,
         WorkstreamReport,
         WorkstreamResult,
@@ -109,6 +122,10 @@ PATCH_LOST_AFTER_CANCEL_IS_CANCELED = "lost-after-cancel-is-canceled"
 # workflow.patched ID: a failed or canceled run in a fresh workspace kills the
 # process groups its fences still record (e.g. left by a worker killed before)
 PATCH_END_KILLS_WORKSPACE_PROCESSES = "end-kills-workspace-processes"
+# workflow.patched ID: a run continues as new at a safe point once its history is
+# full (runs recorded before this change never continue as new)
+PATCH_CONTINUE_AS_NEW = "workstream-continue-as-new"
+MIN_EVENTS_PER_RUN = 100  # a run continues as new only after this many history events
 _DONE = (StepState.SUCCEEDED,)
 _DEAD = (StepState.FAILED, StepState.BLOCKED, StepState.CANCELED)
 
@@ -139,6 +156,19 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._track = False
         self._started_at = None
         self._finished_at = None
+        self._bounded = False
+        if inp.carried is not None:  # continued as new: the run so far
+            c = inp.carried
+            self._state, self._reason, self._started_at = c.state, c.reason, c.started_at
+            self._steps = dict(c.steps)
+            self._executions = dict(c.executions)
+            self._attempts = [a.model_copy() for a in c.attempts]
+            self._events = list(c.events)
+            self._handoffs = list(c.handoffs)
+            self._failures, self._trips, self._turns = c.failures, c.trips, dict(c.turns)
+            self._workspace = c.workspace
+            self._audit.extend(c.audit)
+            self._openings = c.openings
 
     # -- queries and updates ---------------------------------------------------
     @workflow.query(name="state")
@@ -214,6 +244,9 @@ class WorkstreamWorkflow(GatedWorkflow):
         """Run the DAG; return when every step succeeded, raise ApplicationError
         (type ``WorkstreamFailed``) when the run ends failed."""
         self._track = search_attributes.started_with(search_attributes.WORKSTREAM_STATE)
+        self._bounded = workflow.patched(PATCH_CONTINUE_AS_NEW)
+        if inp.carried is not None:
+            return await self._run_on(inp.carried)
         self._started_at = workflow.now()
         self._event("run_state", f"pending: {len(inp.spec.steps)} steps, "
                     f"max_parallel {inp.spec.max_parallel}")
@@ -228,10 +261,22 @@ class WorkstreamWorkflow(GatedWorkflow):
                 cause = err.cause
                 await self._fail(cause.message if isinstance(cause, ApplicationError)
                                  else str(err))
+        return await self._run_on(None)
+
+    async def _run_on(self, carried: WorkstreamCarry | None) -> WorkstreamResult:
+        """The run from its workspace on (``carried``: continued as new; the
+        workspace exists and the open review gates wait on)."""
+        assert self._inp
+        inp = self._inp
         try:
-            self._workspace = await self._prepare_workspace()
-            self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "
-                            f"{self._workspace.branch}")
+            if carried is None:
+                self._workspace = await self._prepare_workspace()
+                self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "
+                                f"{self._workspace.branch}")
+            else:
+                for gate in carried.gates:
+                    step = inp.spec.step(gate.gate.removeprefix("review-"))
+                    self._tasks[step.id] = asyncio.create_task(self._run_step(step, gate))
             await self._schedule()
             merge_commit = None
             if inp.spec.merge_to_base and all(
@@ -250,6 +295,7 @@ class WorkstreamWorkflow(GatedWorkflow):
                 raise
             await self._remove_worktree("failed")
             await self._fail(activity_failure(err))
+        assert self._workspace
         if all(st == StepState.SUCCEEDED for st in self._steps.values()):
             self._set_state(RunState.SUCCEEDED, "every step succeeded")
             await self.handlers_finished()
@@ -335,6 +381,8 @@ class WorkstreamWorkflow(GatedWorkflow):
         spec = self._inp.spec
         while True:
             self._block_dependents()
+            if self._history_full_at_safe_point():
+                await self._continue_as_new()  # returns when no longer at a safe point
             if self._state == RunState.RUNNING:
                 running = sum(1 for st in self._steps.values() if st == StepState.RUNNING)
                 ready = [s for s in spec.steps if self._steps[s.id] == StepState.PENDING
@@ -350,7 +398,8 @@ class WorkstreamWorkflow(GatedWorkflow):
             if not self._tasks and self._state != RunState.QUARANTINED:
                 return
             self._changed = False
-            await workflow.wait_condition(lambda: self._changed)
+            await workflow.wait_condition(
+                lambda: self._changed or self._history_full_at_safe_point())
             for step_id, task in list(self._tasks.items()):
                 if task.done():
                     del self._tasks[step_id]
@@ -369,9 +418,16 @@ class WorkstreamWorkflow(GatedWorkflow):
                     self._set_step(step.id, StepState.BLOCKED, f"blocked by {', '.join(dead)}")
                     changed = True
 
-    async def _run_step(self, step: StepSpec) -> None:
+    async def _run_step(self, step: StepSpec, review: GateInfo | None = None) -> None:
+        """Run ``step`` until it is done (revised executions included); ``review``:
+        the step's review gate as a previous run left it open, waited on first."""
         feedback = ""
         try:
+            if review is not None:
+                latest = [a for a in self._attempts if a.step == step.id][-1]
+                if not await self._review(step, latest, resume=review):
+                    return
+                feedback = self._feedback[step.id][-1]
             while True:
                 again = await self._run_once(step, feedback)
                 if not again:
@@ -417,15 +473,20 @@ class WorkstreamWorkflow(GatedWorkflow):
             return False
         return await self._review(step, att)
 
-    async def _review(self, step: StepSpec, att: StepAttempt) -> bool:
-        self._set_step(step.id, StepState.REVIEW, "waiting for a gate decision")
-        self._changed = True
+    async def _review(self, step: StepSpec, att: StepAttempt,
+                      resume: GateInfo | None = None) -> bool:
+        """Wait at the step's review gate (``resume``: as a previous run left it);
+        True when the reviewer asked for a revision."""
+        if resume is None:
+            self._set_step(step.id, StepState.REVIEW, "waiting for a gate decision")
+            self._changed = True
         decision = await self.wait_for_decision(
             f"review-{step.id}",
             prompt=f"review step {step.id} (execution {att.number} on {att.tool}): approve, "
                    "revise (runs it again with your comment) or reject (fails it)",
             artifact=", ".join(ref.path for ref in
-                               ([att.handoff] if att.handoff else []) + att.outputs))
+                               ([att.handoff] if att.handoff else []) + att.outputs),
+            resume=resume)
         if decision is None:
             self._fail_step(step.id, "review gate expired")
             return False
@@ -464,6 +525,58 @@ class WorkstreamWorkflow(GatedWorkflow):
         exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
         att.attempts = int(info.get("attempt") or max(
             att.attempts, step.retry.max_attempts if exhausted else 1))
+
+    # -- bounded history -------------------------------------------------------
+    def _at_safe_point(self) -> bool:
+        """Whether the run may continue as new now: no step activity or timer is in
+        flight (every running step task waits at its open review gate, with no
+        decision waiting to be acted on) and the run has something left to wait
+        for (a step to launch, a review, a resume of the quarantined run)."""
+        for step_id, task in self._tasks.items():
+            gate = f"review-{step_id}"
+            if (task.done() or self._steps[step_id] != StepState.REVIEW
+                    or gate not in self._open or gate in self._decided):
+                return False
+        return bool(self._tasks) or self._state == RunState.QUARANTINED or (
+            self._state == RunState.RUNNING
+            and any(st == StepState.PENDING for st in self._steps.values()))
+
+    def _history_full_at_safe_point(self) -> bool:
+        """Whether to continue as new now: the history is full (:func:`history_full`
+        with the input's budget; never before MIN_EVENTS_PER_RUN events, so a run
+        whose carried state alone makes Temporal suggest it cannot loop) and the
+        run is at a safe point."""
+        assert self._inp
+        return (self._bounded and history_full(self._inp.history_budget)
+                and workflow.info().get_current_history_length() >= MIN_EVENTS_PER_RUN
+                and self._at_safe_point())
+
+    async def _continue_as_new(self) -> None:
+        """Continue as new carrying the run so far (:class:`WorkstreamCarry`), once
+        every message handler has finished; returns, without continuing, when a
+        message handled meanwhile left the run no longer at a safe point."""
+        assert self._inp and self._workspace and self._started_at
+        await self.handlers_finished()
+        if not self._at_safe_point():
+            return
+        info = workflow.info()
+        gates = list(self._open.values())
+        why = (f"after {info.get_current_history_length()} history events (budget "
+               f"{self._inp.history_budget}); open review gates: "
+               f"{', '.join(g.gate for g in gates) or 'none'}")
+        self.record("continued_as_new", why)
+        self._event("continued_as_new", why)
+        carry = WorkstreamCarry(
+            state=self._state, reason=self._reason,
+            started_at=self._started_at, steps=dict(self._steps),
+            executions=dict(self._executions), attempts=list(self._attempts),
+            events=[e.model_copy(update={"detail": _carried(e.detail, info.run_id)})
+                    for e in self._events],
+            handoffs=list(self._handoffs), failures=self._failures, trips=self._trips,
+            turns=dict(self._turns), workspace=self._workspace,
+            audit=[_carried_entry(e, info.run_id) for e in self.audit_log()],
+            gates=gates, openings=self._openings)
+        workflow.continue_as_new(self._inp.model_copy(update={"carried": carry}))
 
     # -- routing ---------------------------------------------------------------
     async def _route(self, step: StepSpec, number: int) -> str | None:
@@ -725,3 +838,19 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._event("run_state", f"{previous.value} -> {state.value}: {detail}")
         if self._track:
             search_attributes.upsert(search_attributes.WORKSTREAM_STATE, state.value)
+
+
+def _carried(text: str, run_id: str) -> str:
+    """``text`` as carried over continue-as-new: whole up to CARRIED_TEXT_LIMIT
+    characters, else its first CARRIED_TEXT_PREVIEW and where the rest is."""
+    if len(text) <= CARRIED_TEXT_LIMIT:
+        return text
+    return (f"{text[:CARRIED_TEXT_PREVIEW]}... [{len(text):,} characters in all: whole in "
+            f"the history of run {run_id}]")
+
+
+def _carried_entry(entry: AuditEntry, run_id: str) -> AuditEntry:
+    """An audit entry as carried over continue-as-new (long texts shortened, see
+    :func:`_carried`)."""
+    return entry.model_copy(update={"detail": _carried(entry.detail, run_id),
+                                    "comment": _carried(entry.comment, run_id)})
