@@ -133,6 +133,33 @@ async def test_dev_server_says_so_when_one_already_answers(env, dev_env):
     assert proc.returncode == 0 and "already answers" in proc.stdout
 
 
+async def test_demo_signs_with_a_key_of_its_own_when_gate_signers_is_set(
+        dev_env, env, task_queue, tmp_path):
+    """`make demo` on a worker configuration with GATE_SIGNERS: the demo reviewer is
+    no listed key, so the demo makes one for itself, lets its own worker allow only that
+    key, and signs; the run still ends DONE, decided by key:demo-reviewer."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from models.signatures import public_key_line
+    allowed = tmp_path / "allowed_signers"
+    alice = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    allowed.write_text(f"alice {public_key_line(alice)}\n")
+    before = allowed.read_text()
+    demo = await acli("demo", env={**env, "GATE_SIGNERS": str(allowed)})
+    assert demo.returncode == 0, demo.stderr
+    assert "signs as key:demo-reviewer with a key made for the demo" in demo.stdout
+    assert "DONE after 2 round(s)" in demo.stdout
+    wf_id = next(line.split()[1] for line in demo.stdout.splitlines()
+                 if line.startswith("workflow "))
+    settings = Settings(orchestrator_home=tmp_path / "home", temporal_task_queue=task_queue)
+    async with make_worker(dev_env.client, settings):  # answers the audit query
+        audit = (await acli("audit", wf_id, env=env)).stdout
+    assert "GATE_1: reject (via update) [key:demo-reviewer]" in audit
+    assert "GATE_1: approve (via update) [key:demo-reviewer]" in audit
+    assert "gate decisions must be signed" in audit
+    assert allowed.read_text() == before  # the worker's own file is left alone
+
+
 async def test_demo_runs_the_main_job_and_leaves_the_server_for_the_ui(tmp_path):
     """`demo` on a machine with no server: starts one in the background, runs the SDLC
     demo to DONE, and `dev-server --stop` stops that server."""
