@@ -719,7 +719,67 @@ async def record_sdlc_signed(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_learning_signed_overrides(workdir: Path) -> None:
+    """Learning loop with GATE_SIGNERS (patch ``learning-signed-overrides``): the signers
+    loaded at the run's start, an unsigned ``pause`` refused and audited, alice's signed
+    ``set_mastery`` (through the CLI's signing), then the round's answers."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.learning_db import LearningDatabase
+    from cli.learning import learning_config, send_override, start_learning
+    from models.learning import Answer, OpenTest, PauseResume, SetMastery, SubmitAnswers
+    from models.signatures import public_key_line
+    from workflows.learning_loop import SUBMIT_ANSWERS, LearningLoopWorkflow
+
+    url = f"sqlite:///{workdir / 'learning-signed.db'}"
+    db = LearningDatabase(url)
+    spec, sha = read_curriculum(ROOT / "curricula" / "fractions.yaml")
+    with db.session() as session:
+        import_curriculum(session, spec, sha)
+    db.dispose()
+    alice = Ed25519PrivateKey.generate()
+    key_file = workdir / "alice_key"
+    key_file.write_bytes(alice.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH,
+                                             NoEncryption()))
+    key_file.chmod(0o600)
+    allowed = workdir / "allowed_signers_learning"
+    allowed.write_text(f"alice {public_key_line(alice.public_key().public_bytes_raw())}\n")
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-ls",
+                        database_url=url, gate_signers=allowed)
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_learning(env.client, settings, learning_config(
+                settings, student="replay-signed", curriculum="fractions", max_rounds=1,
+                items_per_test=3, teachers=["alice"]))
+            while (test := await handle.query("open_test", result_type=OpenTest | None)) is None:
+                await asyncio.sleep(0.05)
+            try:
+                await handle.execute_update("pause", PauseResume(actor="alice"))
+            except Exception:  # noqa: BLE001 - refused, as recorded
+                pass
+            await send_override(handle, "set_mastery", LearningLoopWorkflow.set_mastery,
+                                SetMastery(kc=test.kc, mastery=0.5, reason="checked"),
+                                None, str(key_file))
+            await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+                Answer(item=i.id, answer="1/2") for i in test.items]))
+            await handle.result()
+            history = await handle.fetch_history()
+        # the signature is bound to the workflow ID: the replay test reads it from here
+        save("learning_loop_signed_overrides.json", json.dumps(
+            {**json.loads(history.to_json()), "workflowId": handle.id}))
+    finally:
+        await env.shutdown()
+
+
 SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
+             "learning_signed_overrides": record_learning_signed_overrides,
              "sdlc_gate_inbox": record_sdlc_gate_inbox,
              "sdlc_github": record_sdlc_github,
              "sdlc_github_replies": record_sdlc_github_replies,
