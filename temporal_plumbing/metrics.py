@@ -108,7 +108,9 @@ def gate_opened(meter: MetricMeter, gate: str) -> None:
 
 def gate_closed(meter: MetricMeter, gate: str, outcome: str) -> None:
     """+1 ``orchestrator_gates_closed{gate, outcome}``; ``outcome`` is ``decided``,
-    ``expired`` or ``canceled`` (the run was cancelled or continued as new while it waited)."""
+    ``expired`` or ``canceled`` (the run was cancelled, or failed, while it waited). A
+    gate carried over continue-as-new is neither closed by the run that continues nor
+    opened again by the next, so opened - closed stays the gates open now."""
     labels = {"gate": gate, "outcome": outcome}
     if _first_time(GATES_CLOSED, labels):
         meter.create_counter(GATES_CLOSED, "human gates closed").with_additional_attributes(

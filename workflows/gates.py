@@ -532,6 +532,7 @@ class GatedWorkflow:
                         await self.handlers_finished()
                         if gate not in self._decided:
                             self._open.pop(gate, None)
+                            closed_as = ""  # still open: the next run carries it on
                             await on_history_full(info)
                             raise ApplicationError("on_history_full returned instead of "
                                                    "continuing as new", non_retryable=True)
@@ -549,7 +550,8 @@ class GatedWorkflow:
                 closed_as = "decided"
                 return self._decided.pop(gate)
         finally:
-            metrics.gate_closed(workflow.metric_meter(), gate, closed_as)
+            if closed_as:  # a gate carried over continue-as-new is not closed
+                metrics.gate_closed(workflow.metric_meter(), gate, closed_as)
             if poller is not None:
                 poller.cancel()
             self._open.pop(gate, None)

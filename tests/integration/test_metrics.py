@@ -402,3 +402,32 @@ async def test_a_step_cancelled_with_its_run_is_counted(dev_env: WorkflowEnviron
     name = "orchestrator_step_duration_seconds_count"
     text = await until_value(address, name, 1, outcome="canceled")
     assert value(text, name, workflow_type="WorkstreamWorkflow", outcome="canceled") == 1
+
+
+async def test_a_gate_carried_over_continue_as_new_stays_one_open_gate(ts_env, task_queue):
+    """A gate still open when its run continues as new (the history budget) is neither
+    closed by that run nor opened again by the next: opened - closed stays the gates
+    open now, and the decision in the last run closes the one gate."""
+    address, _runtime, client = await metrics_client(ts_env)
+    async with Worker(client, task_queue=task_queue, workflows=[SdlcWorkflow],
+                      activities=[*FakeActivities().all(), NO_SIGNERS]):
+        handle = await client.start_workflow(
+            SdlcWorkflow.run, request(reminder_interval=timedelta(minutes=1),
+                                      history_budget=100),
+            id=f"sdlc-{uuid.uuid4()}", task_queue=task_queue)
+        first_run = handle.result_run_id
+        while not await handle.query(SdlcWorkflow.pending_gates):
+            await asyncio.sleep(0.05)
+        for _ in range(6):  # reminders every minute fill the history
+            await ts_env.sleep(timedelta(minutes=10))
+        assert (await handle.describe()).run_id != first_run  # continued as new
+        while not await handle.query(SdlcWorkflow.pending_gates):
+            await asyncio.sleep(0.05)
+        await handle.execute_update(SdlcWorkflow.decide_gate, GateDecision(
+            gate=GATE_1, verdict=Verdict.APPROVE, actor="ann"))
+        assert (await client.get_workflow_handle(handle.id).result())["phase"] == "DONE"
+        text = await until_value(address, "orchestrator_gates_closed_total", 1)
+    wf = {"workflow_type": "SdlcWorkflow", "gate": GATE_1}
+    assert value_sum(text, "orchestrator_gates_opened_total", **wf) == 1
+    assert value_sum(text, "orchestrator_gates_closed_total", **wf) == 1
+    assert value(text, "orchestrator_gates_closed_total", **wf, outcome="decided") == 1
