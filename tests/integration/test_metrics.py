@@ -46,7 +46,6 @@ from tests.fault_harness import start_workstream, wait_file, workstream_input
 from tests.workflows.llm_probe import LlmProbeWorkflow, ProbeInput
 from tests.workflows.test_sdlc import FakeActivities, request
 from worker import make_worker
-from workflows.gates import GATE_SIGNAL, GATE_UPDATE
 from workflows.sdlc import SdlcWorkflow
 
 pytestmark = pytest.mark.devserver
@@ -106,9 +105,10 @@ async def metrics_run(dev_env: WorkflowEnvironment) -> AsyncIterator[MetricsRun]
                                              id=f"sdlc-{uuid.uuid4()}", task_queue=task_queue)
         await until_counted(address, "orchestrator_gates_opened_total")
         await asyncio.sleep(WAIT.total_seconds())
-        await handle.signal(GATE_SIGNAL, {"gate": GATE_1, "verdict": "maybe", "actor": "bob"})
+        await handle.signal(SdlcWorkflow.gate_decision,
+                            {"gate": GATE_1, "verdict": "maybe", "actor": "bob"})
         await until_counted(address, "orchestrator_gate_refused_total")
-        await handle.execute_update(GATE_UPDATE, GateDecision(
+        await handle.execute_update(SdlcWorkflow.decide_gate, GateDecision(
             gate=GATE_1, verdict=Verdict.APPROVE, actor="ann"))
         result = SdlcResult.model_validate(await handle.result())
         assert result.phase.value == "DONE"
