@@ -55,6 +55,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 
+from cli.common import start_orchestration
 from models.signatures import DecisionSignature, decision_message, public_key_line, sign
 from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec
 from settings import Settings
@@ -91,9 +92,8 @@ def _input(steps: list[dict[str, Any]], router: dict[str, Any], spec_dir: Path,
 
 async def _start(client: Client, settings: Settings, inp: WorkstreamInput
                  ) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow(WorkstreamWorkflow.run, inp,
-                                       id=f"workstream-{inp.spec.work_item}",
-                                       task_queue=settings.temporal_task_queue)
+    return await start_orchestration(client, WorkstreamWorkflow.run, inp,
+                                     id=f"workstream-{inp.spec.work_item}", settings=settings)
 
 
 async def _finish(handle: WorkflowHandle[Any, Any]) -> str:

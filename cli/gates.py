@@ -96,8 +96,7 @@ async def cmd_status(ctx: Context) -> int:
     state: dict[str, Any] = {}
     state_query = STATE_QUERIES.get(workflow_class(desc.workflow_type) or type(None))
     if state_query is None:
-        state = {"state": f"(not available: {desc.workflow_type} is not an orchestration "
-                          "of this project)"}
+        state = {"state": f"(not available: {desc.workflow_type} has no state query)"}
     else:
         try:
             state = (await query(handle, state_query)).model_dump(mode="json")

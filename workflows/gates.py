@@ -517,9 +517,7 @@ class GatedWorkflow:
         self._sync_gate_attributes()
         if resume is None or resume.gate != gate:
             metrics.gate_opened(workflow.metric_meter(), gate)
-        # the metric's outcome: unless it is decided or expires; None = not closed (it
-        # goes on in the next run, or the run's coroutine is being dropped)
-        closed_as: str | None = "canceled"
+        closed_as = "canceled"  # unless it is decided or expires ("": carried on)
         poller: asyncio.Task[None] | None = None
         if while_open is not None:
             poller = asyncio.create_task(self._run_while_open(info, while_open, poll_interval))
@@ -552,6 +550,7 @@ class GatedWorkflow:
                         await self.handlers_finished()
                         if gate not in self._decided:
                             self._open.pop(gate, None)
+                            closed_as = ""  # still open: the next run carries it on
                             await on_history_full(info)
                             raise ApplicationError("on_history_full returned instead of "
                                                    "continuing as new", non_retryable=True)
@@ -568,11 +567,6 @@ class GatedWorkflow:
                     continue
                 closed_as = "decided"
                 return self._decided.pop(gate)
-        except workflow.ContinueAsNewError:
-            # not closed: the next run reopens it from ``resume`` without counting it
-            # opened again, so the open-gates gauge (opened - closed) stays right
-            closed_as = None
-            raise
         except GeneratorExit:
             # the coroutine of a run the worker dropped, closed outside the workflow's
             # event loop: nothing here may touch the workflow
@@ -580,7 +574,7 @@ class GatedWorkflow:
             raise
         finally:
             if not detached:
-                if closed_as is not None:
+                if closed_as:  # a gate carried over continue-as-new is not closed
                     metrics.gate_closed(workflow.metric_meter(), gate, closed_as)
                 if poller is not None:
                     # not awaited here: a comment watch ends only once its activity

@@ -468,6 +468,7 @@ class WorkstreamWorkflow(GatedWorkflow):
                     err.retry_state == RetryState.CANCEL_REQUESTED
                     and workflow.patched(PATCH_LOST_AFTER_CANCEL_IS_CANCELED)):
                 att.outcome, att.finished_at = "canceled", workflow.now()
+                metrics.step_finished(workflow.metric_meter(), tool, att.outcome, att.seconds)
                 self._set_step(step.id, StepState.CANCELED, "canceled")
                 raise asyncio.CancelledError() from None
             self._describe_failure(att, err, step)

@@ -1,14 +1,14 @@
-"""The open-gates gauge across continue-as-new, read from the worker's metrics: a gate
-still open when its run continues as new is not counted closed by that run nor opened
-again by the next, so ``orchestrator_gates_opened - orchestrator_gates_closed`` stays 1
-while it waits and is 0 once it is decided, for SDLC's GATE_1 and a workstream review
-gate alike. On the time-skipping server, with a worker whose runtime buffers metrics;
-the history fills up with refused signals of an unknown name."""
+"""The open-gates gauge across continue-as-new, read from the worker's metrics: a
+workstream review gate still open when its run continues as new is not counted closed
+by that run nor opened again by the next, so ``orchestrator_gates_opened -
+orchestrator_gates_closed`` stays 1 while it waits and is 0 once it is decided, as for
+SDLC's GATE_1 (tests/integration/test_metrics.py). On the time-skipping server, with a
+worker whose runtime buffers metrics; the history fills up with refused signals of an
+unknown name."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,22 +18,17 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from models.common import GateDecision, GateInfo, Verdict
-from models.sdlc import GATE_1, SdlcPhase, SdlcResult
 from models.workstream import WorkstreamResult
 from settings import Settings
 from temporal_plumbing import metrics
 from temporal_plumbing.client import connect_client
-from tests.conftest import NO_SIGNERS
-from tests.workflows.test_sdlc import FakeActivities, request
 from tests.workflows.test_workstream import make_input, shell
 from worker import make_worker
 from workflows.gates import GATE_UPDATE
-from workflows.sdlc import SdlcWorkflow
 
-BUDGET = 100  # history events per run (the smallest budget either workflow takes)
+BUDGET = 100  # history events per run (the smallest budget a workstream takes)
 
 
 class GateMetrics:
@@ -99,29 +94,6 @@ async def until(gauge: GateMetrics, gate: str, value: int) -> None:
             return
         await asyncio.sleep(0.05)
     assert gauge.open_now(gate) == value, gauge.read()
-
-
-async def test_sdlc_gate_open_across_continue_as_new_counts_once(metered, task_queue):
-    client, gauge = metered
-    async with Worker(client, task_queue=task_queue, workflows=[SdlcWorkflow],
-                      activities=[*FakeActivities().all(), NO_SIGNERS]):
-        handle = await client.start_workflow(
-            SdlcWorkflow.run, request(history_budget=BUDGET), id=f"sdlc-{uuid.uuid4()}",
-            task_queue=task_queue)
-        await gate_open(handle, GATE_1)
-        await until(gauge, GATE_1, 1)
-        await fill_history_until_continued(handle)
-        carried = await gate_open(handle, GATE_1)
-        await asyncio.sleep(0.3)  # what the first run's end recorded has arrived
-        assert carried.opening == 1 and gauge.open_now(GATE_1) == 1, gauge.read()
-        await handle.execute_update(GATE_UPDATE, GateDecision(
-            gate=GATE_1, verdict=Verdict.APPROVE, actor="ann"))
-        result = SdlcResult.model_validate(await handle.result())
-        await until(gauge, GATE_1, 0)
-    assert result.phase == SdlcPhase.DONE
-    assert "continued_as_new" in [e.kind for e in result.audit]
-    assert gauge.read() == Counter({(metrics.GATES_OPENED, GATE_1, ""): 1,
-                                    (metrics.GATES_CLOSED, GATE_1, "decided"): 1})
 
 
 async def test_workstream_review_open_across_continue_as_new_counts_once(
