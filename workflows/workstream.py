@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import NoReturn
+from typing import ClassVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -132,12 +132,19 @@ _DEAD = (StepState.FAILED, StepState.BLOCKED, StepState.CANCELED)
 
 @workflow.defn(name="WorkstreamWorkflow")
 class WorkstreamWorkflow(GatedWorkflow):
-    """The workstream engine (see the module docstring)."""
+    """The workstream engine (see the module docstring). Its phase is the run state:
+    it changes only through :meth:`GatedWorkflow.transition` (via :meth:`_enter`) and
+    the run ends failed only through :meth:`GatedWorkflow.fail`."""
+
+    phase_attribute = search_attributes.WORKSTREAM_STATE
+    failed_phase: ClassVar[RunState] = RunState.FAILED
+    failure_type = "WorkstreamFailed"
 
     @workflow.init
     def __init__(self, inp: WorkstreamInput) -> None:
         super().__init__()
         self._inp = inp
+        self.failure_label = f"workstream {inp.spec.work_item}"
         self._state = RunState.PENDING
         self._reason = ""
         self._steps: dict[str, StepState] = {s.id: StepState.PENDING for s in inp.spec.steps}
@@ -153,7 +160,6 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._changed = False
         self._commit_lock = asyncio.Lock()
-        self._track = False
         self._started_at = None
         self._finished_at = None
         self._bounded = False
@@ -218,8 +224,17 @@ class WorkstreamWorkflow(GatedWorkflow):
             repo_path=ws.repo_path if ws else None, branch=ws.branch if ws else None,
             base_branch=self._inp.spec.base_branch, handoffs=list(self._handoffs))
 
+    @property
+    def phase(self) -> RunState:
+        """The run state (``state().state``)."""
+        return self._state
+
+    @phase.setter
+    def phase(self, value: RunState) -> None:
+        self._state = value
+
     @workflow.update(name="resume")
-    def resume(self, req: ResumeRequest) -> ResumeAck:
+    async def resume(self, req: ResumeRequest) -> ResumeAck:
         """Resume a quarantined run: failed and blocked steps become pending again."""
         rerun = [s for s, st in self._steps.items() if st == StepState.FAILED]
         for step_id, st in self._steps.items():
@@ -229,7 +244,7 @@ class WorkstreamWorkflow(GatedWorkflow):
         self.record("resume", f"resumed; re-running {', '.join(rerun) or 'nothing'}",
                     actor=req.actor, comment=req.comment)
         self._event("resume", f"{req.actor} resumed; re-running {', '.join(rerun)}")
-        self._set_state(RunState.RUNNING, f"resumed by {req.actor}")
+        await self._enter(RunState.RUNNING, f"resumed by {req.actor}")
         return ResumeAck(rerun=rerun)
 
     @resume.validator
@@ -243,7 +258,6 @@ class WorkstreamWorkflow(GatedWorkflow):
     async def run(self, inp: WorkstreamInput) -> WorkstreamResult:
         """Run the DAG; return when every step succeeded, raise ApplicationError
         (type ``WorkstreamFailed``) when the run ends failed."""
-        self._track = search_attributes.started_with(search_attributes.WORKSTREAM_STATE)
         self._bounded = workflow.patched(PATCH_CONTINUE_AS_NEW)
         if inp.carried is not None:
             return await self._run_on(inp.carried)
@@ -259,8 +273,8 @@ class WorkstreamWorkflow(GatedWorkflow):
                     summary="the worker checks the run's tools")
             except ActivityError as err:
                 cause = err.cause
-                await self._fail(cause.message if isinstance(cause, ApplicationError)
-                                 else str(err))
+                await self.fail(cause.message if isinstance(cause, ApplicationError)
+                                else str(err))
         return await self._run_on(None)
 
     async def _run_on(self, carried: WorkstreamCarry | None) -> WorkstreamResult:
@@ -271,8 +285,8 @@ class WorkstreamWorkflow(GatedWorkflow):
         try:
             if carried is None:
                 self._workspace = await self._prepare_workspace()
-                self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "
-                                f"{self._workspace.branch}")
+                await self._enter(RunState.RUNNING, f"workspace {self._workspace.path} on "
+                                  f"{self._workspace.branch}")
             else:
                 for gate in carried.gates:
                     step = inp.spec.step(gate.gate.removeprefix("review-"))
@@ -285,26 +299,24 @@ class WorkstreamWorkflow(GatedWorkflow):
         except asyncio.CancelledError:
             await self._cancel_steps()
             await self._remove_worktree("canceled")
-            self._set_state(RunState.CANCELED, "canceled")
+            await self._enter(RunState.CANCELED, "canceled")
             raise
         except ActivityError as err:  # workspace, git or breaker: the run cannot go on
             await self._cancel_steps()
             if is_cancelled_exception(err):  # cancelled with the run: not a failure
                 await self._remove_worktree("canceled")
-                self._set_state(RunState.CANCELED, "canceled")
+                await self._enter(RunState.CANCELED, "canceled")
                 raise
-            await self._remove_worktree("failed")
-            await self._fail(activity_failure(err))
+            await self.fail(activity_failure(err))
         assert self._workspace
         if all(st == StepState.SUCCEEDED for st in self._steps.values()):
-            self._set_state(RunState.SUCCEEDED, "every step succeeded")
+            await self._enter(RunState.SUCCEEDED, "every step succeeded")
             await self.handlers_finished()
             return WorkstreamResult(state=self._state, steps=dict(self._steps),
                                     branch=self._workspace.branch, merge_commit=merge_commit,
                                     handoffs=list(self._handoffs), audit=self.audit_log())
-        await self._remove_worktree("failed")
-        await self._fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
-                                   if st != StepState.SUCCEEDED))
+        await self.fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
+                                  if st != StepState.SUCCEEDED))
 
     async def _remove_worktree(self, why: str) -> None:
         """A run on a worktree of the spec's repository that ends failed or canceled
@@ -344,13 +356,12 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._event("workspace", f"worktree {ws.path} removed ({why}); branch "
                     f"{ws.branch} stays")
 
-    async def _fail(self, reason: str) -> NoReturn:
-        """End the run failed: raise ApplicationError (type ``WorkstreamFailed``)."""
-        assert self._inp
-        self._set_state(RunState.FAILED, reason)
-        await self.handlers_finished()
-        raise ApplicationError(f"workstream {self._inp.spec.work_item} failed: {reason}",
-                               type="WorkstreamFailed", non_retryable=True)
+    async def on_fail(self, reason: str) -> None:
+        """Before the run enters failed (:meth:`GatedWorkflow.fail`, which then raises
+        ApplicationError ``WorkstreamFailed``, "workstream <work item> failed: <reason>"):
+        remove the worktree (see :meth:`_remove_worktree`) and note the reason."""
+        await self._remove_worktree("failed")
+        self._note_state(RunState.FAILED, reason)
 
     async def _prepare_workspace(self) -> Workspace:
         assert self._inp
@@ -443,7 +454,7 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._set_step(step.id, StepState.RUNNING, f"execution {number}")
         tool = await self._route(step, number)
         if tool is None:
-            self._fail_step(step.id, "no healthy tool can run it")
+            await self._fail_step(step.id, "no healthy tool can run it")
             return False
         att = StepAttempt(step=step.id, number=number, tool=tool, started_at=workflow.now())
         self._attempts.append(att)
@@ -457,6 +468,7 @@ class WorkstreamWorkflow(GatedWorkflow):
                     err.retry_state == RetryState.CANCEL_REQUESTED
                     and workflow.patched(PATCH_LOST_AFTER_CANCEL_IS_CANCELED)):
                 att.outcome, att.finished_at = "canceled", workflow.now()
+                metrics.step_finished(workflow.metric_meter(), tool, att.outcome, att.seconds)
                 self._set_step(step.id, StepState.CANCELED, "canceled")
                 raise asyncio.CancelledError() from None
             self._describe_failure(att, err, step)
@@ -465,8 +477,8 @@ class WorkstreamWorkflow(GatedWorkflow):
         await self._report_breaker(tool, att.outcome == "succeeded", step.id, number)
         await self._commit_handoff(att, step)
         if att.outcome != "succeeded":
-            self._fail_step(step.id, f"failed on {tool} after {att.attempts} attempt(s): "
-                            f"{att.error[:300]}")
+            await self._fail_step(step.id, f"failed on {tool} after {att.attempts} "
+                                  f"attempt(s): {att.error[:300]}")
             return False
         if not step.gate:
             self._set_step(step.id, StepState.SUCCEEDED, f"on {tool} in {att.seconds:.1f} s")
@@ -488,19 +500,19 @@ class WorkstreamWorkflow(GatedWorkflow):
                                ([att.handoff] if att.handoff else []) + att.outputs),
             resume=resume)
         if decision is None:
-            self._fail_step(step.id, "review gate expired")
+            await self._fail_step(step.id, "review gate expired")
             return False
         self._event("gate", f"{decision.verdict.value} by {decision.actor}", step.id)
         if decision.verdict == Verdict.APPROVE:
             self._set_step(step.id, StepState.SUCCEEDED, f"approved by {decision.actor}")
             return False
         if decision.verdict == Verdict.REJECT:
-            self._fail_step(step.id, f"rejected by {decision.actor}: {decision.comment}")
+            await self._fail_step(step.id, f"rejected by {decision.actor}: {decision.comment}")
             return False
         self._feedback.setdefault(step.id, []).append(decision.comment)
         return True
 
-    def _fail_step(self, step_id: str, why: str) -> None:
+    async def _fail_step(self, step_id: str, why: str) -> None:
         assert self._inp
         self._set_step(step_id, StepState.FAILED, why)
         self._failures += 1
@@ -510,7 +522,7 @@ class WorkstreamWorkflow(GatedWorkflow):
             reason = (f"{self._failures} failed step(s) exceed the failure budget of "
                       f"{budget}: {', '.join(failed)}")
             self._event("quarantine", reason)
-            self._set_state(RunState.QUARANTINED, reason)
+            await self._enter(RunState.QUARANTINED, reason)
 
     def _describe_failure(self, att: StepAttempt, err: ActivityError, step: StepSpec) -> None:
         cause = err.cause
@@ -825,8 +837,17 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._steps[step_id] = st
         self._event("step_state", f"{st.value}: {detail}", step_id)
 
-    def _set_state(self, state: RunState, detail: str) -> None:
-        previous, self._state = self._state, state
+    async def _enter(self, state: RunState, detail: str) -> None:
+        """Change the run state: the run's own record of it (:meth:`_note_state`),
+        then :meth:`GatedWorkflow.transition` (state, audit entry, the
+        ``WorkstreamState`` search attribute, metrics)."""
+        self._note_state(state, detail)
+        await self.transition(state, detail)
+
+    def _note_state(self, state: RunState, detail: str) -> None:
+        """The run's own record of a change to ``state``: the reason (kept for
+        failed, canceled and quarantined), the end time, a ``run_state`` event, and
+        a wake-up of the scheduler."""
         self._changed = True
         if state in (RunState.FAILED, RunState.CANCELED, RunState.QUARANTINED):
             self._reason = detail
@@ -834,10 +855,7 @@ class WorkstreamWorkflow(GatedWorkflow):
             self._reason = ""
         if state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED):
             self._finished_at = workflow.now()
-        self.record("transition", f"{previous.value} -> {state.value}: {detail}")
-        self._event("run_state", f"{previous.value} -> {state.value}: {detail}")
-        if self._track:
-            search_attributes.upsert(search_attributes.WORKSTREAM_STATE, state.value)
+        self._event("run_state", f"{self._state.value} -> {state.value}: {detail}")
 
 
 def _carried(text: str, run_id: str) -> str:

@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.workstream import TRAILER_WORKFLOW, verify_chain
 from models.common import GateDecision, Verdict
-from models.workstream import StepAttempt, WorkstreamResult
+from models.workstream import ResumeRequest, StepAttempt, WorkstreamResult
 from tests.conftest import git
 from tests.workflows.test_long_gate import runs_of
 from tests.workflows.test_workstream import Run, make_input, shell
@@ -132,3 +132,33 @@ def test_long_texts_are_carried_shortened_with_the_run_that_holds_them_whole():
     assert "5,000 characters in all: whole in the history of run run-1" in carried
     assert _carried(carried, "run-2") == carried  # carried again: unchanged
     assert _carried("short", "run-1") == "short"
+
+
+async def test_a_quarantined_run_continues_as_new_and_resumes_in_the_next_run(
+        ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str):
+    env = ts_env
+    chain = [{"id": f"c{i}", "kind": "noop", **({"depends_on": [f"c{i - 1}"]} if i else {})}
+             for i in range(8)]
+    inp = make_input(tmp_path, [
+        *chain, shell("fragile", 'test -f "$WORKSTREAM_SPEC_DIR/fixed"', depends_on=["c7"])],
+        tools={"sh": {"adapter": "shell", "breaker": None},
+               "nop": {"adapter": "noop", "breaker": None}},
+        routes={"shell": {"tools": ["sh"]}, "noop": {"tools": ["nop"]}}, failure_budget=0)
+    inp = inp.model_copy(update={"history_budget": BUDGET})
+    async with Run(env, tmp_path, task_queue) as run:
+        handle = await run.start(inp)
+        latest = env.client.get_workflow_handle(handle.id)
+        await settled(env, handle, 9)  # quarantined after fragile failed
+        assert len(await runs_of(env, handle)) >= 2  # continued as new while quarantined
+        state = await latest.query(WorkstreamWorkflow.state)
+        assert state.state == "quarantined" and "fragile" in state.reason
+        (tmp_path / "fixed").write_text("ok")
+        ack = await latest.execute_update(WorkstreamWorkflow.resume,
+                                          ResumeRequest(actor="ops", comment="fixed"))
+        result = WorkstreamResult.model_validate(await latest.result())
+        report = await latest.query(WorkstreamWorkflow.report)
+    assert ack.rerun == ["fragile"] and result.state == "succeeded"
+    assert [(a.step, a.outcome) for a in report.attempts if a.step == "fragile"] == [
+        ("fragile", "failed"), ("fragile", "succeeded")]
+    assert [e.kind for e in result.audit].count("continued_as_new") >= 1
+    assert any(e.kind == "resume" and e.actor == "ops" for e in result.audit)
