@@ -476,7 +476,8 @@ class TeacherOverride(BaseModel):
     Attributes:
         actor: the teacher: a plain name while the worker has no GATE_SIGNERS, else
             ``key:<principal>`` proved by ``signature``.
-        reason: why (audited; the signed comment).
+        reason: why (audited; the signed comment); at most ``MAX_GATE_TEXT_BYTES``
+            (64 KiB) of UTF-8, as a gate comment: a longer one is refused with its size.
         signature: an SSH signature of the override bound to the loop's
             ``LearningProgress.override_run_id`` (or the current run) and its next
             override number (``LearningProgress.override_number`` + 1); required when

@@ -46,7 +46,7 @@ from workflows.llm import LlmWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.learning import LearningStore
     from activities.learning_scoring import grade_free_text
-    from models.common import GateDecision, Verdict
+    from models.common import GateDecision, Verdict, text_size_problem
     from models.learning import (
         OVERRIDE_GATE,
         BeginInput,
@@ -538,10 +538,16 @@ class LearningLoopWorkflow(LlmWorkflow):
         return super().decision_problem(decision)
 
     # -- teacher overrides -----------------------------------------------------
-    def _override_problem(self, actor: str, kc: str | None = None) -> str | None:
+    def _override_problem(self, req: TeacherOverride, kc: str | None = None) -> str | None:
         """Why an override cannot be taken now (validators; who the actor really is,
         :meth:`_authenticate_override`'s question, is checked in the handler, so a
-        refusal is audited)."""
+        refusal is audited): a ``reason`` over ``MAX_GATE_TEXT_BYTES`` (refused with
+        its size, before the update and its text reach the history, as a gate comment
+        sent by update is), an actor who is not a teacher, an unknown ``kc``."""
+        too_large = text_size_problem("reason", req.reason)
+        if too_large:
+            return too_large
+        actor = req.actor
         s = self._state
         if not principal_allowed(actor, s.config.teachers):
             return f"{actor!r} may not override (teachers: {', '.join(s.config.teachers)})"
@@ -609,7 +615,7 @@ class LearningLoopWorkflow(LlmWorkflow):
 
     @set_mastery.validator
     def _validate_set_mastery(self, req: SetMastery) -> None:
-        if problem := self._override_problem(req.actor, req.kc):
+        if problem := self._override_problem(req, req.kc):
             raise ValueError(problem)
 
     @workflow.update(name="skip_kc")
@@ -623,7 +629,7 @@ class LearningLoopWorkflow(LlmWorkflow):
 
     @skip_kc.validator
     def _validate_skip(self, req: SkipKc) -> None:
-        if problem := self._override_problem(req.actor, req.kc):
+        if problem := self._override_problem(req, req.kc):
             raise ValueError(problem)
         if self._kc(req.kc).skipped:
             raise ValueError(f"{req.kc} is already skipped")
@@ -639,7 +645,7 @@ class LearningLoopWorkflow(LlmWorkflow):
 
     @pause.validator
     def _validate_pause(self, req: PauseResume) -> None:
-        if problem := self._override_problem(req.actor):
+        if problem := self._override_problem(req):
             raise ValueError(problem)
         if self._state.paused:
             raise ValueError("the loop is already paused")
@@ -655,7 +661,7 @@ class LearningLoopWorkflow(LlmWorkflow):
 
     @resume.validator
     def _validate_resume(self, req: PauseResume) -> None:
-        if problem := self._override_problem(req.actor):
+        if problem := self._override_problem(req):
             raise ValueError(problem)
         if not self._state.paused:
             raise ValueError("the loop is not paused")

@@ -119,6 +119,9 @@ async def test_without_signers_overrides_take_a_plain_name(ts_env, task_queue, t
         started = await start_learning(ts_env.client, settings, config)
         handle = ts_env.client.get_workflow_handle(started.id)
         await wait_for_test(handle)
+        # a reason over 64 KiB is refused with its size before it reaches the history
+        await refused(handle, "pause", PauseResume(actor="ms-lee", reason="x" * 70_000),
+                      r"the reason is 70,000 bytes, over the limit of 65,536 bytes \(64 KiB\)")
         await send_override(handle, "pause", LearningLoopWorkflow.pause, PauseResume(),
                             "ms-lee", None)
         with pytest.raises(WorkflowUpdateFailedError):
@@ -126,9 +129,12 @@ async def test_without_signers_overrides_take_a_plain_name(ts_env, task_queue, t
         await send_override(handle, "resume", LearningLoopWorkflow.resume, PauseResume(),
                             "ms-lee", None)
         audit = await handle.query("audit_log", result_type=list[AuditEntry])
+        history = await handle.fetch_history()
         await handle.terminate()
     assert [(e.kind, e.actor) for e in audit if e.kind in ("paused", "resumed", "refused")] \
         == [("paused", "ms-lee"), ("refused", "key:ms-lee"), ("resumed", "ms-lee")]
+    # payloads are base64 in the history's JSON: "xxx" is "eHh4"
+    assert "eHh4" * 100 not in history.to_json()
 
 
 def test_the_override_parameters_are_what_is_signed(tmp_path: Path):
