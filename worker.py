@@ -39,7 +39,7 @@ from activities.github import GitHubIssueTracker
 from activities.issues import LocalIssueTracker
 from activities.learning import LearningStore
 from activities.llm import LlmActivities, build_anthropic_provider, build_llm_provider
-from activities.secrets import Scrubber, ScrubbingInterceptor, secret_names
+from activities.secrets import Scrubber, ScrubbingInterceptor, secret_names, short_secrets
 from activities.signers import GateSignerActivities, read_gate_signers
 from activities.web_search import WebSearchActivities, build_exa_client
 from activities.workstream import WorkstreamActivities
@@ -59,30 +59,32 @@ from temporal_plumbing.logs import configure_logging
 from temporal_plumbing.runtime import exit_process, process_runtime
 from temporal_plumbing.search_attributes import ensure_search_attributes
 from temporal_plumbing.workers import worker_options
-from workflows.analysis import AnalysisWorkflow
-from workflows.breaker import BreakerWorkflow
-from workflows.learning_loop import LearningLoopWorkflow
-from workflows.sdlc import SdlcWorkflow
-from workflows.workstream import WorkstreamWorkflow
+from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("orchestrator.worker")
-
-ALL_WORKFLOWS: list[type] = [SdlcWorkflow, AnalysisWorkflow, WorkstreamWorkflow,
-                             BreakerWorkflow, LearningLoopWorkflow]
-
 
 def build_scrubber(settings: Settings) -> Scrubber:
     """The worker's scrubber: the values of ANTHROPIC_API_KEY, GITHUB_TOKEN,
     EXA_API_KEY, TEMPORAL_API_KEY and the SECRET_ENV names (environment, ``.env``
-    and the Temporal config profile)."""
-    extra = settings.secret_values()
+    and the Temporal config profile).
+
+    Raises:
+        SettingsError: a secret is set to a value too short to scrub (under
+            ``activities.secrets.MIN_SECRET_LENGTH`` characters); the message names
+            the variable, never the value.
+    """
+    names = secret_names(settings.secret_env)
+    named = [(n, os.environ.get(n, "")) for n in names] + list(settings.secrets().items())
     try:
         api_key = temporal_connect_config().get("api_key")
     except Exception:  # noqa: BLE001 - a broken profile fails at connect, with its reason
         api_key = None
     if isinstance(api_key, str):
-        extra.append(api_key)
-    return Scrubber.from_environment(secret_names(settings.secret_env), os.environ, extra)
+        named.append(("TEMPORAL_API_KEY (Temporal config profile)", api_key))
+    problems = short_secrets(named)
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return Scrubber(value for _, value in named)
 
 
 def build_tool_authority(settings: Settings) -> ToolAuthority:
@@ -219,6 +221,7 @@ def main() -> int:
         load_codec_settings()
         obs = load_observability_settings()
         build_tool_authority(settings)
+        build_scrubber(settings)  # a secret too short to scrub stops the worker now
     except SettingsError as err:
         print(err, file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import fcntl
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.processes import kill_fenced, run_sync
+from activities.secrets import subprocess_env
 from models.git import BranchRef, PrepareBranchInput, WorktreeInput
 
 _BRANCH_NUMBER = re.compile(r"^(\d{3,})-")
@@ -33,20 +34,42 @@ GIT_COMMAND_TIMEOUT = 30.0
 FENCE_DIR = "orchestrator-fences"
 
 
+GIT_ENV: tuple[str, ...] = (
+    "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM", "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "SSH_AUTH_SOCK",
+    "GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSL_CAINFO", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
+"""Worker variables git gets besides ``activities.secrets.BASE_ENV`` (``PATH``, ``HOME``
+...): where its configuration and committer identity come from, the ssh-agent socket,
+TLS roots and proxies. None is a secret; nothing else of the worker's environment
+reaches git or the hooks it runs (``GIT_DIR`` and the like included)."""
+
+
+def git_env(own: Mapping[str, str] | None = None,
+            environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a git subprocess: ``BASE_ENV`` and ``GIT_ENV`` variables of
+    ``environ`` (default ``os.environ``), ``GIT_TERMINAL_PROMPT=0`` (a worker has no
+    terminal to ask for credentials on), then ``own`` (e.g. a push's credential
+    variable), built by :func:`activities.secrets.subprocess_env`."""
+    return subprocess_env({"GIT_TERMINAL_PROMPT": "0", **(own or {})}, grants=GIT_ENV,
+                          environ=environ)
+
+
 class GitError(RuntimeError):
     """A git command failed; the message holds the command and git's stderr."""
 
 
-def run_git(cwd: Path | str, *args: str, timeout: float = GIT_COMMAND_TIMEOUT
-            ) -> subprocess.CompletedProcess[str]:
+def run_git(cwd: Path | str, *args: str, timeout: float = GIT_COMMAND_TIMEOUT,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``git <args>`` in ``cwd`` through the subprocess layer
-    (:func:`activities.processes.run_sync`: own process group, parent-death signal).
+    (:func:`activities.processes.run_sync`: own process group, parent-death signal),
+    with the allowlisted environment of :func:`git_env` (``env``: more variables).
 
     Raises:
         GitError: git ran longer than ``timeout`` seconds (it was killed).
     """
     try:
-        return run_sync(["git", *args], cwd=cwd, timeout=timeout)
+        return run_sync(["git", *args], cwd=cwd, timeout=timeout, env=git_env(env))
     except subprocess.TimeoutExpired:
         raise GitError(f"git {' '.join(args)} in {cwd} ran longer than {timeout:.0f} s "
                        "and was killed") from None

@@ -37,14 +37,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from github import Auth, Github, GithubException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.git import git, require_repo
+from activities.git import git, git_env, require_repo
 from activities.issues import PHASE_LABEL_PREFIX, IssueTracker, phase_label, phase_labels
 from activities.processes import run_sync
 from models.common import Verdict, text_size_problem
@@ -62,6 +62,11 @@ DEFAULT_API_URL = "https://api.github.com"
 REQUEST_TIMEOUT = 20  # seconds per HTTP request; inside the activity's start-to-close
 PUSH_TIMEOUT = 30  # seconds for git push; inside the activity's start-to-close
 PER_PAGE = 100  # GitHub's maximum page size
+# git credential helper of a push to GitHub: answers `get` with the token from the
+# GITHUB_TOKEN variable of the push's own environment (GitHub takes any user name
+# with a token); it is text in argv, the token is not
+CREDENTIAL_HELPER = ('!f() { test "$1" = get || exit 0; echo username=x-access-token; '
+                     'echo "password=$GITHUB_TOKEN"; }; f')
 # GitHub's clock against the Temporal server's: an issue this run made is searched among
 # those created since the run's start less this margin
 CLOCK_SKEW = timedelta(minutes=5)
@@ -471,7 +476,8 @@ class GitHubIssueTracker(IssueTracker):
 
     @activity.defn(name="open_pull_request")
     def open_pull_request(self, inp: PullRequestInput) -> PullRequestRef:
-        """Push ``inp.branch`` to the configured remote and open a pull request to
+        """Push ``inp.branch`` to the configured remote (:func:`push_command`: the token
+        only for an HTTPS remote on this GitHub) and open a pull request to
         ``inp.base`` whose body links the issue (``Closes #N``) and carries a hidden
         marker of the workflow ID. An open pull request of the branch is reused only
         when its body carries that marker (a retried attempt); a closed or merged one,
@@ -488,7 +494,8 @@ class GitHubIssueTracker(IssueTracker):
                 f"{root} has no git remote {self.remote!r} to push {inp.branch} to: add it "
                 f"(`git remote add {self.remote} <URL of {self.repository}>`) or set "
                 "GITHUB_REMOTE", type="GitPushFailed", non_retryable=True)
-        push = _push(root, self.remote, inp.branch)
+        push = push_branch(root, self.remote, inp.branch, self._token,
+                           web_host(self.api_url))
         if push.returncode != 0:
             rejected = "rejected" in push.stderr
             raise ApplicationError(
@@ -516,15 +523,45 @@ class GitHubIssueTracker(IssueTracker):
         return PullRequestRef(number=pull["number"], url=pull["html_url"])
 
 
-def _push(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[str]:
-    """``git push remote branch:branch`` that fails instead of asking for credentials
-    (a worker has no terminal) and gives up after PUSH_TIMEOUT seconds."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+def web_host(api_url: str) -> str:
+    """The host (with its port, if any) of the GitHub whose REST API is ``api_url``:
+    ``https://api.github.com`` -> ``github.com``; Enterprise ``https://HOST/api/v3`` ->
+    ``HOST``."""
+    host = urlsplit(api_url).netloc.rsplit("@", 1)[-1].lower()
+    return "github.com" if host == "api.github.com" else host
+
+
+def push_command(root: Path, remote: str, branch: str, token: str = "",
+                 github_host: str = "") -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of ``git push remote branch:branch``.
+
+    The environment is git's allowlisted one (``activities.git.git_env``: no worker
+    secret, no terminal prompt; ssh in batch mode unless GIT_SSH_COMMAND says
+    otherwise). Only when the remote's push URL is HTTPS on ``github_host`` does the
+    push get ``token``: in the ``GITHUB_TOKEN`` variable, read by a credential helper
+    given as ``-c credential.helper=...`` (it replaces the user's helpers for this one
+    push, so none of them stores the token). The token is never in argv.
+    """
+    url = git(root, "remote", "get-url", "--push", remote, check=False)
+    parts = urlsplit(url)
+    own = {"GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")}
+    config: list[str] = []
+    if (token and github_host and parts.scheme == "https"
+            and parts.netloc.rsplit("@", 1)[-1].lower() == github_host):
+        own["GITHUB_TOKEN"] = token
+        config = ["-c", "credential.helper=", "-c", f"credential.helper={CREDENTIAL_HELPER}"]
+    argv = ["git", *config, "push", "--quiet", remote,
+            f"refs/heads/{branch}:refs/heads/{branch}"]
+    return argv, git_env(own)
+
+
+def push_branch(root: Path, remote: str, branch: str, token: str = "",
+                github_host: str = "") -> subprocess.CompletedProcess[str]:
+    """Run :func:`push_command`; give up after PUSH_TIMEOUT seconds (a failed result
+    saying so, not an exception)."""
+    argv, env = push_command(root, remote, branch, token, github_host)
     try:
-        return run_sync(
-            ["git", "push", "--quiet", remote, f"refs/heads/{branch}:refs/heads/{branch}"],
-            cwd=root, env=env, timeout=PUSH_TIMEOUT)
+        return run_sync(argv, cwd=root, env=env, timeout=PUSH_TIMEOUT)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess([], 1, "", f"no answer from {remote} in "
                                                       f"{PUSH_TIMEOUT} s")

@@ -175,6 +175,9 @@ class LlmProvider(Protocol):
 
     name: str
 
+    def model_for(self, phase: str) -> str:
+        """The model that answers a request of ``phase``."""
+
     async def complete(self, request: LlmRequest, prompt: Prompt) -> LlmResponse:
         """Answer the request; raise ApplicationError on failure."""
 
@@ -198,6 +201,10 @@ class AnthropicProvider:
         self.prices = dict(prices)
         self.validation_retries = validation_retries
 
+    def model_for(self, phase: str) -> str:
+        """``phase``'s model from LLM_PHASE_MODELS, else LLM_MODEL."""
+        return self.phase_models.get(phase, self.model)
+
     async def complete(self, request: LlmRequest, prompt: Prompt) -> LlmResponse:
         """One call, plus re-asks while structured output fails its schema.
 
@@ -206,7 +213,7 @@ class AnthropicProvider:
                 (non-retryable, type ``LlmOutputInvalid``) output still invalid after
                 the re-asks.
         """
-        model = self.phase_models.get(request.phase, self.model)
+        model = self.model_for(request.phase)
         usage = LlmUsage(provider=self.name, model=model, template_sha256=prompt.sha256,
                          phase=request.phase, attempts=0)
         messages: list[dict[str, Any]] = [{"role": "user", "content": prompt.user}]
@@ -284,6 +291,10 @@ class OfflineProvider:
     def __init__(self, price: ModelPrice | None = None, latency: float = 0.0) -> None:
         self.price = price
         self.latency = latency
+
+    def model_for(self, phase: str) -> str:
+        """Always ``offline``."""
+        return "offline"
 
     async def complete(self, request: LlmRequest, prompt: Prompt) -> LlmResponse:
         """The same request always gives the same answer (see the module docstring).
@@ -427,6 +438,12 @@ class LlmActivities:
         beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_EVERY))
         try:
             response = await self.provider.complete(request, prompt)
+        except Exception as err:  # counted, then raised as it was
+            error = err.type if isinstance(err, ApplicationError) and err.type else \
+                type(err).__name__
+            metrics.llm_failed(activity.metric_meter(), request.phase,
+                               self.provider.model_for(request.phase), error)
+            raise
         finally:
             beating.cancel()
         u = response.usage

@@ -51,6 +51,8 @@ from temporalio.exceptions import ApplicationError
 
 HEARTBEAT_EVERY = 1.0  # seconds between heartbeats while a process runs
 KILL_WAIT = 3.0  # seconds to wait for a killed group to disappear
+DRAIN_AFTER_KILL = 1.0  # seconds a timed-out process's pipes may take to reach EOF
+READ_CHUNK = 65536  # bytes read from a child's stdout or stderr at a time
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _SIGKILL = int(signal.SIGKILL)
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -257,6 +259,22 @@ GATE_SCRIPT = ("import os, sys\n"
                "    os._exit(127)\n")
 
 
+class ProcessTimeout(ApplicationError):
+    """A process ran longer than its timeout and was killed (``ApplicationError`` of
+    type ``AgentTimeout``), with what it wrote until then.
+
+    Attributes:
+        stdout, stderr: the output read before the kill (text; stderr is "" when
+            it was merged into stdout). Not part of the error's details, so they
+            never reach history unless the caller puts (an excerpt of) them there.
+    """
+
+    def __init__(self, message: str, stdout: str = "", stderr: str = "") -> None:
+        super().__init__(message, type="AgentTimeout")
+        self.stdout = stdout
+        self.stderr = stderr
+
+
 def _kill_proc_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
@@ -284,8 +302,10 @@ async def run_process_split(
         process killed by signal N has exit code -N.
 
     Raises:
-        ApplicationError: (type ``AgentTimeout``) ran longer than ``timeout``
-            seconds (the group is killed first); ``AttemptSuperseded`` from the fence.
+        ProcessTimeout: (an ``ApplicationError`` of type ``AgentTimeout``) ran longer
+            than ``timeout`` seconds; the group is killed first, and the error holds
+            the output read until then.
+        ApplicationError: ``AttemptSuperseded`` from the fence.
         asyncio.CancelledError: the activity was cancelled (the group is killed first).
     """
     gate_r = gate_w = -1
@@ -306,7 +326,29 @@ async def run_process_split(
     finally:
         if fence is not None:
             os.close(gate_r)
-    communicate = asyncio.ensure_future(proc.communicate(stdin))
+    out_buf, err_buf = bytearray(), bytearray()
+
+    async def pump(stream: asyncio.StreamReader | None, sink: bytearray) -> None:
+        while stream is not None and (chunk := await stream.read(READ_CHUNK)):
+            sink.extend(chunk)
+
+    async def feed() -> None:
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            if stdin:
+                proc.stdin.write(stdin)
+                await proc.stdin.drain()
+        proc.stdin.close()
+
+    async def communicate_all() -> None:
+        # read as it comes (not proc.communicate()), so a timeout keeps what was written
+        await asyncio.gather(feed(), pump(proc.stdout, out_buf), pump(proc.stderr, err_buf))
+        await proc.wait()
+
+    def text(buf: bytearray) -> str:
+        return bytes(buf).decode(errors="replace")
+
+    communicate = asyncio.ensure_future(communicate_all())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     try:
@@ -320,16 +362,16 @@ async def run_process_split(
             wait = min(HEARTBEAT_EVERY, max(deadline - loop.time(), 0))
             done, _ = await asyncio.wait({communicate}, timeout=wait)
             if done:
-                out, err = communicate.result()
-                return (proc.returncode or 0, out.decode(errors="replace"),
-                        (err or b"").decode(errors="replace"))
+                communicate.result()
+                return proc.returncode or 0, text(out_buf), text(err_buf)
             if activity.in_activity():
                 activity.heartbeat()
             if loop.time() >= deadline:
-                raise ApplicationError(
+                _kill_proc_group(proc.pid)  # then read what its pipes still hold
+                await asyncio.wait({communicate}, timeout=DRAIN_AFTER_KILL)
+                raise ProcessTimeout(
                     f"{label} {argv[0]} ran longer than {timeout:.0f} s and was killed",
-                    type="AgentTimeout",
-                )
+                    text(out_buf), text(err_buf))
     finally:
         # the whole group, also when the leader already exited but its children live
         _kill_proc_group(proc.pid)

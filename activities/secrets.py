@@ -39,9 +39,10 @@ BASE_ENV: tuple[str, ...] = (
 """Worker variables every subprocess gets (when set): what tools need to run at all."""
 
 MIN_SECRET_LENGTH = 6
-"""Shorter values are not scrubbed: replacing every "abc" in every output would make
-output unreadable, and a secret that short is no secret. Settings refuse none; the
-README says so."""
+"""The shortest secret value the worker accepts. A shorter one could not be scrubbed
+(replacing every "abc" in every output would mangle it) and is no real credential, so
+the worker refuses to start with one (:func:`short_secrets`) rather than leak it; the
+Scrubber ignores shorter values given to it directly."""
 
 
 def subprocess_env(own: Mapping[str, str], *, tool_env: Mapping[str, str] | None = None,
@@ -68,6 +69,18 @@ def subprocess_env(own: Mapping[str, str], *, tool_env: Mapping[str, str] | None
     env.update({k: str(v) for k, v in (tool_env or {}).items()})
     env.update({k: str(v) for k, v in own.items()})
     return env
+
+
+def short_secrets(named: Iterable[tuple[str, str]]) -> list[str]:
+    """The problems of secrets too short to scrub: one line per ``(name, value)`` whose
+    value is set but shorter than ``MIN_SECRET_LENGTH`` characters, naming the variable
+    and its length (never the value); empty when there is none."""
+    short = dict.fromkeys((name, len(value)) for name, value in named
+                          if value and len(value) < MIN_SECRET_LENGTH)
+    return [f"{name} holds only {size} character(s): a secret needs at least "
+            f"{MIN_SECRET_LENGTH}, or the worker could not scrub it from what it records "
+            f"without mangling ordinary text; set the real value or unset {name}"
+            for name, size in short]
 
 
 def secret_names(extra: Iterable[str] = ()) -> list[str]:

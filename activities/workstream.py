@@ -48,6 +48,7 @@ from activities.git import (
 )
 from activities.processes import (
     Fence,
+    ProcessTimeout,
     attempt_owner,
     kill_fenced,
     run_process_split,
@@ -264,7 +265,11 @@ class WorkstreamActivities:
             (exit code, [stdout ref, stderr ref], stdout, stderr).
 
         Raises:
-            ApplicationError: (type ``StepTimeout``) it ran longer than ``task.timeout``.
+            ApplicationError: (type ``StepTimeout``) it ran longer than ``task.timeout``
+                and was killed; like a non-zero exit's, its details hold the attempt,
+                the outputs written until then (as artifacts), the test runner's
+                ``summary`` line and the output's last lines (``tail``), and its
+                message ends with the last line written.
         """
         attempt, infra = _attempt(task)
         ws = Path(task.workspace)
@@ -274,17 +279,24 @@ class WorkstreamActivities:
             code, out, err = await run_process_split(
                 argv, cwd=ws, env=env, stdin=stdin, timeout=task.timeout,
                 label=f"step {task.step}", fence=fence)
-        except ApplicationError as error:
-            if error.type != "AgentTimeout":
-                raise
-            raise ApplicationError(error.message,
-                                   {"attempt": attempt, "infra_retries": infra},
-                                   type="StepTimeout",
-                                   non_retryable=task.own_failures_final) from None
+        except ProcessTimeout as timeout:
+            outputs = self._store_outputs(task, timeout.stdout, timeout.stderr)
+            summary, tail = failure_excerpt(timeout.stdout, timeout.stderr)
+            last = summary or (tail.splitlines()[-1] if tail else "")
+            raise ApplicationError(
+                timeout.message + (f"; last output: {last[:500]}" if last else ""),
+                {"attempt": attempt, "infra_retries": infra,
+                 "outputs": [o.model_dump() for o in outputs], "summary": summary,
+                 "tail": tail},
+                type="StepTimeout", non_retryable=task.own_failures_final) from None
+        return code, self._store_outputs(task, out, err), out, err
+
+    def _store_outputs(self, task: StepTask, out: str, err: str) -> list[ArtifactRef]:
+        """Write a step attempt's stdout and stderr to the artifact store (scrubbed);
+        return [stdout ref, stderr ref]."""
         base = self._artifact_dir(task)
-        outputs = [self.store.write(f"{base}/stdout.txt", out),
-                   self.store.write(f"{base}/stderr.txt", err)]
-        return code, outputs, out, err
+        return [self.store.write(f"{base}/stdout.txt", out),
+                self.store.write(f"{base}/stderr.txt", err)]
 
     @activity.defn(name="ws_run_shell")
     async def run_shell(self, task: StepTask) -> StepOutput:
@@ -300,7 +312,8 @@ class WorkstreamActivities:
                 (non-retryable, ``ToolRefused``); exit code N != 0 (type
                 ``ExitCode<N>``, details: attempt, exit code, outputs, the test
                 runner's ``summary`` line and the output's last lines, ``tail``;
-                see :func:`failure_excerpt`); timeout (``StepTimeout``).
+                see :func:`failure_excerpt`); timeout (``StepTimeout``, the same
+                details but no exit code).
         """
         tool = self._tool(task)
         attempt, infra = _attempt(task)
@@ -343,7 +356,8 @@ class WorkstreamActivities:
             ApplicationError: the callable is not allowed (non-retryable,
                 ``ToolRefused``) or cannot be imported (non-retryable,
                 ``InvalidStep``); it raised (type ``PythonStepFailed``, details as a
-                failed shell step's); timeout (``StepTimeout``).
+                failed shell step's); timeout (``StepTimeout``, details as a
+                failed shell step's but no exit code).
         """
         tool = self._tool(task)
         target = str(task.inputs.get("callable", ""))

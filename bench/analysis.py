@@ -32,11 +32,11 @@ if not __package__:
 from temporalio.api.enums.v1 import EventType
 
 from cli.analysis import analysis_request, start_analysis
-from models.common import GateDecision, GateInfo, Verdict
+from models.common import GateDecision, Verdict
 from settings import Settings
 from temporal_plumbing.environments import start_local_env
 from worker import make_worker
-from workflows.gates import GATE_UPDATE
+from workflows.analysis import AnalysisWorkflow
 
 PROBLEM = ("Should our invoicing product enter the German market next year? Competitors are "
            "strong and the market and its growth depend on a regulation change.")
@@ -87,10 +87,10 @@ async def approve_gates(handle: Any) -> None:
         desc = await handle.describe()
         if desc.status.name != "RUNNING":
             return
-        for gate in await handle.query("pending_gates", result_type=list[GateInfo]):
+        for gate in await handle.query(AnalysisWorkflow.pending_gates):
             content = {"clarify": '{"answers": ["market entry"]}', "budget": "1000"}.get(
                 gate.gate)
-            await handle.execute_update(GATE_UPDATE, GateDecision(
+            await handle.execute_update(AnalysisWorkflow.decide_gate, GateDecision(
                 gate=gate.gate, verdict=Verdict.APPROVE, actor="bench", content=content))
         await asyncio.sleep(0.005)
 

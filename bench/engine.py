@@ -45,8 +45,8 @@ from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
-    from models.common import GateDecision, GateInfo, Verdict
-    from workflows.gates import GATE_UPDATE, GatedWorkflow
+    from models.common import GateDecision, Verdict
+    from workflows.gates import GatedWorkflow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP_TIMEOUT = timedelta(seconds=10)
@@ -225,10 +225,10 @@ async def gate_ms(client: Any, tq: str, tuned: bool, runs: int = 10) -> float:
     for _ in range(runs):
         handle = await client.start_workflow(GateWorkflow.run, id=f"gate-{uuid.uuid4()}",
                                              task_queue=tq, **start_options(tuned))
-        while not await handle.query("pending_gates", result_type=list[GateInfo]):
+        while not await handle.query(GateWorkflow.pending_gates):
             await asyncio.sleep(0.005)
         begin = time.perf_counter()
-        await handle.execute_update(GATE_UPDATE, GateDecision(
+        await handle.execute_update(GateWorkflow.decide_gate, GateDecision(
             gate="approval", verdict=Verdict.APPROVE, actor="bench"))
         await handle.result()
         times.append((time.perf_counter() - begin) * 1000)

@@ -78,8 +78,8 @@ from tests.fault_harness import (
     workstream_input,
 )
 from workflows import policies
-from workflows.gates import GATE_UPDATE
-from workflows.workstream import SHELL_HEARTBEAT_TIMEOUT
+from workflows.sdlc import SdlcWorkflow
+from workflows.workstream import SHELL_HEARTBEAT_TIMEOUT, WorkstreamWorkflow
 
 RECOVERY_TARGET_S = 2.0
 
@@ -108,7 +108,7 @@ async def wait_new_line(path: Path, after: int, timeout: float = 90) -> float:
 
 
 async def sdlc_state(handle: WorkflowHandle) -> SdlcState:
-    return await handle.query("state", result_type=SdlcState)
+    return await handle.query(SdlcWorkflow.state)
 
 
 async def gate_open(handle: WorkflowHandle, round_: int, timeout: float = 90) -> None:
@@ -120,8 +120,8 @@ async def gate_open(handle: WorkflowHandle, round_: int, timeout: float = 90) ->
 
 
 async def decide(handle: WorkflowHandle, verdict: Verdict, comment: str = "") -> None:
-    await handle.execute_update(GATE_UPDATE, GateDecision(gate=GATE_1, verdict=verdict,
-                                                          actor="bench", comment=comment))
+    await handle.execute_update(SdlcWorkflow.decide_gate, GateDecision(
+        gate=GATE_1, verdict=verdict, actor="bench", comment=comment))
 
 
 def figures(restart: float, progress: float, noticeable: float, rerun: int,
@@ -232,7 +232,7 @@ async def finish_workstream(handle: WorkflowHandle) -> tuple[str, dict[str, Step
         await handle.result()
     except Exception:  # noqa: BLE001 - a failed run is a figure here
         pass
-    state = await handle.query("state")
+    state = (await handle.query(WorkstreamWorkflow.state)).model_dump(mode="json")
     return state["state"], await step_attempts(handle), state
 
 

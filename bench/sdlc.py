@@ -32,12 +32,12 @@ if not __package__:
 from temporalio.api.enums.v1 import EventType
 
 from cli.sdlc import feature_request, start_sdlc
-from models.common import GateDecision, GateInfo, Verdict
+from models.common import GateDecision, Verdict
 from models.sdlc import GATE_1
 from settings import Settings
 from temporal_plumbing.environments import start_local_env
 from worker import make_worker
-from workflows.gates import GATE_UPDATE
+from workflows.sdlc import SdlcWorkflow
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -73,9 +73,9 @@ def history_figures(events: list[Any]) -> dict[str, float]:
 
 async def approve_when_open(handle: Any) -> None:
     """The automatic approver: approve GATE_1 as soon as it is open."""
-    while not await handle.query("pending_gates", result_type=list[GateInfo]):
+    while not await handle.query(SdlcWorkflow.pending_gates):
         await asyncio.sleep(0.002)
-    await handle.execute_update(GATE_UPDATE, GateDecision(
+    await handle.execute_update(SdlcWorkflow.decide_gate, GateDecision(
         gate=GATE_1, verdict=Verdict.APPROVE, actor="bench"))
 
 

@@ -15,8 +15,11 @@
 * ``decisions``: with GATE_SIGNERS, a forged gate decision (an unsigned signal
   claiming ``key:alice``) and alice's properly signed decision for one run replayed
   on a second run: accepted ones (target 0; the signed one itself must pass,
-  ``signed_decision_accepted`` = 1). ``without_signers`` gives the same attacks on a
-  worker without GATE_SIGNERS, where every decision is taken at its word.
+  ``signed_decision_accepted`` = 1). The same for a learning loop's teacher
+  overrides: an unsigned ``set_mastery`` claiming ``key:alice``, alice's signed one
+  (accepted), then that same signed override sent again. ``without_signers`` gives
+  the same attacks on a worker without GATE_SIGNERS, where every decision is taken
+  at its word.
 * ``payloads``: with PAYLOAD_KEYS set, a marker string in a run's step input and
   gate comment: occurrences in the dev server's SQLite database (target 0).
 
@@ -45,16 +48,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 
-from models.common import AuditEntry, GateInfo
+from cli.common import start_orchestration
 from models.signatures import DecisionSignature, decision_message, public_key_line, sign
-from models.workstream import Progress, RouterConfig, WorkstreamInput, WorkstreamSpec
+from models.workstream import RouterConfig, WorkstreamInput, WorkstreamSpec
 from settings import Settings
 from temporal_plumbing.environments import start_local_env
 from temporal_plumbing.runtime import exit_process
 from worker import make_worker
-from workflows.gates import GATE_SIGNAL
+from workflows.workstream import WorkstreamWorkflow
 
 MODULE = "bench.security"  # python steps call the probes below by this name
 SECRET_NAMES = ("ANTHROPIC_API_KEY", "GITHUB_TOKEN", "EXA_API_KEY", "BENCH_DB_PASSWORD")
@@ -84,9 +92,8 @@ def _input(steps: list[dict[str, Any]], router: dict[str, Any], spec_dir: Path,
 
 async def _start(client: Client, settings: Settings, inp: WorkstreamInput
                  ) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow("WorkstreamWorkflow", inp,
-                                       id=f"workstream-{inp.spec.work_item}",
-                                       task_queue=settings.temporal_task_queue)
+    return await start_orchestration(client, WorkstreamWorkflow.run, inp,
+                                     id=f"workstream-{inp.spec.work_item}", settings=settings)
 
 
 async def _finish(handle: WorkflowHandle[Any, Any]) -> str:
@@ -105,7 +112,7 @@ def _files(root: Path) -> list[Path]:
 
 async def _wait_review(handle: WorkflowHandle[Any, Any], step: str) -> None:
     for _ in range(600):
-        progress = await handle.query("progress", result_type=Progress)
+        progress = await handle.query(WorkstreamWorkflow.progress)
         if step in progress.review:
             return
         await asyncio.sleep(0.05)
@@ -160,8 +167,8 @@ async def secrets_and_authority(work: Path) -> dict[str, Any]:
                 handle = await _start(env.client, settings, inp)
                 if "refused by the worker" in await _finish(handle):
                     refused += 1
-                report = await handle.query("report")
-                steps_ran += len(report.get("attempts", []))
+                report = await handle.query(WorkstreamWorkflow.report)
+                steps_ran += len(report.attempts)
     finally:
         await env.shutdown()
         for name, value in saved.items():
@@ -210,7 +217,11 @@ async def _decision_attacks(work: Path, signers: Path | None) -> dict[str, Any]:
                   "routes": {"shell": {"tools": ["sh"]}}}
         steps = [{"id": "review", "kind": "shell", "gate": True,
                   "inputs": {"argv": ["true"]}}]
+        url = f"sqlite:///{work / f'learning-{tag}.db'}"
+        await asyncio.to_thread(_import_fractions, url)
+        settings = settings.model_copy(update={"database_url": url})
         async with make_worker(env.client, settings):
+            result: dict[str, Any] = await _override_attacks(env.client, settings, signers)
             first = await _start(env.client, settings, _input(steps, router, work, tag))
             second = await _start(env.client, settings, _input(steps, router, work, tag))
             for handle in (first, second):
@@ -218,14 +229,14 @@ async def _decision_attacks(work: Path, signers: Path | None) -> dict[str, Any]:
             forged = {"gate": "review-review", "verdict": "approve",
                       "actor": "key:alice" if signers else "alice",
                       "comment": "forged: nobody checked who sent this"}
-            result = {"forged": await _decided_by(first, forged)}
+            result["forged"] = await _decided_by(first, forged)
             replayed = forged
             if signers:  # alice signs for the first run; the payload is replayed on the second
                 replayed = await _signed_by_alice(first)
                 result["signed"] = await _decided_by(first, replayed)
             result["replayed"] = await _decided_by(second, replayed)
             for handle in (first, second):
-                if "review" not in (await handle.query("progress", result_type=Progress)).done:
+                if "review" not in (await handle.query(WorkstreamWorkflow.progress)).done:
                     await handle.terminate("security bench done")
     finally:
         await env.shutdown()
@@ -235,9 +246,66 @@ async def _decision_attacks(work: Path, signers: Path | None) -> dict[str, Any]:
 ALICE = Ed25519PrivateKey.generate()
 
 
+def _import_fractions(url: str) -> None:
+    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.learning_db import LearningDatabase
+    db = LearningDatabase(url)
+    spec, sha = read_curriculum(Path(__file__).resolve().parents[1] / "curricula" /
+                                "fractions.yaml")
+    with db.session() as session:
+        import_curriculum(session, spec, sha)
+    db.dispose()
+
+
+async def _override_attacks(client: Client, settings: Settings,
+                            signers: Path | None) -> dict[str, Any]:
+    """A learning loop whose teacher is alice: an unsigned ``set_mastery`` claiming her
+    key (a plain name without signers), then (with ``signers``) her signed one and that
+    same signed override sent again. Returns which were accepted."""
+    from cli.learning import learning_config, start_learning
+    from models.learning import OVERRIDE_GATE, SetMastery
+    from workflows.learning_loop import LearningLoopWorkflow
+
+    handle = await start_learning(client, settings, learning_config(
+        settings, student=f"bench-{uuid.uuid4().hex[:6]}", curriculum="fractions",
+        teachers=["alice"]))
+    while await handle.query(LearningLoopWorkflow.open_test) is None:
+        await asyncio.sleep(0.05)
+
+    async def accepted(override: SetMastery) -> bool:
+        try:
+            await handle.execute_update(LearningLoopWorkflow.set_mastery, override)
+        except WorkflowUpdateFailedError:
+            return False
+        return True
+
+    forged = SetMastery(kc="fraction-meaning", mastery=0.99, reason="forged",
+                        actor="key:alice" if signers else "alice")
+    result = {"forged_override": await accepted(forged)}
+    if signers:
+        run_id = (await handle.describe()).run_id
+        number = (await handle.query(LearningLoopWorkflow.state)).override_number + 1
+        now = datetime.now(UTC).replace(microsecond=0)
+        signed = SetMastery(kc="fraction-meaning", mastery=0.5, reason="signed by alice",
+                            actor="key:alice")
+        message = decision_message(workflow_id=handle.id, run_id=run_id, gate=OVERRIDE_GATE,
+                                   opening=number, verdict="set_mastery", actor="key:alice",
+                                   comment=signed.reason, content=signed.signed_content(),
+                                   signed_at=now)
+        signed = signed.model_copy(update={"signature": DecisionSignature(
+            workflow_id=handle.id, run_id=run_id, opening=number, signed_at=now,
+            sshsig=sign(ALICE, message))})
+        result["signed_override"] = await accepted(signed)
+        result["replayed_override"] = await accepted(signed)
+    else:
+        result["replayed_override"] = await accepted(forged)
+    await handle.terminate("security bench done")
+    return result
+
+
 async def _signed_by_alice(handle: WorkflowHandle) -> dict[str, Any]:
     """A decision approving ``handle``'s open review gate, signed with alice's key."""
-    gate = (await handle.query("pending_gates", result_type=list[GateInfo]))[0]
+    gate = (await handle.query(WorkstreamWorkflow.pending_gates))[0]
     run_id = (await handle.describe()).run_id
     now = datetime.now(UTC).replace(microsecond=0)
     fields = {"workflow_id": handle.id, "run_id": run_id, "gate": gate.gate,
@@ -251,10 +319,10 @@ async def _signed_by_alice(handle: WorkflowHandle) -> dict[str, Any]:
 
 async def _decided_by(handle: WorkflowHandle, decision: dict[str, Any]) -> bool:
     """Signal ``decision``; whether the run then took it (the review gate closed)."""
-    before = len(await handle.query("audit_log", result_type=list[AuditEntry]))
-    await handle.signal(GATE_SIGNAL, decision)
+    before = len(await handle.query(WorkstreamWorkflow.audit_log))
+    await handle.signal(WorkstreamWorkflow.gate_decision, decision)
     for _ in range(200):
-        entries = await handle.query("audit_log", result_type=list[AuditEntry])
+        entries = await handle.query(WorkstreamWorkflow.audit_log)
         if any(e.kind in ("decision", "refused") for e in entries[before:]):
             return any(e.kind == "decision" for e in entries[before:])
         await asyncio.sleep(0.05)
@@ -271,9 +339,14 @@ async def decisions(work: Path) -> dict[str, Any]:
             "forged_decisions_accepted": int(signed["forged"]),
             "replayed_decisions_accepted": int(signed["replayed"]),
             "signed_decision_accepted": int(signed["signed"]),
+            "forged_overrides_accepted": int(signed["forged_override"]),
+            "replayed_overrides_accepted": int(signed["replayed_override"]),
+            "signed_override_accepted": int(signed["signed_override"]),
             "without_signers": {
                 "forged_decisions_accepted": int(unsigned["forged"]),
                 "replayed_decisions_accepted": int(unsigned["replayed"]),
+                "forged_overrides_accepted": int(unsigned["forged_override"]),
+                "replayed_overrides_accepted": int(unsigned["replayed_override"]),
                 "note": "without GATE_SIGNERS a decision is taken at its word by anyone "
                         "who reaches the server (see the README's threat model)"}}
 
@@ -301,8 +374,9 @@ async def payloads(work: Path) -> dict[str, Any]:
                 {"id": "review", "kind": "shell", "gate": True,
                  "inputs": {"script": f"echo {marker}"}}], router, work, "codec"))
             await _wait_review(handle, "review")
-            await handle.signal(GATE_SIGNAL, {"gate": "review-review", "verdict": "approve",
-                                              "actor": "bench", "comment": marker})
+            await handle.signal(WorkstreamWorkflow.gate_decision, {
+                "gate": "review-review", "verdict": "approve", "actor": "bench",
+                "comment": marker})
             await _finish(handle)
         await asyncio.sleep(1)  # let the server write through
         raw = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
@@ -325,7 +399,9 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
              s["artifact_files_not_0600"] + s["artifact_dirs_not_0700"]),
             ("steps run by refused specs", a["steps_ran"]),
             ("forged or replayed decisions accepted",
-             d["forged_decisions_accepted"] + d["replayed_decisions_accepted"])]
+             d["forged_decisions_accepted"] + d["replayed_decisions_accepted"]),
+            ("forged or replayed teacher overrides accepted",
+             d["forged_overrides_accepted"] + d["replayed_overrides_accepted"])]
     if p.get("measured"):
         rows.append(("plaintext markers in the server DB (codec key set)",
                      p["plaintext_markers_in_database"]))

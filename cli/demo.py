@@ -4,27 +4,39 @@ Starts the embedded dev server if none answers, runs a worker in this process,
 creates a real git repository (or uses --repo), runs SdlcWorkflow with the
 offline agent, rejects the first spec once as the demo reviewer, approves the
 second, and checks the approved spec's commit is on the feature branch.
+
+With GATE_SIGNERS set, gate decisions must be signed, and the demo reviewer is no
+one's key: the demo then makes an ed25519 key of its own for ``demo-reviewer``
+(in ``ORCHESTRATOR_HOME/demo``, private), runs its in-process worker with an
+allowed-signers file listing only that key, and signs its decisions with it, as
+``approve --key`` would. The GATE_SIGNERS file itself is not read or changed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from activities.git import git
 from cli.common import QUERY_TIMEOUT, CliError, Context, failure_message
 from cli.gates import follow
+from cli.keys import ReviewerKey, signed_decision
 from cli.learning import format_progress, learning_config, open_database, start_learning
 from cli.sdlc import feature_request, start_sdlc
 from cli.server import ensure_dev_server
 from models.common import AuditEntry, GateDecision, Verdict
 from models.learning import LearningPhase, LearningResult
 from models.sdlc import GATE_1, SdlcResult
+from models.signatures import public_key_line
+from settings import Settings
 from workflows.learning_loop import LearningLoopWorkflow
 from workflows.sdlc import SdlcWorkflow
 
@@ -53,6 +65,25 @@ def make_demo_repo(root: Path) -> Path:
     return repo
 
 
+def demo_signer(settings: Settings, root: Path) -> tuple[Settings, ReviewerKey]:
+    """The demo's own signer, for a worker with GATE_SIGNERS: a new ed25519 key of
+    ``REVIEWER`` (OpenSSH file, 0600, in a 0700 directory under ``root``), an
+    allowed-signers file listing only it, and the settings of the demo's worker with
+    that file as GATE_SIGNERS."""
+    folder = root / f"signer-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    folder.mkdir(parents=True, mode=0o700)
+    private = Ed25519PrivateKey.generate()
+    key_file = folder / "demo-reviewer"
+    key_file.write_bytes(private.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH,
+                                               NoEncryption()))
+    key_file.chmod(0o600)
+    public = public_key_line(private.public_key().public_bytes_raw())
+    allowed = folder / "allowed_signers"
+    allowed.write_text(f"{REVIEWER} {public} demo key\n")
+    key = ReviewerKey(public, f"demo key {key_file}", private_path=key_file)
+    return settings.model_copy(update={"gate_signers": allowed}), key
+
+
 async def cmd_demo(ctx: Context) -> int:
     """``demo``: see the module docstring. Exits 0 only when the run is DONE and the
     spec's commit is on the branch."""
@@ -67,6 +98,12 @@ async def cmd_demo(ctx: Context) -> int:
     repo = Path(ctx.args.repo).resolve() if ctx.args.repo else make_demo_repo(
         settings.orchestrator_home.resolve() / "demo")
     print(f"repository: {repo}")
+    key = None
+    if settings.gate_signers is not None:  # decisions must be signed: by a demo key
+        settings, key = demo_signer(settings, settings.orchestrator_home.resolve() / "demo")
+        print(f"GATE_SIGNERS is set: the demo reviewer signs as key:{REVIEWER} with a key "
+              f"made for the demo ({key.private_path}); the demo's worker allows only it",
+              flush=True)
     req = feature_request(settings, title=DEMO_TITLE, description=DEMO_DESCRIPTION,
                           repo_path=str(repo), agent="offline",
                           slug=f"csv-export-{int(time.time())}" if ctx.args.repo else None)
@@ -83,8 +120,23 @@ async def cmd_demo(ctx: Context) -> int:
             verdict, comment = ((Verdict.REJECT, FEEDBACK) if reviewed == 1
                                 else (Verdict.APPROVE, "Covers the edge cases now."))
             print(f"  demo reviewer: {verdict.value} ({comment})", flush=True)
-            await handle.execute_update(SdlcWorkflow.decide_gate, GateDecision(
-                gate=GATE_1, verdict=verdict, actor=REVIEWER, comment=comment))
+            decision = GateDecision(gate=GATE_1, verdict=verdict, actor=REVIEWER,
+                                    comment=comment)
+            if key is not None:
+                gates = await handle.query(SdlcWorkflow.pending_gates)
+                signers = await handle.query(SdlcWorkflow.gate_signers)
+                if signers is None or key.public not in [s.key for s in signers.signers]:
+                    raise CliError(
+                        "another worker on task queue "
+                        f"{settings.temporal_task_queue!r} loaded the run's GATE_SIGNERS, "
+                        "which do not list the demo's key: stop it, or give the demo a "
+                        "task queue of its own (TEMPORAL_TASK_QUEUE=demo make demo)")
+                decision = signed_decision(
+                    workflow_id=handle.id, run_id=(await handle.describe()).run_id,
+                    gate=next(g for g in gates if g.gate == GATE_1), verdict=verdict,
+                    comment=comment, content=None, keys=[key], signers=signers,
+                    actor=None)
+            await handle.execute_update(SdlcWorkflow.decide_gate, decision)
 
         await follow(handle, on_entry=review)
         try:

@@ -26,22 +26,20 @@ from cli.keys import accepted_principals, reviewer_keys, signed_decision
 from models.common import AuditEntry, GateAck, GateDecision, GateInfo, Verdict
 from models.signatures import GITHUB_PREFIX, KEY_PREFIX
 from workflows.gates import GatedWorkflow
+from workflows.registry import STATE_QUERIES, workflow_class
 
 POLL_INTERVAL = 0.25  # seconds between progress polls
 
 
-async def query(handle: WorkflowHandle[Any, Any], query_fn: Callable[..., Any] | str,
-                result_type: Any = None) -> Any:
+async def query(handle: WorkflowHandle[Any, Any], query_fn: Callable[..., Any]) -> Any:
     """Run a query with the CLI's timeout (a workflow without a worker never answers).
 
     Args:
-        query_fn: the workflow class's query method (``GatedWorkflow.pending_gates``;
-            its return annotation gives the result type), or a query name for a
-            query every orchestration defines under its own class (``state``).
-        result_type: the result type of a query given by name (None: raw JSON).
+        query_fn: the workflow class's query method (``GatedWorkflow.pending_gates``,
+            ``SdlcWorkflow.state``); its return annotation gives the result type. For a
+            command that takes any workflow, look the class up by the run's type
+            (:func:`workflows.registry.workflow_class`, :data:`~workflows.registry.STATE_QUERIES`).
     """
-    if isinstance(query_fn, str):
-        return await handle.query(query_fn, result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
     return await handle.query(query_fn, rpc_timeout=QUERY_TIMEOUT)
 
 
@@ -96,10 +94,14 @@ async def cmd_status(ctx: Context) -> int:
     handle = await ctx.handle(ctx.args.workflow_id)
     desc = await handle.describe()
     state: dict[str, Any] = {}
-    try:
-        state = await query(handle, "state")
-    except Exception as err:
-        state = {"state": f"(not available: {err})"}
+    state_query = STATE_QUERIES.get(workflow_class(desc.workflow_type) or type(None))
+    if state_query is None:
+        state = {"state": f"(not available: {desc.workflow_type} has no state query)"}
+    else:
+        try:
+            state = (await query(handle, state_query)).model_dump(mode="json")
+        except Exception as err:
+            state = {"state": f"(not available: {err})"}
     data = {"workflow_id": handle.id, "type": desc.workflow_type,
             "status": desc.status.name if desc.status else "UNKNOWN",
             "started": desc.start_time, "closed": desc.close_time, "ui": ctx.ui_link(handle.id),

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 
 from cli.common import CliError
 from models.common import GateDecision, GateInfo, Verdict
+from models.learning import OVERRIDE_GATE
 from models.signatures import (
     ED25519,
     KEY_PREFIX,
@@ -191,8 +192,15 @@ def sign_bytes(key: ReviewerKey, message: bytes) -> str:
 def accepted_principals(key: ReviewerKey, signers: GateSigners, gate: GateInfo | None,
                         now: datetime) -> list[str]:
     """The ``key:`` principals ``key`` may decide ``gate`` as (any gate when None)."""
+    return principals_among(key, signers, None if gate is None else gate.allowed_actors, now)
+
+
+def principals_among(key: ReviewerKey, signers: GateSigners, allowed: list[str] | None,
+                     now: datetime) -> list[str]:
+    """The ``key:`` principals ``key`` may sign as that ``allowed`` admits (None or
+    empty: every one; see ``models.signatures.principal_allowed``)."""
     names = [KEY_PREFIX + p for p in signers_for(signers, key.public, now)]
-    return [n for n in names if gate is None or principal_allowed(n, gate.allowed_actors)]
+    return [n for n in names if not allowed or principal_allowed(n, allowed)]
 
 
 def choose_signer(keys: list[ReviewerKey], signers: GateSigners, gate: GateInfo,
@@ -203,22 +211,34 @@ def choose_signer(keys: list[ReviewerKey], signers: GateSigners, gate: GateInfo,
         CliError: ``actor`` is not a ``key:`` principal; no key is allowed; or the key
             may decide as several principals and ``actor`` does not pick one.
     """
+    return choose_key(keys, signers, gate.allowed_actors, actor, now, f"decide {gate.gate}")
+
+
+def choose_key(keys: list[ReviewerKey], signers: GateSigners, allowed: list[str],
+               actor: str | None, now: datetime, what: str) -> tuple[ReviewerKey, str]:
+    """The first of ``keys`` that may sign as a principal ``allowed`` admits, and that
+    principal (``actor`` picks one); ``what`` names the act in messages (``decide
+    GATE_1``, ``override``).
+
+    Raises:
+        CliError: see :func:`choose_signer`.
+    """
     if actor is not None and not actor.startswith(KEY_PREFIX):
         raise CliError(f"the worker requires signed decisions, so --as {actor} is refused: "
                        "a decision is made as key:<principal> by signing it (--key PATH or "
                        "ssh-agent)")
     for key in keys:
-        names = accepted_principals(key, signers, gate, now)
+        names = principals_among(key, signers, allowed, now)
         if actor is not None:
             names = [n for n in names if n == actor]
         if len(names) > 1:
-            raise CliError(f"{key.origin} may decide {gate.gate} as {', '.join(names)}: "
+            raise CliError(f"{key.origin} may {what} as {', '.join(names)}: "
                            "pick one with --as")
         if names:
             return key, names[0]
     tried = "; ".join(f"{k.origin} {k.fingerprint}" for k in keys) or "none found"
-    who = ", ".join(gate.allowed_actors) or "any allowed signer"
-    raise CliError(f"none of your keys may decide {gate.gate}"
+    who = ", ".join(allowed) or "any allowed signer"
+    raise CliError(f"none of your keys may {what}"
                    + (f" as {actor}" if actor else "") + f" (allowed: {who}; keys tried: "
                    f"{tried}); `python starter.py keys ID` shows which keys the run accepts")
 
@@ -240,3 +260,25 @@ def signed_decision(*, workflow_id: str, run_id: str, gate: GateInfo, verdict: V
                                   signed_at=now, sshsig=sign_bytes(key, message))
     return GateDecision(gate=gate.gate, verdict=verdict, actor=principal, comment=comment,
                         content=content, signature=signature)
+
+
+def signed_override(*, workflow_id: str, run_id: str, number: int, kind: str, reason: str,
+                    content: str | None, keys: list[ReviewerKey], signers: GateSigners,
+                    teachers: list[str], actor: str | None) -> tuple[str, DecisionSignature]:
+    """The principal and signature of a learning-loop teacher override: the canonical
+    decision of ``models.signatures.decision_message`` with ``OVERRIDE_GATE`` as the
+    gate, the loop's next override ``number`` as the opening, the override's ``kind``
+    (its update name) as the verdict, ``reason`` as the comment and its parameters
+    (``TeacherOverride.signed_content``) as the content; signed by the first of
+    ``keys`` that may sign as one of ``teachers`` (empty: any allowed signer).
+
+    Raises:
+        CliError: see :func:`choose_key` and :func:`sign_bytes`.
+    """
+    now = datetime.now(UTC).replace(microsecond=0)
+    key, principal = choose_key(keys, signers, teachers, actor, now, "override")
+    message = decision_message(workflow_id=workflow_id, run_id=run_id, gate=OVERRIDE_GATE,
+                               opening=number, verdict=kind, actor=principal, comment=reason,
+                               content=content, signed_at=now)
+    return principal, DecisionSignature(workflow_id=workflow_id, run_id=run_id, opening=number,
+                                        signed_at=now, sshsig=sign_bytes(key, message))

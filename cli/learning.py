@@ -28,7 +28,8 @@ from cli.common import (
     visibility_literal,
     with_defaults,
 )
-from cli.gates import POLL_INTERVAL
+from cli.gates import POLL_INTERVAL, query
+from cli.keys import reviewer_keys, signed_override
 from cli.review import EXIT_UNSUCCESSFUL, ask_line, follow_run, run_outcome
 from models.learning import (
     Answer,
@@ -43,10 +44,14 @@ from models.learning import (
     SetMastery,
     SkipKc,
     SubmitAnswers,
+    TeacherOverride,
 )
+from models.signatures import GITHUB_PREFIX, KEY_PREFIX
 from settings import Settings
 from temporal_plumbing.search_attributes import ensure_search_attributes
+from workflows.gates import GatedWorkflow
 from workflows.learning_loop import LearningLoopWorkflow
+from workflows.registry import workflow_type
 from workflows.search_attributes import STUDENT
 
 
@@ -283,9 +288,41 @@ async def cmd_remediation(ctx: Context) -> int:
     return 0
 
 
-async def _override(ctx: Context, update: Callable[..., Any], payload: Any) -> int:
+async def send_override(handle: WorkflowHandle[Any, Any], kind: str, update: Callable[..., Any],
+                        override: TeacherOverride, actor: str | None,
+                        key: str | None) -> OverrideAck:
+    """Send a teacher override through its validated update, signed with the teacher's
+    key (``key``: a key file, else ssh-agent's and ~/.ssh's) when the run's worker has
+    GATE_SIGNERS; ``kind`` is the update's name, ``actor`` the ``--as`` given.
+
+    Raises:
+        CliError: no key of the teacher may override, signing failed, or ``--as`` names
+            a principal this run cannot verify.
+        WorkflowUpdateFailedError: the workflow refused the override (printed by ``run``).
+    """
+    signers = await query(handle, GatedWorkflow.gate_signers)
+    if signers is not None and signers.configured:
+        progress: LearningProgress = await query(handle, LearningLoopWorkflow.state)
+        run_id = (await handle.describe()).run_id
+        principal, signature = signed_override(
+            workflow_id=handle.id, run_id=run_id, number=progress.override_number + 1,
+            kind=kind, reason=override.reason, content=override.signed_content(),
+            keys=reviewer_keys(key), signers=signers, teachers=progress.teachers,
+            actor=actor)
+        override = override.model_copy(update={"actor": principal, "signature": signature})
+    else:
+        if actor and actor.startswith((KEY_PREFIX, GITHUB_PREFIX)):
+            raise CliError(f"--as {actor}: {actor.split(':')[0]}: principals are proved by a "
+                           "signature; this run takes unsigned overrides, so override under "
+                           "a plain name")
+        override = override.model_copy(update={"actor": actor or default_actor()})
+    return await handle.execute_update(update, override)
+
+
+async def _override(ctx: Context, kind: str, update: Callable[..., Any],
+                    override: TeacherOverride) -> int:
     handle = await ctx.handle(ctx.args.workflow_id)
-    ack: OverrideAck = await handle.execute_update(update, payload)
+    ack = await send_override(handle, kind, update, override, ctx.args.actor, ctx.args.key)
     ctx.emit(ack, f"{handle.id}: {ack.detail}")
     return 0
 
@@ -293,29 +330,27 @@ async def _override(ctx: Context, update: Callable[..., Any], payload: Any) -> i
 async def cmd_set_mastery(ctx: Context) -> int:
     """``learn set-mastery ID --kc K --mastery P``."""
     a = ctx.args
-    return await _override(ctx, LearningLoopWorkflow.set_mastery, SetMastery(
-        kc=a.kc, mastery=a.mastery, actor=a.actor or default_actor(), reason=a.reason or ""))
+    return await _override(ctx, "set_mastery", LearningLoopWorkflow.set_mastery, SetMastery(
+        kc=a.kc, mastery=a.mastery, reason=a.reason or ""))
 
 
 async def cmd_skip(ctx: Context) -> int:
     """``learn skip ID --kc K``."""
     a = ctx.args
-    return await _override(ctx, LearningLoopWorkflow.skip_kc, SkipKc(kc=a.kc, 
-        actor=a.actor or default_actor(), reason=a.reason or ""))
+    return await _override(ctx, "skip_kc", LearningLoopWorkflow.skip_kc,
+                           SkipKc(kc=a.kc, reason=a.reason or ""))
 
 
 async def cmd_pause(ctx: Context) -> int:
     """``learn pause ID``."""
-    a = ctx.args
-    return await _override(ctx, LearningLoopWorkflow.pause, PauseResume(
-        actor=a.actor or default_actor(), reason=a.reason or ""))
+    return await _override(ctx, "pause", LearningLoopWorkflow.pause,
+                           PauseResume(reason=ctx.args.reason or ""))
 
 
 async def cmd_resume(ctx: Context) -> int:
     """``learn resume ID``."""
-    a = ctx.args
-    return await _override(ctx, LearningLoopWorkflow.resume, PauseResume(
-        actor=a.actor or default_actor(), reason=a.reason or ""))
+    return await _override(ctx, "resume", LearningLoopWorkflow.resume,
+                           PauseResume(reason=ctx.args.reason or ""))
 
 
 STUDY_FEEDBACK_KINDS = ("diagnosed", "mastery", "test_expired", "paused", "resumed")
@@ -332,7 +367,8 @@ async def find_loop(ctx: Context, student: str, curriculum: str | None) -> str:
     if curriculum:
         return checked_workflow_id(learning_workflow_id(student, curriculum))
     client = await ctx.client()
-    query = (f"WorkflowType = 'LearningLoopWorkflow' AND ExecutionStatus = 'Running' AND "
+    query = (f"WorkflowType = '{workflow_type(LearningLoopWorkflow)}' AND "
+             "ExecutionStatus = 'Running' AND "
              f"{STUDENT.name} = {visibility_literal(student, 'STUDENT')}")
     ids = [wf.id async for wf in client.list_workflows(query, limit=10)]
     if len(ids) == 1:
@@ -489,5 +525,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         if name == "set-mastery":
             p.add_argument("--mastery", type=float, required=True, help="P(L) in [0, 1]")
         p.add_argument("--reason")
-        p.add_argument("--as", dest="actor", help="teacher name (default: your login)")
+        p.add_argument("--as", dest="actor", help="teacher name (default: your login) when "
+                       "the run takes unsigned overrides; key:<principal> to pick one of "
+                       "your key's principals when the worker has GATE_SIGNERS")
+        p.add_argument("--key", help="SSH key to sign with when the worker has GATE_SIGNERS "
+                       "(private key file, or the .pub of an ssh-agent key); default: the "
+                       "first of ssh-agent's and ~/.ssh's keys that may override")
         p.set_defaults(command=fn)

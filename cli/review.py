@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, get_type_hints
 
 from temporalio.client import (
     WorkflowExecutionStatus,
@@ -39,23 +41,31 @@ from cli.common import (
     positive_int,
     visibility_literal,
 )
+from models.analysis import AnalysisPhase
 from models.common import GateInfo, Verdict
-from workflows.gates import GatedWorkflow
+from models.learning import LearningPhase
+from models.sdlc import SdlcPhase
+from models.workstream import RunState
+from workflows.analysis import AnalysisWorkflow
+from workflows.gates import GATE_SIGNAL, GATE_UPDATE, GatedWorkflow
+from workflows.learning_loop import LearningLoopWorkflow
+from workflows.registry import workflow_class
+from workflows.sdlc import SdlcWorkflow
 from workflows.search_attributes import ANYONE, GATE_OPENED_AT, GATE_REVIEWERS, OPEN_GATES
+from workflows.workstream import WorkstreamWorkflow
 
 EXIT_UNSUCCESSFUL = 3
 """Exit code of ``--follow`` / ``review`` when the run ended, but not in its success
 state (FAILED, CANCELED, quarantined, ROUND_LIMIT...); 1 is an error, 2 bad input."""
 
-SUCCESS_STATES: dict[str, tuple[str, str]] = {
-    "SdlcWorkflow": ("phase", "DONE"),
-    "AnalysisWorkflow": ("phase", "DONE"),
-    "LearningLoopWorkflow": ("outcome", "MASTERED"),
-    "WorkstreamWorkflow": ("state", "succeeded"),
+SUCCESS_STATES: dict[type, tuple[Callable[[Any], StrEnum], StrEnum]] = {
+    SdlcWorkflow: (lambda r: r.phase, SdlcPhase.DONE),
+    AnalysisWorkflow: (lambda r: r.phase, AnalysisPhase.DONE),
+    LearningLoopWorkflow: (lambda r: r.outcome, LearningPhase.MASTERED),
+    WorkstreamWorkflow: (lambda r: r.state, RunState.SUCCEEDED),
 }
-"""Per workflow type: the result field and the value that mean success."""
-
-REASON_FIELDS = ("failure_reason", "reason", "error")
+"""Per orchestration: where its result (the model its ``run`` returns) says how it
+ended, and the value that means success."""
 
 
 def age(opened_at: datetime, now: datetime | None = None) -> str:
@@ -102,7 +112,7 @@ def format_gate(workflow_id: str, info: GateInfo, actor: str | None = None) -> s
     if info.expires_at is not None:
         lines.append(f"   expires: {info.expires_at:%Y-%m-%d %H:%M} UTC")
     lines += [f"   {cmd}" for cmd in gate_commands(workflow_id, info.gate, actor)]
-    lines.append(f"   web UI: Send an Update `decide_gate` (or a Signal `gate_decision`) "
+    lines.append(f"   web UI: Send an Update `{GATE_UPDATE}` (or a Signal `{GATE_SIGNAL}`) "
                  f"with {info.decision_json}")
     return "\n".join(lines)
 
@@ -197,23 +207,24 @@ async def ask_line(prompt: str) -> str:
 async def run_outcome(handle: WorkflowHandle[Any, Any]) -> tuple[bool, str]:
     """Whether a closed run ended in its success state, and a one-line account.
 
-    Success is the result field of :data:`SUCCESS_STATES` (DONE, succeeded,
-    MASTERED); a failed, cancelled or terminated run is never a success.
+    Success is the result state of :data:`SUCCESS_STATES` (DONE, succeeded,
+    MASTERED); a failed, cancelled or terminated run is never a success; a run of
+    a type this project does not host succeeds when it completes.
     """
     desc = await handle.describe()
     status = desc.status.name if desc.status else "UNKNOWN"
     try:
-        result = await handle.result()
+        raw = await handle.result()
     except WorkflowFailureError as err:
         return False, f"{handle.id} ended {status}: {failure_message(err)}"
-    field, wanted = SUCCESS_STATES.get(desc.workflow_type, ("", ""))
-    if not isinstance(result, dict) or not field:
+    cls = workflow_class(desc.workflow_type)
+    if cls not in SUCCESS_STATES:
         return True, f"{handle.id} ended {status}"
-    state = str(result.get(field))
-    if state == wanted:
-        return True, f"{handle.id} ended {state}"
-    reason = next((str(result[k]) for k in REASON_FIELDS if result.get(k)), "")
-    return False, f"{handle.id} ended {state}" + (f": {reason}" if reason else "")
+    ended_as, wanted = SUCCESS_STATES[cls]
+    # the model the class's run returns (the handle is untyped: it follows any run)
+    result = get_type_hints(cls.run)["return"].model_validate(raw)
+    state = ended_as(result)
+    return state == wanted, f"{handle.id} ended {state.value}"
 
 
 async def follow_run(ctx: Context, handle: WorkflowHandle[Any, Any],

@@ -213,10 +213,10 @@ async def await_admission(handle: WorkflowHandle[Any, Any], wait: float = ADMISS
         if desc.status != WorkflowExecutionStatus.RUNNING:
             return
         try:
-            state = await gates.query(handle, "state")
+            state = await gates.query(handle, WorkstreamWorkflow.state)
         except RPCError:
             return  # no worker answers yet
-        if state.get("state") != RunState.PENDING.value:
+        if state.state != RunState.PENDING:
             return
         await asyncio.sleep(gates.POLL_INTERVAL)
 
@@ -256,16 +256,16 @@ async def cmd_status(ctx: Context) -> int:
     """``workstream status ID``: run state and step progress."""
     handle = await ctx.handle(workstream_id(ctx.args.workflow_id))
     progress = await gates.query(handle, WorkstreamWorkflow.progress)
-    state = await gates.query(handle, "state")
+    state = await gates.query(handle, WorkstreamWorkflow.state)
 
     def text() -> str:
         lines = [f"{handle.id}: {progress.state.value}"
-                 + (f" ({state.get('reason')})" if state.get("reason") else "")]
+                 + (f" ({state.reason})" if state.reason else "")]
         for name in ("done", "running", "review", "failed", "blocked", "pending"):
             ids = getattr(progress, name)
             lines.append(f"  {name:<8} {len(ids):>3}  {', '.join(ids)}".rstrip())
-        for gate in state.get("pending_gates") or []:
-            lines.append(f"  open gate {gate['gate']}: {gate['prompt']}")
+        for gate in state.pending_gates:
+            lines.append(f"  open gate {gate.gate}: {gate.prompt}")
         return "\n".join(lines)
 
     ctx.emit({"progress": progress, "state": state}, text)

@@ -9,6 +9,7 @@ Tracing (Corbett & Anderson 1995) with the four parameters of :class:`BktParams`
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -17,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from models.common import ArtifactRef, AuditEntry
+from models.signatures import DecisionSignature
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -333,7 +335,9 @@ class RemediationRef(BaseModel):
 
 
 class LearningProgress(BaseModel):
-    """What the ``state`` query returns: where the loop is and mastery per KC."""
+    """What the ``state`` query returns: where the loop is and mastery per KC; who may
+    override (``teachers``, empty = anyone) and how many overrides were accepted
+    (``override_number``: a signed override is signed for the next one)."""
 
     student: str
     curriculum: str
@@ -345,6 +349,8 @@ class LearningProgress(BaseModel):
     kcs: list[KcState]
     open_test: OpenTest | None = None
     last_remediation: RemediationRef | None = None
+    teachers: list[str] = Field(default_factory=list)
+    override_number: int = 0
 
 
 class LearningState(BaseModel):
@@ -360,6 +366,8 @@ class LearningState(BaseModel):
         last_remediation: the newest remediation, for ``learn remediation``.
         audit_tail: the last audit entries of earlier runs (bounded).
         overrides_applied: how many teacher overrides were written (a step counter).
+        override_number: how many teacher overrides of any kind were accepted; a
+            signed override is bound to the next number, so it cannot be sent twice.
         started_at: workflow time the loop began.
         ledger, budget_usd: the LLM cost ledger, carried across runs.
     """
@@ -372,6 +380,7 @@ class LearningState(BaseModel):
     last_remediation: RemediationRef | None = None
     audit_tail: list[AuditEntry] = Field(default_factory=list)
     overrides_applied: int = 0
+    override_number: int = 0
     started_at: datetime | None = None
     ledger: list[dict] = Field(default_factory=list)
     budget_usd: float | None = None
@@ -445,28 +454,52 @@ class SubmitAck(BaseModel):
     closed: bool
 
 
-class SetMastery(BaseModel):
+OVERRIDE_GATE = "teacher-override"
+"""What a teacher override is signed as, in place of a gate name, in the canonical
+message of ``models.signatures.decision_message`` (the override's kind is the verdict,
+its reason the comment, :meth:`TeacherOverride.signed_content` the content, and the
+loop's next override number the opening)."""
+
+
+class TeacherOverride(BaseModel):
+    """What every teacher override carries: who, why and, when the worker has
+    GATE_SIGNERS, the signature that proves who.
+
+    Attributes:
+        actor: the teacher: a plain name while the worker has no GATE_SIGNERS, else
+            ``key:<principal>`` proved by ``signature``.
+        reason: why (audited; the signed comment).
+        signature: an SSH signature of the override bound to this run and to the
+            loop's next override number (``LearningProgress.override_number`` + 1);
+            required when the worker has GATE_SIGNERS.
+    """
+
+    actor: str = "teacher"
+    reason: str = ""
+    signature: DecisionSignature | None = None
+
+    def signed_content(self) -> str | None:
+        """The override's own parameters as the canonical JSON that is signed (sorted
+        keys, no spaces), or None when it has none (pause, resume)."""
+        params = self.model_dump(exclude={"actor", "reason", "signature"})
+        return json.dumps(params, sort_keys=True, separators=(",", ":")) if params else None
+
+
+class SetMastery(TeacherOverride):
     """Teacher override: set a KC's P(L) (``set_mastery`` update)."""
 
     kc: str
     mastery: float = Field(ge=0, le=1)
-    actor: str = "teacher"
-    reason: str = ""
 
 
-class SkipKc(BaseModel):
+class SkipKc(TeacherOverride):
     """Teacher override: take a KC out of the objective set (``skip_kc`` update)."""
 
     kc: str
-    actor: str = "teacher"
-    reason: str = ""
 
 
-class PauseResume(BaseModel):
+class PauseResume(TeacherOverride):
     """Teacher override: pause or resume the loop (``pause`` / ``resume`` updates)."""
-
-    actor: str = "teacher"
-    reason: str = ""
 
 
 class OverrideAck(BaseModel):

@@ -23,6 +23,12 @@ from models.sdlc import output_path_problem
 
 HANDOFF_SCHEMA = "handoff-artifact"
 HANDOFF_SCHEMA_VERSION = 1
+DEFAULT_HISTORY_BUDGET = 5_000
+"""History events after which a run continues as new (WorkstreamInput.history_budget)."""
+CARRIED_TEXT_LIMIT = 2_000
+CARRIED_TEXT_PREVIEW = 1_000
+"""A text over CARRIED_TEXT_LIMIT characters is carried over continue-as-new as its
+first CARRIED_TEXT_PREVIEW characters (see WorkstreamCarry)."""
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 ID_RE = _ID_RE
 """What step IDs, work items and run suffixes match."""
@@ -336,6 +342,11 @@ class WorkstreamInput(BaseModel):
         router: the validated router config.
         repo_path: absolute path of ``spec.repo``, or None.
         spec_dir: directory of the spec file (``WORKSTREAM_SPEC_DIR`` of shell steps).
+        history_budget: history events after which the run continues as new at its
+            next safe point (see ``workflows/workstream.py``); Temporal's own
+            suggestion (``is_continue_as_new_suggested``) also counts. At least 100.
+        carried: set by the workflow itself when it continues as new: the run so
+            far (never set it when starting a run).
 
     Raises:
         ValueError: a step's kind has no route in the router config.
@@ -345,6 +356,8 @@ class WorkstreamInput(BaseModel):
     router: RouterConfig
     repo_path: str | None = None
     spec_dir: str = ""
+    history_budget: int = Field(DEFAULT_HISTORY_BUDGET, ge=100)
+    carried: WorkstreamCarry | None = None
 
     @model_validator(mode="after")
     def _check_kinds(self) -> WorkstreamInput:
@@ -531,6 +544,49 @@ class ResumeAck(BaseModel):
     rerun: list[str]
 
 
+class WorkstreamCarry(BaseModel):
+    """What a WorkstreamWorkflow run carries over continue-as-new: the run so far.
+
+    Texts longer than ``CARRIED_TEXT_LIMIT`` characters (a reviewer's long comment
+    in the audit log or in a step's event) are carried as their first
+    ``CARRIED_TEXT_PREVIEW`` characters and a note naming the earlier run whose
+    history holds them whole; a revised step's feedback is never carried (its
+    feedback file in the workspace holds every round).
+
+    Attributes:
+        state, reason: the run state and its reason.
+        started_at: when the first run started.
+        steps: step ID -> state.
+        executions: step ID -> executions started so far.
+        attempts: every step execution so far (the ``step_attempts`` query).
+        events: every run event so far (the ``run_events`` query).
+        handoffs: the handoff commits so far, in commit order (the chain goes on).
+        failures: failed steps since the last resume (for ``failure_budget``).
+        trips: breaker trips so far.
+        turns: task kind -> round-robin turns taken.
+        workspace: the run's workspace.
+        audit: the audit log so far.
+        gates: the review gates open when the run continued (each reopens as it was).
+        openings: gate openings so far (signed decisions name the opening).
+    """
+
+    state: RunState
+    reason: str = ""
+    started_at: datetime
+    steps: dict[str, StepState]
+    executions: dict[str, int] = Field(default_factory=dict)
+    attempts: list[StepAttempt] = Field(default_factory=list)
+    events: list[RunEvent] = Field(default_factory=list)
+    handoffs: list[ArtifactRef] = Field(default_factory=list)
+    failures: int = 0
+    trips: int = 0
+    turns: dict[str, int] = Field(default_factory=dict)
+    workspace: Workspace
+    audit: list[AuditEntry] = Field(default_factory=list)
+    gates: list[GateInfo] = Field(default_factory=list)
+    openings: int = 0
+
+
 # -- activity payloads -------------------------------------------------------
 class WorkspaceInput(BaseModel):
     """Activity input: make the run's workspace (a fresh git repository) or reuse it."""
@@ -710,3 +766,6 @@ class BreakerOutcome(BaseModel):
 def breaker_workflow_id(task_queue: str) -> str:
     """The ID of the BreakerWorkflow shared by the runs on ``task_queue``."""
     return f"workstream-breakers-{task_queue}"
+
+
+WorkstreamInput.model_rebuild()

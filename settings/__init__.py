@@ -47,10 +47,12 @@ class Settings(AgentSettings, LlmSettings, AnalysisSettings, GitHubSettings,
                WorkstreamSettings, LearningSettings, SecretSettings, CoreSettings):
     """Process settings: every per-concern settings class in one object."""
 
-    def secret_values(self) -> list[str]:
-        """The values of the secrets these settings hold (also when read from ``.env``)."""
-        return [v.get_secret_value() for v in (self.anthropic_api_key, self.github_token,
-                                               self.exa_api_key) if v is not None]
+    def secrets(self) -> dict[str, str]:
+        """Variable name -> value of the secrets these settings hold (also when read
+        from ``.env``); unset ones are left out."""
+        held = {"ANTHROPIC_API_KEY": self.anthropic_api_key, "GITHUB_TOKEN": self.github_token,
+                "EXA_API_KEY": self.exa_api_key}
+        return {name: v.get_secret_value() for name, v in held.items() if v is not None}
 
     @model_validator(mode="after")
     def _check_runner(self) -> Settings:

@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
     from models.signatures import (
         GITHUB_PREFIX,
         KEY_PREFIX,
+        DecisionSignature,
         GateSigners,
         principal_allowed,
         signature_problem,
@@ -262,30 +263,44 @@ class GatedWorkflow:
         if gate is None:
             return None
         actor = decision.actor
-        problem = None
         if decision.authenticated_by == GITHUB_CHANNEL:
             problem = None if actor.startswith(GITHUB_PREFIX) else f"{actor!r} is not github:"
-        elif actor.startswith(GITHUB_PREFIX):
-            problem = f"{actor} decides only by a comment on the run's GitHub issue"
-        elif not self.signatures_required:
-            if actor.startswith(KEY_PREFIX):
-                problem = (f"{actor} cannot be verified: the worker has no GATE_SIGNERS; "
-                           "decide under a plain name")
         else:
-            assert self._signers is not None
-            info = workflow.info()
-            # cryptography imports its OpenSSL backend lazily, at the first verify; a
-            # second copy of its Rust extension inside the sandbox would abort the worker
-            with workflow.unsafe.imports_passed_through():
-                problem = signature_problem(
-                    signers=self._signers, workflow_id=info.workflow_id, run_id=info.run_id,
-                    gate=gate.gate, opening=gate.opening, verdict=decision.verdict.value,
-                    actor=actor, comment=decision.comment, content=decision.content,
-                    signature=decision.signature, now=workflow.now())
+            problem = self.authentication_problem(
+                actor=actor, signature=decision.signature, gate=gate.gate,
+                opening=gate.opening, verdict=decision.verdict.value,
+                comment=decision.comment, content=decision.content)
         if problem is None and not principal_allowed(actor, gate.allowed_actors):
             allowed = ", ".join(gate.allowed_actors)
             problem = f"{actor!r} may not decide gate {gate.gate!r} (allowed: {allowed})"
         return problem
+
+    def authentication_problem(self, *, actor: str, signature: DecisionSignature | None,
+                               gate: str, opening: int, verdict: str, comment: str,
+                               content: str | None) -> str | None:
+        """Why ``actor`` is not authenticated for a message that did not come from the
+        workflow's own GitHub poll, or None: a ``github:`` actor never is; without
+        GATE_SIGNERS a bare name is (and a ``key:`` one cannot be); with them the
+        ``signature`` must pass :func:`models.signatures.signature_problem` for this
+        run, ``gate`` and ``opening`` (``verdict``, ``comment`` and ``content`` are the
+        signed text). Gate decisions and other signed messages (the learning loop's
+        teacher overrides) use this one check."""
+        if actor.startswith(GITHUB_PREFIX):
+            return f"{actor} decides only by a comment on the run's GitHub issue"
+        if not self.signatures_required:
+            if actor.startswith(KEY_PREFIX):
+                return (f"{actor} cannot be verified: the worker has no GATE_SIGNERS; "
+                        "decide under a plain name")
+            return None
+        assert self._signers is not None
+        info = workflow.info()
+        # cryptography imports its OpenSSL backend lazily, at the first verify; a
+        # second copy of its Rust extension inside the sandbox would abort the worker
+        with workflow.unsafe.imports_passed_through():
+            return signature_problem(
+                signers=self._signers, workflow_id=info.workflow_id, run_id=info.run_id,
+                gate=gate, opening=opening, verdict=verdict, actor=actor, comment=comment,
+                content=content, signature=signature, now=workflow.now())
 
     def gate_problem(self, decision: GateDecision) -> str | None:
         """Why a decision cannot be accepted now (identity first, then the gate's own
@@ -517,6 +532,7 @@ class GatedWorkflow:
                         await self.handlers_finished()
                         if gate not in self._decided:
                             self._open.pop(gate, None)
+                            closed_as = ""  # still open: the next run carries it on
                             await on_history_full(info)
                             raise ApplicationError("on_history_full returned instead of "
                                                    "continuing as new", non_retryable=True)
@@ -534,7 +550,8 @@ class GatedWorkflow:
                 closed_as = "decided"
                 return self._decided.pop(gate)
         finally:
-            metrics.gate_closed(workflow.metric_meter(), gate, closed_as)
+            if closed_as:  # a gate carried over continue-as-new is not closed
+                metrics.gate_closed(workflow.metric_meter(), gate, closed_as)
             if poller is not None:
                 poller.cancel()
             self._open.pop(gate, None)

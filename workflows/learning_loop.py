@@ -34,7 +34,13 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies
-from workflows.gates import activity_failure, claimed, failure_message, parse_payload
+from workflows.gates import (
+    activity_failure,
+    audit_comment,
+    claimed,
+    failure_message,
+    parse_payload,
+)
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -42,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.learning_scoring import grade_free_text
     from models.common import GateDecision, Verdict
     from models.learning import (
+        OVERRIDE_GATE,
         BeginInput,
         CloseTestInput,
         Diagnosis,
@@ -72,9 +79,11 @@ with workflow.unsafe.imports_passed_through():
         StoreGeneratedInput,
         SubmitAck,
         SubmitAnswers,
+        TeacherOverride,
         TemplateItemsInput,
     )
     from models.llm import LlmRequest, LlmUsage
+    from models.signatures import principal_allowed
     from temporal_plumbing import metrics
 
 SUBMIT_ANSWERS = "submit_answers"
@@ -85,6 +94,10 @@ AUDIT_TAIL = 50  # audit entries carried into the next run
 ITEM_TEMPLATES_PATCH = "item-templates"
 """Patch id: item templates before LLM generation, LLM generation only when
 ``llm_item_generation`` is on, equivalent free-text answers not sent to the LLM."""
+SIGNED_OVERRIDES_PATCH = "learning-signed-overrides"
+"""Patch id: each run loads the worker's GATE_SIGNERS at its start (not at its first
+test), and teacher overrides (async handlers) are authenticated like gate decisions:
+signed when the signers are configured, refused and audited when not."""
 GENERATE_TEMPLATE = "learning_generate_items.md"
 GRADE_TEMPLATE = "learning_grade_free_text.md"
 ANSWER_TYPES = ["exact", "numeric", "multiple_choice"]
@@ -169,7 +182,8 @@ class LearningLoopWorkflow(LlmWorkflow):
             student=s.config.student, curriculum=s.config.curriculum, phase=s.phase,
             paused=s.paused, round=s.round, max_rounds=s.config.max_rounds,
             mastery_threshold=s.config.mastery_threshold, kcs=list(s.kcs),
-            open_test=self._open_test(), last_remediation=s.last_remediation)
+            open_test=self._open_test(), last_remediation=s.last_remediation,
+            teachers=list(s.config.teachers), override_number=s.override_number)
 
     @workflow.query(name="open_test")
     def open_test(self) -> OpenTest | None:
@@ -203,6 +217,9 @@ class LearningLoopWorkflow(LlmWorkflow):
         """Run one round, then continue as new; return the summary once every KC is
         mastered (or skipped) or the round limit is reached."""
         try:
+            if workflow.patched(SIGNED_OVERRIDES_PATCH):
+                # before anything a teacher may override (a paused loop waits below)
+                await self._load_gate_signers()
             if not state.kcs:
                 state.started_at = workflow.now()
                 state.kcs = await self._db(
@@ -515,8 +532,11 @@ class LearningLoopWorkflow(LlmWorkflow):
 
     # -- teacher overrides -----------------------------------------------------
     def _override_problem(self, actor: str, kc: str | None = None) -> str | None:
+        """Why an override cannot be taken now (validators; who the actor really is,
+        :meth:`_authenticate_override`'s question, is checked in the handler, so a
+        refusal is audited)."""
         s = self._state
-        if s.config.teachers and actor not in s.config.teachers:
+        if not principal_allowed(actor, s.config.teachers):
             return f"{actor!r} may not override (teachers: {', '.join(s.config.teachers)})"
         if kc is not None and kc not in {k.id for k in s.kcs}:
             return f"unknown KC {kc!r}; the KCs are {', '.join(k.id for k in s.kcs)}"
@@ -525,9 +545,41 @@ class LearningLoopWorkflow(LlmWorkflow):
     def _kc(self, kc_id: str) -> KcState:
         return next(k for k in self._state.kcs if k.id == kc_id)
 
+    async def _authenticate_override(self, kind: str, req: TeacherOverride) -> None:
+        """Take the override's number, or refuse it: with GATE_SIGNERS on the worker an
+        override must be signed by an allowed key as ``key:<principal>``, for this run
+        and the loop's next override number (:data:`~models.learning.OVERRIDE_GATE`,
+        :meth:`GatedWorkflow.authentication_problem`); without them a plain name is
+        taken, as before. Loads the signers first when this run has not yet.
+
+        Raises:
+            ApplicationError: ``OverrideRefused`` (non-retryable), after recording a
+                ``refused`` audit entry with the reason; the update fails, the loop
+                goes on.
+        """
+        if self._signers is None and workflow.patched(SIGNED_OVERRIDES_PATCH):
+            await self._load_gate_signers()
+        number = self._state.override_number + 1
+        if self.signatures_required and req.signature is None:
+            source = self._signers.source if self._signers else "GATE_SIGNERS"
+            problem = (f"teacher overrides must be signed ({source} is set on the worker):"
+                       " run the `learn` command with --key PATH or an ssh-agent key")
+        else:
+            problem = self.authentication_problem(
+                actor=req.actor, signature=req.signature, gate=OVERRIDE_GATE,
+                opening=number, verdict=kind, comment=req.reason,
+                content=req.signed_content())
+        if problem:
+            self.record("refused", f"{kind} refused: {problem}", actor=req.actor,
+                        comment=audit_comment(req.reason))
+            raise ApplicationError(problem, type="OverrideRefused", non_retryable=True)
+        self._state.override_number = number
+
     @workflow.update(name="set_mastery")
     async def set_mastery(self, req: SetMastery) -> OverrideAck:
-        """Set a KC's P(L) (written to the mastery history as an override)."""
+        """Set a KC's P(L) (written to the mastery history as an override); refused
+        and audited when the teacher is not authenticated."""
+        await self._authenticate_override("set_mastery", req)
         s = self._state
         s.overrides_applied += 1
         step = f"override-{s.overrides_applied}"
@@ -547,8 +599,10 @@ class LearningLoopWorkflow(LlmWorkflow):
             raise ValueError(problem)
 
     @workflow.update(name="skip_kc")
-    def skip_kc(self, req: SkipKc) -> OverrideAck:
-        """Take a KC out of the objective set (it counts as done for Assign)."""
+    async def skip_kc(self, req: SkipKc) -> OverrideAck:
+        """Take a KC out of the objective set (it counts as done for Assign); refused
+        and audited when the teacher is not authenticated."""
+        await self._authenticate_override("skip_kc", req)
         self._kc(req.kc).skipped = True
         self.record("override", f"{req.kc} skipped", actor=req.actor, comment=req.reason)
         return OverrideAck(detail=f"{req.kc} skipped", paused=self._state.paused)
@@ -561,8 +615,10 @@ class LearningLoopWorkflow(LlmWorkflow):
             raise ValueError(f"{req.kc} is already skipped")
 
     @workflow.update(name="pause")
-    def pause(self, req: PauseResume) -> OverrideAck:
-        """Pause the loop before its next round (an open test stays open)."""
+    async def pause(self, req: PauseResume) -> OverrideAck:
+        """Pause the loop before its next round (an open test stays open); refused
+        and audited when the teacher is not authenticated."""
+        await self._authenticate_override("pause", req)
         self._state.paused = True
         self.record("paused", "paused by a teacher", actor=req.actor, comment=req.reason)
         return OverrideAck(detail="paused", paused=True)
@@ -575,8 +631,10 @@ class LearningLoopWorkflow(LlmWorkflow):
             raise ValueError("the loop is already paused")
 
     @workflow.update(name="resume")
-    def resume(self, req: PauseResume) -> OverrideAck:
-        """Resume a paused loop."""
+    async def resume(self, req: PauseResume) -> OverrideAck:
+        """Resume a paused loop; refused and audited when the teacher is not
+        authenticated."""
+        await self._authenticate_override("resume", req)
         self._state.paused = False
         self.record("resumed", "resumed by a teacher", actor=req.actor, comment=req.reason)
         return OverrideAck(detail="resumed", paused=False)

@@ -325,6 +325,11 @@ class SdlcWorkflow(LlmWorkflow):
             await workflow.sleep(policies.COMMENT_WATCH_RESTART,
                                  summary="restart the comment watch")
             return
+        if not any(open_gate is gate for open_gate in self.pending_gates()):
+            # the watch finished with news just as its gate closed (the cancel came too
+            # late and was dropped): the news is not this opening's; leave the cursor,
+            # so the next opening's watch reads and judges those comments, and stop
+            raise asyncio.CancelledError(f"{gate.gate} closed while its watch returned")
         await self._act_on_commands(gate, poll)
 
     async def _poll_comments(self, gate: GateInfo) -> None:

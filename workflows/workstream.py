@@ -34,13 +34,23 @@ Lifecycle ``pending -> running -> succeeded / failed / quarantined / canceled``:
   (default: ``specs/<branch>/spec.md``). Each execution's input carries only
   the newest comment: the file holds the earlier ones.
 * With ``merge_to_base``, the branch is merged into the base branch at the end.
+* **Bounded history**: a run whose history reaches ``history_budget`` events
+  (default 5,000), or whose history Temporal suggests to continue as new
+  (``is_continue_as_new_suggested``), continues as new at its next safe point:
+  no step activity or timer in flight, i.e. between scheduling waves, while the
+  run is quarantined, or while every started step waits at its review gate. It
+  first waits for its message handlers, then carries the run so far
+  (``WorkstreamCarry``: step states, executions, events, handoff chain,
+  workspace, audit log, the open review gates) so that the queries show the
+  whole run and each open gate reopens as it was. A run can pass its budget by
+  the events of the steps it waits for (one wave).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import NoReturn
+from typing import ClassVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -53,17 +63,19 @@ from temporalio.exceptions import (
 from temporalio.workflow import ActivityCancellationType
 
 from workflows import policies, search_attributes
-from workflows.gates import GatedWorkflow, activity_failure
+from workflows.gates import GatedWorkflow, activity_failure, history_full
 
 with workflow.unsafe.imports_passed_through():
     from activities.agents import AgentActivities
     from activities.breaker import BreakerActivities
     from activities.git import GitActivities
     from activities.workstream import WorkstreamActivities, digest, exit_code_error_type
-    from models.common import ArtifactRef, Verdict
+    from models.common import ArtifactRef, AuditEntry, GateInfo, Verdict
     from models.git import PrepareBranchInput, WorktreeInput
     from models.sdlc import AgentTask
     from models.workstream import (
+        CARRIED_TEXT_LIMIT,
+        CARRIED_TEXT_PREVIEW,
         BreakerGrant,
         BreakerPick,
         BreakerReport,
@@ -82,6 +94,7 @@ with workflow.unsafe.imports_passed_through():
         Strategy,
         Workspace,
         WorkspaceInput,
+        WorkstreamCarry,
         WorkstreamInput,
         WorkstreamReport,
         WorkstreamResult,
@@ -109,18 +122,29 @@ PATCH_LOST_AFTER_CANCEL_IS_CANCELED = "lost-after-cancel-is-canceled"
 # workflow.patched ID: a failed or canceled run in a fresh workspace kills the
 # process groups its fences still record (e.g. left by a worker killed before)
 PATCH_END_KILLS_WORKSPACE_PROCESSES = "end-kills-workspace-processes"
+# workflow.patched ID: a run continues as new at a safe point once its history is
+# full (runs recorded before this change never continue as new)
+PATCH_CONTINUE_AS_NEW = "workstream-continue-as-new"
+MIN_EVENTS_PER_RUN = 100  # a run continues as new only after this many history events
 _DONE = (StepState.SUCCEEDED,)
 _DEAD = (StepState.FAILED, StepState.BLOCKED, StepState.CANCELED)
 
 
 @workflow.defn(name="WorkstreamWorkflow")
 class WorkstreamWorkflow(GatedWorkflow):
-    """The workstream engine (see the module docstring)."""
+    """The workstream engine (see the module docstring). Its phase is the run state:
+    it changes only through :meth:`GatedWorkflow.transition` (via :meth:`_enter`) and
+    the run ends failed only through :meth:`GatedWorkflow.fail`."""
+
+    phase_attribute = search_attributes.WORKSTREAM_STATE
+    failed_phase: ClassVar[RunState] = RunState.FAILED
+    failure_type = "WorkstreamFailed"
 
     @workflow.init
     def __init__(self, inp: WorkstreamInput) -> None:
         super().__init__()
         self._inp = inp
+        self.failure_label = f"workstream {inp.spec.work_item}"
         self._state = RunState.PENDING
         self._reason = ""
         self._steps: dict[str, StepState] = {s.id: StepState.PENDING for s in inp.spec.steps}
@@ -136,9 +160,21 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._changed = False
         self._commit_lock = asyncio.Lock()
-        self._track = False
         self._started_at = None
         self._finished_at = None
+        self._bounded = False
+        if inp.carried is not None:  # continued as new: the run so far
+            c = inp.carried
+            self._state, self._reason, self._started_at = c.state, c.reason, c.started_at
+            self._steps = dict(c.steps)
+            self._executions = dict(c.executions)
+            self._attempts = [a.model_copy() for a in c.attempts]
+            self._events = list(c.events)
+            self._handoffs = list(c.handoffs)
+            self._failures, self._trips, self._turns = c.failures, c.trips, dict(c.turns)
+            self._workspace = c.workspace
+            self._audit.extend(c.audit)
+            self._openings = c.openings
 
     # -- queries and updates ---------------------------------------------------
     @workflow.query(name="state")
@@ -188,8 +224,17 @@ class WorkstreamWorkflow(GatedWorkflow):
             repo_path=ws.repo_path if ws else None, branch=ws.branch if ws else None,
             base_branch=self._inp.spec.base_branch, handoffs=list(self._handoffs))
 
+    @property
+    def phase(self) -> RunState:
+        """The run state (``state().state``)."""
+        return self._state
+
+    @phase.setter
+    def phase(self, value: RunState) -> None:
+        self._state = value
+
     @workflow.update(name="resume")
-    def resume(self, req: ResumeRequest) -> ResumeAck:
+    async def resume(self, req: ResumeRequest) -> ResumeAck:
         """Resume a quarantined run: failed and blocked steps become pending again."""
         rerun = [s for s, st in self._steps.items() if st == StepState.FAILED]
         for step_id, st in self._steps.items():
@@ -199,7 +244,7 @@ class WorkstreamWorkflow(GatedWorkflow):
         self.record("resume", f"resumed; re-running {', '.join(rerun) or 'nothing'}",
                     actor=req.actor, comment=req.comment)
         self._event("resume", f"{req.actor} resumed; re-running {', '.join(rerun)}")
-        self._set_state(RunState.RUNNING, f"resumed by {req.actor}")
+        await self._enter(RunState.RUNNING, f"resumed by {req.actor}")
         return ResumeAck(rerun=rerun)
 
     @resume.validator
@@ -213,7 +258,9 @@ class WorkstreamWorkflow(GatedWorkflow):
     async def run(self, inp: WorkstreamInput) -> WorkstreamResult:
         """Run the DAG; return when every step succeeded, raise ApplicationError
         (type ``WorkstreamFailed``) when the run ends failed."""
-        self._track = search_attributes.started_with(search_attributes.WORKSTREAM_STATE)
+        self._bounded = workflow.patched(PATCH_CONTINUE_AS_NEW)
+        if inp.carried is not None:
+            return await self._run_on(inp.carried)
         self._started_at = workflow.now()
         self._event("run_state", f"pending: {len(inp.spec.steps)} steps, "
                     f"max_parallel {inp.spec.max_parallel}")
@@ -226,12 +273,24 @@ class WorkstreamWorkflow(GatedWorkflow):
                     summary="the worker checks the run's tools")
             except ActivityError as err:
                 cause = err.cause
-                await self._fail(cause.message if isinstance(cause, ApplicationError)
-                                 else str(err))
+                await self.fail(cause.message if isinstance(cause, ApplicationError)
+                                else str(err))
+        return await self._run_on(None)
+
+    async def _run_on(self, carried: WorkstreamCarry | None) -> WorkstreamResult:
+        """The run from its workspace on (``carried``: continued as new; the
+        workspace exists and the open review gates wait on)."""
+        assert self._inp
+        inp = self._inp
         try:
-            self._workspace = await self._prepare_workspace()
-            self._set_state(RunState.RUNNING, f"workspace {self._workspace.path} on "
-                            f"{self._workspace.branch}")
+            if carried is None:
+                self._workspace = await self._prepare_workspace()
+                await self._enter(RunState.RUNNING, f"workspace {self._workspace.path} on "
+                                  f"{self._workspace.branch}")
+            else:
+                for gate in carried.gates:
+                    step = inp.spec.step(gate.gate.removeprefix("review-"))
+                    self._tasks[step.id] = asyncio.create_task(self._run_step(step, gate))
             await self._schedule()
             merge_commit = None
             if inp.spec.merge_to_base and all(
@@ -240,25 +299,24 @@ class WorkstreamWorkflow(GatedWorkflow):
         except asyncio.CancelledError:
             await self._cancel_steps()
             await self._remove_worktree("canceled")
-            self._set_state(RunState.CANCELED, "canceled")
+            await self._enter(RunState.CANCELED, "canceled")
             raise
         except ActivityError as err:  # workspace, git or breaker: the run cannot go on
             await self._cancel_steps()
             if is_cancelled_exception(err):  # cancelled with the run: not a failure
                 await self._remove_worktree("canceled")
-                self._set_state(RunState.CANCELED, "canceled")
+                await self._enter(RunState.CANCELED, "canceled")
                 raise
-            await self._remove_worktree("failed")
-            await self._fail(activity_failure(err))
+            await self.fail(activity_failure(err))
+        assert self._workspace
         if all(st == StepState.SUCCEEDED for st in self._steps.values()):
-            self._set_state(RunState.SUCCEEDED, "every step succeeded")
+            await self._enter(RunState.SUCCEEDED, "every step succeeded")
             await self.handlers_finished()
             return WorkstreamResult(state=self._state, steps=dict(self._steps),
                                     branch=self._workspace.branch, merge_commit=merge_commit,
                                     handoffs=list(self._handoffs), audit=self.audit_log())
-        await self._remove_worktree("failed")
-        await self._fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
-                                   if st != StepState.SUCCEEDED))
+        await self.fail("; ".join(f"{s} {st.value}" for s, st in self._steps.items()
+                                  if st != StepState.SUCCEEDED))
 
     async def _remove_worktree(self, why: str) -> None:
         """A run on a worktree of the spec's repository that ends failed or canceled
@@ -298,13 +356,12 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._event("workspace", f"worktree {ws.path} removed ({why}); branch "
                     f"{ws.branch} stays")
 
-    async def _fail(self, reason: str) -> NoReturn:
-        """End the run failed: raise ApplicationError (type ``WorkstreamFailed``)."""
-        assert self._inp
-        self._set_state(RunState.FAILED, reason)
-        await self.handlers_finished()
-        raise ApplicationError(f"workstream {self._inp.spec.work_item} failed: {reason}",
-                               type="WorkstreamFailed", non_retryable=True)
+    async def on_fail(self, reason: str) -> None:
+        """Before the run enters failed (:meth:`GatedWorkflow.fail`, which then raises
+        ApplicationError ``WorkstreamFailed``, "workstream <work item> failed: <reason>"):
+        remove the worktree (see :meth:`_remove_worktree`) and note the reason."""
+        await self._remove_worktree("failed")
+        self._note_state(RunState.FAILED, reason)
 
     async def _prepare_workspace(self) -> Workspace:
         assert self._inp
@@ -335,6 +392,8 @@ class WorkstreamWorkflow(GatedWorkflow):
         spec = self._inp.spec
         while True:
             self._block_dependents()
+            if self._history_full_at_safe_point():
+                await self._continue_as_new()  # returns when no longer at a safe point
             if self._state == RunState.RUNNING:
                 running = sum(1 for st in self._steps.values() if st == StepState.RUNNING)
                 ready = [s for s in spec.steps if self._steps[s.id] == StepState.PENDING
@@ -350,7 +409,8 @@ class WorkstreamWorkflow(GatedWorkflow):
             if not self._tasks and self._state != RunState.QUARANTINED:
                 return
             self._changed = False
-            await workflow.wait_condition(lambda: self._changed)
+            await workflow.wait_condition(
+                lambda: self._changed or self._history_full_at_safe_point())
             for step_id, task in list(self._tasks.items()):
                 if task.done():
                     del self._tasks[step_id]
@@ -369,9 +429,16 @@ class WorkstreamWorkflow(GatedWorkflow):
                     self._set_step(step.id, StepState.BLOCKED, f"blocked by {', '.join(dead)}")
                     changed = True
 
-    async def _run_step(self, step: StepSpec) -> None:
+    async def _run_step(self, step: StepSpec, review: GateInfo | None = None) -> None:
+        """Run ``step`` until it is done (revised executions included); ``review``:
+        the step's review gate as a previous run left it open, waited on first."""
         feedback = ""
         try:
+            if review is not None:
+                latest = [a for a in self._attempts if a.step == step.id][-1]
+                if not await self._review(step, latest, resume=review):
+                    return
+                feedback = self._feedback[step.id][-1]
             while True:
                 again = await self._run_once(step, feedback)
                 if not again:
@@ -387,7 +454,7 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._set_step(step.id, StepState.RUNNING, f"execution {number}")
         tool = await self._route(step, number)
         if tool is None:
-            self._fail_step(step.id, "no healthy tool can run it")
+            await self._fail_step(step.id, "no healthy tool can run it")
             return False
         att = StepAttempt(step=step.id, number=number, tool=tool, started_at=workflow.now())
         self._attempts.append(att)
@@ -401,6 +468,7 @@ class WorkstreamWorkflow(GatedWorkflow):
                     err.retry_state == RetryState.CANCEL_REQUESTED
                     and workflow.patched(PATCH_LOST_AFTER_CANCEL_IS_CANCELED)):
                 att.outcome, att.finished_at = "canceled", workflow.now()
+                metrics.step_finished(workflow.metric_meter(), tool, att.outcome, att.seconds)
                 self._set_step(step.id, StepState.CANCELED, "canceled")
                 raise asyncio.CancelledError() from None
             self._describe_failure(att, err, step)
@@ -409,37 +477,42 @@ class WorkstreamWorkflow(GatedWorkflow):
         await self._report_breaker(tool, att.outcome == "succeeded", step.id, number)
         await self._commit_handoff(att, step)
         if att.outcome != "succeeded":
-            self._fail_step(step.id, f"failed on {tool} after {att.attempts} attempt(s): "
-                            f"{att.error[:300]}")
+            await self._fail_step(step.id, f"failed on {tool} after {att.attempts} "
+                                  f"attempt(s): {att.error[:300]}")
             return False
         if not step.gate:
             self._set_step(step.id, StepState.SUCCEEDED, f"on {tool} in {att.seconds:.1f} s")
             return False
         return await self._review(step, att)
 
-    async def _review(self, step: StepSpec, att: StepAttempt) -> bool:
-        self._set_step(step.id, StepState.REVIEW, "waiting for a gate decision")
-        self._changed = True
+    async def _review(self, step: StepSpec, att: StepAttempt,
+                      resume: GateInfo | None = None) -> bool:
+        """Wait at the step's review gate (``resume``: as a previous run left it);
+        True when the reviewer asked for a revision."""
+        if resume is None:
+            self._set_step(step.id, StepState.REVIEW, "waiting for a gate decision")
+            self._changed = True
         decision = await self.wait_for_decision(
             f"review-{step.id}",
             prompt=f"review step {step.id} (execution {att.number} on {att.tool}): approve, "
                    "revise (runs it again with your comment) or reject (fails it)",
             artifact=", ".join(ref.path for ref in
-                               ([att.handoff] if att.handoff else []) + att.outputs))
+                               ([att.handoff] if att.handoff else []) + att.outputs),
+            resume=resume)
         if decision is None:
-            self._fail_step(step.id, "review gate expired")
+            await self._fail_step(step.id, "review gate expired")
             return False
         self._event("gate", f"{decision.verdict.value} by {decision.actor}", step.id)
         if decision.verdict == Verdict.APPROVE:
             self._set_step(step.id, StepState.SUCCEEDED, f"approved by {decision.actor}")
             return False
         if decision.verdict == Verdict.REJECT:
-            self._fail_step(step.id, f"rejected by {decision.actor}: {decision.comment}")
+            await self._fail_step(step.id, f"rejected by {decision.actor}: {decision.comment}")
             return False
         self._feedback.setdefault(step.id, []).append(decision.comment)
         return True
 
-    def _fail_step(self, step_id: str, why: str) -> None:
+    async def _fail_step(self, step_id: str, why: str) -> None:
         assert self._inp
         self._set_step(step_id, StepState.FAILED, why)
         self._failures += 1
@@ -449,7 +522,7 @@ class WorkstreamWorkflow(GatedWorkflow):
             reason = (f"{self._failures} failed step(s) exceed the failure budget of "
                       f"{budget}: {', '.join(failed)}")
             self._event("quarantine", reason)
-            self._set_state(RunState.QUARANTINED, reason)
+            await self._enter(RunState.QUARANTINED, reason)
 
     def _describe_failure(self, att: StepAttempt, err: ActivityError, step: StepSpec) -> None:
         cause = err.cause
@@ -464,6 +537,58 @@ class WorkstreamWorkflow(GatedWorkflow):
         exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
         att.attempts = int(info.get("attempt") or max(
             att.attempts, step.retry.max_attempts if exhausted else 1))
+
+    # -- bounded history -------------------------------------------------------
+    def _at_safe_point(self) -> bool:
+        """Whether the run may continue as new now: no step activity or timer is in
+        flight (every running step task waits at its open review gate, with no
+        decision waiting to be acted on) and the run has something left to wait
+        for (a step to launch, a review, a resume of the quarantined run)."""
+        for step_id, task in self._tasks.items():
+            gate = f"review-{step_id}"
+            if (task.done() or self._steps[step_id] != StepState.REVIEW
+                    or gate not in self._open or gate in self._decided):
+                return False
+        return bool(self._tasks) or self._state == RunState.QUARANTINED or (
+            self._state == RunState.RUNNING
+            and any(st == StepState.PENDING for st in self._steps.values()))
+
+    def _history_full_at_safe_point(self) -> bool:
+        """Whether to continue as new now: the history is full (:func:`history_full`
+        with the input's budget; never before MIN_EVENTS_PER_RUN events, so a run
+        whose carried state alone makes Temporal suggest it cannot loop) and the
+        run is at a safe point."""
+        assert self._inp
+        return (self._bounded and history_full(self._inp.history_budget)
+                and workflow.info().get_current_history_length() >= MIN_EVENTS_PER_RUN
+                and self._at_safe_point())
+
+    async def _continue_as_new(self) -> None:
+        """Continue as new carrying the run so far (:class:`WorkstreamCarry`), once
+        every message handler has finished; returns, without continuing, when a
+        message handled meanwhile left the run no longer at a safe point."""
+        assert self._inp and self._workspace and self._started_at
+        await self.handlers_finished()
+        if not self._at_safe_point():
+            return
+        info = workflow.info()
+        gates = list(self._open.values())
+        why = (f"after {info.get_current_history_length()} history events (budget "
+               f"{self._inp.history_budget}); open review gates: "
+               f"{', '.join(g.gate for g in gates) or 'none'}")
+        self.record("continued_as_new", why)
+        self._event("continued_as_new", why)
+        carry = WorkstreamCarry(
+            state=self._state, reason=self._reason,
+            started_at=self._started_at, steps=dict(self._steps),
+            executions=dict(self._executions), attempts=list(self._attempts),
+            events=[e.model_copy(update={"detail": _carried(e.detail, info.run_id)})
+                    for e in self._events],
+            handoffs=list(self._handoffs), failures=self._failures, trips=self._trips,
+            turns=dict(self._turns), workspace=self._workspace,
+            audit=[_carried_entry(e, info.run_id) for e in self.audit_log()],
+            gates=gates, openings=self._openings)
+        workflow.continue_as_new(self._inp.model_copy(update={"carried": carry}))
 
     # -- routing ---------------------------------------------------------------
     async def _route(self, step: StepSpec, number: int) -> str | None:
@@ -712,8 +837,17 @@ class WorkstreamWorkflow(GatedWorkflow):
         self._steps[step_id] = st
         self._event("step_state", f"{st.value}: {detail}", step_id)
 
-    def _set_state(self, state: RunState, detail: str) -> None:
-        previous, self._state = self._state, state
+    async def _enter(self, state: RunState, detail: str) -> None:
+        """Change the run state: the run's own record of it (:meth:`_note_state`),
+        then :meth:`GatedWorkflow.transition` (state, audit entry, the
+        ``WorkstreamState`` search attribute, metrics)."""
+        self._note_state(state, detail)
+        await self.transition(state, detail)
+
+    def _note_state(self, state: RunState, detail: str) -> None:
+        """The run's own record of a change to ``state``: the reason (kept for
+        failed, canceled and quarantined), the end time, a ``run_state`` event, and
+        a wake-up of the scheduler."""
         self._changed = True
         if state in (RunState.FAILED, RunState.CANCELED, RunState.QUARANTINED):
             self._reason = detail
@@ -721,7 +855,20 @@ class WorkstreamWorkflow(GatedWorkflow):
             self._reason = ""
         if state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED):
             self._finished_at = workflow.now()
-        self.record("transition", f"{previous.value} -> {state.value}: {detail}")
-        self._event("run_state", f"{previous.value} -> {state.value}: {detail}")
-        if self._track:
-            search_attributes.upsert(search_attributes.WORKSTREAM_STATE, state.value)
+        self._event("run_state", f"{self._state.value} -> {state.value}: {detail}")
+
+
+def _carried(text: str, run_id: str) -> str:
+    """``text`` as carried over continue-as-new: whole up to CARRIED_TEXT_LIMIT
+    characters, else its first CARRIED_TEXT_PREVIEW and where the rest is."""
+    if len(text) <= CARRIED_TEXT_LIMIT:
+        return text
+    return (f"{text[:CARRIED_TEXT_PREVIEW]}... [{len(text):,} characters in all: whole in "
+            f"the history of run {run_id}]")
+
+
+def _carried_entry(entry: AuditEntry, run_id: str) -> AuditEntry:
+    """An audit entry as carried over continue-as-new (long texts shortened, see
+    :func:`_carried`)."""
+    return entry.model_copy(update={"detail": _carried(entry.detail, run_id),
+                                    "comment": _carried(entry.comment, run_id)})

@@ -7,15 +7,20 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from settings import Settings
 from temporal_plumbing.environments import free_port, server_answers
+from tests.fault_harness import eventually
 from worker import make_worker
+from workflows.sdlc import SdlcWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -25,6 +30,18 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 async def acli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(cli, *args, env=env)
+
+
+async def two_at_a_time(*runs: Awaitable[T]) -> list[T]:
+    """Await ``runs`` two at a time, results in order: CLI calls that only read or
+    are refused, each a fresh interpreter, overlap on a two-core machine."""
+    lanes = asyncio.Semaphore(2)
+
+    async def one(run: Awaitable[T]) -> T:
+        async with lanes:
+            return await run
+
+    return list(await asyncio.gather(*(one(run) for run in runs)))
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], expected: str) -> None:
@@ -70,6 +87,8 @@ async def test_not_a_repository_is_one_line(env, tmp_path):
 
 
 async def test_sdlc_from_the_cli(dev_env, env, task_queue, git_repo, tmp_path):
+    """Waits for the gate in-process (a query), then runs the commands that only read
+    or are refused two at a time: each is a fresh interpreter."""
     settings = Settings(orchestrator_home=tmp_path / "home", temporal_task_queue=task_queue)
     start = ("sdlc", "start", "--title", "Add CSV export", "--repo", str(git_repo), "--json")
     async with make_worker(dev_env.client, settings):
@@ -77,35 +96,68 @@ async def test_sdlc_from_the_cli(dev_env, env, task_queue, git_repo, tmp_path):
         assert started.returncode == 0, started.stderr
         wf_id = json.loads(started.stdout)["workflow_id"]
         assert wf_id == f"sdlc-{git_repo.name}-add-csv-export"
+        handle = dev_env.client.get_workflow_handle(wf_id)
 
-        assert_one_line_error(await acli(*start, env=env), "already exists")
-        assert_one_line_error(await acli("approve", wf_id, "--gate", "GATE_7", env=env),
-                              "gate 'GATE_7' is not open")
-        for _ in range(100):
-            status = json.loads((await acli("status", wf_id, "--json", env=env)).stdout)
-            if status["state"]["pending_gates"]:
-                break
-        assert status["state"]["phase"] == "GATE_1"
+        async def gate_open() -> bool:
+            return bool((await handle.query(SdlcWorkflow.state)).pending_gates)
+
+        again, gate7 = await two_at_a_time(
+            acli(*start, env=env), acli("approve", wf_id, "--gate", "GATE_7", env=env))
+        assert_one_line_error(again, "already exists")
+        assert_one_line_error(gate7, "gate 'GATE_7' is not open")
+        await eventually(gate_open, "GATE_1", 60, every=0.05)
+        status, text, blank = await two_at_a_time(
+            acli("status", wf_id, "--json", env=env), acli("status", wf_id, env=env),
+            acli("reject", wf_id, "--comment", " ", env=env))
+        state = json.loads(status.stdout)["state"]
+        assert state["phase"] == "GATE_1" and state["pending_gates"]
         # no GATE_SIGNERS on the worker: status says the gate takes anyone's decision
-        assert "NOT AUTHENTICATED" in (await acli("status", wf_id, env=env)).stdout
-        assert_one_line_error(await acli("reject", wf_id, "--comment", " ", env=env),
-                              "a reject decision needs a comment")
+        assert "NOT AUTHENTICATED" in text.stdout
+        assert_one_line_error(blank, "a reject decision needs a comment")
         approved = await acli("approve", wf_id, "--comment", "ship it", "--as", "ann", env=env)
         assert approved.returncode == 0 and "GATE_1: approve accepted" in approved.stdout
         result = json.loads((await acli("result", wf_id, "--wait", "--json", env=env)).stdout)
         assert result["phase"] == "DONE" and result["rounds"] == 1
-        audit = (await acli("audit", wf_id, env=env)).stdout
-        assert "GATE_1: approve (via update) [ann] — ship it" in audit
-        listed = json.loads((await acli("list", "--type", "SdlcWorkflow", "--json",
-                                        env=env)).stdout)
-        assert wf_id in [row["workflow_id"] for row in listed]
-        assert_one_line_error(await acli("approve", wf_id, env=env), "no gate is open")
+        audit, listed, closed = await two_at_a_time(
+            acli("audit", wf_id, env=env), acli("list", "--type", "SdlcWorkflow", "--json",
+                                                 env=env),
+            acli("approve", wf_id, env=env))
+        assert "GATE_1: approve (via update) [ann] — ship it" in audit.stdout
+        assert wf_id in [row["workflow_id"] for row in json.loads(listed.stdout)]
+        assert_one_line_error(closed, "no gate is open")
 
 
 async def test_dev_server_says_so_when_one_already_answers(env, dev_env):
     port = env["TEMPORAL_ADDRESS"].rsplit(":", 1)[1]
     proc = await acli("dev-server", "--port", port, env=env)
     assert proc.returncode == 0 and "already answers" in proc.stdout
+
+
+async def test_demo_signs_with_a_key_of_its_own_when_gate_signers_is_set(
+        dev_env, env, task_queue, tmp_path):
+    """`make demo` on a worker configuration with GATE_SIGNERS: the demo reviewer is
+    no listed key, so the demo makes one for itself, lets its own worker allow only that
+    key, and signs; the run still ends DONE, decided by key:demo-reviewer."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from models.signatures import public_key_line
+    allowed = tmp_path / "allowed_signers"
+    alice = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    allowed.write_text(f"alice {public_key_line(alice)}\n")
+    before = allowed.read_text()
+    demo = await acli("demo", env={**env, "GATE_SIGNERS": str(allowed)})
+    assert demo.returncode == 0, demo.stderr
+    assert "signs as key:demo-reviewer with a key made for the demo" in demo.stdout
+    assert "DONE after 2 round(s)" in demo.stdout
+    wf_id = next(line.split()[1] for line in demo.stdout.splitlines()
+                 if line.startswith("workflow "))
+    settings = Settings(orchestrator_home=tmp_path / "home", temporal_task_queue=task_queue)
+    async with make_worker(dev_env.client, settings):  # answers the audit query
+        audit = (await acli("audit", wf_id, env=env)).stdout
+    assert "GATE_1: reject (via update) [key:demo-reviewer]" in audit
+    assert "GATE_1: approve (via update) [key:demo-reviewer]" in audit
+    assert "gate decisions must be signed" in audit
+    assert allowed.read_text() == before  # the worker's own file is left alone
 
 
 async def test_demo_runs_the_main_job_and_leaves_the_server_for_the_ui(tmp_path):

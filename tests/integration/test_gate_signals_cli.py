@@ -23,7 +23,7 @@ from settings import Settings
 from temporal_plumbing.environments import temporal_executable
 from tests.integration.test_sdlc_dev import wait_gate
 from worker import make_worker
-from workflows.gates import GATE_SIGNAL, GATE_UPDATE
+from workflows.gates import GATE_SIGNAL, GATE_UPDATE, GatedWorkflow
 
 
 async def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,7 +44,7 @@ async def signal(address: str, workflow_id: str, name: str, *inputs: str) -> Non
 async def refused_entries(handle, count: int) -> list[AuditEntry]:
     """The refused entries once there are ``count`` of them (signals are async)."""
     for _ in range(300):
-        entries = [e for e in await query(handle, "audit_log", list[AuditEntry])
+        entries = [e for e in await query(handle, GatedWorkflow.audit_log)
                    if e.kind == "refused"]
         if len(entries) >= count:
             return entries

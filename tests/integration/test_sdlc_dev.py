@@ -13,12 +13,12 @@ from temporalio.client import Client, WorkflowHandle
 
 from cli.gates import query
 from cli.sdlc import feature_request, start_sdlc
-from models.common import GateDecision, GateInfo, Verdict
-from models.sdlc import GATE_1, SdlcPhase, SdlcResult, SdlcState
+from models.common import GateDecision, Verdict
+from models.sdlc import GATE_1, SdlcPhase, SdlcResult
 from settings import Settings
 from tests.conftest import git
 from worker import make_worker
-from workflows.gates import GATE_UPDATE
+from workflows.sdlc import SdlcWorkflow
 from workflows.search_attributes import SDLC_PHASE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,8 +30,8 @@ async def wait_gate(handle: WorkflowHandle, round_: int, timeout: float = 60) ->
     deadline = loop.time() + timeout
     while loop.time() < deadline:
         try:
-            state = await query(handle, "state", SdlcState)
-            gates = await query(handle, "pending_gates", list[GateInfo])
+            state = await query(handle, SdlcWorkflow.state)
+            gates = await query(handle, SdlcWorkflow.pending_gates)
             if state.round == round_ and any(g.gate == GATE_1 for g in gates):
                 return
         except Exception:  # noqa: BLE001 - no worker polling for a moment
@@ -41,8 +41,8 @@ async def wait_gate(handle: WorkflowHandle, round_: int, timeout: float = 60) ->
 
 
 async def decide(handle: WorkflowHandle, verdict: Verdict, comment: str = "") -> None:
-    await handle.execute_update(GATE_UPDATE, GateDecision(gate=GATE_1, verdict=verdict,
-                                                          actor="reviewer", comment=comment))
+    await handle.execute_update(SdlcWorkflow.decide_gate, GateDecision(
+        gate=GATE_1, verdict=verdict, actor="reviewer", comment=comment))
 
 
 async def wait_visible(client: Client, query_text: str, workflow_id: str) -> None:

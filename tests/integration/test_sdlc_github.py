@@ -17,12 +17,13 @@ from temporalio.client import WorkflowHandle
 from cli.gates import query
 from cli.sdlc import feature_request, start_sdlc
 from models.common import Verdict
-from models.sdlc import SdlcPhase, SdlcResult, SdlcState
+from models.sdlc import SdlcPhase, SdlcResult
 from settings import Settings
 from tests.conftest import git
 from tests.github_server import BOT, GitHubServer
 from tests.integration.test_sdlc_dev import decide, wait_gate
 from worker import make_worker
+from workflows.sdlc import SdlcWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +89,7 @@ async def test_full_run_with_github_ends_with_one_issue_the_done_label_and_one_p
         await until(lambda: bot_replies(server, "@alice"), "the reply to alice")
         assert "needs a comment" in bot_replies(server, "@alice")[0]
         await until(lambda: bot_replies(server, "Reminder 1"), "a reminder comment")
-        state = await query(handle, "state", SdlcState)
+        state = await query(handle, SdlcWorkflow.state)
         assert state.phase == SdlcPhase.GATE_1 and state.round == 1
 
         gh.add_comment(1, "alice", "/revise list the columns")

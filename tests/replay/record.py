@@ -278,6 +278,66 @@ async def record_workstream_user_steps(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_workstream_continue_as_new(workdir: Path) -> None:
+    """Workstream with a history budget of 100 events (patch
+    ``workstream-continue-as-new``): a review step waits while a chain of noop steps
+    runs, so the run continues as new between scheduling waves with the review gate
+    open; the reviewer revises, then approves, in a later run. Saves every run (the
+    first ends continued as new, later ones start from the carried state, some with
+    the review gate reopened as it was)."""
+    from cli.workstream import start_workstream
+    from models.workstream import (
+        DEFAULT_ROUTER_CONFIG,
+        Progress,
+        RouterConfig,
+        WorkstreamInput,
+        WorkstreamSpec,
+    )
+
+    spec = WorkstreamSpec.model_validate({
+        "work_item": "replay-bounded", "max_parallel": 1, "steps": [
+            {"id": "draft", "kind": "shell", "gate": True, "priority": 1,
+             "inputs": {"script": "echo draft > draft.txt"}},
+            *({"id": f"c{i}", "kind": "noop", **({"depends_on": [f"c{i - 1}"]} if i else {})}
+              for i in range(8)),
+            {"id": "publish", "kind": "shell", "depends_on": ["draft", "c7"],
+             "inputs": {"script": "cat draft.txt"}}]})
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay-bounded")
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_workstream(env.client, settings, WorkstreamInput(
+                spec=spec, router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),
+                spec_dir=str(workdir), history_budget=100))
+            latest = env.client.get_workflow_handle(handle.id)
+            for verdict, comment in ((Verdict.REVISE, "say hello"), (Verdict.APPROVE, "ok")):
+                while True:
+                    try:
+                        progress = await latest.query("progress", result_type=Progress,
+                                                      rpc_timeout=timedelta(seconds=3))
+                    except Exception:  # noqa: BLE001 - asked as the run continued as new
+                        continue
+                    if progress.review == ["draft"] and len(progress.done) == 8:
+                        break
+                    await asyncio.sleep(0.1)
+                await latest.execute_update(GATE_UPDATE, GateDecision(
+                    gate="review-draft", verdict=verdict, actor="recorder", comment=comment))
+                await asyncio.sleep(0.5)
+            await latest.result()
+            run_id, number = handle.result_run_id, 0
+            while run_id:  # every run, following each one's continued-as-new event
+                number += 1
+                history = await env.client.get_workflow_handle(
+                    handle.id, run_id=run_id).fetch_history()
+                save(f"workstream_continue_as_new_run_{number}.json", history.to_json())
+                last = history.events[-1]
+                run_id = (last.workflow_execution_continued_as_new_event_attributes
+                          .new_execution_run_id)
+    finally:
+        await env.shutdown()
+
+
 async def record_sdlc_github(workdir: Path) -> None:
     """SDLC with GitHub (the local GitHub server): `/revise` by comment, then `/approve`,
     through the long-running comment watch (sdlc_github_revise_then_approve.json is
@@ -696,7 +756,67 @@ async def record_sdlc_signed(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_learning_signed_overrides(workdir: Path) -> None:
+    """Learning loop with GATE_SIGNERS (patch ``learning-signed-overrides``): the signers
+    loaded at the run's start, an unsigned ``pause`` refused and audited, alice's signed
+    ``set_mastery`` (through the CLI's signing), then the round's answers."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.learning_db import LearningDatabase
+    from cli.learning import learning_config, send_override, start_learning
+    from models.learning import Answer, OpenTest, PauseResume, SetMastery, SubmitAnswers
+    from models.signatures import public_key_line
+    from workflows.learning_loop import SUBMIT_ANSWERS, LearningLoopWorkflow
+
+    url = f"sqlite:///{workdir / 'learning-signed.db'}"
+    db = LearningDatabase(url)
+    spec, sha = read_curriculum(ROOT / "curricula" / "fractions.yaml")
+    with db.session() as session:
+        import_curriculum(session, spec, sha)
+    db.dispose()
+    alice = Ed25519PrivateKey.generate()
+    key_file = workdir / "alice_key"
+    key_file.write_bytes(alice.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH,
+                                             NoEncryption()))
+    key_file.chmod(0o600)
+    allowed = workdir / "allowed_signers_learning"
+    allowed.write_text(f"alice {public_key_line(alice.public_key().public_bytes_raw())}\n")
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-ls",
+                        database_url=url, gate_signers=allowed)
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_learning(env.client, settings, learning_config(
+                settings, student="replay-signed", curriculum="fractions", max_rounds=1,
+                items_per_test=3, teachers=["alice"]))
+            while (test := await handle.query("open_test", result_type=OpenTest | None)) is None:
+                await asyncio.sleep(0.05)
+            try:
+                await handle.execute_update("pause", PauseResume(actor="alice"))
+            except Exception:  # noqa: BLE001 - refused, as recorded
+                pass
+            await send_override(handle, "set_mastery", LearningLoopWorkflow.set_mastery,
+                                SetMastery(kc=test.kc, mastery=0.5, reason="checked"),
+                                None, str(key_file))
+            await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+                Answer(item=i.id, answer="1/2") for i in test.items]))
+            await handle.result()
+            history = await handle.fetch_history()
+        # the signature is bound to the workflow ID: the replay test reads it from here
+        save("learning_loop_signed_overrides.json", json.dumps(
+            {**json.loads(history.to_json()), "workflowId": handle.id}))
+    finally:
+        await env.shutdown()
+
+
 SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
+             "learning_signed_overrides": record_learning_signed_overrides,
              "sdlc_gate_inbox": record_sdlc_gate_inbox,
              "sdlc_github": record_sdlc_github,
              "sdlc_github_replies": record_sdlc_github_replies,
@@ -708,7 +828,8 @@ SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
              "analysis_continue_as_new": record_analysis_continue_as_new,
              "learning_templates": record_learning_templates,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,
-             "workstream_admission": record_workstream_admission, "faults": record_faults}
+             "workstream_admission": record_workstream_admission, "faults": record_faults,
+             "workstream_continue_as_new": record_workstream_continue_as_new}
 
 
 async def main(names: list[str]) -> None:

@@ -35,4 +35,5 @@ async def test_history_replays(path: Path):
 
 def test_there_are_workstream_histories_to_replay():
     names = {p.stem for p in HISTORIES}
-    assert {"workstream_diamond_retry_gate", "workstream_breaker"} <= names
+    assert {"workstream_diamond_retry_gate", "workstream_breaker",
+            "workstream_continue_as_new_run_1"} <= names

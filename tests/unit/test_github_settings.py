@@ -26,11 +26,11 @@ def test_github_is_off_without_token_and_repository(monkeypatch):
 
 
 def test_github_settings_reach_the_worker_and_the_request(monkeypatch):
-    monkeypatch.setenv("GITHUB_TOKEN", "t0ken")
+    monkeypatch.setenv("GITHUB_TOKEN", "t0ken-value")
     monkeypatch.setenv("GITHUB_REPOSITORY", "octo/shop")
     monkeypatch.setenv("GITHUB_POLL_INTERVAL", "5")
     settings = load_settings()
-    assert settings.github_enabled and "t0ken" not in repr(settings)
+    assert settings.github_enabled and "t0ken-value" not in repr(settings)
     names = {activity_name(fn) for fn in build_activities(settings)}
     assert {"poll_issue_comments", "post_issue_comment", "open_pull_request"} <= names
     req = feature_request(settings, title="t", repo_path="/r")

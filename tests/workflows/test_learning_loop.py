@@ -36,7 +36,7 @@ from models.learning import (
     SubmitAnswers,
 )
 from models.llm import LlmRequest, LlmResponse
-from simulation.student import SimulatedStudent
+from simulation.student import POLL_QUERY_TIMEOUT, SimulatedStudent
 from temporal_plumbing.environments import start_time_skipping_env
 from tests.conftest import NO_SIGNERS
 from tests.learning_support import imported_database, learning_settings
@@ -78,8 +78,9 @@ async def refused(call, pattern: str) -> None:
 async def wait_for_test(handle, previous: str | None = None) -> OpenTest:
     for _ in range(400):
         try:
-            test = await handle.query("open_test", result_type=OpenTest | None)
-        except Exception:  # noqa: BLE001 - between runs
+            test = await handle.query("open_test", result_type=OpenTest | None,
+                                      rpc_timeout=POLL_QUERY_TIMEOUT)
+        except Exception:  # noqa: BLE001 - between runs (see POLL_QUERY_TIMEOUT)
             test = None
         if test is not None and test.test_id != previous:
             return test

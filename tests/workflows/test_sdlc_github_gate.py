@@ -263,3 +263,54 @@ async def test_a_reply_in_flight_is_posted_once_before_continuing_as_new(ts_env,
                                                           [FeatureRequest])
     revise = next(e for e in carried.carried.audit if e.kind == "decision")
     assert len(revise.comment) < 600 and "characters in all" in revise.comment
+
+
+async def test_a_watch_that_returns_as_its_gate_closes_decides_nothing_later(
+        ts_env, task_queue):
+    """The watch of round 1 finds `/approve` just as the gate is decided another way
+    (the cancel reaches the activity too late). That news belongs to no open gate: it
+    must not approve round 2's spec, which no one has read yet, and the stale watch
+    must not go on polling beside round 2's own."""
+    release = asyncio.Event()
+    watches: list[int] = []
+
+    @activity.defn(name="watch_issue_comments")
+    async def watch(inp: CommentWatchInput) -> CommentPoll:
+        watches.append(inp.poll.after_id)
+        if len(watches) == 1:  # round 1's watch: slow, and deaf to the cancel
+            await release.wait()
+            return CommentPoll(commands=[command(21, "alice", Verdict.APPROVE)],
+                               last_seen_id=21)
+        raise ApplicationError("no news", type="NoNewComments")
+
+    github = ScriptedGitHub([])
+    fakes = FakeActivities()
+    others = [a for a in fakes.all()
+              if activity._Definition.must_from_callable(a).name != "open_issue"]
+    scripted = [a for a in github.all()
+                if activity._Definition.must_from_callable(a).name != "watch_issue_comments"]
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[SdlcWorkflow],
+                      activities=[*scripted, watch, *others, NO_SIGNERS]):
+        handle = await ts_env.client.start_workflow(
+            SdlcWorkflow.run, request(reviewers=["alice", "bob"],
+                                      comment_poll_interval=timedelta(milliseconds=200)),
+            id=f"sdlc-{uuid.uuid4()}", task_queue=task_queue)
+        await gate_open(handle)
+        await decide(handle, Verdict.REVISE, "name the columns", actor="bob")
+        for _ in range(200):
+            state = await handle.query("state", result_type=SdlcState)
+            if state.round == 2 and state.pending_gates and len(watches) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        release.set()  # round 1's watch returns its /approve now
+        await asyncio.sleep(1.0)
+        state = await handle.query("state", result_type=SdlcState)
+        assert state.phase == SdlcPhase.GATE_1 and state.round == 2  # not approved
+        assert state.last_comment_id == 0  # round 2's watch reads comment 21 itself
+        await decide(handle, Verdict.APPROVE, actor="bob")
+        result = SdlcResult.model_validate(await handle.result())
+
+    decisions = [(e.actor, e.detail.split(" (via")[0]) for e in result.audit
+                 if e.kind in ("decision", "refused")]
+    assert decisions == [("bob", "GATE_1: revise"), ("bob", "GATE_1: approve")]
+    assert github.comments == []  # no reply about a gate that was not open

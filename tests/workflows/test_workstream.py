@@ -597,6 +597,39 @@ async def test_python_step_runs_in_a_subprocess_in_the_workspace_and_failures_sh
     assert f"`{stdout}`" in text and "FAILED test_calc.py::test_wrong" in text
 
 
+async def test_a_step_that_times_out_reports_the_scrubbed_summary_and_tail_of_its_output(
+        ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str,
+        monkeypatch: pytest.MonkeyPatch):
+    """A timed-out step's failure carries what a non-zero exit's does: the test
+    runner's summary line, the output's last lines and its logs, secrets scrubbed."""
+    from cli.workstream import render_markdown
+    secret = "timeout-secret-0123456789"
+    monkeypatch.setenv("WS_TIMEOUT_TEST_SECRET", secret)
+    inp = make_input(tmp_path, [shell(
+        "slow", f"echo 'collected 3 items'; echo 'token {secret}'; "
+        "echo '1 failed, 2 passed in 0.12s'; echo 'still cleaning up' >&2; exec sleep 60",
+        timeout=1)])
+    settings = Settings(orchestrator_home=tmp_path / "home", temporal_task_queue=task_queue,
+                        workstream_trust_spec_tools=True,
+                        secret_env=["WS_TIMEOUT_TEST_SECRET"])
+    async with make_worker(ts_env.client, settings):
+        handle = await ts_env.client.start_workflow(
+            "WorkstreamWorkflow", inp, id=f"workstream-{inp.spec.work_item}",
+            task_queue=task_queue)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        report = await handle.query("report", result_type=WorkstreamReport)
+    att = report.attempts[0]
+    assert att.outcome == "failed" and att.exit_code is None
+    assert "ran longer than 1 s and was killed" in att.error
+    assert att.summary == "1 failed, 2 passed in 0.12s" and att.summary in att.error
+    assert "token ***" in att.tail and "still cleaning up" in att.tail
+    stdout = next(o.path for o in att.outputs if o.path.endswith("stdout.txt"))
+    assert "collected 3 items" in Path(stdout).read_text()
+    assert secret not in Path(stdout).read_text() + att.tail + att.error
+    assert f"summary: **{att.summary}**" in render_markdown(report)
+
+
 async def test_agent_step_follows_its_own_instructions_into_its_own_output(
         ts_env: WorkflowEnvironment, tmp_path: Path, task_queue: str, git_repo: Path):
     from activities.agents import render_prompt
