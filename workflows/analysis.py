@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies, search_attributes
-from workflows.gates import failure_message
+from workflows.gates import activity_failure, failure_message
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -109,6 +109,11 @@ failure_text = failure_message  # the one helper of workflows.gates
 class AnalysisWorkflow(LlmWorkflow):
     """The analysis pipeline of seed 004 (see the module docstring)."""
 
+    phase_attribute = search_attributes.ANALYSIS_PHASE
+    failed_phase: ClassVar[AnalysisPhase] = AnalysisPhase.FAILED
+    failure_type = "AnalysisFailed"
+    failure_label = "analysis"
+
     @workflow.init
     def __init__(self, req: AnalysisRequest) -> None:
         super().__init__()
@@ -123,7 +128,6 @@ class AnalysisWorkflow(LlmWorkflow):
         self._outline: Outline | None = None
         self._source_need_reason = ""
         self._suggested_analysts: list[str] = []
-        self._track_phase = False
         self._by_ref = False  # BY_REFERENCE_PATCH, decided once at the start of run
         self._feedback: dict[str, ArtifactRef] = {}  # gate -> its feedback file
         self._feedback_rounds: dict[str, int] = {}  # gate -> revise rounds so far
@@ -200,7 +204,6 @@ class AnalysisWorkflow(LlmWorkflow):
     @workflow.run
     async def run(self, req: AnalysisRequest) -> AnalysisResult:
         """Run the pipeline to DONE; raise ApplicationError when it ends FAILED."""
-        self._track_phase = search_attributes.started_with(search_attributes.ANALYSIS_PHASE)
         self._by_ref = workflow.patched(BY_REFERENCE_PATCH)
         self._continues = workflow.patched(CONTINUE_AS_NEW_PATCH)
         carried = req.carried
@@ -238,7 +241,7 @@ class AnalysisWorkflow(LlmWorkflow):
             )
             self.record("report_written", f"{refs.report.path} ({refs.report.bytes} bytes), "
                         f"citation map {refs.citation_map.path}")
-            self._enter(AnalysisPhase.DONE)
+            await self.transition(AnalysisPhase.DONE)
             await self.handlers_finished()
             return AnalysisResult(
                 phase=AnalysisPhase.DONE, report=refs.report, citation_map=refs.citation_map,
@@ -249,42 +252,34 @@ class AnalysisWorkflow(LlmWorkflow):
                 audit=self.audit_log())
         except ActivityError as err:
             if is_cancelled_exception(err):  # cancelled: ends CANCELED, not FAILED
-                self._cancel_state()
+                await self._cancel()
                 raise
-            self._fail_state(f"{err.activity_type} failed: {failure_text(err)}")
-            await self.handlers_finished()
-            raise ApplicationError(f"analysis failed: {self._state.failure_reason}",
-                                   type="AnalysisFailed", non_retryable=True) from None
-        except ApplicationError as err:
-            self._fail_state(err.message)
-            await self.handlers_finished()
-            raise
+            await self.fail(activity_failure(err))
+        except ApplicationError as err:  # e.g. stopped at the budget gate
+            if self.phase == AnalysisPhase.FAILED:  # raised by fail()
+                raise
+            await self.fail(err.message)
         except asyncio.CancelledError:
-            self._cancel_state()
+            await self._cancel()
             raise
 
-    def _cancel_state(self) -> None:
+    @property
+    def phase(self) -> AnalysisPhase:
+        """The run's phase (``state.phase``), changed only by :meth:`transition`."""
+        return self._state.phase
+
+    @phase.setter
+    def phase(self, value: AnalysisPhase) -> None:
+        self._state.phase = value
+
+    async def on_fail(self, reason: str) -> None:
+        """Before FAILED (see :meth:`fail`): keep the reason in the state."""
+        self._state.failure_reason = reason
+
+    async def _cancel(self) -> None:
         if self._state.phase not in (AnalysisPhase.FAILED, AnalysisPhase.CANCELED):
             self._state.failure_reason = "canceled"
-            self._enter(AnalysisPhase.CANCELED)
-
-    def _enter(self, phase: AnalysisPhase, detail: str = "") -> None:
-        previous = self._state.phase
-        self._state.phase = phase
-        self.record("transition", f"{previous.value} -> {phase.value}"
-                    + (f" ({detail})" if detail else ""))
-        if self._track_phase:
-            search_attributes.upsert(search_attributes.ANALYSIS_PHASE, phase.value)
-
-    def _fail_state(self, reason: str) -> None:
-        if self._state.phase != AnalysisPhase.FAILED:
-            self._state.failure_reason = reason
-            self._enter(AnalysisPhase.FAILED, reason)
-
-    def _fail(self, reason: str) -> ApplicationError:
-        self._fail_state(reason)
-        return ApplicationError(f"analysis failed: {reason}", type="AnalysisFailed",
-                                non_retryable=True)
+            await self.transition(AnalysisPhase.CANCELED)
 
     async def _gate(self, gate: str, prompt: str, resume: GateInfo | None = None
                     ) -> GateDecision:
@@ -298,7 +293,7 @@ class AnalysisWorkflow(LlmWorkflow):
             resume=resume, history_budget=self._req.history_budget,
             on_history_full=self._continue_as_new if self._continues else None)
         if decision is None:
-            raise self._fail(f"gate {gate} expired")
+            await self.fail(f"gate {gate} expired")
         return decision
 
     async def _continue_as_new(self, gate: GateInfo) -> NoReturn:
@@ -427,7 +422,7 @@ class AnalysisWorkflow(LlmWorkflow):
 
     async def _parse(self) -> None:
         assert self._req
-        self._enter(AnalysisPhase.PARSE)
+        await self.transition(AnalysisPhase.PARSE)
         self._state.language = checks.detect_language(self._req.problem,
                                                       self._req.catalogue.language_markers)
         self._source_need_reason = "the scorer could not rate it"
@@ -439,7 +434,7 @@ class AnalysisWorkflow(LlmWorkflow):
     async def _sources_gate(self, resume: GateInfo | None = None) -> None:
         assert self._req
         if resume is None:
-            self._enter(AnalysisPhase.SOURCES, f"need {self._state.source_need}")
+            await self.transition(AnalysisPhase.SOURCES, f"need {self._state.source_need}")
         while True:
             count = sum(1 for s in self._registry if s.level == "L0")
             review = ""
@@ -454,7 +449,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 "`analysis choose ID --add-source PATH` / `--web-search`"), resume)
             resume = None
             if decision.verdict == Verdict.REJECT:
-                raise self._fail(f"stopped at the sources gate: {decision.comment}")
+                await self.fail(f"stopped at the sources gate: {decision.comment}")
             choice = SourcesChoice.model_validate_json(decision.content or "{}")
             if choice.web_search:
                 self._state.web_search = True
@@ -500,7 +495,7 @@ class AnalysisWorkflow(LlmWorkflow):
             return False
         cat = self._req.catalogue
         first, second = checks.ranked(scores)[:2]
-        self._enter(AnalysisPhase.CLARIFY, f"{first} {scores[first]:.2f} vs {second} "
+        await self.transition(AnalysisPhase.CLARIFY, f"{first} {scores[first]:.2f} vs {second} "
                     f"{scores[second]:.2f}")
         try:
             resp = await self.call_llm(LlmRequest(
@@ -524,7 +519,7 @@ class AnalysisWorkflow(LlmWorkflow):
         assert self._req
         cat = self._req.catalogue
         if resume is None:
-            self._enter(AnalysisPhase.PROPOSE)
+            await self.transition(AnalysisPhase.PROPOSE)
         feedback: list[str] = []  # runs started before feedback went by reference
         while True:
             st = self._state
@@ -539,7 +534,7 @@ class AnalysisWorkflow(LlmWorkflow):
             if decision.verdict == Verdict.APPROVE:
                 return
             if decision.verdict == Verdict.REJECT:
-                raise self._fail(f"proposal rejected: {decision.comment}")
+                await self.fail(f"proposal rejected: {decision.comment}")
             await self._add_feedback(PROPOSAL_GATE, decision.comment, feedback)
             if decision.content:
                 change = ProposalChange.model_validate_json(decision.content)
@@ -615,7 +610,7 @@ class AnalysisWorkflow(LlmWorkflow):
     async def _run_analysts(self) -> None:
         assert self._req
         analysts = list(self._state.analysts)
-        self._enter(AnalysisPhase.ANALYSTS, f"{len(analysts)} analyst(s), "
+        await self.transition(AnalysisPhase.ANALYSTS, f"{len(analysts)} analyst(s), "
                     f"{self._req.analyst_concurrency} at a time")
         slots = asyncio.Semaphore(self._req.analyst_concurrency)
 
@@ -644,7 +639,7 @@ class AnalysisWorkflow(LlmWorkflow):
             reasons = "; ".join(f"{a}: {e}" for a, e in failed.items())
             if len(failed) == len(analysts) or (len(failed) >= 2
                                                 and not self._req.graceful_degradation):
-                raise self._fail(f"{len(failed)} of {len(analysts)} analysts failed "
+                await self.fail(f"{len(failed)} of {len(analysts)} analysts failed "
                                  f"({reasons})")
             self._state.missing_analysts = list(failed)
             self.record("degraded", f"continuing without {', '.join(failed)} ({reasons})")
@@ -665,7 +660,7 @@ class AnalysisWorkflow(LlmWorkflow):
     async def _integrate(self) -> str:
         assert self._req
         cat = self._req.catalogue
-        self._enter(AnalysisPhase.INTEGRATE)
+        await self.transition(AnalysisPhase.INTEGRATE)
         sections = "\n\n".join(
             f"### {cat.analysts[a].name} ({a})\n\n{self._outputs[a].body}"
             for a in self._state.analysts if a in self._outputs)
@@ -676,7 +671,7 @@ class AnalysisWorkflow(LlmWorkflow):
                        "missing": ", ".join(self._state.missing_analysts) or "none"}),
             summary="integrate the analysts")
         if not resp.text.strip():
-            raise self._fail("the integration step returned no text")
+            await self.fail("the integration step returned no text")
         return resp.text.strip()
 
     # -- 7. outline -------------------------------------------------------------
@@ -699,7 +694,7 @@ class AnalysisWorkflow(LlmWorkflow):
     async def _outline_phase(self, integration: str, resume: GateInfo | None = None) -> None:
         feedback: list[str] = []  # runs started before feedback went by reference
         if resume is None or self._draft is None:
-            self._enter(AnalysisPhase.OUTLINE)
+            await self.transition(AnalysisPhase.OUTLINE)
             resume = None
             outline = await self._make_outline(integration, feedback)
         else:
@@ -721,7 +716,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 self._outline = outline
                 return
             if decision.verdict == Verdict.REJECT:
-                raise self._fail(f"outline rejected: {decision.comment}")
+                await self.fail(f"outline rejected: {decision.comment}")
             if decision.content:
                 outline = checks.parse_edited_outline(decision.content, outline.title)
                 self.record("outline_edited", f"{len(outline.points)} point(s) from the "
@@ -794,7 +789,7 @@ class AnalysisWorkflow(LlmWorkflow):
 
     async def _citations(self) -> CitationMap:
         assert self._outline
-        self._enter(AnalysisPhase.CITATIONS)
+        await self.transition(AnalysisPhase.CITATIONS)
         previous_error = NONE
         for attempt in range(2):
             cmap = await self._map_citations(previous_error)
@@ -814,7 +809,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 return cmap
             previous_error = "; ".join(problems)
             self.record("check_failed", f"citation map: {previous_error}")
-        raise self._fail(f"the citation map failed validation twice: {previous_error}")
+        await self.fail(f"the citation map failed validation twice: {previous_error}")
 
     def _judging(self) -> bool:
         """Whether flagged citations go to a model judge: only in runs that use a model
@@ -939,7 +934,7 @@ class AnalysisWorkflow(LlmWorkflow):
     # -- 10./11. full text ------------------------------------------------------------
     async def _full_text(self, cmap: CitationMap, integration: str) -> str:
         assert self._req and self._outline
-        self._enter(AnalysisPhase.FULL_TEXT)
+        await self.transition(AnalysisPhase.FULL_TEXT)
         draft = "\n\n".join(
             f"## {p.heading}\n\n{p.claim}"
             + (f" [{'; '.join(cmap.citations[p.id])}]" if cmap.citations.get(p.id) else "")
@@ -988,4 +983,4 @@ class AnalysisWorkflow(LlmWorkflow):
                 return checks.render_report(meta, body)
             previous_error = "; ".join(problems)
             self.record("check_failed", f"full text: {previous_error}")
-        raise self._fail(f"the full text failed validation twice: {previous_error}")
+        await self.fail(f"the full text failed validation twice: {previous_error}")
