@@ -27,7 +27,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from activities.git import git
 from cli.common import QUERY_TIMEOUT, CliError, Context, failure_message
-from cli.gates import follow
+from cli.gates import follow, signing_run_id
 from cli.keys import ReviewerKey, signed_decision
 from cli.learning import format_progress, learning_config, open_database, start_learning
 from cli.sdlc import feature_request, start_sdlc
@@ -131,9 +131,10 @@ async def cmd_demo(ctx: Context) -> int:
                         f"{settings.temporal_task_queue!r} loaded the run's GATE_SIGNERS, "
                         "which do not list the demo's key: stop it, or give the demo a "
                         "task queue of its own (TEMPORAL_TASK_QUEUE=demo make demo)")
+                gate = next(g for g in gates if g.gate == GATE_1)
                 decision = signed_decision(
-                    workflow_id=handle.id, run_id=(await handle.describe()).run_id,
-                    gate=next(g for g in gates if g.gate == GATE_1), verdict=verdict,
+                    workflow_id=handle.id, run_id=await signing_run_id(handle, gate),
+                    gate=gate, verdict=verdict,
                     comment=comment, content=None, keys=[key], signers=signers,
                     actor=None)
             await handle.execute_update(SdlcWorkflow.decide_gate, decision)

@@ -166,6 +166,14 @@ async def gate_info(ctx: Context, handle: WorkflowHandle[Any, Any],
     return gates[0]
 
 
+async def signing_run_id(handle: WorkflowHandle[Any, Any], info: GateInfo) -> str:
+    """The run ID a signed decision for the gate opening ``info`` names: the run the
+    gate opened in (``GateInfo.signing_run_id``, kept when the run continues as new,
+    so the decision is still taken if it does so before the decision arrives), or the
+    current run's ID from a worker that does not report one."""
+    return info.signing_run_id or (await handle.describe()).run_id
+
+
 async def open_gate(ctx: Context, handle: WorkflowHandle[Any, Any], gate: str | None) -> str:
     """The name of the gate a decision is for (see :func:`gate_info`)."""
     return gate or (await gate_info(ctx, handle, gate)).gate
@@ -187,11 +195,10 @@ async def send_decision(ctx: Context, handle: WorkflowHandle[Any, Any], *, gate:
     actor = getattr(ctx.args, "actor", None)
     if info.signatures_required:
         signers = await query(handle, GatedWorkflow.gate_signers)
-        run_id = (await handle.describe()).run_id
         decision = signed_decision(
-            workflow_id=handle.id, run_id=run_id, gate=info, verdict=verdict,
-            comment=comment, content=content, keys=reviewer_keys(getattr(ctx.args, "key", None)),
-            signers=signers, actor=actor)
+            workflow_id=handle.id, run_id=await signing_run_id(handle, info), gate=info,
+            verdict=verdict, comment=comment, content=content,
+            keys=reviewer_keys(getattr(ctx.args, "key", None)), signers=signers, actor=actor)
     else:
         if actor and actor.startswith((KEY_PREFIX, GITHUB_PREFIX)):
             raise CliError(f"--as {actor}: {actor.split(':')[0]}: principals are proved by a "

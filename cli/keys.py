@@ -246,7 +246,9 @@ def choose_key(keys: list[ReviewerKey], signers: GateSigners, allowed: list[str]
 def signed_decision(*, workflow_id: str, run_id: str, gate: GateInfo, verdict: Verdict,
                     comment: str, content: str | None, keys: list[ReviewerKey],
                     signers: GateSigners, actor: str | None) -> GateDecision:
-    """A GateDecision signed by the first of ``keys`` the gate accepts.
+    """A GateDecision signed by the first of ``keys`` the gate accepts, bound to
+    ``workflow_id``, ``run_id`` (``cli.gates.signing_run_id``: the run the gate opened
+    in) and the gate's name and opening number.
 
     Raises:
         CliError: see :func:`choose_signer` and :func:`sign_bytes`.
@@ -269,8 +271,9 @@ def signed_override(*, workflow_id: str, run_id: str, number: int, kind: str, re
     decision of ``models.signatures.decision_message`` with ``OVERRIDE_GATE`` as the
     gate, the loop's next override ``number`` as the opening, the override's ``kind``
     (its update name) as the verdict, ``reason`` as the comment and its parameters
-    (``TeacherOverride.signed_content``) as the content; signed by the first of
-    ``keys`` that may sign as one of ``teachers`` (empty: any allowed signer).
+    (``TeacherOverride.signed_content``) as the content, ``run_id`` the loop's
+    ``LearningProgress.override_run_id``; signed by the first of ``keys`` that may
+    sign as one of ``teachers`` (empty: any allowed signer).
 
     Raises:
         CliError: see :func:`choose_key` and :func:`sign_bytes`.

@@ -303,7 +303,9 @@ async def send_override(handle: WorkflowHandle[Any, Any], kind: str, update: Cal
     signers = await query(handle, GatedWorkflow.gate_signers)
     if signers is not None and signers.configured:
         progress: LearningProgress = await query(handle, LearningLoopWorkflow.state)
-        run_id = (await handle.describe()).run_id
+        # the run the loop binds overrides to (kept across its continue-as-new), or
+        # the current run from a worker that does not report one
+        run_id = progress.override_run_id or (await handle.describe()).run_id
         principal, signature = signed_override(
             workflow_id=handle.id, run_id=run_id, number=progress.override_number + 1,
             kind=kind, reason=override.reason, content=override.signed_content(),

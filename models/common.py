@@ -153,8 +153,13 @@ class GateInfo(BaseModel):
         reminders_sent: reminders recorded since the gate opened.
         expires_at: when the gate expires, or None when it never does.
         prompt: what the reviewer is asked to decide.
-        opening: this gate opening's number in the run (1, 2, ...); a signed
-            decision names it, so it cannot be replayed on a later round.
+        opening: this gate opening's number (1, 2, ...), kept when the run continues
+            as new; a signed decision names it, so it cannot be replayed on a later
+            round.
+        signing_run_id: the run ID a signed decision for this opening names: the run
+            the gate opened in, kept when the run continues as new, so a decision
+            signed just before a continue-as-new is still taken (once). Empty from a
+            worker older than this field: sign the current run's ID.
         signatures_required: decisions must be signed by an allowed key (or come
             from GitHub); False means anyone who reaches the server decides.
         artifact: what to judge: a file path (the spec, the step's log) or a
@@ -174,6 +179,7 @@ class GateInfo(BaseModel):
     expires_at: datetime | None = None
     prompt: str = ""
     opening: int = 0
+    signing_run_id: str = ""
     signatures_required: bool = False
     artifact: str = ""
 

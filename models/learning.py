@@ -336,8 +336,10 @@ class RemediationRef(BaseModel):
 
 class LearningProgress(BaseModel):
     """What the ``state`` query returns: where the loop is and mastery per KC; who may
-    override (``teachers``, empty = anyone) and how many overrides were accepted
-    (``override_number``: a signed override is signed for the next one)."""
+    override (``teachers``, empty = anyone), how many overrides were accepted
+    (``override_number``: a signed override is signed for the next one) and the run ID
+    a signed override names (``override_run_id``, see :class:`LearningState`; empty
+    from a worker older than the field: sign the current run's ID)."""
 
     student: str
     curriculum: str
@@ -351,6 +353,7 @@ class LearningProgress(BaseModel):
     last_remediation: RemediationRef | None = None
     teachers: list[str] = Field(default_factory=list)
     override_number: int = 0
+    override_run_id: str = ""
 
 
 class LearningState(BaseModel):
@@ -368,6 +371,10 @@ class LearningState(BaseModel):
         overrides_applied: how many teacher overrides were written (a step counter).
         override_number: how many teacher overrides of any kind were accepted; a
             signed override is bound to the next number, so it cannot be sent twice.
+        override_run_id: the run a signed override names: the run that accepted the
+            last override, or the loop's first run (under code that knows this field);
+            carried as the loop continues as new, so an override signed just before
+            a round ends is still taken (once). The current run's ID is taken too.
         started_at: workflow time the loop began.
         ledger, budget_usd: the LLM cost ledger, carried across runs.
     """
@@ -381,6 +388,7 @@ class LearningState(BaseModel):
     audit_tail: list[AuditEntry] = Field(default_factory=list)
     overrides_applied: int = 0
     override_number: int = 0
+    override_run_id: str = ""
     started_at: datetime | None = None
     ledger: list[dict] = Field(default_factory=list)
     budget_usd: float | None = None
@@ -468,10 +476,12 @@ class TeacherOverride(BaseModel):
     Attributes:
         actor: the teacher: a plain name while the worker has no GATE_SIGNERS, else
             ``key:<principal>`` proved by ``signature``.
-        reason: why (audited; the signed comment).
-        signature: an SSH signature of the override bound to this run and to the
-            loop's next override number (``LearningProgress.override_number`` + 1);
-            required when the worker has GATE_SIGNERS.
+        reason: why (audited; the signed comment); at most ``MAX_GATE_TEXT_BYTES``
+            (64 KiB) of UTF-8, as a gate comment: a longer one is refused with its size.
+        signature: an SSH signature of the override bound to the loop's
+            ``LearningProgress.override_run_id`` (or the current run) and its next
+            override number (``LearningProgress.override_number`` + 1); required when
+            the worker has GATE_SIGNERS.
     """
 
     actor: str = "teacher"

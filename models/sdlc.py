@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from models.common import ArtifactRef, AuditEntry, GateInfo
 from models.git import BranchRef
+from models.text import excerpt
 from models.text import slugify as slugify  # re-exported for the CLI
 
 GATE_1 = "GATE_1"
@@ -224,14 +225,6 @@ class PendingReply(BaseModel):
     body: str
 
 
-def excerpt(text: str, limit: int = FEEDBACK_EXCERPT_CHARS) -> str:
-    """``text`` whole when at most ``limit`` characters, else its first ``limit``
-    characters and how long it was: ``"abc... [12,345 characters in all]"``."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... [{len(text):,} characters in all]"
-
-
 class SdlcState(BaseModel):
     """What the ``state`` query of SdlcWorkflow returns.
 
@@ -293,7 +286,8 @@ class SdlcState(BaseModel):
         """This state as the ``state`` query shows it and continue-as-new carries it:
         the feedback cut to its first ``FEEDBACK_EXCERPT_CHARS`` characters (the
         whole text is in ``feedback_file`` once the spec it asked for is committed)."""
-        return self.model_copy(update={"feedback": excerpt(self.feedback)})
+        return self.model_copy(
+            update={"feedback": excerpt(self.feedback, FEEDBACK_EXCERPT_CHARS)})
 
 
 class SdlcResult(BaseModel):

@@ -100,9 +100,13 @@ class DecisionSignature(BaseModel):
 
     Attributes:
         workflow_id: the workflow the decision is for.
-        run_id: the run it is for (a decision signed for another run is a replay).
-        opening: the gate's opening number in that run (``GateInfo.opening``); a
-            decision signed for an earlier round of the gate is a replay.
+        run_id: the run the gate opening began in (``GateInfo.signing_run_id``), which
+            stays the same when the run continues as new; the run that is current is
+            taken too (what signers older than ``signing_run_id`` name). A decision
+            signed for a run of another workflow chain is a replay.
+        opening: the gate's opening number (``GateInfo.opening``, kept across
+            continue-as-new); a decision signed for an earlier round of the gate is a
+            replay.
         signed_at: when the reviewer signed (UTC, whole seconds in the signed text).
         sshsig: the armored SSH signature (``-----BEGIN SSH SIGNATURE-----``) over
             :func:`decision_message`, namespace :data:`NAMESPACE`.
@@ -435,28 +439,36 @@ def signers_for(signers: GateSigners, key: str, at: datetime,
 def signature_problem(*, signers: GateSigners, workflow_id: str, run_id: str, gate: str,
                       opening: int, verdict: str, actor: str, comment: str,
                       content: str | None, signature: DecisionSignature | None,
-                      now: datetime) -> str | None:
+                      now: datetime, opened_run_id: str = "") -> str | None:
     """Why a decision's signature does not authenticate ``actor`` at this gate opening,
     or None when it does. Deterministic (no I/O, no clock: ``now`` is workflow time).
 
-    Checks, in order: a signature is there; it was made for this workflow, run and
-    gate opening (else it is a replay); the actor is a ``key:`` principal; the
-    SSHSIG is valid over the canonical decision (else it was altered or forged); the
+    ``run_id`` is the current run; ``opened_run_id`` the run the gate opening began in
+    (``GateInfo.signing_run_id``; empty or equal to ``run_id`` when it opened in this
+    run). A decision may name either, so one signed before a continue-as-new is taken.
+
+    Checks, in order: a signature is there; it was made for this workflow, one of those
+    runs and this gate opening (else it is a replay: another workflow chain, or an
+    earlier round); the actor is a ``key:`` principal; the SSHSIG is valid over the
+    canonical decision (else it was altered, forged, or signed for another gate); the
     signing key is listed for that principal and the namespace and time.
     """
     if signature is None:
         return (f"gate {gate!r} requires a signed decision ({signers.source or 'GATE_SIGNERS'}"
                 " is set on the worker): decide with `approve/reject/revise --key PATH` or "
                 "an ssh-agent key")
-    if signature.workflow_id != workflow_id or signature.run_id != run_id:
+    runs = [run_id] + ([opened_run_id] if opened_run_id and opened_run_id != run_id else [])
+    if signature.workflow_id != workflow_id or signature.run_id not in runs:
+        expected = run_id if len(runs) == 1 else (
+            f"{opened_run_id}, the run gate {gate!r} opened in, or the current run {run_id}")
         return (f"replayed: the decision was signed for {signature.workflow_id} run "
-                f"{signature.run_id}, not this run ({run_id})")
+                f"{signature.run_id}, not this run ({expected})")
     if signature.opening != opening:
         return (f"replayed: the decision was signed for opening {signature.opening} of gate "
                 f"{gate!r}; it is open now as opening {opening}")
     if not actor.startswith(KEY_PREFIX):
         return f"a signed decision's actor is key:<principal>, not {actor!r}"
-    message = decision_message(workflow_id=workflow_id, run_id=run_id, gate=gate,
+    message = decision_message(workflow_id=workflow_id, run_id=signature.run_id, gate=gate,
                                opening=opening, verdict=verdict, actor=actor, comment=comment,
                                content=content, signed_at=signature.signed_at)
     try:

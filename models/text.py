@@ -1,5 +1,6 @@
 """Text helpers every entry point shares: readable slugs from titles in any script,
-and UTF-8 decoding that names the file and the byte offset of a bad byte.
+UTF-8 decoding that names the file and the byte offset of a bad byte, and excerpts
+of long texts that say how long they were.
 
 Pure functions (no I/O), so models, activities and the CLI can all use them.
 """
@@ -47,6 +48,15 @@ def slugify(text: str, max_words: int = 6, max_chars: int = SLUG_MAX_CHARS) -> s
     if not slug:
         slug = "t-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
     return slug
+
+
+def excerpt(text: str, limit: int) -> str:
+    """``text`` whole when at most ``limit`` characters, else its first ``limit``
+    characters and how long it was: ``"abc... [12,345 characters in all]"``. For
+    user text that goes into a message, a state or a history that must stay small."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text):,} characters in all]"
 
 
 class NotUtf8Error(ValueError):

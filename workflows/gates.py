@@ -35,8 +35,9 @@ code only: this runs inside the workflow sandbox.
 Authentication (``models/signatures.py``): before its first gate opens a run loads
 the worker's allowed signers (GATE_SIGNERS) through an activity, so they are in
 its history. When they are configured every gate requires an authenticated
-decision: a ``key:<name>`` actor with an SSH signature bound to this run and gate
-opening, or a ``github:<login>`` decision made by the workflow's own GitHub comment
+decision: a ``key:<name>`` actor with an SSH signature bound to the gate opening (the
+run it opened in, which a continue-as-new keeps, or the current run; the gate; the
+opening's number), or a ``github:<login>`` decision made by the workflow's own GitHub comment
 poll. Without them any decision that reaches the server is taken, as the
 ``pending_gates`` entries say (``signatures_required``).
 """
@@ -44,6 +45,7 @@ poll. Without them any decision that reaches the server is taken, as the
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from enum import StrEnum
@@ -51,7 +53,7 @@ from typing import ClassVar, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies, search_attributes
 
@@ -85,6 +87,10 @@ SIGNERS_QUERY = "gate_signers"
 SIGNERS_PATCH = "gate-signers"
 """workflow.patched ID of loading GATE_SIGNERS before the first gate (runs started
 before it replay without the load and take unauthenticated decisions, as they did)."""
+SIGNING_RUN_PATCH = "signature-binds-opening-run"
+"""workflow.patched ID of taking, at a gate carried over continue-as-new, decisions
+signed for the run the gate opened in (``GateInfo.signing_run_id``) as well as for the
+current run; a run that replays without it takes only the current run's, as it did."""
 GITHUB_CHANNEL = "github"
 
 AUDIT_COMMENT_PREVIEW = 1024  # characters of an oversized comment kept in a refused entry
@@ -252,12 +258,12 @@ class GatedWorkflow:
 
         Authentication: ``github:`` actors come only from the workflow's GitHub poll
         (``GateDecision.authenticated``); ``key:`` actors need a signature that
-        :func:`models.signatures.signature_problem` accepts (bound to this run and gate
-        opening, unaltered, by a key the allowed signers list for that principal);
-        bare names pass only while the worker has no GATE_SIGNERS. Authorization: the
-        actor must be one of the gate's allowed actors
-        (:func:`models.signatures.principal_allowed`). A gate that is not open is
-        decision_problem's.
+        :func:`models.signatures.signature_problem` accepts (bound to this gate opening:
+        the run it opened in or the current run, its name and number; unaltered; by a
+        key the allowed signers list for that principal); bare names pass only while
+        the worker has no GATE_SIGNERS. Authorization: the actor must be one of the
+        gate's allowed actors (:func:`models.signatures.principal_allowed`). A gate
+        that is not open is decision_problem's.
         """
         gate = self._open.get(decision.gate)
         if gate is None:
@@ -269,7 +275,8 @@ class GatedWorkflow:
             problem = self.authentication_problem(
                 actor=actor, signature=decision.signature, gate=gate.gate,
                 opening=gate.opening, verdict=decision.verdict.value,
-                comment=decision.comment, content=decision.content)
+                comment=decision.comment, content=decision.content,
+                opened_run_id=gate.signing_run_id)
         if problem is None and not principal_allowed(actor, gate.allowed_actors):
             allowed = ", ".join(gate.allowed_actors)
             problem = f"{actor!r} may not decide gate {gate.gate!r} (allowed: {allowed})"
@@ -277,14 +284,16 @@ class GatedWorkflow:
 
     def authentication_problem(self, *, actor: str, signature: DecisionSignature | None,
                                gate: str, opening: int, verdict: str, comment: str,
-                               content: str | None) -> str | None:
+                               content: str | None, opened_run_id: str = "") -> str | None:
         """Why ``actor`` is not authenticated for a message that did not come from the
         workflow's own GitHub poll, or None: a ``github:`` actor never is; without
         GATE_SIGNERS a bare name is (and a ``key:`` one cannot be); with them the
-        ``signature`` must pass :func:`models.signatures.signature_problem` for this
-        run, ``gate`` and ``opening`` (``verdict``, ``comment`` and ``content`` are the
-        signed text). Gate decisions and other signed messages (the learning loop's
-        teacher overrides) use this one check."""
+        ``signature`` must pass :func:`models.signatures.signature_problem` for
+        ``gate`` and ``opening``, signed for ``opened_run_id`` (the run the opening
+        began in, carried over continue-as-new; empty = this run) or for the current
+        run (``verdict``, ``comment`` and ``content`` are the signed text). Gate
+        decisions and other signed messages (the learning loop's teacher overrides)
+        use this one check."""
         if actor.startswith(GITHUB_PREFIX):
             return f"{actor} decides only by a comment on the run's GitHub issue"
         if not self.signatures_required:
@@ -300,7 +309,8 @@ class GatedWorkflow:
             return signature_problem(
                 signers=self._signers, workflow_id=info.workflow_id, run_id=info.run_id,
                 gate=gate, opening=opening, verdict=verdict, actor=actor, comment=comment,
-                content=content, signature=signature, now=workflow.now())
+                content=content, signature=signature, now=workflow.now(),
+                opened_run_id=opened_run_id)
 
     def gate_problem(self, decision: GateDecision) -> str | None:
         """Why a decision cannot be accepted now (identity first, then the gate's own
@@ -446,13 +456,18 @@ class GatedWorkflow:
                 every ``poll_interval`` (a durable timer) when one is given, else again
                 as soon as it returns (a hook that itself waits for news, such as a
                 long-running poll activity; it must not return at once forever). It is
-                cancelled when the gate closes, so it must not hold state it cannot lose
-                mid-way, and it must handle its own errors (an exception would end the
-                polling silently).
+                cancelled when the gate closes (and not waited for then, so a decision
+                never waits for a watch activity to take its cancel; before a
+                continue-as-new it is waited for), so it must not hold state it cannot
+                lose mid-way; it is not called again once the gate is no longer open,
+                even if it swallowed the cancel. It must handle its own errors (an
+                exception ends the polling, logged as a warning).
             poll_interval: the timer between ``while_open`` calls; None = back to back.
             resume: the gate as a previous run left it (carried over continue-as-new):
-                it opens again with the same ``opened_at``, ``expires_at`` and reminder
-                count, and the next reminder comes when it was due.
+                it opens again with the same ``opened_at``, ``expires_at``, reminder
+                count, opening number and ``signing_run_id`` (a decision signed for the
+                run it opened in is still taken), and the next reminder comes when it
+                was due.
             on_history_full: awaited, with the gate, when the run's history reaches
                 ``history_budget`` events or Temporal suggests continue-as-new (see
                 :func:`history_full`), after the ``while_open`` hook is cancelled and
@@ -472,7 +487,12 @@ class GatedWorkflow:
             # code that did not number openings gets the next one of this run)
             self._openings = (resume.opening if resume.opening > self._openings
                               else self._openings + 1)
+            signing_run_id = resume.signing_run_id
+            if (not signing_run_id or signing_run_id == workflow.info().run_id
+                    or not workflow.patched(SIGNING_RUN_PATCH)):
+                signing_run_id = workflow.info().run_id  # from code before the field
             info = resume.model_copy(update={"opening": self._openings,
+                                             "signing_run_id": signing_run_id,
                                              "signatures_required": self.signatures_required})
             expires_at = info.expires_at
             opened = info.opened_at.strftime("%Y-%m-%d %H:%M")
@@ -489,6 +509,7 @@ class GatedWorkflow:
                 prompt=prompt,
                 artifact=artifact,
                 opening=self._openings,
+                signing_run_id=workflow.info().run_id,
                 signatures_required=self.signatures_required,
             )
             self.record("gate_opened", f"{gate} opened" + (f": {prompt}" if prompt else ""))
@@ -496,10 +517,11 @@ class GatedWorkflow:
         self._sync_gate_attributes()
         if resume is None or resume.gate != gate:
             metrics.gate_opened(workflow.metric_meter(), gate)
-        closed_as = "canceled"  # unless it is decided or expires
-        poller = None
+        closed_as = "canceled"  # unless it is decided or expires ("": carried on)
+        poller: asyncio.Task[None] | None = None
         if while_open is not None:
             poller = asyncio.create_task(self._run_while_open(info, while_open, poll_interval))
+        detached = False
 
         def full() -> bool:
             return on_history_full is not None and history_full(history_budget)
@@ -523,11 +545,7 @@ class GatedWorkflow:
                     if gate not in self._decided:  # the history is full
                         assert on_history_full is not None
                         if poller is not None:  # stopped before the next run polls
-                            poller.cancel()
-                            try:
-                                await poller
-                            except (asyncio.CancelledError, ActivityError):
-                                pass
+                            await _stop_while_open(gate, poller)
                             poller = None
                         await self.handlers_finished()
                         if gate not in self._decided:
@@ -549,14 +567,24 @@ class GatedWorkflow:
                     continue
                 closed_as = "decided"
                 return self._decided.pop(gate)
+        except GeneratorExit:
+            # the coroutine of a run the worker dropped, closed outside the workflow's
+            # event loop: nothing here may touch the workflow
+            detached = True
+            raise
         finally:
-            if closed_as:  # a gate carried over continue-as-new is not closed
-                metrics.gate_closed(workflow.metric_meter(), gate, closed_as)
-            if poller is not None:
-                poller.cancel()
-            self._open.pop(gate, None)
-            self._decided.pop(gate, None)
-            self._sync_gate_attributes()
+            if not detached:
+                if closed_as:  # a gate carried over continue-as-new is not closed
+                    metrics.gate_closed(workflow.metric_meter(), gate, closed_as)
+                if poller is not None:
+                    # not awaited here: a comment watch ends only once its activity
+                    # takes the cancel (at its next heartbeat to the server, up to
+                    # ~50 s), and the decision must not wait for that
+                    poller.cancel()
+                    poller.add_done_callback(functools.partial(_while_open_ended, gate))
+                self._open.pop(gate, None)
+                self._decided.pop(gate, None)
+                self._sync_gate_attributes()
 
     def _sync_gate_attributes(self) -> None:
         """Set OpenGates, GateReviewers and GateOpenedAt from the open gates (unset
@@ -602,11 +630,48 @@ class GatedWorkflow:
 
     async def _run_while_open(self, info: GateInfo, hook: WhileOpenHook,
                               interval: timedelta | None) -> None:
-        while info.gate not in self._decided:
+        """Call ``hook`` while this opening of the gate is open and undecided (every
+        ``interval``, or back to back); it also ends when a hook swallowed the cancel
+        that closing the gate sent it, since the gate is no longer open by then."""
+
+        def still_open() -> bool:
+            return self._open.get(info.gate) is info and info.gate not in self._decided
+
+        while still_open():
             if interval is not None:
                 await workflow.sleep(interval, summary=f"{info.gate}: next poll")
-            if info.gate not in self._decided:
+            if still_open():
                 await hook(info)
+
+
+async def _stop_while_open(gate: str, poller: asyncio.Task[None]) -> None:
+    """Cancel the task of a gate's ``while_open`` hook and wait until it has ended
+    (before a continue-as-new: the next run's hook must not run beside it); its
+    outcome is judged by :func:`_while_open_ended`. A cancellation of the waiting task
+    itself is raised."""
+    poller.cancel()
+    try:
+        await poller
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:  # noqa: BLE001, S110 - judged by the done callback below
+        pass
+    _while_open_ended(gate, poller)
+
+
+def _while_open_ended(gate: str, task: asyncio.Task[None]) -> None:
+    """Read the outcome of a gate's cancelled ``while_open`` task (as its done callback
+    when the gate closes, as nothing waits for it there), so asyncio never logs "Task
+    exception was never retrieved": its cancellation (``CancelledError``, or the
+    ``ActivityError`` of its cancelled activity) is the expected end; any other error
+    is logged (the hook should have handled it), never raised."""
+    if not task.done() or task.cancelled():
+        return
+    err = task.exception()
+    if err is not None and not is_cancelled_exception(err):
+        workflow.logger.warning("the while-open hook of %s ended with an error: %s", gate, err)
 
 
 def history_full(budget: int = DEFAULT_HISTORY_BUDGET) -> bool:

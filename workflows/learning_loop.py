@@ -46,7 +46,7 @@ from workflows.llm import LlmWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.learning import LearningStore
     from activities.learning_scoring import grade_free_text
-    from models.common import GateDecision, Verdict
+    from models.common import GateDecision, Verdict, text_size_problem
     from models.learning import (
         OVERRIDE_GATE,
         BeginInput,
@@ -94,6 +94,10 @@ AUDIT_TAIL = 50  # audit entries carried into the next run
 ITEM_TEMPLATES_PATCH = "item-templates"
 """Patch id: item templates before LLM generation, LLM generation only when
 ``llm_item_generation`` is on, equivalent free-text answers not sent to the LLM."""
+SIGNING_RUN_PATCH = "learning-override-binds-run"
+"""Patch id: a signed teacher override may name the carried ``override_run_id`` (the
+run that accepted the previous override, or the loop's first run) as well as the
+current run; runs that replay without it take only the current run's, as they did."""
 SIGNED_OVERRIDES_PATCH = "learning-signed-overrides"
 """Patch id: each run loads the worker's GATE_SIGNERS at its start (not at its first
 test), and teacher overrides (async handlers) are authenticated like gate decisions:
@@ -166,6 +170,8 @@ class LearningLoopWorkflow(LlmWorkflow):
         super().__init__()
         # the carried state is set here, before any handler can run
         self._s: LearningState = state
+        if not state.override_run_id:  # a new loop, or carried by code before the field
+            state.override_run_id = workflow.info().run_id
         self._audit.extend(state.audit_tail)
         self.ledger = [LlmUsage.model_validate(u) for u in state.ledger]
         self.budget_usd = state.budget_usd
@@ -183,7 +189,8 @@ class LearningLoopWorkflow(LlmWorkflow):
             paused=s.paused, round=s.round, max_rounds=s.config.max_rounds,
             mastery_threshold=s.config.mastery_threshold, kcs=list(s.kcs),
             open_test=self._open_test(), last_remediation=s.last_remediation,
-            teachers=list(s.config.teachers), override_number=s.override_number)
+            teachers=list(s.config.teachers), override_number=s.override_number,
+            override_run_id=s.override_run_id)
 
     @workflow.query(name="open_test")
     def open_test(self) -> OpenTest | None:
@@ -531,10 +538,16 @@ class LearningLoopWorkflow(LlmWorkflow):
         return super().decision_problem(decision)
 
     # -- teacher overrides -----------------------------------------------------
-    def _override_problem(self, actor: str, kc: str | None = None) -> str | None:
+    def _override_problem(self, req: TeacherOverride, kc: str | None = None) -> str | None:
         """Why an override cannot be taken now (validators; who the actor really is,
         :meth:`_authenticate_override`'s question, is checked in the handler, so a
-        refusal is audited)."""
+        refusal is audited): a ``reason`` over ``MAX_GATE_TEXT_BYTES`` (refused with
+        its size, before the update and its text reach the history, as a gate comment
+        sent by update is), an actor who is not a teacher, an unknown ``kc``."""
+        too_large = text_size_problem("reason", req.reason)
+        if too_large:
+            return too_large
+        actor = req.actor
         s = self._state
         if not principal_allowed(actor, s.config.teachers):
             return f"{actor!r} may not override (teachers: {', '.join(s.config.teachers)})"
@@ -547,8 +560,9 @@ class LearningLoopWorkflow(LlmWorkflow):
 
     async def _authenticate_override(self, kind: str, req: TeacherOverride) -> None:
         """Take the override's number, or refuse it: with GATE_SIGNERS on the worker an
-        override must be signed by an allowed key as ``key:<principal>``, for this run
-        and the loop's next override number (:data:`~models.learning.OVERRIDE_GATE`,
+        override must be signed by an allowed key as ``key:<principal>``, for the loop's
+        ``override_run_id`` (kept across continue-as-new) or the current run, and the
+        loop's next override number (:data:`~models.learning.OVERRIDE_GATE`,
         :meth:`GatedWorkflow.authentication_problem`); without them a plain name is
         taken, as before. Loads the signers first when this run has not yet.
 
@@ -560,6 +574,11 @@ class LearningLoopWorkflow(LlmWorkflow):
         if self._signers is None and workflow.patched(SIGNED_OVERRIDES_PATCH):
             await self._load_gate_signers()
         number = self._state.override_number + 1
+        run_id = workflow.info().run_id
+        bound = self._state.override_run_id
+        if (self.signatures_required and bound != run_id
+                and not workflow.patched(SIGNING_RUN_PATCH)):
+            bound = run_id
         if self.signatures_required and req.signature is None:
             source = self._signers.source if self._signers else "GATE_SIGNERS"
             problem = (f"teacher overrides must be signed ({source} is set on the worker):"
@@ -568,12 +587,13 @@ class LearningLoopWorkflow(LlmWorkflow):
             problem = self.authentication_problem(
                 actor=req.actor, signature=req.signature, gate=OVERRIDE_GATE,
                 opening=number, verdict=kind, comment=req.reason,
-                content=req.signed_content())
+                content=req.signed_content(), opened_run_id=bound)
         if problem:
             self.record("refused", f"{kind} refused: {problem}", actor=req.actor,
                         comment=audit_comment(req.reason))
             raise ApplicationError(problem, type="OverrideRefused", non_retryable=True)
         self._state.override_number = number
+        self._state.override_run_id = run_id
 
     @workflow.update(name="set_mastery")
     async def set_mastery(self, req: SetMastery) -> OverrideAck:
@@ -595,7 +615,7 @@ class LearningLoopWorkflow(LlmWorkflow):
 
     @set_mastery.validator
     def _validate_set_mastery(self, req: SetMastery) -> None:
-        if problem := self._override_problem(req.actor, req.kc):
+        if problem := self._override_problem(req, req.kc):
             raise ValueError(problem)
 
     @workflow.update(name="skip_kc")
@@ -609,7 +629,7 @@ class LearningLoopWorkflow(LlmWorkflow):
 
     @skip_kc.validator
     def _validate_skip(self, req: SkipKc) -> None:
-        if problem := self._override_problem(req.actor, req.kc):
+        if problem := self._override_problem(req, req.kc):
             raise ValueError(problem)
         if self._kc(req.kc).skipped:
             raise ValueError(f"{req.kc} is already skipped")
@@ -625,7 +645,7 @@ class LearningLoopWorkflow(LlmWorkflow):
 
     @pause.validator
     def _validate_pause(self, req: PauseResume) -> None:
-        if problem := self._override_problem(req.actor):
+        if problem := self._override_problem(req):
             raise ValueError(problem)
         if self._state.paused:
             raise ValueError("the loop is already paused")
@@ -641,7 +661,7 @@ class LearningLoopWorkflow(LlmWorkflow):
 
     @resume.validator
     def _validate_resume(self, req: PauseResume) -> None:
-        if problem := self._override_problem(req.actor):
+        if problem := self._override_problem(req):
             raise ValueError(problem)
         if not self._state.paused:
             raise ValueError("the loop is not paused")

@@ -54,9 +54,9 @@ with workflow.unsafe.imports_passed_through():
         SdlcPhase,
         SdlcResult,
         SdlcState,
-        excerpt,
     )
     from models.signatures import GITHUB_PREFIX
+    from models.text import excerpt
 
 # workflow.patched ID: a FAILED run removes its worktree before it ends (runs
 # recorded before this change end FAILED without that activity)
@@ -140,8 +140,8 @@ class SdlcWorkflow(LlmWorkflow):
                 self._state.feedback_rounds += 1
                 if self._state.round >= req.max_rounds:
                     await self.fail(
-                        f"spec not approved after {req.max_rounds} round(s); "
-                        f"last feedback: {decision.comment}")
+                        f"spec not approved after {req.max_rounds} round(s); last "
+                        f"feedback: {excerpt(decision.comment, FEEDBACK_EXCERPT_CHARS)}")
         except asyncio.CancelledError:
             await self._cleanup_on_cancel()
             raise
@@ -253,7 +253,8 @@ class SdlcWorkflow(LlmWorkflow):
                     f"{workflow.info().get_current_history_length()} history events")
         # bounded: the feedback and the decisions' comments as excerpts (every round's
         # feedback is committed in state.feedback_file)
-        audit = [entry.model_copy(update={"comment": excerpt(entry.comment)})
+        audit = [entry.model_copy(
+                     update={"comment": excerpt(entry.comment, FEEDBACK_EXCERPT_CHARS)})
                  if len(entry.comment) > FEEDBACK_EXCERPT_CHARS else entry
                  for entry in self.audit_log()]
         carry = SdlcCarry(state=self._state.excerpt().model_copy(update={"pending_gates": []}),

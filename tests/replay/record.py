@@ -19,6 +19,8 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from temporalio.client import Client, WorkflowExecutionStatus
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
@@ -29,6 +31,7 @@ from settings import Settings  # noqa: E402
 from temporal_plumbing.environments import start_local_env  # noqa: E402
 from tests.github_server import GitHubServer  # noqa: E402
 from worker import make_worker  # noqa: E402
+from workflows.analysis import AnalysisWorkflow  # noqa: E402
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE  # noqa: E402
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -493,6 +496,40 @@ async def record_analysis_by_reference(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_analysis_continue_as_new(workdir: Path) -> None:
+    """Analysis whose outline gate, revised six times by signal with a history budget
+    of 150 events, continues as new (patch ``analysis-gates-continue-as-new``): the
+    first run (ends continued as new) and the last (resumes at the gate, finishes)."""
+    from cli.analysis import analysis_request, start_analysis
+    from tests.workflows.analysis_harness import FIXTURES, decision
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", llm_provider="offline")
+    try:
+        async with make_worker(env.client, settings):
+            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                                   title="German market entry continued",
+                                   sources=[str(FIXTURES / "german-e-invoicing.md")],
+                                   history_budget=150)
+            handle = await start_analysis(env.client, settings, req)
+            rounds = [decision("outline", Verdict.REVISE, f"round {n}") for n in range(6)]
+            while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                for gate in await handle.query(AnalysisWorkflow.pending_gates):
+                    await handle.signal(GATE_SIGNAL, rounds.pop(0) if gate.gate == "outline"
+                                        and rounds else decision(gate.gate))
+                    await asyncio.sleep(0.3)
+                await asyncio.sleep(0.1)
+            await handle.result()
+            first = await env.client.get_workflow_handle(
+                handle.id, run_id=handle.first_execution_run_id).fetch_history()
+            last = await handle.fetch_history()
+        assert first.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+        save("analysis_continue_as_new_first_run.json", first.to_json())
+        save("analysis_continue_as_new_last_run.json", last.to_json())
+    finally:
+        await env.shutdown()
+
+
 TEMPLATED_CURRICULUM = {
     "id": "sums", "title": "Sums", "knowledge_components": [{
         "id": "like-sums", "name": "Adding fractions with like denominators",
@@ -778,7 +815,158 @@ async def record_learning_signed_overrides(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def save_chain_runs(client: Client, workflow_id: str, first_run_id: str,
+                          prefix: str) -> None:
+    """Save every run of a chain, first run first (following each run's
+    continued-as-new event), as ``<prefix>_run_<n>.json`` with the workflow ID (signed
+    decisions are bound to it)."""
+    run_id, number = first_run_id, 0
+    while run_id:
+        number += 1
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        save(f"{prefix}_run_{number}.json", json.dumps(
+            {**json.loads(history.to_json()), "workflowId": workflow_id}))
+        last = history.events[-1]
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+
+
+def reviewer_key_file(workdir: Path, name: str):
+    """A new ed25519 key of ``name`` in OpenSSH form under ``workdir`` and its
+    allowed_signers file: (ReviewerKey, allowed_signers path)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    from cli.keys import ReviewerKey
+    from models.signatures import public_key_line
+
+    private = Ed25519PrivateKey.generate()
+    path = workdir / f"{name}_key"
+    path.write_bytes(private.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH,
+                                           NoEncryption()))
+    path.chmod(0o600)
+    public = public_key_line(private.public_key().public_bytes_raw())
+    allowed = workdir / f"allowed_signers_{name}"
+    allowed.write_text(f"{name} {public}\n")
+    return ReviewerKey(public, f"--key {path}", private_path=path), allowed
+
+
+async def record_sdlc_signed_continue_as_new(workdir: Path) -> None:
+    """SDLC with GATE_SIGNERS and a history budget of 100 events (patch
+    ``signature-binds-opening-run``): alice signs an approval of GATE_1 as the CLI does
+    (for the run the gate opened in); refused signals fill the history, the run
+    continues as new with the gate open, and the decision, sent to the next run, is
+    taken. Saves both runs."""
+    from cli.gates import signing_run_id
+    from cli.keys import signed_decision
+    from models.signatures import GateSigners
+    from workflows.gates import SIGNERS_QUERY
+
+    repo = workdir / "replay-repo"
+    new_repository(repo)
+    alice, allowed = reviewer_key_file(workdir, "alice")
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-scan",
+                        workstream_trust_spec_tools=True, gate_signers=allowed)
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_sdlc(env.client, settings, feature_request(
+                settings, title="Add CSV export", description="Export as CSV.",
+                repo_path=str(repo), reviewers=["key:alice"], history_budget=100))
+            while not (gates := await handle.query("pending_gates",
+                                                   result_type=list[GateInfo])):
+                await asyncio.sleep(0.05)
+            first_run = (await handle.describe()).run_id
+            signers = await handle.query(SIGNERS_QUERY, result_type=GateSigners)
+            decision = signed_decision(
+                workflow_id=handle.id, run_id=await signing_run_id(handle, gates[0]),
+                gate=gates[0], verdict=Verdict.APPROVE, comment="ok", content=None,
+                keys=[alice], signers=signers, actor=None)
+            latest = env.client.get_workflow_handle(handle.id)
+            n = 0
+            while (await latest.describe()).run_id == first_run:
+                await latest.signal("gate_decison", {"n": n})
+                n += 1
+            while not await latest.query("pending_gates", result_type=list[GateInfo]):
+                await asyncio.sleep(0.05)
+            await latest.execute_update(GATE_UPDATE, decision)
+            await latest.result()
+            await save_chain_runs(env.client, handle.id, first_run,
+                                  "sdlc_signed_continue_as_new")
+    finally:
+        await env.shutdown()
+
+
+async def record_learning_signed_continue_as_new(workdir: Path) -> None:
+    """Learning loop with GATE_SIGNERS, two rounds (patch ``learning-override-binds-
+    run``): alice signs a ``set_mastery`` as the CLI does while round 1's test is open;
+    round 1 is answered, the loop continues as new, and the override, sent to round 2's
+    run, is taken; then round 2 is answered. Saves both runs."""
+    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.learning_db import LearningDatabase
+    from cli.keys import signed_override
+    from cli.learning import learning_config, start_learning
+    from models.learning import Answer, LearningProgress, OpenTest, SetMastery, SubmitAnswers
+    from models.signatures import GateSigners
+    from workflows.gates import SIGNERS_QUERY
+    from workflows.learning_loop import SUBMIT_ANSWERS
+
+    url = f"sqlite:///{workdir / 'learning-scan.db'}"
+    db = LearningDatabase(url)
+    spec, sha = read_curriculum(ROOT / "curricula" / "fractions.yaml")
+    with db.session() as session:
+        import_curriculum(session, spec, sha)
+    db.dispose()
+    alice, allowed = reviewer_key_file(workdir, "alice")
+    env = await start_local_env()
+    settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-lscan",
+                        database_url=url, gate_signers=allowed)
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_learning(env.client, settings, learning_config(
+                settings, student="replay-scan", curriculum="fractions", max_rounds=2,
+                items_per_test=3, teachers=["alice"]))
+            latest = env.client.get_workflow_handle(handle.id)
+            while (test := await latest.query("open_test",
+                                              result_type=OpenTest | None)) is None:
+                await asyncio.sleep(0.05)
+            first_run = (await latest.describe()).run_id
+            progress = await latest.query("state", result_type=LearningProgress)
+            signers = await latest.query(SIGNERS_QUERY, result_type=GateSigners)
+            mastery = SetMastery(kc=test.kc, mastery=0.5, reason="checked")
+            principal, signature = signed_override(
+                workflow_id=handle.id, run_id=progress.override_run_id,
+                number=progress.override_number + 1, kind="set_mastery",
+                reason=mastery.reason, content=mastery.signed_content(), keys=[alice],
+                signers=signers, teachers=progress.teachers, actor=None)
+            await latest.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+                Answer(item=i.id, answer="1/2") for i in test.items]))
+            while True:
+                try:
+                    second = await latest.query("open_test", result_type=OpenTest | None,
+                                                rpc_timeout=timedelta(seconds=3))
+                except Exception:  # noqa: BLE001 - asked as the run continued as new
+                    second = None
+                if second is not None and second.test_id != test.test_id:
+                    break
+                await asyncio.sleep(0.05)
+            await latest.execute_update("set_mastery", mastery.model_copy(
+                update={"actor": principal, "signature": signature}))
+            await latest.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+                Answer(item=i.id, answer="1/2") for i in second.items]))
+            await latest.result()
+            await save_chain_runs(env.client, handle.id, first_run,
+                                  "learning_loop_signed_continue_as_new")
+    finally:
+        await env.shutdown()
+
+
 SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
+             "sdlc_signed_continue_as_new": record_sdlc_signed_continue_as_new,
+             "learning_signed_continue_as_new": record_learning_signed_continue_as_new,
              "learning_signed_overrides": record_learning_signed_overrides,
              "sdlc_gate_inbox": record_sdlc_gate_inbox,
              "sdlc_github": record_sdlc_github,
@@ -788,6 +976,7 @@ SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
              "workstream_user_steps": record_workstream_user_steps,
              "analysis_grounded": record_analysis_grounded,
              "analysis_by_reference": record_analysis_by_reference,
+             "analysis_continue_as_new": record_analysis_continue_as_new,
              "learning_templates": record_learning_templates,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,
              "workstream_admission": record_workstream_admission, "faults": record_faults,

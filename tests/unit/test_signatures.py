@@ -158,3 +158,20 @@ def test_signature_problem_refuses_each_attack():
     forged = good["signature"].model_copy(update={"opening": 3})
     assert "does not match" in c.problem({**good, "signature": forged}, opening=3)
     assert "actor is key:" in c.problem({**good, "actor": "alice"})
+
+
+def test_a_signature_may_name_the_run_the_gate_opened_in_or_the_current_one():
+    """A gate carried over continue-as-new: opened in r1, now in r2."""
+    c = Case()
+    for_opening_run, for_current_run = c.signed(c.alice), c.signed(c.alice, run_id="r2")
+    assert c.problem(for_opening_run, run_id="r2", opened_run_id="r1") is None
+    assert c.problem(for_current_run, run_id="r2", opened_run_id="r1") is None
+    assert "replayed" in c.problem(for_opening_run, run_id="r2", opened_run_id="r0")
+    assert "replayed" in c.problem(for_opening_run, run_id="r2", opened_run_id="r1",
+                                   opening=3)
+    assert "replayed" in c.problem(for_opening_run, workflow_id="wf-2", run_id="r2",
+                                   opened_run_id="r1")
+    # the signed run is part of the signed text: naming another run breaks it
+    moved = for_opening_run["signature"].model_copy(update={"run_id": "r2"})
+    assert "does not match" in c.problem({**for_opening_run, "signature": moved},
+                                         run_id="r2", opened_run_id="r1")

@@ -187,3 +187,68 @@ async def test_without_signers_gates_say_anyone_decides_and_key_names_are_refuse
     assert result.phase == SdlcPhase.DONE
     assert any(e.kind == "gate_signers" and "not authenticated" in e.detail
                for e in result.audit)
+
+
+async def new_run(handle: WorkflowHandle, than: str) -> str:
+    """The run ID of ``handle`` once it is no longer ``than`` (it continued as new)."""
+    for _ in range(400):
+        run_id = (await handle.describe()).run_id
+        if run_id != than:
+            return run_id
+        await asyncio.sleep(0.05)
+    raise AssertionError("the run never continued as new")
+
+
+async def test_a_decision_signed_before_a_continue_as_new_is_taken_once(
+        ts_env, task_queue, signed_worker, keys):
+    """alice signs a revise at GATE_1 as the CLI does; the run then continues as new
+    (refused signals fill its history past its budget) before the decision arrives:
+    it is taken once, since the gate opening is the same; sent again at the next
+    opening it is a replay, and so it is on a new run of the same workflow ID (another
+    chain), and so is a decision signed for another gate."""
+    handle = await start(ts_env, task_queue, history_budget=100)
+    gate = await gate_open(handle)
+    first_run = (await handle.describe()).run_id
+    assert gate.signing_run_id == first_run and gate.opening == 1
+    signers = await handle.query(SIGNERS_QUERY, result_type=GateSigners)
+
+    def cli_signed(at: GateInfo, verdict: Verdict, comment: str) -> GateDecision:
+        return signed_decision(workflow_id=handle.id, run_id=at.signing_run_id, gate=at,
+                               verdict=verdict, comment=comment, content=None,
+                               keys=[keys["alice"]], signers=signers, actor=None)
+
+    revise = cli_signed(gate, Verdict.REVISE, "add limits")
+    other_gate = cli_signed(gate.model_copy(update={"gate": "GATE_2"}), Verdict.REVISE,
+                            "add limits").model_copy(update={"gate": GATE_1})
+    for n in range(40):  # refused signals fill the history past its budget
+        await handle.signal("gate_decison", {"n": n})
+    second_run = await new_run(handle, first_run)
+    carried = await gate_open(handle)
+    assert (carried.opening, carried.signing_run_id) == (1, first_run)
+
+    await refused_by_update(handle, other_gate, "does not match")
+    await handle.execute_update(GATE_UPDATE, revise)  # taken in the next run
+    for _ in range(200):
+        round_2 = await gate_open(handle)
+        if round_2.opening == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert round_2.signing_run_id == second_run  # opened in this run
+    await refused_by_update(handle, revise, f"replayed: the decision was signed for "
+                            f"{handle.id} run {first_run}")
+    await handle.execute_update(GATE_UPDATE, cli_signed(round_2, Verdict.APPROVE, "ok"))
+    result = SdlcResult.model_validate(await handle.result())
+    assert result.phase == SdlcPhase.DONE and result.rounds == 2
+    assert "continued_as_new" in [e.kind for e in result.audit]
+    assert [(e.actor, e.detail) for e in result.audit if e.kind == "decision"] == [
+        ("key:alice", "GATE_1: revise (via update)"),
+        ("key:alice", "GATE_1: approve (via update)")]
+
+    # the same workflow ID started again is another chain: its GATE_1 opening 1 is
+    # not the one alice signed for
+    again = await ts_env.client.start_workflow(
+        SdlcWorkflow.run, request(reviewers=["key:alice"]), id=handle.id,
+        task_queue=task_queue)
+    await gate_open(again)
+    await refused_by_update(again, revise, f"signed for {handle.id} run {first_run}")
+    await again.terminate()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
-from cli.keys import ReviewerKey, sign_bytes
+from cli.keys import ReviewerKey, sign_bytes, signed_override
 from cli.learning import learning_config, send_override, start_learning
 from models.common import AuditEntry
 from models.learning import (
@@ -19,6 +19,7 @@ from models.learning import (
     LearningProgress,
     PauseResume,
     SetMastery,
+    SubmitAnswers,
     TeacherOverride,
 )
 from models.signatures import DecisionSignature, decision_message
@@ -26,7 +27,7 @@ from tests.learning_support import imported_database, learning_settings
 from tests.workflows.test_gate_signatures import make_key
 from tests.workflows.test_learning_loop import student, wait_for_test
 from worker import make_worker
-from workflows.learning_loop import LearningLoopWorkflow
+from workflows.learning_loop import SUBMIT_ANSWERS, LearningLoopWorkflow
 
 
 def forged(handle_id: str, run_id: str, number: int, kind: str, override: TeacherOverride,
@@ -118,6 +119,9 @@ async def test_without_signers_overrides_take_a_plain_name(ts_env, task_queue, t
         started = await start_learning(ts_env.client, settings, config)
         handle = ts_env.client.get_workflow_handle(started.id)
         await wait_for_test(handle)
+        # a reason over 64 KiB is refused with its size before it reaches the history
+        await refused(handle, "pause", PauseResume(actor="ms-lee", reason="x" * 70_000),
+                      r"the reason is 70,000 bytes, over the limit of 65,536 bytes \(64 KiB\)")
         await send_override(handle, "pause", LearningLoopWorkflow.pause, PauseResume(),
                             "ms-lee", None)
         with pytest.raises(WorkflowUpdateFailedError):
@@ -125,12 +129,60 @@ async def test_without_signers_overrides_take_a_plain_name(ts_env, task_queue, t
         await send_override(handle, "resume", LearningLoopWorkflow.resume, PauseResume(),
                             "ms-lee", None)
         audit = await handle.query("audit_log", result_type=list[AuditEntry])
+        history = await handle.fetch_history()
         await handle.terminate()
     assert [(e.kind, e.actor) for e in audit if e.kind in ("paused", "resumed", "refused")] \
         == [("paused", "ms-lee"), ("refused", "key:ms-lee"), ("resumed", "ms-lee")]
+    # payloads are base64 in the history's JSON: "xxx" is "eHh4"
+    assert "eHh4" * 100 not in history.to_json()
 
 
 def test_the_override_parameters_are_what_is_signed(tmp_path: Path):
     a = SetMastery(kc="k", mastery=0.5, actor="key:x", reason="r")
     assert a.signed_content() == '{"kc":"k","mastery":0.5}'
     assert PauseResume(actor="x").signed_content() is None
+
+
+async def test_an_override_signed_before_the_round_ends_is_taken_once_in_the_next_run(
+        ts_env, task_queue, tmp_path):
+    """alice signs a set_mastery as the CLI does while round 1's test is open; the round ends
+    and the loop continues as new before the override arrives: it is taken once (the
+    loop's override number and the run it names are carried), and refused as a replay
+    when sent again."""
+    url = f"sqlite:///{tmp_path / 'learning.db'}"
+    imported_database(url).dispose()
+    alice = make_key(tmp_path, "alice")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"alice {alice.public}\n")
+    settings = learning_settings(tmp_path, task_queue, url).model_copy(
+        update={"gate_signers": allowed})
+    config = learning_config(settings, student=student(), curriculum="fractions",
+                             max_rounds=5, teachers=["alice"])
+    async with make_worker(ts_env.client, settings):
+        started = await start_learning(ts_env.client, settings, config)
+        handle = ts_env.client.get_workflow_handle(started.id)
+        test = await wait_for_test(handle)
+        first_run = (await handle.describe()).run_id
+        progress = await handle.query(LearningLoopWorkflow.state)
+        assert progress.override_run_id == first_run
+        signers = await handle.query(LearningLoopWorkflow.gate_signers)
+        mastery = SetMastery(kc=test.kc, mastery=0.5, reason="checked in class")
+        principal, signature = signed_override(
+            workflow_id=handle.id, run_id=progress.override_run_id,
+            number=progress.override_number + 1, kind="set_mastery", reason=mastery.reason,
+            content=mastery.signed_content(), keys=[alice], signers=signers,
+            teachers=progress.teachers, actor=None)
+        mastery = mastery.model_copy(update={"actor": principal, "signature": signature})
+        await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(finish=True))
+        await wait_for_test(handle, previous=test.test_id)
+        assert (await handle.describe()).run_id != first_run  # continued as new
+        ack = await handle.execute_update(LearningLoopWorkflow.set_mastery, mastery)
+        assert "0.500" in ack.detail
+        await refused(handle, "set_mastery", mastery, "replayed")
+        progress = await handle.query(LearningLoopWorkflow.state)
+        audit = await handle.query("audit_log", result_type=list[AuditEntry])
+        await handle.terminate()
+    assert progress.override_number == 1
+    assert progress.override_run_id == (await handle.describe()).run_id  # took it
+    assert [(e.kind, e.actor) for e in audit if e.kind in ("override", "refused")] == [
+        ("override", "key:alice"), ("refused", "key:alice")]

@@ -159,14 +159,18 @@ async def test_reject_then_revise_then_approve_passes_feedback(ts_env, task_queu
 
 async def test_round_limit_ends_failed_with_reason(ts_env, task_queue, fakes, worker):
     handle = await start(ts_env, task_queue, request(max_rounds=2))
-    for _ in range(2):
+    long_feedback = "still vague. " * 3000  # 39 KB, within the 64 KiB a comment may have
+    for comment in ("too short", long_feedback):
         await gate_open(handle)
-        await decide(handle, Verdict.REJECT, "still vague")
+        await decide(handle, Verdict.REJECT, comment)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
-    assert "not approved after 2 round(s)" in str(failure.value.cause)
+    message = str(failure.value.cause)
+    assert "not approved after 2 round(s); last feedback: still vague." in message
+    # the reason holds an excerpt of the feedback, not all of it
+    assert len(message) < 1000 and "[39,000 characters in all]" in message, message
     state = await handle.query("state", result_type=SdlcState)
-    assert state.phase == SdlcPhase.FAILED and "still vague" in state.failure_reason
+    assert state.phase == SdlcPhase.FAILED and state.failure_reason in message
     assert fakes.labels[-1] == "FAILED"
 
 
