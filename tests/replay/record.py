@@ -19,7 +19,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -31,6 +31,7 @@ from settings import Settings  # noqa: E402
 from temporal_plumbing.environments import start_local_env  # noqa: E402
 from tests.github_server import GitHubServer  # noqa: E402
 from worker import make_worker  # noqa: E402
+from workflows.analysis import AnalysisWorkflow  # noqa: E402
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE  # noqa: E402
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -495,6 +496,40 @@ async def record_analysis_by_reference(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_analysis_continue_as_new(workdir: Path) -> None:
+    """Analysis whose outline gate, revised six times by signal with a history budget
+    of 150 events, continues as new (patch ``analysis-gates-continue-as-new``): the
+    first run (ends continued as new) and the last (resumes at the gate, finishes)."""
+    from cli.analysis import analysis_request, start_analysis
+    from tests.workflows.analysis_harness import FIXTURES, decision
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", llm_provider="offline")
+    try:
+        async with make_worker(env.client, settings):
+            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                                   title="German market entry continued",
+                                   sources=[str(FIXTURES / "german-e-invoicing.md")],
+                                   history_budget=150)
+            handle = await start_analysis(env.client, settings, req)
+            rounds = [decision("outline", Verdict.REVISE, f"round {n}") for n in range(6)]
+            while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                for gate in await handle.query(AnalysisWorkflow.pending_gates):
+                    await handle.signal(GATE_SIGNAL, rounds.pop(0) if gate.gate == "outline"
+                                        and rounds else decision(gate.gate))
+                    await asyncio.sleep(0.3)
+                await asyncio.sleep(0.1)
+            await handle.result()
+            first = await env.client.get_workflow_handle(
+                handle.id, run_id=handle.first_execution_run_id).fetch_history()
+            last = await handle.fetch_history()
+        assert first.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+        save("analysis_continue_as_new_first_run.json", first.to_json())
+        save("analysis_continue_as_new_last_run.json", last.to_json())
+    finally:
+        await env.shutdown()
+
+
 TEMPLATED_CURRICULUM = {
     "id": "sums", "title": "Sums", "knowledge_components": [{
         "id": "like-sums", "name": "Adding fractions with like denominators",
@@ -941,6 +976,7 @@ SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
              "workstream_user_steps": record_workstream_user_steps,
              "analysis_grounded": record_analysis_grounded,
              "analysis_by_reference": record_analysis_by_reference,
+             "analysis_continue_as_new": record_analysis_continue_as_new,
              "learning_templates": record_learning_templates,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,
              "workstream_admission": record_workstream_admission, "faults": record_faults,
