@@ -139,7 +139,7 @@ async def record_learning(workdir: Path) -> None:
     """Learning loop: two rounds (the first answered partly wrong, so it remediates),
     an override, items generated through the LLM layer in round 2 (the bank runs
     short), then the round limit; saves both runs (continue-as-new between them)."""
-    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.curriculum import import_curriculum_file
     from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, start_learning
     from models.learning import Answer, OpenTest, SetMastery, SubmitAnswers
@@ -147,9 +147,7 @@ async def record_learning(workdir: Path) -> None:
 
     url = f"sqlite:///{workdir / 'learning.db'}"
     db = LearningDatabase(url)
-    spec, sha = read_curriculum(ROOT / "curricula" / "fractions.yaml")
-    with db.session() as session:
-        import_curriculum(session, spec, sha)
+    import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
     db.dispose()
     env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
@@ -549,7 +547,7 @@ async def record_learning_templates(workdir: Path) -> None:
     equivalent without the LLM grader, the round limit."""
     import json
 
-    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.curriculum import import_curriculum_file
     from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, start_learning
     from models.learning import Answer, OpenTest, SubmitAnswers
@@ -559,9 +557,7 @@ async def record_learning_templates(workdir: Path) -> None:
     path.write_text(json.dumps(TEMPLATED_CURRICULUM))
     url = f"sqlite:///{workdir / 'learning.db'}"
     db = LearningDatabase(url)
-    spec, sha = read_curriculum(path)
-    with db.session() as session:
-        import_curriculum(session, spec, sha)
+    import_curriculum_file(db, path)
     db.dispose()
     env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
@@ -767,7 +763,7 @@ async def record_learning_signed_overrides(workdir: Path) -> None:
         PrivateFormat,
     )
 
-    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.curriculum import import_curriculum_file
     from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, send_override, start_learning
     from models.learning import Answer, OpenTest, PauseResume, SetMastery, SubmitAnswers
@@ -776,9 +772,7 @@ async def record_learning_signed_overrides(workdir: Path) -> None:
 
     url = f"sqlite:///{workdir / 'learning-signed.db'}"
     db = LearningDatabase(url)
-    spec, sha = read_curriculum(ROOT / "curricula" / "fractions.yaml")
-    with db.session() as session:
-        import_curriculum(session, spec, sha)
+    import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
     db.dispose()
     alice = Ed25519PrivateKey.generate()
     key_file = workdir / "alice_key"
@@ -905,7 +899,7 @@ async def record_learning_signed_continue_as_new(workdir: Path) -> None:
     run``): alice signs a ``set_mastery`` as the CLI does while round 1's test is open;
     round 1 is answered, the loop continues as new, and the override, sent to round 2's
     run, is taken; then round 2 is answered. Saves both runs."""
-    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.curriculum import import_curriculum_file
     from activities.learning_db import LearningDatabase
     from cli.keys import signed_override
     from cli.learning import learning_config, start_learning
@@ -916,9 +910,7 @@ async def record_learning_signed_continue_as_new(workdir: Path) -> None:
 
     url = f"sqlite:///{workdir / 'learning-scan.db'}"
     db = LearningDatabase(url)
-    spec, sha = read_curriculum(ROOT / "curricula" / "fractions.yaml")
-    with db.session() as session:
-        import_curriculum(session, spec, sha)
+    import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
     db.dispose()
     alice, allowed = reviewer_key_file(workdir, "alice")
     env = await start_local_env()
