@@ -15,6 +15,12 @@ PARSE (language, synthesizer scores by LLM with a keyword fallback, template)
 
 Each enforced check that fails has its generating step redone once with the
 error; a second failure ends the run FAILED with the reason.
+
+Private data stays out of history: source texts are written to the artifact store
+when loaded and travel as references (LLM calls get them as ``documents``), the
+citation-support check runs in an activity, and revise feedback at the proposal and
+outline gates is kept in a file per round. A run waiting at a gate continues as new
+when its history is full, carrying its state (``AnalysisCarry``).
 """
 
 from __future__ import annotations
@@ -100,9 +106,6 @@ SOURCES_REVIEW_PATCH = "sources-gate-reviews-added-sources"
 """Patch id: documents added at the sources gate are loaded and the gate opens
 again, listing them, so the reviewer sees what was added before proceeding (runs
 recorded before this went on at once)."""
-
-
-failure_text = failure_message  # the one helper of workflows.gates
 
 
 @workflow.defn(name="AnalysisWorkflow")
@@ -394,7 +397,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 summary="score the synthesizers")
         except ActivityError as err:
             text = self._req.problem + "\n" + clarifications
-            self.record("fallback", f"LLM scoring failed ({failure_text(err)}); "
+            self.record("fallback", f"LLM scoring failed ({failure_message(err)}); "
                         "keyword scores used")
             self._state.scoring = "keywords"
             return checks.keyword_scores(text, cat), None
@@ -461,7 +464,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 except ActivityError as err:
                     if is_cancelled_exception(err):
                         raise
-                    self.record("sources_refused", failure_text(err), actor=decision.actor)
+                    self.record("sources_refused", failure_message(err), actor=decision.actor)
                     continue
                 if workflow.patched(SOURCES_REVIEW_PATCH):
                     self._added = self._registry[before:]  # the gate opens again to review
@@ -508,7 +511,7 @@ class AnalysisWorkflow(LlmWorkflow):
             assert resp.data is not None
             questions = [str(q) for q in resp.data["questions"]]
         except ActivityError as err:
-            self.record("fallback", f"question generation failed ({failure_text(err)})")
+            self.record("fallback", f"question generation failed ({failure_message(err)})")
             questions = [f"Is this mainly about {cat.synthesizers[first].description}, or "
                          f"about {cat.synthesizers[second].description}?"]
         self._state.questions = questions
@@ -594,7 +597,7 @@ class AnalysisWorkflow(LlmWorkflow):
                                                                self._req.max_source_chars)}),
                     summary=f"analyst {aid}")
             except ActivityError as err:
-                return failure_text(err)
+                return failure_message(err)
             output, problems = checks.validate_analyst_output(
                 aid, resp.text, cat.analyst_frontmatter, self._loaded())
             if output is not None:
@@ -745,7 +748,7 @@ class AnalysisWorkflow(LlmWorkflow):
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
-            self.record("search_failed", f"{point.id}: {failure_text(err)}")
+            self.record("search_failed", f"{point.id}: {failure_message(err)}")
             return []
         ids = []
         for r in results:
@@ -908,7 +911,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 output_schema=checks.JUDGE_SCHEMA, **prompt),  # type: ignore[arg-type]
                 summary=f"judge {n} citation(s) of {what}")
         except ActivityError as err:
-            self.record("fallback", f"citation judge failed ({failure_text(err)}); the "
+            self.record("fallback", f"citation judge failed ({failure_message(err)}); the "
                         "lexical check stands")
             return None
         assert resp.data is not None
