@@ -423,6 +423,13 @@ class AnalysisResult(BaseModel):
     audit: list[AuditEntry] = Field(default_factory=list)
 
 
+CARRIED_COMMENT_CHARS = 500
+"""Characters of each audit entry's comment an analysis carries over continue-as-new
+(longer ones become an excerpt that gives the full length): the next run's input
+stays small however many rounds were revised; the full revise comments are in the
+feedback files."""
+
+
 class AnalysisCarry(BaseModel):
     """What an AnalysisWorkflow run waiting at a gate carries over continue-as-new.
 
@@ -430,7 +437,8 @@ class AnalysisCarry(BaseModel):
         state: the run's state; its ``phase`` (SOURCES, CLARIFY, PROPOSE or OUTLINE)
             says where the next run resumes.
         gate: the open gate, reopened as it was (opened_at, expiry, reminders).
-        audit: the audit log so far (every transition and decision).
+        audit: the audit log so far (every transition and decision), each comment
+            cut to CARRIED_COMMENT_CHARS.
         ledger: the LLM usage so far; budget_usd: the budget, as raised at the
             budget gate.
         registry: the sources loaded so far (texts by reference).

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.web_search import WebSearchActivities
     from models.analysis import (
+        CARRIED_COMMENT_CHARS,
         CLARIFY_GATE,
         OUTLINE_GATE,
         PROPOSAL_GATE,
@@ -75,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.common import ArtifactRef, GateDecision, GateInfo, Verdict
     from models.llm import DocumentRef, LlmRequest
+    from models.text import excerpt
     from workflows import analysis_checks as checks
 
 NONE = "(none)"
@@ -308,7 +310,11 @@ class AnalysisWorkflow(LlmWorkflow):
                     f"{workflow.info().get_current_history_length()} history events")
         carry = AnalysisCarry(
             state=self._state.model_copy(update={"pending_gates": []}), gate=gate,
-            audit=self.audit_log(), ledger=list(self.ledger), budget_usd=self.budget_usd,
+            audit=[e.model_copy(update={"comment": excerpt(e.comment, CARRIED_COMMENT_CHARS)})
+                   if len(e.comment) > CARRIED_COMMENT_CHARS  # once: an excerpt stays as is
+                   and not e.comment.endswith(" characters in all]") else e
+                   for e in self.audit_log()],
+            ledger=list(self.ledger), budget_usd=self.budget_usd,
             registry=list(self._registry), source_need_reason=self._source_need_reason,
             suggested_analysts=list(self._suggested_analysts),
             added=[s.id for s in self._added], integration=self._integration,

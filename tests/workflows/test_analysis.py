@@ -590,7 +590,9 @@ async def test_a_long_open_gate_continues_as_new_and_finishes(run_analysis, llm)
     feedback file and the open gate; no run grows past the budget while it waits,
     and the last one ends with the report."""
     llm.hooks = {"analysis_parse": STRATEGY}
-    rounds = [decision("outline", Verdict.REVISE, f"round {n}: shorter") for n in range(12)]
+    long = "round 0: shorter " + "and name the 2028 deadline " * 100  # ~2.7 KB
+    rounds = [decision("outline", Verdict.REVISE, long if n == 0 else f"round {n}: shorter")
+              for n in range(12)]
 
     async def by_signal(handle, gate):
         # decided by signal: a signal that arrives while the run continues as new is
@@ -612,9 +614,12 @@ async def test_a_long_open_gate_continues_as_new_and_finishes(run_analysis, llm)
     assert sum(e.kind == "continued_as_new" for e in log) == len(runs) - 1
     outline_decisions = [e for e in log if e.kind == "decision" and "outline" in e.detail]
     assert len(outline_decisions) == 13  # every decision of every run, in order
-    assert [e.comment for e in outline_decisions[:12]] == [f"round {n}: shorter"
-                                                          for n in range(12)]
+    assert [e.comment for e in outline_decisions[1:12]] == [f"round {n}: shorter"
+                                                           for n in range(1, 12)]
+    # carried comments are excerpts (the input of the next run stays small) ...
+    assert outline_decisions[0].comment.endswith(f"[{len(long):,} characters in all]")
     feedback = llm.phase_calls("analysis_outline")[-1].variables["feedback"]
+    assert long in feedback  # ... the feedback file keeps every comment whole
     assert all(f"round {n}: shorter" in feedback for n in range(12))
     ledger = await handle.query("llm_ledger", result_type=LlmLedger)
     assert {p.phase: p.calls for p in ledger.by_phase}["analysis_outline"] == 13
