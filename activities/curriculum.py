@@ -19,7 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.item_templates import TemplateError, draw, item_problem
-from activities.learning_db import Curriculum, Item, KcPrerequisite, KnowledgeComponent, utcnow
+from activities.learning_db import (
+    Curriculum,
+    Item,
+    KcPrerequisite,
+    KnowledgeComponent,
+    LearningDatabase,
+    utcnow,
+)
 from activities.learning_scoring import parse_number
 from models.graph import find_cycle
 from models.learning import (
@@ -223,6 +230,23 @@ def read_curriculum(path: Path) -> tuple[CurriculumSpec, str]:
         raise CurriculumError(str(path), [f"not valid {path.suffix.lstrip('.').upper() or 'YAML'}"
                                           f": {err}".replace("\n", " ")]) from None
     return parse_curriculum(data, str(path)), hashlib.sha256(raw).hexdigest()
+
+
+def import_curriculum_file(db: LearningDatabase, path: Path
+                           ) -> tuple[CurriculumSpec, dict[str, int]]:
+    """Read and validate the curriculum file at ``path``, then import it into ``db``
+    in one transaction (see :func:`read_curriculum`, :func:`import_curriculum`).
+
+    Returns:
+        The curriculum and the counts of :func:`import_curriculum`.
+
+    Raises:
+        CurriculumError: the file is missing, unparsable or invalid; nothing is written.
+    """
+    spec, sha256 = read_curriculum(path)
+    with db.session() as session:
+        counts = import_curriculum(session, spec, sha256)
+    return spec, counts
 
 
 def import_curriculum(session: Session, spec: CurriculumSpec, sha256: str) -> dict[str, int]:

@@ -2,8 +2,10 @@
 whether a sentence is supported by a source.
 
 Pure, deterministic functions (no I/O, no clock): the offline LLM provider ranks
-passages with them, and AnalysisWorkflow's citation check (inside workflow code)
-scores support with them, so both sides agree on what "supported" means.
+passages with them, and the analysis citation-support check
+(``activities.analysis.check_citation_support``, on the texts it loads from the
+artifact store) scores support with them, so both sides agree on what
+"supported" means.
 
 * Relevance is Okapi BM25 (Robertson & Zaragoza (2009), "The Probabilistic
   Relevance Framework: BM25 and Beyond", Found. Trends Inf. Retr. 3(4)), computed

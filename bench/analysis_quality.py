@@ -10,8 +10,9 @@ LLM-style items (some broken the way real ones were), then prints JSON:
 * ``citations_resolvable``: share of the reports' inline citations naming a loaded
   or fetched source (target 1.0);
 * ``citations_supported``: share of (cited sentence, source) pairs whose source
-  supports the sentence (``workflows.analysis_checks.citation_support``; a
-  citation marked unsupported in the report counts as unsupported; target >= 0.9);
+  supports the sentence (``activities.analysis.citation_support``, on the texts the
+  run stored; a citation marked unsupported in the report counts as unsupported;
+  target >= 0.9);
 * ``loaded_sources_cited_or_listed``: share of loaded documents that the report
   cites or lists under ``uncited_sources`` (target 1.0); ``loaded_sources_cited``
   is the share actually cited;
@@ -38,6 +39,7 @@ if not __package__:
     # shadow PyGithub's `github` package: put the project root there instead.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from activities.analysis import citation_support, cited_sentences
 from activities.artifacts import ArtifactStore
 from activities.curriculum import import_curriculum, read_curriculum
 from activities.learning_db import Item, KnowledgeComponent, LearningDatabase
@@ -85,11 +87,13 @@ def report_figures(report: str, cmap: dict[str, Any]) -> dict[str, Any]:
     """Citation, coverage and prompt-text counts of one report and its citation map."""
     meta, body = checks.split_frontmatter(report)
     registry = [SourceDoc.model_validate(s) for s in cmap["sources"]]
+    registry = [s.model_copy(update={"text": Path(s.text_ref.path).read_text()})
+                if s.text_ref else s for s in registry]  # texts travel by reference
     known = {s.id for s in registry}
     cited = checks.inline_citations(body)
     pairs = supported = 0
-    for sentence, ids in checks.cited_sentences(body):
-        good, bad = checks.citation_support(sentence, ids, registry)
+    for sentence, ids in cited_sentences(body):
+        good, bad = citation_support(sentence, ids, registry)
         pairs += len(good) + len(bad)
         supported += len(good)
     marked = sum(len(m.split(",")) for m in UNSUPPORTED_MARK.findall(body))
@@ -120,11 +124,11 @@ async def analyses() -> list[dict[str, Any]]:
                                                   slug=f"quality-{n}-{id(req)}")
                     await approve_gates(handle)
                     result = await handle.result()
-                    report = Path(result["report"]["path"]).read_text()
-                    cmap = json.loads(Path(result["citation_map"]["path"]).read_text())
+                    report = Path(result.report.path).read_text()
+                    cmap = json.loads(Path(result.citation_map.path).read_text())
                     out.append({"sample": sample.relative_to(ROOT).as_posix(),
-                                "synthesizer": result["synthesizer"],
-                                "analysts": result["analysts"],
+                                "synthesizer": result.synthesizer,
+                                "analysts": result.analysts,
                                 **report_figures(report, cmap)})
     finally:
         await env.shutdown()

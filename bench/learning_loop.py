@@ -107,7 +107,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 async def run(students: int = 1, p: float = 0.8, max_rounds: int = 15) -> dict[str, Any]:
     """Run the benchmark; returns the JSON figures."""
-    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.curriculum import import_curriculum_file
     from activities.learning_db import LearningDatabase
 
     env = await start_local_env()
@@ -116,9 +116,7 @@ async def run(students: int = 1, p: float = 0.8, max_rounds: int = 15) -> dict[s
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{Path(tmp) / 'learning.db'}"
             db = LearningDatabase(url)
-            spec, sha = read_curriculum(CURRICULUM)
-            with db.session() as session:
-                import_curriculum(session, spec, sha)
+            spec, _ = import_curriculum_file(db, CURRICULUM)
             db.dispose()
             settings = Settings(orchestrator_home=Path(tmp) / "home", database_url=url,
                                 temporal_task_queue="bench-learning")

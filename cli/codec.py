@@ -10,7 +10,6 @@ from cli.common import CliError, Context
 from settings.codec import load_codec_settings
 from temporal_plumbing.client import temporal_connect_config
 from temporal_plumbing.codec import AesGcmCodec
-from temporal_plumbing.codec_server import build_codec_app, serve_until_signal
 from temporal_plumbing.environments import split_address
 
 
@@ -21,6 +20,9 @@ async def cmd_codec_server(ctx: Context) -> int:
     Raises:
         CliError: PAYLOAD_KEYS is unset (exit 2), or the address cannot be bound.
     """
+    # aiohttp only for this command: every other CLI call starts ~0.15 s sooner
+    from temporal_plumbing.codec_server import build_codec_app, serve_until_signal
+
     codec = load_codec_settings()
     if not codec.keys:
         raise CliError("codec-server needs PAYLOAD_KEYS (ID:BASE64KEY,...): without keys "

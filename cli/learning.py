@@ -118,20 +118,15 @@ async def cmd_init_db(ctx: Context) -> int:
 
 async def cmd_import(ctx: Context) -> int:
     """``learn import FILE``: validate the whole file, then write it in one transaction."""
-    from activities.curriculum import CurriculumError, import_curriculum, read_curriculum
+    from activities.curriculum import CurriculumError, import_curriculum_file
 
+    db = open_database(ctx.settings)
     try:
-        spec, sha256 = read_curriculum(Path(ctx.args.file))
+        spec, counts = await asyncio.to_thread(import_curriculum_file, db, Path(ctx.args.file))
     except CurriculumError as err:
         raise CliError(str(err), code=2) from None
-    db = open_database(ctx.settings)
-
-    def write() -> dict[str, int]:
-        with db.session() as session:
-            return import_curriculum(session, spec, sha256)
-
-    counts = await asyncio.to_thread(write)
-    db.dispose()
+    finally:
+        db.dispose()
     ctx.emit({"curriculum": spec.id, **counts},
              f"imported {spec.id}: {counts['knowledge_components']} KCs, "
              f"{counts['prerequisites']} prerequisites, {counts['items']} items")

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from models.common import ArtifactRef, AuditEntry, GateInfo
+from models.llm import LlmUsage
 
 SOURCES_GATE = "sources"
 CLARIFY_GATE = "clarify"
@@ -129,6 +130,12 @@ class AnalysisRequest(BaseModel):
         max_source_chars: characters of each source given to the LLM.
         budget_usd: the LLM budget (None = unlimited).
         reminder_interval, gate_expiry: of every gate (expiry None = never).
+        history_budget: history events after which a run waiting at the sources,
+            clarify, proposal or outline gate continues as new (or sooner, when
+            Temporal suggests it; workflows.gates.history_full).
+        carried: set by the workflow itself when it continues as new at a gate (its
+            state, audit, ledger, sources and the open gate); None when a user
+            starts the run.
     """
 
     problem: str = Field(min_length=1)
@@ -145,6 +152,8 @@ class AnalysisRequest(BaseModel):
     budget_usd: float | None = None
     reminder_interval: timedelta = timedelta(hours=24)
     gate_expiry: timedelta | None = None
+    history_budget: int = Field(default=5_000, ge=100)
+    carried: AnalysisCarry | None = None
 
 
 class SourceDoc(BaseModel):
@@ -412,3 +421,47 @@ class AnalysisResult(BaseModel):
     provider: str
     llm_cost_usd: float
     audit: list[AuditEntry] = Field(default_factory=list)
+
+
+CARRIED_COMMENT_CHARS = 500
+"""Characters of each audit entry's comment an analysis carries over continue-as-new
+(longer ones become an excerpt that gives the full length): the next run's input
+stays small however many rounds were revised; the full revise comments are in the
+feedback files."""
+
+
+class AnalysisCarry(BaseModel):
+    """What an AnalysisWorkflow run waiting at a gate carries over continue-as-new.
+
+    Attributes:
+        state: the run's state; its ``phase`` (SOURCES, CLARIFY, PROPOSE or OUTLINE)
+            says where the next run resumes.
+        gate: the open gate, reopened as it was (opened_at, expiry, reminders).
+        audit: the audit log so far (every transition and decision), each comment
+            cut to CARRIED_COMMENT_CHARS.
+        ledger: the LLM usage so far; budget_usd: the budget, as raised at the
+            budget gate.
+        registry: the sources loaded so far (texts by reference).
+        source_need_reason, suggested_analysts: what the scorer said.
+        added: ids of the sources added at the sources gate, listed for review.
+        integration: the integrated analysts' text (at the outline gate).
+        outline: the outline the outline gate reviews.
+        feedback: gate -> its feedback file; feedback_rounds: gate -> revise rounds.
+    """
+
+    state: AnalysisState
+    gate: GateInfo
+    audit: list[AuditEntry] = Field(default_factory=list)
+    ledger: list[LlmUsage] = Field(default_factory=list)
+    budget_usd: float | None = None
+    registry: list[SourceDoc] = Field(default_factory=list)
+    source_need_reason: str = ""
+    suggested_analysts: list[str] = Field(default_factory=list)
+    added: list[str] = Field(default_factory=list)
+    integration: str = ""
+    outline: Outline | None = None
+    feedback: dict[str, ArtifactRef] = Field(default_factory=dict)
+    feedback_rounds: dict[str, int] = Field(default_factory=dict)
+
+
+AnalysisRequest.model_rebuild()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from activities.curriculum import import_curriculum, read_curriculum
+from activities.curriculum import import_curriculum_file
 from activities.learning_db import LearningDatabase
 from settings import Settings
 
@@ -16,9 +16,7 @@ FRACTIONS = ROOT / "curricula" / "fractions.yaml"
 def imported_database(url: str, path: Path = FRACTIONS) -> LearningDatabase:
     """A migrated database at ``url`` with the curriculum at ``path`` imported."""
     db = LearningDatabase(url)
-    spec, sha = read_curriculum(path)
-    with db.session() as session:
-        import_curriculum(session, spec, sha)
+    import_curriculum_file(db, path)
     return db
 
 

@@ -15,18 +15,25 @@ PARSE (language, synthesizer scores by LLM with a keyword fallback, template)
 
 Each enforced check that fails has its generating step redone once with the
 error; a second failure ends the run FAILED with the reason.
+
+Private data stays out of history: source texts are written to the artifact store
+when loaded and travel as references (LLM calls get them as ``documents``), the
+citation-support check runs in an activity, and revise feedback at the proposal and
+outline gates is kept in a file per round. A run waiting at a gate continues as new
+when its history is full, carrying its state (``AnalysisCarry``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import ClassVar, NoReturn
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies, search_attributes
-from workflows.gates import failure_message
+from workflows.gates import activity_failure, failure_message
 from workflows.llm import LlmWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -40,10 +47,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.web_search import WebSearchActivities
     from models.analysis import (
+        CARRIED_COMMENT_CHARS,
         CLARIFY_GATE,
         OUTLINE_GATE,
         PROPOSAL_GATE,
         SOURCES_GATE,
+        AnalysisCarry,
         AnalysisPhase,
         AnalysisRequest,
         AnalysisResult,
@@ -65,8 +74,9 @@ with workflow.unsafe.imports_passed_through():
         WebSearchInput,
         WriteReportInput,
     )
-    from models.common import ArtifactRef, GateDecision, Verdict
+    from models.common import ArtifactRef, GateDecision, GateInfo, Verdict
     from models.llm import DocumentRef, LlmRequest
+    from models.text import excerpt
     from workflows import analysis_checks as checks
 
 NONE = "(none)"
@@ -89,18 +99,25 @@ references (LLM calls get them as ``LlmRequest.documents``), the citation-suppor
 check runs in an activity that loads them, and reviewer feedback at the proposal and
 outline gates is kept in a file per round passed by reference (runs recorded before
 keep texts and feedback inline and check support in workflow code)."""
+CONTINUE_AS_NEW_PATCH = "analysis-gates-continue-as-new"
+"""Patch id: a run waiting at the sources, clarify, proposal or outline gate
+continues as new when its history reaches ``AnalysisRequest.history_budget`` events
+or Temporal suggests it, carrying its state, audit, ledger, sources and the open
+gate (runs started before it never continue as new)."""
 SOURCES_REVIEW_PATCH = "sources-gate-reviews-added-sources"
 """Patch id: documents added at the sources gate are loaded and the gate opens
 again, listing them, so the reviewer sees what was added before proceeding (runs
 recorded before this went on at once)."""
 
 
-failure_text = failure_message  # the one helper of workflows.gates
-
-
 @workflow.defn(name="AnalysisWorkflow")
 class AnalysisWorkflow(LlmWorkflow):
     """The analysis pipeline of seed 004 (see the module docstring)."""
+
+    phase_attribute = search_attributes.ANALYSIS_PHASE
+    failed_phase: ClassVar[AnalysisPhase] = AnalysisPhase.FAILED
+    failure_type = "AnalysisFailed"
+    failure_label = "analysis"
 
     @workflow.init
     def __init__(self, req: AnalysisRequest) -> None:
@@ -116,10 +133,27 @@ class AnalysisWorkflow(LlmWorkflow):
         self._outline: Outline | None = None
         self._source_need_reason = ""
         self._suggested_analysts: list[str] = []
-        self._track_phase = False
         self._by_ref = False  # BY_REFERENCE_PATCH, decided once at the start of run
         self._feedback: dict[str, ArtifactRef] = {}  # gate -> its feedback file
         self._feedback_rounds: dict[str, int] = {}  # gate -> revise rounds so far
+        self._continues = False  # CONTINUE_AS_NEW_PATCH, decided once at the start of run
+        self._added: list[SourceDoc] = []  # added at the sources gate, listed for review
+        self._integration = ""
+        self._draft: Outline | None = None  # the outline the outline gate reviews
+        if req.carried is not None:  # continued as new at a gate
+            c = req.carried
+            self._state = c.state.model_copy(update={"pending_gates": []})
+            self._audit.extend(c.audit)
+            self.ledger = list(c.ledger)
+            self.budget_usd = c.budget_usd
+            self._registry = list(c.registry)
+            self._source_need_reason = c.source_need_reason
+            self._suggested_analysts = list(c.suggested_analysts)
+            self._added = [s for s in self._registry if s.id in c.added]
+            self._integration = c.integration
+            self._draft = c.outline
+            self._feedback = dict(c.feedback)
+            self._feedback_rounds = dict(c.feedback_rounds)
 
     # -- queries and decisions --------------------------------------------
     @workflow.query(name="state")
@@ -175,18 +209,31 @@ class AnalysisWorkflow(LlmWorkflow):
     @workflow.run
     async def run(self, req: AnalysisRequest) -> AnalysisResult:
         """Run the pipeline to DONE; raise ApplicationError when it ends FAILED."""
-        self._track_phase = search_attributes.started_with(search_attributes.ANALYSIS_PHASE)
         self._by_ref = workflow.patched(BY_REFERENCE_PATCH)
+        self._continues = workflow.patched(CONTINUE_AS_NEW_PATCH)
+        carried = req.carried
+        # the gate a previous run continued as new at, and the phases before it
+        at = carried.state.phase if carried else AnalysisPhase.STARTED
+        resume = carried.gate if carried else None
+        order = [AnalysisPhase.STARTED, AnalysisPhase.SOURCES, AnalysisPhase.CLARIFY,
+                 AnalysisPhase.PROPOSE, AnalysisPhase.OUTLINE]
+        done = order.index(at)
         try:
-            if req.sources:
-                await self._load(req.sources)
-            await self._parse()
-            await self._sources_gate()
-            await self._clarify()
-            await self._propose()
-            await self._run_analysts()
-            integration = await self._integrate()
-            await self._outline_phase(integration)
+            if carried is None:
+                if req.sources:
+                    await self._load(req.sources)
+                await self._parse()
+            if done <= 1:
+                await self._sources_gate(resume if at == AnalysisPhase.SOURCES else None)
+            if done <= 2:
+                await self._clarify(resume if at == AnalysisPhase.CLARIFY else None)
+            if done <= 3:
+                await self._propose(resume if at == AnalysisPhase.PROPOSE else None)
+                await self._run_analysts()
+                self._integration = await self._integrate()
+            await self._outline_phase(self._integration,
+                                      resume if at == AnalysisPhase.OUTLINE else None)
+            integration = self._integration
             cmap = await self._citations()
             report = await self._full_text(cmap, integration)
             refs = await workflow.execute_activity_method(
@@ -199,7 +246,7 @@ class AnalysisWorkflow(LlmWorkflow):
             )
             self.record("report_written", f"{refs.report.path} ({refs.report.bytes} bytes), "
                         f"citation map {refs.citation_map.path}")
-            self._enter(AnalysisPhase.DONE)
+            await self.transition(AnalysisPhase.DONE)
             await self.handlers_finished()
             return AnalysisResult(
                 phase=AnalysisPhase.DONE, report=refs.report, citation_map=refs.citation_map,
@@ -210,52 +257,70 @@ class AnalysisWorkflow(LlmWorkflow):
                 audit=self.audit_log())
         except ActivityError as err:
             if is_cancelled_exception(err):  # cancelled: ends CANCELED, not FAILED
-                self._cancel_state()
+                await self._cancel()
                 raise
-            self._fail_state(f"{err.activity_type} failed: {failure_text(err)}")
-            await self.handlers_finished()
-            raise ApplicationError(f"analysis failed: {self._state.failure_reason}",
-                                   type="AnalysisFailed", non_retryable=True) from None
-        except ApplicationError as err:
-            self._fail_state(err.message)
-            await self.handlers_finished()
-            raise
+            await self.fail(activity_failure(err))
+        except ApplicationError as err:  # e.g. stopped at the budget gate
+            if self.phase == AnalysisPhase.FAILED:  # raised by fail()
+                raise
+            await self.fail(err.message)
         except asyncio.CancelledError:
-            self._cancel_state()
+            await self._cancel()
             raise
 
-    def _cancel_state(self) -> None:
+    @property
+    def phase(self) -> AnalysisPhase:
+        """The run's phase (``state.phase``), changed only by :meth:`transition`."""
+        return self._state.phase
+
+    @phase.setter
+    def phase(self, value: AnalysisPhase) -> None:
+        self._state.phase = value
+
+    async def on_fail(self, reason: str) -> None:
+        """Before FAILED (see :meth:`fail`): keep the reason in the state."""
+        self._state.failure_reason = reason
+
+    async def _cancel(self) -> None:
         if self._state.phase not in (AnalysisPhase.FAILED, AnalysisPhase.CANCELED):
             self._state.failure_reason = "canceled"
-            self._enter(AnalysisPhase.CANCELED)
+            await self.transition(AnalysisPhase.CANCELED)
 
-    def _enter(self, phase: AnalysisPhase, detail: str = "") -> None:
-        previous = self._state.phase
-        self._state.phase = phase
-        self.record("transition", f"{previous.value} -> {phase.value}"
-                    + (f" ({detail})" if detail else ""))
-        if self._track_phase:
-            search_attributes.upsert(search_attributes.ANALYSIS_PHASE, phase.value)
-
-    def _fail_state(self, reason: str) -> None:
-        if self._state.phase != AnalysisPhase.FAILED:
-            self._state.failure_reason = reason
-            self._enter(AnalysisPhase.FAILED, reason)
-
-    def _fail(self, reason: str) -> ApplicationError:
-        self._fail_state(reason)
-        return ApplicationError(f"analysis failed: {reason}", type="AnalysisFailed",
-                                non_retryable=True)
-
-    async def _gate(self, gate: str, prompt: str) -> GateDecision:
+    async def _gate(self, gate: str, prompt: str, resume: GateInfo | None = None
+                    ) -> GateDecision:
+        """Wait at ``gate`` (``resume``: the gate as the previous run left it, when
+        this run continued as new there); continue as new when the history is full."""
         assert self._req
         decision = await self.wait_for_decision(
             gate, prompt=prompt, reminder_interval=self._req.reminder_interval,
             expires_after=self._req.gate_expiry,
-            artifact=f"python starter.py analysis status {workflow.info().workflow_id}")
+            artifact=f"python starter.py analysis status {workflow.info().workflow_id}",
+            resume=resume, history_budget=self._req.history_budget,
+            on_history_full=self._continue_as_new if self._continues else None)
         if decision is None:
-            raise self._fail(f"gate {gate} expired")
+            await self.fail(f"gate {gate} expired")
         return decision
+
+    async def _continue_as_new(self, gate: GateInfo) -> NoReturn:
+        """Continue as new at ``gate`` (the on_history_full hook), carrying what the
+        next run needs to wait on and go on (see AnalysisCarry); the phase in the
+        carried state says which gate it resumes at."""
+        assert self._req
+        self.record("continued_as_new", f"{gate.gate} still open after "
+                    f"{workflow.info().get_current_history_length()} history events")
+        carry = AnalysisCarry(
+            state=self._state.model_copy(update={"pending_gates": []}), gate=gate,
+            audit=[e.model_copy(update={"comment": excerpt(e.comment, CARRIED_COMMENT_CHARS)})
+                   if len(e.comment) > CARRIED_COMMENT_CHARS  # once: an excerpt stays as is
+                   and not e.comment.endswith(" characters in all]") else e
+                   for e in self.audit_log()],
+            ledger=list(self.ledger), budget_usd=self.budget_usd,
+            registry=list(self._registry), source_need_reason=self._source_need_reason,
+            suggested_analysts=list(self._suggested_analysts),
+            added=[s.id for s in self._added], integration=self._integration,
+            outline=self._draft, feedback=dict(self._feedback),
+            feedback_rounds=dict(self._feedback_rounds))
+        workflow.continue_as_new(self._req.model_copy(update={"carried": carry}))
 
     def _providers(self) -> str:
         return ", ".join(sorted({u.provider for u in self.ledger})) or "none"
@@ -338,7 +403,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 summary="score the synthesizers")
         except ActivityError as err:
             text = self._req.problem + "\n" + clarifications
-            self.record("fallback", f"LLM scoring failed ({failure_text(err)}); "
+            self.record("fallback", f"LLM scoring failed ({failure_message(err)}); "
                         "keyword scores used")
             self._state.scoring = "keywords"
             return checks.keyword_scores(text, cat), None
@@ -366,7 +431,7 @@ class AnalysisWorkflow(LlmWorkflow):
 
     async def _parse(self) -> None:
         assert self._req
-        self._enter(AnalysisPhase.PARSE)
+        await self.transition(AnalysisPhase.PARSE)
         self._state.language = checks.detect_language(self._req.problem,
                                                       self._req.catalogue.language_markers)
         self._source_need_reason = "the scorer could not rate it"
@@ -375,24 +440,25 @@ class AnalysisWorkflow(LlmWorkflow):
         self._apply_scores(scores, template)
 
     # -- 2. fresh sources -------------------------------------------------------
-    async def _sources_gate(self) -> None:
+    async def _sources_gate(self, resume: GateInfo | None = None) -> None:
         assert self._req
-        self._enter(AnalysisPhase.SOURCES, f"need {self._state.source_need}")
-        added: list[SourceDoc] = []
+        if resume is None:
+            await self.transition(AnalysisPhase.SOURCES, f"need {self._state.source_need}")
         while True:
             count = sum(1 for s in self._registry if s.level == "L0")
             review = ""
-            if added:
+            if self._added:
                 review = ("added for review: " + "; ".join(
-                    f"{d.id} {d.title} ({d.location})" for d in added) + ". ")
+                    f"{d.id} {d.title} ({d.location})" for d in self._added) + ". ")
             decision = await self._gate(SOURCES_GATE, (
                 f"fresh sources: need {self._state.source_need} ({self._source_need_reason}); "
                 f"{count} document(s) loaded, web search "
                 f"{'on' if self._state.web_search else 'off'}. {review}Proceed with "
                 "`analysis choose ID --proceed`, or "
-                "`analysis choose ID --add-source PATH` / `--web-search`"))
+                "`analysis choose ID --add-source PATH` / `--web-search`"), resume)
+            resume = None
             if decision.verdict == Verdict.REJECT:
-                raise self._fail(f"stopped at the sources gate: {decision.comment}")
+                await self.fail(f"stopped at the sources gate: {decision.comment}")
             choice = SourcesChoice.model_validate_json(decision.content or "{}")
             if choice.web_search:
                 self._state.web_search = True
@@ -404,22 +470,41 @@ class AnalysisWorkflow(LlmWorkflow):
                 except ActivityError as err:
                     if is_cancelled_exception(err):
                         raise
-                    self.record("sources_refused", failure_text(err), actor=decision.actor)
+                    self.record("sources_refused", failure_message(err), actor=decision.actor)
                     continue
                 if workflow.patched(SOURCES_REVIEW_PATCH):
-                    added = self._registry[before:]  # the gate opens again to review them
+                    self._added = self._registry[before:]  # the gate opens again to review
                     continue
             return
 
     # -- 3. clarify -------------------------------------------------------------
-    async def _clarify(self) -> None:
+    async def _clarify(self, resume: GateInfo | None = None) -> None:
+        assert self._req
+        if resume is None and not await self._ask():
+            return
+        questions = self._state.questions
+        decision = await self._gate(CLARIFY_GATE, "answer: " + " | ".join(questions), resume)
+        if decision.verdict == Verdict.REJECT:
+            self.record("clarify_skipped", "clarification declined; scores kept",
+                        actor=decision.actor)
+            return
+        answers = ClarifyAnswers.model_validate_json(decision.content or "{}").answers
+        clarifications = "\n".join(
+            f"Q: {q}\nA: {a}" for q, a in zip(questions + [""] * len(answers), answers,
+                                               strict=False))
+        scores, template = await self._score(clarifications)
+        self._apply_scores(scores, template)
+
+    async def _ask(self) -> bool:
+        """Enter CLARIFY and write the clarifying questions (``state.questions``)
+        when the top two scores are close; False (and nothing done) otherwise."""
         assert self._req
         scores = self._state.scores
         if not checks.needs_clarification(scores):
-            return
+            return False
         cat = self._req.catalogue
         first, second = checks.ranked(scores)[:2]
-        self._enter(AnalysisPhase.CLARIFY, f"{first} {scores[first]:.2f} vs {second} "
+        await self.transition(AnalysisPhase.CLARIFY, f"{first} {scores[first]:.2f} vs {second} "
                     f"{scores[second]:.2f}")
         try:
             resp = await self.call_llm(LlmRequest(
@@ -432,53 +517,33 @@ class AnalysisWorkflow(LlmWorkflow):
             assert resp.data is not None
             questions = [str(q) for q in resp.data["questions"]]
         except ActivityError as err:
-            self.record("fallback", f"question generation failed ({failure_text(err)})")
+            self.record("fallback", f"question generation failed ({failure_message(err)})")
             questions = [f"Is this mainly about {cat.synthesizers[first].description}, or "
                          f"about {cat.synthesizers[second].description}?"]
         self._state.questions = questions
-        decision = await self._gate(CLARIFY_GATE, "answer: " + " | ".join(questions))
-        if decision.verdict == Verdict.REJECT:
-            self.record("clarify_skipped", "clarification declined; scores kept",
-                        actor=decision.actor)
-            return
-        answers = ClarifyAnswers.model_validate_json(decision.content or "{}").answers
-        clarifications = "\n".join(
-            f"Q: {q}\nA: {a}" for q, a in zip(questions + [""] * len(answers), answers,
-                                               strict=False))
-        scores, template = await self._score(clarifications)
-        self._apply_scores(scores, template)
+        return True
 
     # -- 4. propose -------------------------------------------------------------
-    async def _propose(self) -> None:
+    async def _propose(self, resume: GateInfo | None = None) -> None:
         assert self._req
         cat = self._req.catalogue
-        self._enter(AnalysisPhase.PROPOSE)
+        if resume is None:
+            await self.transition(AnalysisPhase.PROPOSE)
         feedback: list[str] = []  # runs started before feedback went by reference
         while True:
             st = self._state
-            resp = await self.call_llm(LlmRequest(
-                phase="analysis_proposal", template="analysis_proposal.md",
-                output_schema=checks.PROPOSAL_SCHEMA,
-                variables={"problem": self._req.problem, "synthesizer": st.synthesizer,
-                           "synthesizer_name": cat.synthesizers[st.synthesizer].name,
-                           "template": st.template,
-                           "template_name": cat.templates[st.template].name,
-                           "analysts": ", ".join(st.analysts),
-                           "web_search": "on" if st.web_search else "off"},
-                documents={"sources": self._source_listing(("L0",), 0),
-                           **self._feedback_docs(PROPOSAL_GATE, feedback)}),
-                summary="write the proposal")
-            assert resp.data is not None
-            st.proposal = f"{resp.data['summary']} Rationale: {resp.data['rationale']}"
+            if resume is None:
+                await self._write_proposal(feedback)
             decision = await self._gate(PROPOSAL_GATE, (
                 f"synthesizer {st.synthesizer}, template {st.template}, analysts "
                 f"{', '.join(st.analysts)}, web search {'on' if st.web_search else 'off'}: "
                 "approve, or `analysis choose ID --synthesizer/--template/--analyst/"
-                "--web-search`, or revise with feedback"))
+                "--web-search`, or revise with feedback"), resume)
+            resume = None
             if decision.verdict == Verdict.APPROVE:
                 return
             if decision.verdict == Verdict.REJECT:
-                raise self._fail(f"proposal rejected: {decision.comment}")
+                await self.fail(f"proposal rejected: {decision.comment}")
             await self._add_feedback(PROPOSAL_GATE, decision.comment, feedback)
             if decision.content:
                 change = ProposalChange.model_validate_json(decision.content)
@@ -493,6 +558,27 @@ class AnalysisWorkflow(LlmWorkflow):
                     else change.web_search
                 self.record("proposal_changed", change.model_dump_json(exclude_none=True),
                             actor=decision.actor)
+
+    async def _write_proposal(self, feedback: list[str]) -> None:
+        """Write the proposal (``state.proposal``) for the current choices, with the
+        reviewer's feedback so far."""
+        assert self._req
+        cat = self._req.catalogue
+        st = self._state
+        resp = await self.call_llm(LlmRequest(
+            phase="analysis_proposal", template="analysis_proposal.md",
+            output_schema=checks.PROPOSAL_SCHEMA,
+            variables={"problem": self._req.problem, "synthesizer": st.synthesizer,
+                       "synthesizer_name": cat.synthesizers[st.synthesizer].name,
+                       "template": st.template,
+                       "template_name": cat.templates[st.template].name,
+                       "analysts": ", ".join(st.analysts),
+                       "web_search": "on" if st.web_search else "off"},
+            documents={"sources": self._source_listing(("L0",), 0),
+                       **self._feedback_docs(PROPOSAL_GATE, feedback)}),
+            summary="write the proposal")
+        assert resp.data is not None
+        st.proposal = f"{resp.data['summary']} Rationale: {resp.data['rationale']}"
 
     # -- 5. analysts --------------------------------------------------------------
     async def _analyst(self, aid: str) -> str | None:
@@ -517,7 +603,7 @@ class AnalysisWorkflow(LlmWorkflow):
                                                                self._req.max_source_chars)}),
                     summary=f"analyst {aid}")
             except ActivityError as err:
-                return failure_text(err)
+                return failure_message(err)
             output, problems = checks.validate_analyst_output(
                 aid, resp.text, cat.analyst_frontmatter, self._loaded())
             if output is not None:
@@ -533,7 +619,7 @@ class AnalysisWorkflow(LlmWorkflow):
     async def _run_analysts(self) -> None:
         assert self._req
         analysts = list(self._state.analysts)
-        self._enter(AnalysisPhase.ANALYSTS, f"{len(analysts)} analyst(s), "
+        await self.transition(AnalysisPhase.ANALYSTS, f"{len(analysts)} analyst(s), "
                     f"{self._req.analyst_concurrency} at a time")
         slots = asyncio.Semaphore(self._req.analyst_concurrency)
 
@@ -562,7 +648,7 @@ class AnalysisWorkflow(LlmWorkflow):
             reasons = "; ".join(f"{a}: {e}" for a, e in failed.items())
             if len(failed) == len(analysts) or (len(failed) >= 2
                                                 and not self._req.graceful_degradation):
-                raise self._fail(f"{len(failed)} of {len(analysts)} analysts failed "
+                await self.fail(f"{len(failed)} of {len(analysts)} analysts failed "
                                  f"({reasons})")
             self._state.missing_analysts = list(failed)
             self.record("degraded", f"continuing without {', '.join(failed)} ({reasons})")
@@ -583,7 +669,7 @@ class AnalysisWorkflow(LlmWorkflow):
     async def _integrate(self) -> str:
         assert self._req
         cat = self._req.catalogue
-        self._enter(AnalysisPhase.INTEGRATE)
+        await self.transition(AnalysisPhase.INTEGRATE)
         sections = "\n\n".join(
             f"### {cat.analysts[a].name} ({a})\n\n{self._outputs[a].body}"
             for a in self._state.analysts if a in self._outputs)
@@ -594,7 +680,7 @@ class AnalysisWorkflow(LlmWorkflow):
                        "missing": ", ".join(self._state.missing_analysts) or "none"}),
             summary="integrate the analysts")
         if not resp.text.strip():
-            raise self._fail("the integration step returned no text")
+            await self.fail("the integration step returned no text")
         return resp.text.strip()
 
     # -- 7. outline -------------------------------------------------------------
@@ -614,17 +700,23 @@ class AnalysisWorkflow(LlmWorkflow):
                          factual=bool(p["factual"]))
             for i, p in enumerate(resp.data["points"], 1)])
 
-    async def _outline_phase(self, integration: str) -> None:
-        self._enter(AnalysisPhase.OUTLINE)
+    async def _outline_phase(self, integration: str, resume: GateInfo | None = None) -> None:
         feedback: list[str] = []  # runs started before feedback went by reference
-        outline = await self._make_outline(integration, feedback)
+        if resume is None or self._draft is None:
+            await self.transition(AnalysisPhase.OUTLINE)
+            resume = None
+            outline = await self._make_outline(integration, feedback)
+        else:
+            outline = self._draft
         while True:
+            self._draft = outline
             self._state.outline = [f"{p.id} {p.heading}: {p.claim}"
                                    + ("" if p.factual else " (opinion)") for p in outline.points]
             decision = await self._gate(OUTLINE_GATE, (
                 f"outline '{outline.title}' with {len(outline.points)} point(s): approve, or "
                 "revise with feedback (--comment) or an edited outline (--content-file with "
-                "'- Heading: claim' lines)"))
+                "'- Heading: claim' lines)"), resume)
+            resume = None
             if decision.verdict == Verdict.APPROVE:
                 if decision.content:  # approved as the reviewer edited it
                     outline = checks.parse_edited_outline(decision.content, outline.title)
@@ -633,7 +725,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 self._outline = outline
                 return
             if decision.verdict == Verdict.REJECT:
-                raise self._fail(f"outline rejected: {decision.comment}")
+                await self.fail(f"outline rejected: {decision.comment}")
             if decision.content:
                 outline = checks.parse_edited_outline(decision.content, outline.title)
                 self.record("outline_edited", f"{len(outline.points)} point(s) from the "
@@ -662,7 +754,7 @@ class AnalysisWorkflow(LlmWorkflow):
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
-            self.record("search_failed", f"{point.id}: {failure_text(err)}")
+            self.record("search_failed", f"{point.id}: {failure_message(err)}")
             return []
         ids = []
         for r in results:
@@ -706,7 +798,7 @@ class AnalysisWorkflow(LlmWorkflow):
 
     async def _citations(self) -> CitationMap:
         assert self._outline
-        self._enter(AnalysisPhase.CITATIONS)
+        await self.transition(AnalysisPhase.CITATIONS)
         previous_error = NONE
         for attempt in range(2):
             cmap = await self._map_citations(previous_error)
@@ -726,7 +818,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 return cmap
             previous_error = "; ".join(problems)
             self.record("check_failed", f"citation map: {previous_error}")
-        raise self._fail(f"the citation map failed validation twice: {previous_error}")
+        await self.fail(f"the citation map failed validation twice: {previous_error}")
 
     def _judging(self) -> bool:
         """Whether flagged citations go to a model judge: only in runs that use a model
@@ -825,7 +917,7 @@ class AnalysisWorkflow(LlmWorkflow):
                 output_schema=checks.JUDGE_SCHEMA, **prompt),  # type: ignore[arg-type]
                 summary=f"judge {n} citation(s) of {what}")
         except ActivityError as err:
-            self.record("fallback", f"citation judge failed ({failure_text(err)}); the "
+            self.record("fallback", f"citation judge failed ({failure_message(err)}); the "
                         "lexical check stands")
             return None
         assert resp.data is not None
@@ -851,7 +943,7 @@ class AnalysisWorkflow(LlmWorkflow):
     # -- 10./11. full text ------------------------------------------------------------
     async def _full_text(self, cmap: CitationMap, integration: str) -> str:
         assert self._req and self._outline
-        self._enter(AnalysisPhase.FULL_TEXT)
+        await self.transition(AnalysisPhase.FULL_TEXT)
         draft = "\n\n".join(
             f"## {p.heading}\n\n{p.claim}"
             + (f" [{'; '.join(cmap.citations[p.id])}]" if cmap.citations.get(p.id) else "")
@@ -900,4 +992,4 @@ class AnalysisWorkflow(LlmWorkflow):
                 return checks.render_report(meta, body)
             previous_error = "; ".join(problems)
             self.record("check_failed", f"full text: {previous_error}")
-        raise self._fail(f"the full text failed validation twice: {previous_error}")
+        await self.fail(f"the full text failed validation twice: {previous_error}")

@@ -10,10 +10,13 @@ import os
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from settings import Settings
+from tests.fault_harness import eventually
 from tests.integration.test_cli import acli, assert_one_line_error
 from worker import make_worker
+from workflows.analysis import AnalysisWorkflow
 from workflows.analysis_checks import inline_citations, split_frontmatter
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "analysis"
@@ -27,16 +30,23 @@ def env(dev_env, task_queue, tmp_path) -> dict[str, str]:
             "TEMPORAL_TASK_QUEUE": task_queue, "ORCHESTRATOR_HOME": str(tmp_path / "home")}
 
 
-async def open_gate(wf_id: str, env: dict[str, str]) -> tuple[str, dict]:
-    for _ in range(200):
-        proc = await acli("analysis", "status", wf_id, "--json", env=env)
-        assert proc.returncode == 0, proc.stderr
-        status = json.loads(proc.stdout)
-        gates = status["state"]["pending_gates"]
-        if gates or status["status"] != "RUNNING":
-            return (gates[0]["gate"] if gates else ""), status
-        await asyncio.sleep(0.1)
-    raise AssertionError("no gate opened")
+async def open_gate(client: Client, wf_id: str, env: dict[str, str]) -> tuple[str, dict]:
+    """Wait until the run has a gate open or has ended, then return (the first open
+    gate or "", ``analysis status --json``). The wait is a query from this process:
+    one CLI call per wait, not one per poll (each is a fresh interpreter)."""
+    handle = client.get_workflow_handle(wf_id)
+
+    async def gate_or_end() -> bool:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return True
+        return bool(await handle.query(AnalysisWorkflow.pending_gates))
+
+    await eventually(gate_or_end, f"a gate of {wf_id} or its end", 60, every=0.05)
+    proc = await acli("analysis", "status", wf_id, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    gates = status["state"]["pending_gates"]
+    return (gates[0]["gate"] if gates else ""), status
 
 
 async def test_report_from_markdown_sources_via_the_cli(dev_env, env, task_queue, tmp_path):
@@ -55,7 +65,7 @@ async def test_report_from_markdown_sources_via_the_cli(dev_env, env, task_queue
         wf_id = json.loads(started.stdout)["workflow_id"]
         assert wf_id.startswith("analysis-germany-")
 
-        gate, _ = await open_gate(wf_id, env)
+        gate, _ = await open_gate(dev_env.client, wf_id, env)
         assert gate == "sources"
         assert_one_line_error(await acli("analysis", "choose", wf_id, "--add-source",
                                          str(tmp_path / "missing.md"), env=env),
@@ -65,7 +75,7 @@ async def test_report_from_markdown_sources_via_the_cli(dev_env, env, task_queue
         assert chose.returncode == 0, chose.stderr
         seen = []
         while True:
-            gate, status = await open_gate(wf_id, env)
+            gate, status = await open_gate(dev_env.client, wf_id, env)
             if not gate:
                 break
             seen.append(gate)
@@ -119,11 +129,11 @@ async def test_budget_gate_from_the_cli(dev_env, env, task_queue, tmp_path):
                              "--json", env=env)
         assert started.returncode == 0, started.stderr
         wf_id = json.loads(started.stdout)["workflow_id"]
-        gate, _ = await open_gate(wf_id, env)
+        gate, _ = await open_gate(dev_env.client, wf_id, env)
         assert gate == "sources"  # the parse call spent past the budget
         assert (await acli("analysis", "approve", wf_id, env=env)).returncode == 0
         for _ in range(100):
-            gate, status = await open_gate(wf_id, env)
+            gate, status = await open_gate(dev_env.client, wf_id, env)
             if gate == "budget":
                 break
             await asyncio.sleep(0.1)
@@ -135,7 +145,7 @@ async def test_budget_gate_from_the_cli(dev_env, env, task_queue, tmp_path):
         stopped = await acli("budget", wf_id, "--stop", "--comment", "enough", env=env)
         assert stopped.returncode == 0, stopped.stderr
         for _ in range(100):
-            _, status = await open_gate(wf_id, env)
+            _, status = await open_gate(dev_env.client, wf_id, env)
             if status["status"] != "RUNNING":
                 break
             await asyncio.sleep(0.1)
@@ -161,11 +171,11 @@ async def test_added_sources_are_reviewed_then_the_clarify_gate_is_answered(
                              f"clarify-{task_queue[-8:]}", "--json", env=env)
         assert started.returncode == 0, started.stderr
         wf_id = json.loads(started.stdout)["workflow_id"]
-        assert (await open_gate(wf_id, env))[0] == "sources"
+        assert (await open_gate(dev_env.client, wf_id, env))[0] == "sources"
         chose = await acli("analysis", "choose", wf_id, "--add-source", str(notes), env=env)
         assert chose.returncode == 0, chose.stderr
         assert "stays open" in chose.stdout and "--proceed" in chose.stdout
-        gate, status = await open_gate(wf_id, env)
+        gate, status = await open_gate(dev_env.client, wf_id, env)
         assert gate == "sources"
         assert status["state"]["sources"] == ["L0-1 Competitors in Germany"]
         assert "added for review: L0-1 Competitors in Germany" in \
@@ -174,7 +184,7 @@ async def test_added_sources_are_reviewed_then_the_clarify_gate_is_answered(
         assert "L0-1 Competitors in Germany" in text
         proceed = await acli("analysis", "choose", wf_id, "--proceed", env=env)
         assert proceed.returncode == 0, proceed.stderr
-        gate, status = await open_gate(wf_id, env)
+        gate, status = await open_gate(dev_env.client, wf_id, env)
         assert gate == "clarify", status
         assert status["state"]["questions"]
         assert "?" in (await acli("analysis", "status", wf_id, env=env)).stdout
@@ -184,7 +194,7 @@ async def test_added_sources_are_reviewed_then_the_clarify_gate_is_answered(
                               "mostly about our competitive market position", env=env)
         assert answered.returncode == 0, answered.stderr
         assert "clarify: approve accepted" in answered.stdout
-        gate, status = await open_gate(wf_id, env)
+        gate, status = await open_gate(dev_env.client, wf_id, env)
         assert gate == "proposal", status
         assert status["state"]["synthesizer"] == "strategy"
         audit = await acli("audit", wf_id, "--json", env=env)

@@ -23,6 +23,7 @@ from models.learning import LearningProgress, OpenTest
 from models.sdlc import SdlcPhase, SdlcResult, SdlcState
 from models.workstream import Progress, RunEvent
 from settings import Settings
+from simulation.student import POLL_QUERY_TIMEOUT
 from tests.fault_harness import (
     RestartableServer,
     WorkerProcess,
@@ -212,7 +213,8 @@ async def test_learning_loop_answers_are_stored_once_across_a_killed_worker(
         handle = (await server.client()).get_workflow_handle(wf)
 
         async def open_test() -> list[str]:
-            test = await handle.query("open_test", result_type=OpenTest | None)
+            test = await handle.query("open_test", result_type=OpenTest | None,
+                                      rpc_timeout=POLL_QUERY_TIMEOUT)
             return [i.id for i in test.items] if test else []
 
         items = await eventually(open_test, "the first test", 60)
@@ -224,7 +226,8 @@ async def test_learning_loop_answers_are_stored_once_across_a_killed_worker(
         second = WorkerProcess(server.address, task_queue, tmp_path / "home", **worker_env)
 
         async def round_one() -> bool:
-            return (await handle.query("state", result_type=LearningProgress)).round >= 1
+            return (await handle.query("state", result_type=LearningProgress,
+                                       rpc_timeout=POLL_QUERY_TIMEOUT)).round >= 1
 
         await eventually(round_one, "round 1's model update", 60)
         await handle.terminate()

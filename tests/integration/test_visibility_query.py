@@ -3,6 +3,7 @@ issue 12 (``list --type "x' OR WorkflowType != '"``) is refused, on the dev serv
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -23,14 +24,24 @@ def test_visibility_literal_accepts_names_and_refuses_query_syntax():
             visibility_literal(bad, "--type")
 
 
+async def visible(client, query: str, wf_id: str, deadline: float = 20.0) -> bool:
+    """Whether ``wf_id`` shows up in ``query``'s results within ``deadline`` seconds
+    (the dev server writes visibility records asynchronously: a run started a moment
+    ago can be missing from a list under load)."""
+    for _ in range(int(deadline / 0.25)):
+        if wf_id in [wf.id async for wf in client.list_workflows(query)]:
+            return True
+        await asyncio.sleep(0.25)
+    return False
+
+
 async def test_list_refuses_the_injection_the_server_would_run(dev_env, env):  # noqa: F811
     # a workflow the injected query would reveal (its type is not "x")
     wf_id = f"visibility-{uuid.uuid4().hex[:8]}"
     await dev_env.client.start_workflow("NoSuchWorkflowType", id=wf_id, task_queue="nobody")
     try:
-        raw = [wf.id async for wf in dev_env.client.list_workflows(
-            f"WorkflowType = '{INJECTION}'")]
-        assert wf_id in raw  # the unvalidated query really is an injection
+        # the unvalidated query really is an injection
+        assert await visible(dev_env.client, f"WorkflowType = '{INJECTION}'", wf_id)
         refused = await acli("list", "--type", INJECTION, env=env)
         assert_one_line_error(refused, "--type \"x' OR WorkflowType != '\" is not a valid name")
         listed = await acli("list", "--type", "NoSuchWorkflowType", "--json", env=env)

@@ -19,7 +19,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -31,6 +31,7 @@ from settings import Settings  # noqa: E402
 from temporal_plumbing.environments import start_local_env  # noqa: E402
 from tests.github_server import GitHubServer  # noqa: E402
 from worker import make_worker  # noqa: E402
+from workflows.analysis import AnalysisWorkflow  # noqa: E402
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE  # noqa: E402
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -138,7 +139,7 @@ async def record_learning(workdir: Path) -> None:
     """Learning loop: two rounds (the first answered partly wrong, so it remediates),
     an override, items generated through the LLM layer in round 2 (the bank runs
     short), then the round limit; saves both runs (continue-as-new between them)."""
-    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.curriculum import import_curriculum_file
     from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, start_learning
     from models.learning import Answer, OpenTest, SetMastery, SubmitAnswers
@@ -146,9 +147,7 @@ async def record_learning(workdir: Path) -> None:
 
     url = f"sqlite:///{workdir / 'learning.db'}"
     db = LearningDatabase(url)
-    spec, sha = read_curriculum(ROOT / "curricula" / "fractions.yaml")
-    with db.session() as session:
-        import_curriculum(session, spec, sha)
+    import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
     db.dispose()
     env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
@@ -495,6 +494,40 @@ async def record_analysis_by_reference(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_analysis_continue_as_new(workdir: Path) -> None:
+    """Analysis whose outline gate, revised six times by signal with a history budget
+    of 150 events, continues as new (patch ``analysis-gates-continue-as-new``): the
+    first run (ends continued as new) and the last (resumes at the gate, finishes)."""
+    from cli.analysis import analysis_request, start_analysis
+    from tests.workflows.analysis_harness import FIXTURES, decision
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", llm_provider="offline")
+    try:
+        async with make_worker(env.client, settings):
+            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                                   title="German market entry continued",
+                                   sources=[str(FIXTURES / "german-e-invoicing.md")],
+                                   history_budget=150)
+            handle = await start_analysis(env.client, settings, req)
+            rounds = [decision("outline", Verdict.REVISE, f"round {n}") for n in range(6)]
+            while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                for gate in await handle.query(AnalysisWorkflow.pending_gates):
+                    await handle.signal(GATE_SIGNAL, rounds.pop(0) if gate.gate == "outline"
+                                        and rounds else decision(gate.gate))
+                    await asyncio.sleep(0.3)
+                await asyncio.sleep(0.1)
+            await handle.result()
+            first = await env.client.get_workflow_handle(
+                handle.id, run_id=handle.first_execution_run_id).fetch_history()
+            last = await handle.fetch_history()
+        assert first.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+        save("analysis_continue_as_new_first_run.json", first.to_json())
+        save("analysis_continue_as_new_last_run.json", last.to_json())
+    finally:
+        await env.shutdown()
+
+
 TEMPLATED_CURRICULUM = {
     "id": "sums", "title": "Sums", "knowledge_components": [{
         "id": "like-sums", "name": "Adding fractions with like denominators",
@@ -514,7 +547,7 @@ async def record_learning_templates(workdir: Path) -> None:
     equivalent without the LLM grader, the round limit."""
     import json
 
-    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.curriculum import import_curriculum_file
     from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, start_learning
     from models.learning import Answer, OpenTest, SubmitAnswers
@@ -524,9 +557,7 @@ async def record_learning_templates(workdir: Path) -> None:
     path.write_text(json.dumps(TEMPLATED_CURRICULUM))
     url = f"sqlite:///{workdir / 'learning.db'}"
     db = LearningDatabase(url)
-    spec, sha = read_curriculum(path)
-    with db.session() as session:
-        import_curriculum(session, spec, sha)
+    import_curriculum_file(db, path)
     db.dispose()
     env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
@@ -732,7 +763,7 @@ async def record_learning_signed_overrides(workdir: Path) -> None:
         PrivateFormat,
     )
 
-    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.curriculum import import_curriculum_file
     from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, send_override, start_learning
     from models.learning import Answer, OpenTest, PauseResume, SetMastery, SubmitAnswers
@@ -741,9 +772,7 @@ async def record_learning_signed_overrides(workdir: Path) -> None:
 
     url = f"sqlite:///{workdir / 'learning-signed.db'}"
     db = LearningDatabase(url)
-    spec, sha = read_curriculum(ROOT / "curricula" / "fractions.yaml")
-    with db.session() as session:
-        import_curriculum(session, spec, sha)
+    import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
     db.dispose()
     alice = Ed25519PrivateKey.generate()
     key_file = workdir / "alice_key"
@@ -870,7 +899,7 @@ async def record_learning_signed_continue_as_new(workdir: Path) -> None:
     run``): alice signs a ``set_mastery`` as the CLI does while round 1's test is open;
     round 1 is answered, the loop continues as new, and the override, sent to round 2's
     run, is taken; then round 2 is answered. Saves both runs."""
-    from activities.curriculum import import_curriculum, read_curriculum
+    from activities.curriculum import import_curriculum_file
     from activities.learning_db import LearningDatabase
     from cli.keys import signed_override
     from cli.learning import learning_config, start_learning
@@ -881,9 +910,7 @@ async def record_learning_signed_continue_as_new(workdir: Path) -> None:
 
     url = f"sqlite:///{workdir / 'learning-scan.db'}"
     db = LearningDatabase(url)
-    spec, sha = read_curriculum(ROOT / "curricula" / "fractions.yaml")
-    with db.session() as session:
-        import_curriculum(session, spec, sha)
+    import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
     db.dispose()
     alice, allowed = reviewer_key_file(workdir, "alice")
     env = await start_local_env()
@@ -941,6 +968,7 @@ SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
              "workstream_user_steps": record_workstream_user_steps,
              "analysis_grounded": record_analysis_grounded,
              "analysis_by_reference": record_analysis_by_reference,
+             "analysis_continue_as_new": record_analysis_continue_as_new,
              "learning_templates": record_learning_templates,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,
              "workstream_admission": record_workstream_admission, "faults": record_faults,

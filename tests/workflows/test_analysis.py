@@ -3,6 +3,7 @@ gate, the analyst failure rules, the search limit, the enforced checks, the budg
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -28,6 +29,7 @@ from models.llm import LlmLedger, ModelPrice
 from tests.conftest import NO_SIGNERS
 from tests.fakes import exa_api
 from tests.workflows.analysis_harness import (
+    DEFAULTS,
     EXAMPLE,
     FIXTURES,
     ScriptedLlm,
@@ -40,7 +42,7 @@ from tests.workflows.analysis_harness import (
 from workflows import analysis_checks as checks
 from workflows.analysis import AnalysisWorkflow
 from workflows.analysis_checks import split_frontmatter
-from workflows.gates import GATE_UPDATE
+from workflows.gates import GATE_SIGNAL, GATE_UPDATE
 
 
 @pytest.fixture
@@ -538,3 +540,89 @@ async def test_source_texts_stay_out_of_history(run_analysis, llm, tmp_path):
     assert "L0-1" in meta["sources"] and checks.inline_citations(body)
     kinds = [e.kind for e in await audit(handle)]
     assert "check_passed" in kinds
+
+
+async def history_chain(handle) -> list[list]:
+    """The events of each run of ``handle``'s workflow, first run first (following
+    continue-as-new)."""
+    runs, run_id = [], handle.first_execution_run_id or handle.result_run_id
+    while run_id:
+        history = await handle._client.get_workflow_handle(
+            handle.id, run_id=run_id).fetch_history()
+        runs.append(history.events)
+        last = history.events[-1]
+        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                  if last.HasField("workflow_execution_continued_as_new_event_attributes")
+                  else None)
+    return runs
+
+
+async def test_outline_revise_rounds_add_flat_history(run_analysis, llm):
+    """Twenty revise rounds at the outline gate, each with a 4 KB comment: each round
+    passes its own comment and a reference to the earlier rounds' feedback file, so
+    every round adds about the same bytes to the history (re-sending all comments
+    would add one comment more each round)."""
+    sizes: list[int] = []
+    comment = "Name the DATEV point and the 2028 deadline. " * 90  # ~4 KB
+
+    async def measure(handle, gate):
+        if gate == "outline":
+            history = await handle.fetch_history()
+            sizes.append(sum(e.ByteSize() for e in history.events))
+
+    llm.hooks = {"analysis_parse": STRATEGY}
+    script = {"outline": [decision("outline", Verdict.REVISE, f"{n}: {comment}")
+                          for n in range(20)]}
+    result, handle = await run_analysis(script=script, on_gate=measure)
+    assert isinstance(result, AnalysisResult), result
+    outline_calls = llm.phase_calls("analysis_outline")
+    assert len(outline_calls) == 21
+    assert outline_calls[-1].variables["feedback"].count("- ") >= 20  # all rounds read
+    assert all(comment not in c.model_dump_json() for c in llm.sent)  # by reference
+    deltas = [b - a for a, b in zip(sizes, sizes[1:], strict=False)]
+    assert len(deltas) == 20
+    assert max(deltas) < 1.1 * min(deltas), deltas  # flat: no round re-sends the others
+
+
+async def test_a_long_open_gate_continues_as_new_and_finishes(run_analysis, llm):
+    """With a history budget of 150 events, an outline gate revised twelve times
+    continues as new, each run carrying the state, the audit, the ledger, the
+    feedback file and the open gate; no run grows past the budget while it waits,
+    and the last one ends with the report."""
+    llm.hooks = {"analysis_parse": STRATEGY}
+    long = "round 0: shorter " + "and name the 2028 deadline " * 100  # ~2.7 KB
+    rounds = [decision("outline", Verdict.REVISE, long if n == 0 else f"round {n}: shorter")
+              for n in range(12)]
+
+    async def by_signal(handle, gate):
+        # decided by signal: a signal that arrives while the run continues as new is
+        # handled before it (the server fails that workflow task); an update in
+        # flight then is aborted (the time-skipping server leaves the caller waiting)
+        await handle.signal(GATE_SIGNAL, rounds.pop(0) if gate == "outline" and rounds
+                            else DEFAULTS.get(gate, decision(gate)))
+        await asyncio.sleep(0.05)
+        return False
+
+    result, handle = await run_analysis(on_gate=by_signal, history_budget=150)
+    assert isinstance(result, AnalysisResult), result
+    runs = await history_chain(handle)
+    lengths = [len(r) for r in runs]
+    # a run continues as new at its first gate wait over the budget: it may pass the
+    # budget by the events of the step before that wait (here the analysts), no more
+    assert len(runs) >= 3 and all(n < 150 + 30 for n in lengths), lengths
+    log = result.audit
+    assert sum(e.kind == "continued_as_new" for e in log) == len(runs) - 1
+    outline_decisions = [e for e in log if e.kind == "decision" and "outline" in e.detail]
+    assert len(outline_decisions) == 13  # every decision of every run, in order
+    assert [e.comment for e in outline_decisions[1:12]] == [f"round {n}: shorter"
+                                                           for n in range(1, 12)]
+    # carried comments are excerpts (the input of the next run stays small) ...
+    assert outline_decisions[0].comment.endswith(f"[{len(long):,} characters in all]")
+    feedback = llm.phase_calls("analysis_outline")[-1].variables["feedback"]
+    assert long in feedback  # ... the feedback file keeps every comment whole
+    assert all(f"round {n}: shorter" in feedback for n in range(12))
+    ledger = await handle.query("llm_ledger", result_type=LlmLedger)
+    assert {p.phase: p.calls for p in ledger.by_phase}["analysis_outline"] == 13
+    assert result.llm_cost_usd == pytest.approx(ledger.total_usd)
+    meta, body = split_frontmatter(Path(result.report.path).read_text())
+    assert meta["sources"] and checks.inline_citations(body)
