@@ -73,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
     from models.common import ArtifactRef, AuditEntry, GateInfo, Verdict
     from models.git import PrepareBranchInput, WorktreeInput
     from models.sdlc import AgentTask
+    from models.text import excerpt
     from models.workstream import (
         CARRIED_TEXT_LIMIT,
         CARRIED_TEXT_PREVIEW,
@@ -100,7 +101,6 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamResult,
         WorkstreamStatus,
     )
-    from models.text import excerpt
     from temporal_plumbing import metrics
 
 # Breaker questions are local, fast updates.
