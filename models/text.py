@@ -50,13 +50,29 @@ def slugify(text: str, max_words: int = 6, max_chars: int = SLUG_MAX_CHARS) -> s
     return slug
 
 
-def excerpt(text: str, limit: int) -> str:
-    """``text`` whole when at most ``limit`` characters, else its first ``limit``
-    characters and how long it was: ``"abc... [12,345 characters in all]"``. For
-    user text that goes into a message, a state or a history that must stay small."""
+_EXCERPT_NOTE = re.compile(r"\.\.\. \[[0-9,]+ characters in all(?:: [^\]]*)?\]\Z")
+"""The note :func:`excerpt` ends an excerpt with (the original length, and where the
+whole text is when that was given)."""
+
+
+def excerpt(text: str, limit: int, *, preview: int | None = None, where: str = "") -> str:
+    """``text`` whole when at most ``limit`` characters, else its first ``preview``
+    characters (default ``limit``) and how long it was: ``"abc... [12,345 characters
+    in all]"``, or ``"abc... [12,345 characters in all: WHERE]"`` when ``where`` says
+    where the whole text is. For user text that goes into a message, a state or a
+    history that must stay small.
+
+    Idempotent: an excerpt this function made (its kept part at most ``preview``
+    characters, its note at the end) is returned as it is, so a text shortened again
+    (e.g. carried over a second continue-as-new) keeps its original length and place.
+    """
+    keep = limit if preview is None else preview
     if len(text) <= limit:
         return text
-    return f"{text[:limit]}... [{len(text):,} characters in all]"
+    note = _EXCERPT_NOTE.search(text)
+    if note is not None and note.start() <= keep:
+        return text
+    return f"{text[:keep]}... [{len(text):,} characters in all{': ' + where if where else ''}]"
 
 
 class NotUtf8Error(ValueError):

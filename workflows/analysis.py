@@ -311,8 +311,6 @@ class AnalysisWorkflow(LlmWorkflow):
         carry = AnalysisCarry(
             state=self._state.model_copy(update={"pending_gates": []}), gate=gate,
             audit=[e.model_copy(update={"comment": excerpt(e.comment, CARRIED_COMMENT_CHARS)})
-                   if len(e.comment) > CARRIED_COMMENT_CHARS  # once: an excerpt stays as is
-                   and not e.comment.endswith(" characters in all]") else e
                    for e in self.audit_log()],
             ledger=list(self.ledger), budget_usd=self.budget_usd,
             registry=list(self._registry), source_need_reason=self._source_need_reason,

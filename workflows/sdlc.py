@@ -252,10 +252,10 @@ class SdlcWorkflow(LlmWorkflow):
         self.record("continued_as_new", f"{gate.gate} still open after "
                     f"{workflow.info().get_current_history_length()} history events")
         # bounded: the feedback and the decisions' comments as excerpts (every round's
-        # feedback is committed in state.feedback_file)
+        # feedback is committed in state.feedback_file); an excerpt carried from an
+        # earlier run stays as it is, with its original length
         audit = [entry.model_copy(
                      update={"comment": excerpt(entry.comment, FEEDBACK_EXCERPT_CHARS)})
-                 if len(entry.comment) > FEEDBACK_EXCERPT_CHARS else entry
                  for entry in self.audit_log()]
         carry = SdlcCarry(state=self._state.excerpt().model_copy(update={"pending_gates": []}),
                           audit=audit, ledger=[u.model_dump() for u in self.ledger],

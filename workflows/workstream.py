@@ -73,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
     from models.common import ArtifactRef, AuditEntry, GateInfo, Verdict
     from models.git import PrepareBranchInput, WorktreeInput
     from models.sdlc import AgentTask
+    from models.text import excerpt
     from models.workstream import (
         CARRIED_TEXT_LIMIT,
         CARRIED_TEXT_PREVIEW,
@@ -860,11 +861,10 @@ class WorkstreamWorkflow(GatedWorkflow):
 
 def _carried(text: str, run_id: str) -> str:
     """``text`` as carried over continue-as-new: whole up to CARRIED_TEXT_LIMIT
-    characters, else its first CARRIED_TEXT_PREVIEW and where the rest is."""
-    if len(text) <= CARRIED_TEXT_LIMIT:
-        return text
-    return (f"{text[:CARRIED_TEXT_PREVIEW]}... [{len(text):,} characters in all: whole in "
-            f"the history of run {run_id}]")
+    characters, else its first CARRIED_TEXT_PREVIEW and where the rest is (an
+    already carried excerpt stays as it is: :func:`models.text.excerpt`)."""
+    return excerpt(text, CARRIED_TEXT_LIMIT, preview=CARRIED_TEXT_PREVIEW,
+                   where=f"whole in the history of run {run_id}")
 
 
 def _carried_entry(entry: AuditEntry, run_id: str) -> AuditEntry:
