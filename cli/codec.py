@@ -5,6 +5,7 @@ server's database holds only ciphertext."""
 from __future__ import annotations
 
 import argparse
+from urllib.parse import urlsplit
 
 from cli.common import CliError, Context
 from settings.codec import load_codec_settings
@@ -37,11 +38,17 @@ async def cmd_codec_server(ctx: Context) -> int:
     namespace = temporal_connect_config().get("namespace") or "default"
     app = build_codec_app(AesGcmCodec(codec.keys), origins, token=token, namespaces={namespace})
 
+    url = codec.codec_server_url
+    if ctx.args.bind and urlsplit(url).port != port:  # moved: the UI would look elsewhere
+        url_hint = (f"start `dev-server` with CODEC_SERVER_URL=http://{host}:{port} "
+                    f"so the web UI uses it (CODEC_SERVER_URL is {url})")
+    else:
+        url_hint = f"the web UI uses it with `dev-server` (CODEC_SERVER_URL={url})"
+
     def ready() -> None:
         print(f"codec server on http://{host}:{port} for namespace {namespace!r} "
               f"(key {codec.keys[0][0]!r} encrypts; CORS for {', '.join(origins)}; "
-              f"{'bearer token required' if token else 'no token'}); the web UI uses it "
-              f"with `dev-server` (CODEC_SERVER_URL={codec.codec_server_url}). "
+              f"{'bearer token required' if token else 'no token'}); {url_hint}. "
               "Ctrl-C stops it", flush=True)
 
     try:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from settings.base import EnvSettings
+from settings.base import EnvSettings, OptionalSecret
 
 
 class AnalysisSettings(EnvSettings):
     """Exa web search, the analysis catalogue, analyst concurrency and degradation."""
 
-    exa_api_key: SecretStr | None = Field(
+    exa_api_key: OptionalSecret = Field(
         None, description="Exa API key: turns on L2 web search in the analysis pipeline")
     exa_base_url: str | None = Field(None, description="Exa API endpoint (default Exa's)")
     analysis_catalogue: Path | None = Field(

@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BeforeValidator, ValidationError
+from pydantic import BeforeValidator, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -39,6 +39,19 @@ def _name_list(value: Any) -> Any:
 
 NameList = Annotated[list[str], NoDecode, BeforeValidator(_name_list)]
 """A list setting: comma- or space-separated names ("A,B"), or a JSON list."""
+
+
+def _empty_is_unset(value: Any) -> Any:
+    # docker-compose passes `${ANTHROPIC_API_KEY:-}` as an empty string: that is unset.
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_is_unset)]
+"""A secret setting (an API key, a token): an empty or blank value means unset, so
+``ANTHROPIC_API_KEY=`` (as docker-compose passes a variable missing from ``.env``)
+keeps the offline provider instead of calling the API with an empty key."""
 
 
 class EnvSettings(BaseSettings):

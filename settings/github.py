@@ -6,15 +6,15 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from settings.base import EnvSettings, Seconds
+from settings.base import EnvSettings, OptionalSecret, Seconds
 
 
 class GitHubSettings(EnvSettings):
     """Token, repository, API URL, remote, label prefix and comment polling."""
 
-    github_token: SecretStr | None = Field(
+    github_token: OptionalSecret = Field(
         None, description="token for the issue, labels, comments and pull request")
     github_repository: str | None = Field(
         None, description="owner/name of the GitHub repository of the SDLC issues and PRs")

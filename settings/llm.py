@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from models.llm import ModelPrice
-from settings.base import EnvSettings
+from settings.base import EnvSettings, OptionalSecret
 
 # Anthropic's list prices, USD per million tokens (input, output, cache write, cache read).
 DEFAULT_LLM_PRICES: dict[str, ModelPrice] = {
@@ -26,7 +26,7 @@ class LlmSettings(EnvSettings):
     llm_provider: Literal["anthropic", "offline"] | None = Field(
         None, description="`anthropic` or `offline`; unset: anthropic when "
         "ANTHROPIC_API_KEY is set, else offline")
-    anthropic_api_key: SecretStr | None = Field(None, description="Anthropic API key")
+    anthropic_api_key: OptionalSecret = Field(None, description="Anthropic API key")
     anthropic_base_url: str | None = Field(
         None, description="any Anthropic-compatible Messages API endpoint")
     llm_model: str = Field("claude-sonnet-4-6", description="model of every phase not "

@@ -88,9 +88,10 @@ SIGNERS_PATCH = "gate-signers"
 """workflow.patched ID of loading GATE_SIGNERS before the first gate (runs started
 before it replay without the load and take unauthenticated decisions, as they did)."""
 SIGNING_RUN_PATCH = "signature-binds-opening-run"
-"""workflow.patched ID of taking, at a gate carried over continue-as-new, decisions
-signed for the run the gate opened in (``GateInfo.signing_run_id``) as well as for the
-current run; a run that replays without it takes only the current run's, as it did."""
+"""workflow.patched ID of a gate carried over continue-as-new keeping its opening number
+(a workstream's was renumbered) and taking decisions signed for the run it opened in
+(``GateInfo.signing_run_id``) as well as for the current run; a run that replays
+without it numbers and takes them as it did."""
 GITHUB_CHANNEL = "github"
 
 AUDIT_COMMENT_PREVIEW = 1024  # characters of an oversized comment kept in a refused entry
@@ -483,15 +484,23 @@ class GatedWorkflow:
         await self._load_gate_signers()
         now = workflow.now()
         if resume is not None and resume.gate == gate:
-            # a gate carried over continue-as-new keeps its opening number (a number from
-            # code that did not number openings gets the next one of this run)
-            self._openings = (resume.opening if resume.opening > self._openings
-                              else self._openings + 1)
-            signing_run_id = resume.signing_run_id
-            if (not signing_run_id or signing_run_id == workflow.info().run_id
-                    or not workflow.patched(SIGNING_RUN_PATCH)):
-                signing_run_id = workflow.info().run_id  # from code before the field
-            info = resume.model_copy(update={"opening": self._openings,
+            run_id = workflow.info().run_id
+            if (resume.opening > 0 and resume.signing_run_id
+                    and resume.signing_run_id != run_id
+                    and workflow.patched(SIGNING_RUN_PATCH)):
+                # the same opening, still bound to the run it opened in, so a decision
+                # signed before the continue-as-new is taken (once)
+                opening, signing_run_id = resume.opening, resume.signing_run_id
+                self._openings = max(self._openings, opening)
+            else:
+                # carried by code before that patch: as it did, the opening keeps its
+                # number unless this run already counted it (a workstream carries its
+                # count), or gets the next one (code that did not number openings), and
+                # decisions are signed for this run
+                self._openings = (resume.opening if resume.opening > self._openings
+                                  else self._openings + 1)
+                opening, signing_run_id = self._openings, run_id
+            info = resume.model_copy(update={"opening": opening,
                                              "signing_run_id": signing_run_id,
                                              "signatures_required": self.signatures_required})
             expires_at = info.expires_at

@@ -1009,9 +1009,78 @@ async def record_learning_signed_continue_as_new(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_workstream_signed_continue_as_new(workdir: Path) -> None:
+    """Workstream with GATE_SIGNERS and a history budget of 100 events (patch
+    ``signature-binds-opening-run``): alice signs a revise of a step's review gate as
+    the CLI does; refused signals fill the history, the run continues as new with the
+    gate open (keeping its opening number), and the revise, sent to the next run, is
+    taken; the step runs again and alice approves it. Saves both runs."""
+    from cli.gates import signing_run_id
+    from cli.keys import signed_decision
+    from cli.workstream import start_workstream
+    from models.signatures import GateSigners
+    from models.workstream import (
+        DEFAULT_ROUTER_CONFIG,
+        RouterConfig,
+        WorkstreamInput,
+        WorkstreamSpec,
+    )
+    from workflows.gates import SIGNERS_QUERY
+
+    alice, allowed = reviewer_key_file(workdir, "alice")
+    spec = WorkstreamSpec.model_validate({"work_item": "replay-signed-can", "steps": [
+        {"id": "draft", "kind": "shell", "gate": True,
+         "inputs": {"script": "echo draft > draft.txt"}}]})
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay-wscan", gate_signers=allowed)
+
+    async def review_gate(opening: int) -> GateInfo:
+        while True:
+            gates = await latest.query("pending_gates", result_type=list[GateInfo],
+                                       rpc_timeout=timedelta(seconds=3))
+            if gates and gates[0].opening >= opening:
+                return gates[0]
+            await asyncio.sleep(0.05)
+
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_workstream(env.client, settings, WorkstreamInput(
+                spec=spec, router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),
+                spec_dir=str(workdir), history_budget=100))
+            latest = env.client.get_workflow_handle(handle.id)
+            gate = await review_gate(1)
+            first_run = (await latest.describe()).run_id
+            signers = await latest.query(SIGNERS_QUERY, result_type=GateSigners)
+
+            async def signed(at: GateInfo, verdict: Verdict, comment: str) -> GateDecision:
+                return signed_decision(
+                    workflow_id=handle.id, run_id=await signing_run_id(latest, at), gate=at,
+                    verdict=verdict, comment=comment, content=None, keys=[alice],
+                    signers=signers, actor=None)
+
+            revise = await signed(gate, Verdict.REVISE, "say hello")
+            n = 0
+            while (await latest.describe()).run_id == first_run:
+                for _ in range(10):
+                    await latest.signal("gate_decison", {"n": n})
+                    n += 1
+                await asyncio.sleep(1.0)
+            await review_gate(gate.opening)
+            await latest.execute_update(GATE_UPDATE, revise)
+            again = await review_gate(gate.opening + 1)
+            await latest.execute_update(GATE_UPDATE, await signed(again, Verdict.APPROVE, "ok"))
+            await latest.result()
+            await save_chain_runs(env.client, handle.id, first_run,
+                                  "workstream_signed_continue_as_new")
+    finally:
+        await env.shutdown()
+
+
 SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
              "sdlc_signed_continue_as_new": record_sdlc_signed_continue_as_new,
              "learning_signed_continue_as_new": record_learning_signed_continue_as_new,
+             "workstream_signed_continue_as_new": record_workstream_signed_continue_as_new,
              "learning_signed_overrides": record_learning_signed_overrides,
              "sdlc_gate_inbox": record_sdlc_gate_inbox,
              "sdlc_github": record_sdlc_github,

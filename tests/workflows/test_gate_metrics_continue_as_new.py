@@ -24,6 +24,7 @@ from models.workstream import WorkstreamResult
 from settings import Settings
 from temporal_plumbing import metrics
 from temporal_plumbing.client import connect_client
+from tests.workflows.test_gate_signatures import fill_until_continued
 from tests.workflows.test_workstream import make_input, shell
 from worker import make_worker
 from workflows.gates import GATE_UPDATE
@@ -65,18 +66,6 @@ async def metered(ts_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, Ga
     yield client, gauge
 
 
-async def fill_history_until_continued(handle: WorkflowHandle[Any, Any]) -> None:
-    """Send refused signals until the run continues as new (its history budget)."""
-    first = (await handle.describe()).run_id
-    for n in range(60):
-        await handle.signal("gate_decison", {"n": n})
-    for _ in range(400):
-        if (await handle.describe()).run_id != first:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the run never continued as new")
-
-
 async def gate_open(handle: WorkflowHandle[Any, Any], gate: str) -> GateInfo:
     for _ in range(400):
         gates = await handle.query("pending_gates", result_type=list[GateInfo])
@@ -107,10 +96,13 @@ async def test_workstream_review_open_across_continue_as_new_counts_once(
         handle = await client.start_workflow(
             "WorkstreamWorkflow", inp, id=f"workstream-{inp.spec.work_item}",
             task_queue=task_queue)
-        await gate_open(handle, "review-draft")
+        opened = await gate_open(handle, "review-draft")
         await until(gauge, "review-draft", 1)
-        await fill_history_until_continued(handle)
-        await gate_open(handle, "review-draft")
+        await fill_until_continued(handle)
+        carried = await gate_open(handle, "review-draft")
+        # the same opening, still bound to the run it opened in (signed decisions)
+        assert (carried.opening, carried.signing_run_id) == (
+            opened.opening, handle.result_run_id)
         await asyncio.sleep(0.3)
         assert gauge.open_now("review-draft") == 1, gauge.read()
         await handle.execute_update(GATE_UPDATE, GateDecision(

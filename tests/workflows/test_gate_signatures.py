@@ -24,8 +24,12 @@ from cli.keys import ReviewerKey, sign_bytes, signed_decision
 from models.common import AuditEntry, GateDecision, GateInfo, Verdict
 from models.sdlc import GATE_1, SdlcPhase, SdlcResult
 from models.signatures import DecisionSignature, GateSigners, decision_message, public_key_line
+from models.workstream import WorkstreamResult
+from settings import Settings
 from tests.conftest import NO_SIGNERS
 from tests.workflows.test_sdlc import FakeActivities, gate_open, request
+from tests.workflows.test_workstream import make_input, shell
+from worker import make_worker
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE, SIGNERS_QUERY
 from workflows.sdlc import SdlcWorkflow
 
@@ -189,13 +193,21 @@ async def test_without_signers_gates_say_anyone_decides_and_key_names_are_refuse
                for e in result.audit)
 
 
-async def new_run(handle: WorkflowHandle, than: str) -> str:
-    """The run ID of ``handle`` once it is no longer ``than`` (it continued as new)."""
-    for _ in range(400):
-        run_id = (await handle.describe()).run_id
-        if run_id != than:
-            return run_id
-        await asyncio.sleep(0.05)
+async def fill_until_continued(handle: WorkflowHandle) -> tuple[str, str]:
+    """Send refused signals (an unknown name), ten at a time, until the run's history
+    passes its budget and it continues as new; returns (first run, next run). Between
+    batches it waits for the continue-as-new (a signal arriving meanwhile makes the
+    server refuse it, to be tried again), and it stops once the run has continued, so
+    the next run does not fill up and continue again too."""
+    first = (await handle.describe()).run_id
+    for batch in range(30):
+        for n in range(10):
+            await handle.signal("gate_decison", {"n": 10 * batch + n})
+        for _ in range(20):
+            run_id = (await handle.describe()).run_id
+            if run_id != first:
+                return first, run_id
+            await asyncio.sleep(0.05)
     raise AssertionError("the run never continued as new")
 
 
@@ -208,8 +220,7 @@ async def test_a_decision_signed_before_a_continue_as_new_is_taken_once(
     chain), and so is a decision signed for another gate."""
     handle = await start(ts_env, task_queue, history_budget=100)
     gate = await gate_open(handle)
-    first_run = (await handle.describe()).run_id
-    assert gate.signing_run_id == first_run and gate.opening == 1
+    assert gate.signing_run_id == (await handle.describe()).run_id and gate.opening == 1
     signers = await handle.query(SIGNERS_QUERY, result_type=GateSigners)
 
     def cli_signed(at: GateInfo, verdict: Verdict, comment: str) -> GateDecision:
@@ -220,9 +231,7 @@ async def test_a_decision_signed_before_a_continue_as_new_is_taken_once(
     revise = cli_signed(gate, Verdict.REVISE, "add limits")
     other_gate = cli_signed(gate.model_copy(update={"gate": "GATE_2"}), Verdict.REVISE,
                             "add limits").model_copy(update={"gate": GATE_1})
-    for n in range(40):  # refused signals fill the history past its budget
-        await handle.signal("gate_decison", {"n": n})
-    second_run = await new_run(handle, first_run)
+    first_run, second_run = await fill_until_continued(handle)
     carried = await gate_open(handle)
     assert (carried.opening, carried.signing_run_id) == (1, first_run)
 
@@ -252,3 +261,46 @@ async def test_a_decision_signed_before_a_continue_as_new_is_taken_once(
     await gate_open(again)
     await refused_by_update(again, revise, f"signed for {handle.id} run {first_run}")
     await again.terminate()
+
+
+async def test_a_workstream_review_signed_before_a_continue_as_new_is_taken_once(
+        ts_env, task_queue, tmp_path, keys):
+    """The same for a workstream review gate, which the run carries over continue-as-new
+    with its opening number and the run it opened in: alice's revise, signed in the
+    first run, is taken once in the next; sent again at the step's next review it is a
+    replay."""
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"alice {keys['alice'].public}\n")
+    settings = Settings(orchestrator_home=tmp_path / "home", temporal_task_queue=task_queue,
+                        workstream_trust_spec_tools=True, gate_signers=allowed)
+    inp = make_input(tmp_path, [shell("draft", "echo draft > draft.txt", gate=True)])
+    inp = inp.model_copy(update={"history_budget": 100})
+    async with make_worker(ts_env.client, settings):
+        handle = await ts_env.client.start_workflow(
+            "WorkstreamWorkflow", inp, id=f"workstream-{inp.spec.work_item}",
+            task_queue=task_queue)
+        gate = await gate_open(handle, "review-draft")
+        signers = await handle.query(SIGNERS_QUERY, result_type=GateSigners)
+
+        def cli_signed(at: GateInfo, verdict: Verdict, comment: str) -> GateDecision:
+            return signed_decision(workflow_id=handle.id, run_id=at.signing_run_id, gate=at,
+                                   verdict=verdict, comment=comment, content=None,
+                                   keys=[keys["alice"]], signers=signers, actor=None)
+
+        revise = cli_signed(gate, Verdict.REVISE, "say hello")
+        first_run, _ = await fill_until_continued(handle)
+        carried = await gate_open(handle, "review-draft")
+        assert (carried.opening, carried.signing_run_id) == (gate.opening, first_run)
+        await handle.execute_update(GATE_UPDATE, revise)
+        for _ in range(200):
+            again = await gate_open(handle, "review-draft")
+            if again.opening > gate.opening:
+                break
+            await asyncio.sleep(0.05)
+        await refused_by_update(handle, revise, "replayed")
+        await handle.execute_update(GATE_UPDATE, cli_signed(again, Verdict.APPROVE, "ok"))
+        result = WorkstreamResult.model_validate(await handle.result())
+    assert result.state == "succeeded"
+    assert [(e.actor, e.detail) for e in result.audit if e.kind == "decision"] == [
+        ("key:alice", "review-draft: revise (via update)"),
+        ("key:alice", "review-draft: approve (via update)")]
