@@ -131,8 +131,8 @@ class AnalysisRequest(BaseModel):
         budget_usd: the LLM budget (None = unlimited).
         reminder_interval, gate_expiry: of every gate (expiry None = never).
         history_budget: history events after which a run waiting at the sources,
-            clarify, proposal or outline gate continues as new (or sooner, when
-            Temporal suggests it; workflows.gates.history_full).
+            clarify, proposal, outline or budget gate continues as new (or sooner,
+            when Temporal suggests it; workflows.gates.history_full).
         carried: set by the workflow itself when it continues as new at a gate (its
             state, audit, ledger, sources and the open gate); None when a user
             starts the run.
@@ -434,8 +434,12 @@ class AnalysisCarry(BaseModel):
     """What an AnalysisWorkflow run waiting at a gate carries over continue-as-new.
 
     Attributes:
-        state: the run's state; its ``phase`` (SOURCES, CLARIFY, PROPOSE or OUTLINE)
-            says where the next run resumes.
+        state: the run's state; its ``phase`` says where the next run resumes: at
+            the SOURCES, CLARIFY, PROPOSE or OUTLINE gate, or, when ``gate`` is the
+            budget gate, in the phase whose LLM call waited there (PARSE to
+            FULL_TEXT): the next run waits at the budget gate first, then redoes
+            that phase's step (in ANALYSTS only the analysts not done yet; in
+            CLARIFY, after the questions were answered, only the rescoring).
         gate: the open gate, reopened as it was (opened_at, expiry, reminders).
         audit: the audit log so far (every transition and decision), each comment
             cut to CARRIED_COMMENT_CHARS.
@@ -447,6 +451,11 @@ class AnalysisCarry(BaseModel):
         integration: the integrated analysts' text (at the outline gate).
         outline: the outline the outline gate reviews.
         feedback: gate -> its feedback file; feedback_rounds: gate -> revise rounds.
+        outputs: the analysts' outputs so far (analyst id -> output).
+        clarifications: the answered clarifying questions (``Q: ...`` / ``A: ...``
+            lines), None before they are answered.
+        approved_outline: the outline as approved (CITATIONS, FULL_TEXT).
+        citation_map: the validated citation map (FULL_TEXT).
     """
 
     state: AnalysisState
@@ -462,6 +471,10 @@ class AnalysisCarry(BaseModel):
     outline: Outline | None = None
     feedback: dict[str, ArtifactRef] = Field(default_factory=dict)
     feedback_rounds: dict[str, int] = Field(default_factory=dict)
+    outputs: dict[str, AnalystOutput] = Field(default_factory=dict)
+    clarifications: str | None = None
+    approved_outline: Outline | None = None
+    citation_map: CitationMap | None = None
 
 
 AnalysisRequest.model_rebuild()

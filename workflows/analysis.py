@@ -19,8 +19,8 @@ error; a second failure ends the run FAILED with the reason.
 Private data stays out of history: source texts are written to the artifact store
 when loaded and travel as references (LLM calls get them as ``documents``), the
 citation-support check runs in an activity, and revise feedback at the proposal and
-outline gates is kept in a file per round. A run waiting at a gate continues as new
-when its history is full, carrying its state (``AnalysisCarry``).
+outline gates is kept in a file per round. A run waiting at a gate (the budget gate
+too) continues as new when its history is full, carrying its state (``AnalysisCarry``).
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ with workflow.unsafe.imports_passed_through():
     from models.llm import DocumentRef, LlmRequest
     from models.text import excerpt
     from workflows import analysis_checks as checks
+    from workflows.llm import BUDGET_GATE
 
 NONE = "(none)"
 CITATION_SUPPORT_PATCH = "citation-support"
@@ -104,6 +105,12 @@ CONTINUE_AS_NEW_PATCH = "analysis-gates-continue-as-new"
 continues as new when its history reaches ``AnalysisRequest.history_budget`` events
 or Temporal suggests it, carrying its state, audit, ledger, sources and the open
 gate (runs started before it never continue as new)."""
+BUDGET_CONTINUE_AS_NEW_PATCH = "analysis-budget-gate-continues-as-new"
+"""Patch id: a run waiting at the budget gate continues as new like one waiting at
+another gate, carrying the work done so far (analyst outputs, the approved outline,
+the citation map, the answered questions); the next run waits at the budget gate and
+then redoes the step whose LLM call waited there (runs started before it never
+continue as new at the budget gate)."""
 SOURCES_REVIEW_PATCH = "sources-gate-reviews-added-sources"
 """Patch id: documents added at the sources gate are loaded and the gate opens
 again, listing them, so the reviewer sees what was added before proceeding (runs
@@ -140,6 +147,9 @@ class AnalysisWorkflow(LlmWorkflow):
         self._added: list[SourceDoc] = []  # added at the sources gate, listed for review
         self._integration = ""
         self._draft: Outline | None = None  # the outline the outline gate reviews
+        self._clarifications: str | None = None  # the answered questions
+        self._cmap: CitationMap | None = None  # the validated citation map
+        self._again: AnalysisPhase | None = None  # re-entered after the budget gate
         if req.carried is not None:  # continued as new at a gate
             c = req.carried
             self._state = c.state.model_copy(update={"pending_gates": []})
@@ -154,6 +164,13 @@ class AnalysisWorkflow(LlmWorkflow):
             self._draft = c.outline
             self._feedback = dict(c.feedback)
             self._feedback_rounds = dict(c.feedback_rounds)
+            self._outputs = dict(c.outputs)
+            self._clarifications = c.clarifications
+            self._outline = c.approved_outline
+            self._cmap = c.citation_map
+            if c.gate.gate == BUDGET_GATE:  # its phase is entered again, its gate reopened
+                self._again = c.state.phase
+                self.budget_resume = c.gate
 
     # -- queries and decisions --------------------------------------------
     @workflow.query(name="state")
@@ -211,30 +228,46 @@ class AnalysisWorkflow(LlmWorkflow):
         """Run the pipeline to DONE; raise ApplicationError when it ends FAILED."""
         self._by_ref = workflow.patched(BY_REFERENCE_PATCH)
         self._continues = workflow.patched(CONTINUE_AS_NEW_PATCH)
+        if self._continues and workflow.patched(BUDGET_CONTINUE_AS_NEW_PATCH):
+            self.budget_history_full = self._continue_as_new
+            self.budget_history_budget = req.history_budget
         carried = req.carried
-        # the gate a previous run continued as new at, and the phases before it
+        # where a previous run continued as new (a gate, or the phase whose LLM call
+        # waited at the budget gate) and the phases before it
         at = carried.state.phase if carried else AnalysisPhase.STARTED
-        resume = carried.gate if carried else None
-        order = [AnalysisPhase.STARTED, AnalysisPhase.SOURCES, AnalysisPhase.CLARIFY,
-                 AnalysisPhase.PROPOSE, AnalysisPhase.OUTLINE]
+        resume = carried.gate if carried and self._again is None else None
+        order = [AnalysisPhase.STARTED, AnalysisPhase.PARSE, AnalysisPhase.SOURCES,
+                 AnalysisPhase.CLARIFY, AnalysisPhase.PROPOSE, AnalysisPhase.ANALYSTS,
+                 AnalysisPhase.INTEGRATE, AnalysisPhase.OUTLINE, AnalysisPhase.CITATIONS,
+                 AnalysisPhase.FULL_TEXT]
         done = order.index(at)
+
+        def todo(phase: AnalysisPhase) -> bool:
+            return done <= order.index(phase)
+
         try:
-            if carried is None:
-                if req.sources:
-                    await self._load(req.sources)
+            if carried is None and req.sources:
+                await self._load(req.sources)
+            if todo(AnalysisPhase.PARSE):
                 await self._parse()
-            if done <= 1:
+            if todo(AnalysisPhase.SOURCES):
                 await self._sources_gate(resume if at == AnalysisPhase.SOURCES else None)
-            if done <= 2:
+            if todo(AnalysisPhase.CLARIFY):
                 await self._clarify(resume if at == AnalysisPhase.CLARIFY else None)
-            if done <= 3:
+            if todo(AnalysisPhase.PROPOSE):
                 await self._propose(resume if at == AnalysisPhase.PROPOSE else None)
+            if todo(AnalysisPhase.ANALYSTS):
                 await self._run_analysts()
+            if todo(AnalysisPhase.INTEGRATE):
                 self._integration = await self._integrate()
-            await self._outline_phase(self._integration,
-                                      resume if at == AnalysisPhase.OUTLINE else None)
+            if todo(AnalysisPhase.OUTLINE):
+                await self._outline_phase(self._integration,
+                                          resume if at == AnalysisPhase.OUTLINE else None)
             integration = self._integration
-            cmap = await self._citations()
+            if todo(AnalysisPhase.CITATIONS):
+                self._cmap = await self._citations()
+            assert self._cmap is not None
+            cmap = self._cmap
             report = await self._full_text(cmap, integration)
             refs = await workflow.execute_activity_method(
                 AnalysisActivities.write_report,
@@ -281,6 +314,14 @@ class AnalysisWorkflow(LlmWorkflow):
         """Before FAILED (see :meth:`fail`): keep the reason in the state."""
         self._state.failure_reason = reason
 
+    async def _enter(self, phase: AnalysisPhase, detail: str = "") -> None:
+        """Transition to ``phase``, except the first time a run that continued as new
+        at the budget gate re-enters the phase it was in (it is in it already)."""
+        if self._again == phase:
+            self._again = None
+            return
+        await self.transition(phase, detail)
+
     async def _cancel(self) -> None:
         if self._state.phase not in (AnalysisPhase.FAILED, AnalysisPhase.CANCELED):
             self._state.failure_reason = "canceled"
@@ -302,9 +343,10 @@ class AnalysisWorkflow(LlmWorkflow):
         return decision
 
     async def _continue_as_new(self, gate: GateInfo) -> NoReturn:
-        """Continue as new at ``gate`` (the on_history_full hook), carrying what the
-        next run needs to wait on and go on (see AnalysisCarry); the phase in the
-        carried state says which gate it resumes at."""
+        """Continue as new at ``gate`` (the on_history_full hook of every gate, the
+        budget gate's too), carrying what the next run needs to wait on and go on
+        (see AnalysisCarry); the phase in the carried state says which gate it
+        resumes at, or, at the budget gate, which phase's step it redoes."""
         assert self._req
         self.record("continued_as_new", f"{gate.gate} still open after "
                     f"{workflow.info().get_current_history_length()} history events")
@@ -317,7 +359,9 @@ class AnalysisWorkflow(LlmWorkflow):
             suggested_analysts=list(self._suggested_analysts),
             added=[s.id for s in self._added], integration=self._integration,
             outline=self._draft, feedback=dict(self._feedback),
-            feedback_rounds=dict(self._feedback_rounds))
+            feedback_rounds=dict(self._feedback_rounds), outputs=dict(self._outputs),
+            clarifications=self._clarifications, approved_outline=self._outline,
+            citation_map=self._cmap)
         workflow.continue_as_new(self._req.model_copy(update={"carried": carry}))
 
     def _providers(self) -> str:
@@ -429,7 +473,7 @@ class AnalysisWorkflow(LlmWorkflow):
 
     async def _parse(self) -> None:
         assert self._req
-        await self.transition(AnalysisPhase.PARSE)
+        await self._enter(AnalysisPhase.PARSE)
         self._state.language = checks.detect_language(self._req.problem,
                                                       self._req.catalogue.language_markers)
         self._source_need_reason = "the scorer could not rate it"
@@ -478,19 +522,23 @@ class AnalysisWorkflow(LlmWorkflow):
     # -- 3. clarify -------------------------------------------------------------
     async def _clarify(self, resume: GateInfo | None = None) -> None:
         assert self._req
-        if resume is None and not await self._ask():
-            return
-        questions = self._state.questions
-        decision = await self._gate(CLARIFY_GATE, "answer: " + " | ".join(questions), resume)
-        if decision.verdict == Verdict.REJECT:
-            self.record("clarify_skipped", "clarification declined; scores kept",
-                        actor=decision.actor)
-            return
-        answers = ClarifyAnswers.model_validate_json(decision.content or "{}").answers
-        clarifications = "\n".join(
-            f"Q: {q}\nA: {a}" for q, a in zip(questions + [""] * len(answers), answers,
-                                               strict=False))
-        scores, template = await self._score(clarifications)
+        if self._again != AnalysisPhase.CLARIFY or self._clarifications is None:
+            # (else the budget gate stopped the rescoring: only that is redone)
+            if resume is None and not await self._ask():
+                return
+            questions = self._state.questions
+            decision = await self._gate(CLARIFY_GATE, "answer: " + " | ".join(questions),
+                                        resume)
+            if decision.verdict == Verdict.REJECT:
+                self.record("clarify_skipped", "clarification declined; scores kept",
+                            actor=decision.actor)
+                return
+            answers = ClarifyAnswers.model_validate_json(decision.content or "{}").answers
+            self._clarifications = "\n".join(
+                f"Q: {q}\nA: {a}" for q, a in zip(questions + [""] * len(answers), answers,
+                                                   strict=False))
+        self._again = None
+        scores, template = await self._score(self._clarifications)
         self._apply_scores(scores, template)
 
     async def _ask(self) -> bool:
@@ -502,7 +550,7 @@ class AnalysisWorkflow(LlmWorkflow):
             return False
         cat = self._req.catalogue
         first, second = checks.ranked(scores)[:2]
-        await self.transition(AnalysisPhase.CLARIFY, f"{first} {scores[first]:.2f} vs {second} "
+        await self._enter(AnalysisPhase.CLARIFY, f"{first} {scores[first]:.2f} vs {second} "
                     f"{scores[second]:.2f}")
         try:
             resp = await self.call_llm(LlmRequest(
@@ -526,7 +574,7 @@ class AnalysisWorkflow(LlmWorkflow):
         assert self._req
         cat = self._req.catalogue
         if resume is None:
-            await self.transition(AnalysisPhase.PROPOSE)
+            await self._enter(AnalysisPhase.PROPOSE)
         feedback: list[str] = []  # runs started before feedback went by reference
         while True:
             st = self._state
@@ -616,8 +664,9 @@ class AnalysisWorkflow(LlmWorkflow):
 
     async def _run_analysts(self) -> None:
         assert self._req
-        analysts = list(self._state.analysts)
-        await self.transition(AnalysisPhase.ANALYSTS, f"{len(analysts)} analyst(s), "
+        # (a run that continued as new at the budget gate has some done already)
+        analysts = [a for a in self._state.analysts if a not in self._outputs]
+        await self._enter(AnalysisPhase.ANALYSTS, f"{len(analysts)} analyst(s), "
                     f"{self._req.analyst_concurrency} at a time")
         slots = asyncio.Semaphore(self._req.analyst_concurrency)
 
@@ -644,14 +693,15 @@ class AnalysisWorkflow(LlmWorkflow):
                 failed[aid] = error
         if failed:
             reasons = "; ".join(f"{a}: {e}" for a, e in failed.items())
-            if len(failed) == len(analysts) or (len(failed) >= 2
-                                                and not self._req.graceful_degradation):
-                await self.fail(f"{len(failed)} of {len(analysts)} analysts failed "
+            total = len(self._state.analysts)
+            if len(failed) == total or (len(failed) >= 2
+                                        and not self._req.graceful_degradation):
+                await self.fail(f"{len(failed)} of {total} analysts failed "
                                  f"({reasons})")
             self._state.missing_analysts = list(failed)
             self.record("degraded", f"continuing without {', '.join(failed)} ({reasons})")
         # L1: the works the analysts cited, numbered in analyst order
-        for aid in analysts:
+        for aid in self._state.analysts:
             for ref in self._outputs[aid].references if aid in self._outputs else []:
                 known = next((s for s in self._registry if s.level == "L1"
                               and s.location == ref), None)
@@ -667,7 +717,7 @@ class AnalysisWorkflow(LlmWorkflow):
     async def _integrate(self) -> str:
         assert self._req
         cat = self._req.catalogue
-        await self.transition(AnalysisPhase.INTEGRATE)
+        await self._enter(AnalysisPhase.INTEGRATE)
         sections = "\n\n".join(
             f"### {cat.analysts[a].name} ({a})\n\n{self._outputs[a].body}"
             for a in self._state.analysts if a in self._outputs)
@@ -701,7 +751,7 @@ class AnalysisWorkflow(LlmWorkflow):
     async def _outline_phase(self, integration: str, resume: GateInfo | None = None) -> None:
         feedback: list[str] = []  # runs started before feedback went by reference
         if resume is None or self._draft is None:
-            await self.transition(AnalysisPhase.OUTLINE)
+            await self._enter(AnalysisPhase.OUTLINE)
             resume = None
             outline = await self._make_outline(integration, feedback)
         else:
@@ -796,7 +846,7 @@ class AnalysisWorkflow(LlmWorkflow):
 
     async def _citations(self) -> CitationMap:
         assert self._outline
-        await self.transition(AnalysisPhase.CITATIONS)
+        await self._enter(AnalysisPhase.CITATIONS)
         previous_error = NONE
         for attempt in range(2):
             cmap = await self._map_citations(previous_error)
@@ -941,7 +991,7 @@ class AnalysisWorkflow(LlmWorkflow):
     # -- 10./11. full text ------------------------------------------------------------
     async def _full_text(self, cmap: CitationMap, integration: str) -> str:
         assert self._req and self._outline
-        await self.transition(AnalysisPhase.FULL_TEXT)
+        await self._enter(AnalysisPhase.FULL_TEXT)
         draft = "\n\n".join(
             f"## {p.heading}\n\n{p.claim}"
             + (f" [{'; '.join(cmap.citations[p.id])}]" if cmap.citations.get(p.id) else "")

@@ -7,7 +7,9 @@ It adds to :class:`~workflows.gates.GatedWorkflow`:
 * the ``llm_ledger`` query (every call, sums per phase, total, budget);
 * the ``budget`` gate: when the ledger's total reaches ``budget_usd``, the next
   call waits there instead of failing. Approve (or revise) with ``content`` set
-  to a higher budget in USD to go on; reject to stop the run.
+  to a higher budget in USD to go on; reject to stop the run. A subclass that
+  sets ``budget_history_full`` continues as new while that gate waits (see
+  :meth:`LlmWorkflow.wait_within_budget`).
 
 The ledger and the budget are plain state (``self.ledger``, ``self.budget_usd``)
 so that a workflow that continues-as-new can carry them in its input.
@@ -17,16 +19,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import policies
-from workflows.gates import GatedWorkflow
+from workflows.gates import DEFAULT_HISTORY_BUDGET, GatedWorkflow, HistoryFullHook
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm import LlmActivities
-    from models.common import GateDecision, Verdict
+    from models.common import GateDecision, GateInfo, Verdict
     from models.llm import LlmLedger, LlmRequest, LlmResponse, LlmUsage
 
 BUDGET_GATE = "budget"
@@ -45,6 +48,10 @@ class LlmWorkflow(GatedWorkflow):
 
     Subclasses set ``self.budget_usd`` (None = unlimited) and may set
     ``self.budget_reminder_interval`` / ``self.budget_gate_expiry`` from their input.
+    To continue as new while the budget gate waits, a subclass sets
+    ``self.budget_history_full`` (the hook, given the open gate; it must continue as
+    new carrying the gate), ``self.budget_history_budget`` (events), and in the next
+    run ``self.budget_resume`` (the carried gate, reopened as it was).
     """
 
     def __init__(self) -> None:
@@ -54,6 +61,10 @@ class LlmWorkflow(GatedWorkflow):
         self.budget_reminder_interval: timedelta | None = timedelta(hours=24)
         self.budget_gate_expiry: timedelta | None = None
         self._budget_lock = asyncio.Lock()  # parallel calls share one budget gate
+        self.budget_history_full: HistoryFullHook | None = None
+        self.budget_history_budget = DEFAULT_HISTORY_BUDGET
+        self.budget_resume: GateInfo | None = None
+        self._llm_calls_running = 0  # waited for before continuing as new at the gate
 
     @workflow.query(name="llm_ledger")
     def llm_ledger(self) -> LlmLedger:
@@ -78,6 +89,7 @@ class LlmWorkflow(GatedWorkflow):
                 fall back on a failed call do not swallow the cancellation).
         """
         await self.wait_within_budget()
+        self._llm_calls_running += 1
         try:
             response = await workflow.execute_activity_method(
                 LlmActivities.llm_complete, request,
@@ -93,11 +105,19 @@ class LlmWorkflow(GatedWorkflow):
                     and cause.details:
                 self.ledger.append(LlmUsage.model_validate(cause.details[0]))
             raise
+        finally:
+            self._llm_calls_running -= 1
         self.ledger.append(response.usage)
         return response
 
     async def wait_within_budget(self) -> None:
         """Return at once when under budget; else wait at the ``budget`` gate.
+
+        With ``budget_history_full`` set, the run continues as new when its history
+        reaches ``budget_history_budget`` events (or Temporal suggests it) while the
+        gate waits: once the LLM calls running beside this one (parallel callers)
+        have ended, the hook is awaited with the open gate. The next run, with the
+        gate as ``budget_resume``, reopens it as it was at its first wait.
 
         Raises:
             ApplicationError: (``BudgetStopped``) rejected at the gate or the gate expired.
@@ -110,12 +130,16 @@ class LlmWorkflow(GatedWorkflow):
     async def _budget_gate(self) -> None:
         while self.budget_usd is not None and self.spent_usd() >= self.budget_usd:
             spent = self.spent_usd()
+            resume, self.budget_resume = self.budget_resume, None
             decision = await self.wait_for_decision(
                 BUDGET_GATE,
                 prompt=f"LLM spend ${spent:.4f} reached the budget ${self.budget_usd:.4f}; "
                        "approve with a higher budget in USD as content, or reject to stop",
                 reminder_interval=self.budget_reminder_interval,
                 expires_after=self.budget_gate_expiry,
+                resume=resume, history_budget=self.budget_history_budget,
+                on_history_full=None if self.budget_history_full is None
+                else self._budget_history_full,
             )
             if decision is None:
                 raise ApplicationError("stopped: the budget gate expired without a decision",
@@ -127,6 +151,14 @@ class LlmWorkflow(GatedWorkflow):
             old, self.budget_usd = self.budget_usd, parse_budget(decision.content)
             self.record("budget_raised", f"LLM budget ${old:.4f} -> ${self.budget_usd:.4f}",
                         actor=decision.actor, comment=decision.comment)
+
+    async def _budget_history_full(self, gate: GateInfo) -> NoReturn:
+        """The budget gate's on_history_full hook: wait until no other LLM call runs
+        (a parallel caller's result is kept, not lost), then ``budget_history_full``."""
+        assert self.budget_history_full is not None
+        await workflow.wait_condition(lambda: self._llm_calls_running == 0)
+        await self.handlers_finished()
+        await self.budget_history_full(gate)
 
     def decision_problem(self, decision: GateDecision) -> str | None:
         """The gate checks, plus: raising the budget needs a number above the spend."""

@@ -809,6 +809,59 @@ async def record_learning_signed_overrides(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_analysis_budget_continue_as_new(workdir: Path) -> None:
+    """Analysis whose budget gate, reached while the analysts run one at a time (each
+    approve raises the budget just above the spend), waits with a reminder a second
+    and a history budget of 100 events until the run continues as new there (patch
+    ``analysis-budget-gate-continues-as-new``), then is approved; every run of the
+    chain is saved (the second resumes at the budget gate and runs the analysts left)."""
+    from cli.analysis import analysis_request, start_analysis
+    from models.llm import ModelPrice
+    from tests.workflows.analysis_harness import DEFAULTS, FIXTURES, decision
+    base = Settings(_env_file=None)
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", llm_provider="offline",
+                        llm_prices={m: ModelPrice(input=100, output=100)
+                                    for m in base.llm_prices})
+    try:
+        async with make_worker(env.client, settings):
+            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                                   title="German market entry on a budget",
+                                   sources=[str(FIXTURES / "german-e-invoicing.md")],
+                                   budget_usd=0.02, analyst_concurrency=1,
+                                   history_budget=100, reminder_interval=timedelta(seconds=1))
+            handle = await start_analysis(env.client, settings, req)
+            first = handle.first_execution_run_id or handle.result_run_id
+            assert first
+            first_run = env.client.get_workflow_handle(handle.id, run_id=first)
+            waiting = False
+            while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                for gate in await handle.query(AnalysisWorkflow.pending_gates):
+                    chosen = DEFAULTS.get(gate.gate, decision(gate.gate))
+                    if gate.gate == "budget":
+                        state = await handle.query(AnalysisWorkflow.state)
+                        if state.phase == "ANALYSTS" and state.analysts_done:
+                            waiting = True
+                        if waiting and (await first_run.describe()).status \
+                                == WorkflowExecutionStatus.RUNNING:
+                            continue  # reminders until it continues as new
+                        if not waiting:
+                            spent = (await handle.query(AnalysisWorkflow.llm_ledger)).total_usd
+                            chosen = decision("budget", content=f"{spent + 1e-4}")
+                    await handle.signal(GATE_SIGNAL, chosen)
+                    await asyncio.sleep(0.3)
+                await asyncio.sleep(0.1)
+            await handle.result()
+            history = await first_run.fetch_history()
+            assert history.events[-1].HasField(
+                "workflow_execution_continued_as_new_event_attributes")
+            await save_chain_runs(env.client, handle.id, first,
+                                  "analysis_budget_continue_as_new")
+    finally:
+        await env.shutdown()
+
+
 async def save_chain_runs(client: Client, workflow_id: str, first_run_id: str,
                           prefix: str) -> None:
     """Save every run of a chain, first run first (following each run's
@@ -1038,6 +1091,7 @@ SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
              "analysis_grounded": record_analysis_grounded,
              "analysis_by_reference": record_analysis_by_reference,
              "analysis_continue_as_new": record_analysis_continue_as_new,
+             "analysis_budget_continue_as_new": record_analysis_budget_continue_as_new,
              "learning_templates": record_learning_templates,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,
              "workstream_admission": record_workstream_admission, "faults": record_faults,

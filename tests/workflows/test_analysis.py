@@ -8,6 +8,7 @@ import base64
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -330,6 +331,61 @@ async def test_budget_gate_reject_stops_the_run(run_analysis, llm):
     assert isinstance(failure, WorkflowFailureError)
     assert "stopped at the budget gate by reviewer: too expensive" in str(failure.cause)
     assert (await handle.query("state", result_type=AnalysisState)).phase.value == "FAILED"
+
+
+async def test_a_budget_gate_open_for_days_continues_as_new_and_resumes_the_analysts(
+        run_analysis, llm, ts_env):
+    """The budget gate, reached while the analysts run one at a time (each approve
+    raises the budget just above the spend, so the next call waits again), stays
+    open for ten simulated days with a reminder every 6 hours and a history budget
+    of 100 events: the run continues as new there (twice), carrying the analysts done so
+    far; after the approve the last run runs only the analysts not done and ends
+    with the report."""
+    llm.hooks = {"analysis_parse": STRATEGY}
+    llm.inner = LlmActivities(OfflineProvider(ModelPrice(input=100, output=100)))
+    waited: list[list[str]] = []  # the analysts done when the long wait began
+
+    async def at_gate(handle, gate):
+        if gate != "budget":
+            return None
+        state = await handle.query(AnalysisWorkflow.state)
+        if state.phase.value == "ANALYSTS" and state.analysts_done and not waited:
+            waited.append(list(state.analysts_done))
+            await ts_env.sleep(timedelta(days=10))  # reminders, no decision
+            return False
+        if waited:
+            return None  # the default: approve with $1000
+        spent = (await handle.query(AnalysisWorkflow.llm_ledger)).total_usd
+        await handle.execute_update(GATE_UPDATE, decision("budget", content=f"{spent + 1e-4}"))
+        return False
+
+    result, handle = await run_analysis(on_gate=at_gate, budget_usd=0.02,
+                                        analyst_concurrency=1, history_budget=100,
+                                        reminder_interval=timedelta(hours=6))
+    assert isinstance(result, AnalysisResult), result
+    assert waited and result.phase.value == "DONE"
+    runs = await history_chain(handle)
+    log = result.audit
+    continued = [e for e in log if e.kind == "continued_as_new"]
+    assert len(continued) == len(runs) - 1
+    # each run that waited at the budget gate continued as new there, near its budget
+    # (a later run may also continue as new at the outline gate)
+    at_budget = [len(r) for r, e in zip(runs, continued, strict=False)
+                 if e.detail.startswith("budget ")]
+    assert len(at_budget) >= 2 and all(n < 100 + 30 for n in at_budget), \
+        [len(r) for r in runs]
+    assert sum(e.kind == "reminder" for e in log) >= 35  # 10 days at one per 6 hours
+    assert any(e.kind == "gate_resumed" and "budget" in e.detail for e in log)
+    # the work done before is kept: every analyst ran once, none again after the wait
+    analysts = result.analysts
+    assert len(analysts) >= 2 and set(waited[0]) < set(analysts)
+    assert sorted(c.variables["analyst_id"] for c in llm.phase_calls("analysis_analyst")) \
+        == sorted(analysts)
+    ledger = await handle.query("llm_ledger", result_type=LlmLedger)
+    assert result.llm_cost_usd == pytest.approx(ledger.total_usd)
+    assert {p.phase: p.calls for p in ledger.by_phase}["analysis_analyst"] == len(analysts)
+    meta, body = split_frontmatter(Path(result.report.path).read_text())
+    assert meta["sources"] and checks.inline_citations(body)
 
 
 async def test_a_source_that_fails_to_load_reopens_the_sources_gate(run_analysis, llm, tmp_path):
