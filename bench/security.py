@@ -111,9 +111,12 @@ def _files(root: Path) -> list[Path]:
 
 
 async def _wait_review(handle: WorkflowHandle[Any, Any], step: str) -> None:
+    """Until ``step``'s review gate is open. (``progress`` lists the step under review
+    a little earlier, while the run loads its signers: a decision sent then is refused,
+    "gate 'review-...' is not open", and the run would wait for ever.)"""
+    gate = f"review-{step}"
     for _ in range(600):
-        progress = await handle.query(WorkstreamWorkflow.progress)
-        if step in progress.review:
+        if any(g.gate == gate for g in await handle.query(WorkstreamWorkflow.pending_gates)):
             return
         await asyncio.sleep(0.05)
     raise RuntimeError(f"{handle.id} never reached the review of {step}")
