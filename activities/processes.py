@@ -7,11 +7,15 @@ processes with :func:`run_process_split` (async, heartbeating) or :func:`run_syn
 
 * starts in a session and process group of its own (its pgid is its pid), so
   its whole tree can be killed with one ``killpg``;
-* has the Linux parent-death signal set to SIGKILL (``prctl(PR_SET_PDEATHSIG)``
-  through ctypes, between fork and exec): when the worker dies, even by
-  ``kill -9``, the kernel kills the child. (The signal reaches the direct child
-  only; grandchildren, e.g. the commands a shell script starts, are reached by
-  the fence below.)
+* has the Linux parent-death signal set (``prctl(PR_SET_PDEATHSIG)`` through
+  ctypes, between fork and exec). That signal reaches the direct child only, so
+  a long-running command (:func:`run_process_split`) is started by a tiny
+  supervisor, ``activities/supervise.py``, as the direct child and group
+  leader: when the worker dies, even by ``kill -9``, it kills the whole group
+  (the command and whatever the command started) before it exits, and when
+  the command ends it kills what the command left running in the group. A
+  short command (:func:`run_sync`, git) is the direct child itself, with
+  SIGKILL as its parent-death signal;
 * is killed with its whole group when it outlives its timeout, when the
   activity is cancelled, or when the waiting code fails.
 
@@ -21,10 +25,11 @@ an attempt starts a process for a step (or SDLC round) it takes the step's
 :class:`Fence`, a small JSON file in a directory private to the workspace (the
 worktree's git directory, never the work tree): taking it kills the process
 group the previous owner recorded, if still alive, and records the new owner;
-the attempt then records its own pgid before its process may run (the process
-waits behind :data:`GATE_SCRIPT` until then). An attempt commits what its
-process made only while it still owns the fence (:meth:`Fence.owned`), so an
-older attempt can never touch what a later one committed.
+the attempt then records its own pgid before its process may run (the
+supervisor waits on a pipe for the worker's go before it starts the command).
+An attempt commits what its process made only while it still owns the fence
+(:meth:`Fence.owned`), so an older attempt can never touch what a later one
+committed.
 
 Only the environment given is passed to the child (``env=None`` inherits the
 worker's, as git does); this layer adds nothing to it.
@@ -241,22 +246,9 @@ def attempt_owner() -> str:
     return f"{info.workflow_id}/{info.activity_id}#{info.attempt}/{suffix}"
 
 
-# A fenced process starts behind this gate: a minimal Python (the direct child,
-# already in its own group with the parent-death signal, which survives exec)
-# waits until the parent has recorded its pgid in the fence and says go through
-# the pipe on fd argv[1], then execs the command; EOF (the worker died, or the
-# fence was lost) ends it unrun. So no process can run, or start others, before
-# its group is on record. (Python rather than sh: dash cannot redirect fds > 9.)
-GATE_SCRIPT = ("import os, sys\n"
-               "fd = int(sys.argv[1])\n"
-               "if not os.read(fd, 3):\n"
-               "    os._exit(137)\n"
-               "os.close(fd)\n"
-               "try:\n"
-               "    os.execvp(sys.argv[2], sys.argv[2:])\n"
-               "except OSError as err:\n"
-               "    print(f'{sys.argv[2]}: {err.strerror}', file=sys.stderr)\n"
-               "    os._exit(127)\n")
+# The direct child of run_process_split (see its module docstring): run by the
+# worker's interpreter in isolated mode (no site, no environment, no path).
+SUPERVISOR = Path(__file__).with_name("supervise.py")
 
 
 class ProcessTimeout(ApplicationError):
@@ -285,8 +277,9 @@ async def run_process_split(
     timeout: float, merge_stderr: bool = False, label: str = "agent",
     fence: Fence | None = None,
 ) -> tuple[int, str, str]:
-    """Run a process in its own session and process group with the parent-death
-    signal set, heartbeating every HEARTBEAT_EVERY seconds while it runs.
+    """Run a process in a session and process group of its own, under the
+    supervisor (``activities/supervise.py``) that kills the whole group when the
+    worker dies, heartbeating every HEARTBEAT_EVERY seconds while it runs.
 
     Args:
         env: the child's whole environment (None: the worker's).
@@ -299,7 +292,8 @@ async def run_process_split(
 
     Returns:
         (exit code, stdout, stderr); stderr is "" when ``merge_stderr``. A
-        process killed by signal N has exit code -N.
+        process killed by signal N has exit code -N; a command that cannot be
+        started exits 127 with the reason on stderr.
 
     Raises:
         ProcessTimeout: (an ``ApplicationError`` of type ``AgentTimeout``) ran longer
@@ -309,12 +303,12 @@ async def run_process_split(
         asyncio.CancelledError: the activity was cancelled (the group is killed first).
     """
     gate_r = gate_w = -1
-    command = list(argv)
     if fence is not None:
         await asyncio.to_thread(fence.take)
-        # the child waits at the gate until its pgid is recorded (see GATE_SCRIPT)
+        # the supervisor starts the command after the worker recorded its pgid
         gate_r, gate_w = os.pipe()
-        command = [sys.executable, "-I", "-S", "-c", GATE_SCRIPT, str(gate_r), *argv]
+    command = [sys.executable, "-I", "-S", str(SUPERVISOR), str(os.getpid()), str(gate_r),
+               *argv]
     try:
         proc = await asyncio.create_subprocess_exec(
             *command, cwd=cwd, env=dict(env) if env is not None else None,

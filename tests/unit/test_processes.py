@@ -3,6 +3,7 @@ signal, process groups, fences between attempts, and git timeouts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.git import GitError, git
-from activities.processes import Fence, group_members, kill_fenced, run_sync
+from activities.processes import Fence, group_members, kill_fenced, run_process_split, run_sync
 from tests.fault_harness import alive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,29 +55,73 @@ def _fake_worker(tmp_path: Path, script: str, fence_dir: Path) -> subprocess.Pop
     return subprocess.Popen([sys.executable, "-c", code])
 
 
-def test_a_child_dies_with_its_worker_and_a_new_attempt_kills_the_rest(tmp_path):
-    fences = tmp_path / "fences"
-    # the shell (direct child) gets the parent-death signal; its background sleep does not
-    script = f"sleep 300 & echo $! > {tmp_path}/sleep.pid; echo $$ > {tmp_path}/sh.pid; wait"
+def _tree(tmp_path: Path, fences: Path) -> tuple[subprocess.Popen, int, int, int, int]:
+    """A fake worker running a shell step whose child and grandchild sleep: returns
+    (worker, supervisor pid, shell pid, sleeper pid, grand-sleeper pid)."""
+    script = (f"sh -c 'sleep 300 & echo $! > {tmp_path}/grand.pid; wait' & "
+              f"echo $! > {tmp_path}/sleep.pid; echo $$ > {tmp_path}/sh.pid; wait")
     worker = _fake_worker(tmp_path, script, fences)
     shell = int(_wait_for(tmp_path / "sh.pid"))
     sleeper = int(_wait_for(tmp_path / "sleep.pid"))
-    assert os.getpgid(sleeper) == shell  # one process group of its own, led by the child
-    _wait_for(fences / "step-x-1.json")
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
-    assert _gone(shell), "the parent-death signal did not kill the direct child"
-    assert alive(sleeper)  # an orphan of the dead attempt, still in its group
+    grand = int(_wait_for(tmp_path / "grand.pid"))
+    supervisor = os.getpgid(shell)
+    # one process group of its own, led by the supervisor, the worker's direct child
+    assert supervisor != shell and os.getpgid(sleeper) == os.getpgid(grand) == supervisor
+    assert Path(f"/proc/{supervisor}/stat").read_text().split()[3] == str(worker.pid)
+    return worker, supervisor, shell, sleeper, grand
 
-    fence = Fence(fences, "step-x-1", "attempt-2")
-    assert fence.take() == shell
-    assert _gone(sleeper) and group_members(shell) == []
+
+def test_the_whole_tree_dies_with_its_worker(tmp_path):
+    fences = tmp_path / "fences"
+    worker, supervisor, shell, sleeper, grand = _tree(tmp_path, fences)
+    worker.send_signal(signal.SIGKILL)  # kill -9 of the worker running the step
+    worker.wait()
+    for pid in (supervisor, shell, sleeper, grand):
+        assert _gone(pid), f"process {pid} of the dead worker's step still runs"
+    assert group_members(supervisor) == []
+    assert Fence(fences, "step-x-1", "attempt-2").take() is None  # nothing left to fence
+
+
+def test_a_new_attempt_kills_a_group_that_outlived_its_worker(tmp_path):
+    fences = tmp_path / "fences"
+    worker, supervisor, shell, sleeper, grand = _tree(tmp_path, fences)
+    os.kill(supervisor, signal.SIGSTOP)  # a stopped supervisor cannot act on its signal
+    try:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        time.sleep(0.2)
+        assert all(alive(pid) for pid in (shell, sleeper, grand))
+
+        fence = Fence(fences, "step-x-1", "attempt-2")
+        assert fence.take() == supervisor  # the fence is the backstop
+        assert all(_gone(pid) for pid in (supervisor, shell, sleeper, grand))
+        assert group_members(supervisor) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(supervisor, signal.SIGKILL)
     with fence.owned():
         pass
     with pytest.raises(ApplicationError) as err:
         with Fence(fences, "step-x-1", "attempt-1").owned():
             pass
     assert err.value.type == "AttemptSuperseded" and err.value.non_retryable
+
+
+async def test_the_supervisor_passes_on_exit_status_and_kills_what_the_command_left(
+        tmp_path):
+    code, out, err = await run_process_split(
+        ["sh", "-c", f"sleep 300 & echo $! > {tmp_path}/bg.pid; echo out; echo err >&2; "
+                     "exit 3"], cwd=tmp_path, env={"PATH": os.environ["PATH"]},
+        stdin=b"", timeout=60)
+    assert (code, out, err) == (3, "out\n", "err\n")  # not held open by the sleep
+    assert _gone(int((tmp_path / "bg.pid").read_text()))
+    assert (await run_process_split(["sh", "-c", "cat; kill -TERM $$"], cwd=tmp_path,
+                                    env=None, stdin=b"in", timeout=60))[:2] == (-15, "in")
+    assert (await run_process_split(["sh", "-c", "yes | head -1"], cwd=tmp_path, env=None,
+                                    stdin=b"", timeout=60))[:2] == (0, "y\n")
+    assert await run_process_split(["no-such-command-x"], cwd=tmp_path, env=None,
+                                   stdin=b"", timeout=60) == (
+        127, "", "no-such-command-x: No such file or directory\n")
 
 
 def test_kill_fenced_kills_every_recorded_group_and_spares_reused_pids(tmp_path):
