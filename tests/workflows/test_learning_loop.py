@@ -505,3 +505,43 @@ async def test_cancel_while_paused_ends_canceled(ts_env, task_queue, tmp_path, d
         ("canceled", "while at PAUSED"), ("transition", "PAUSED -> CANCELED (canceled)")]
     with db_session(db_url) as s:
         assert s.get(Test, first.test_id).status == "expired"
+
+
+async def test_cancel_during_an_llm_call_ends_canceled(ts_env, task_queue, tmp_path, db_url):
+    """Cancelled mid-activity (the LLM writes items for a short bank): the call is
+    cancelled with the run, which ends CANCELED, not on with the bank's items."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from temporalio import activity
+    from temporalio.worker import Worker
+
+    from activities.learning import LearningStore
+
+    calls: list[str] = []
+
+    @activity.defn(name="llm_complete")
+    async def llm_hangs(request: LlmRequest) -> LlmResponse:
+        calls.append(request.phase)
+        while True:  # a model that answers only after the run is cancelled
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
+
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    store = LearningStore(db_url, tmp_path / "artifacts")
+    config = learning_config(settings, student=student(), curriculum="fractions",
+                             max_rounds=1, items_per_test=8, llm_item_generation=True)
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[LearningLoopWorkflow],
+                      activities=[*store.all(), llm_hangs, NO_SIGNERS],
+                      activity_executor=ThreadPoolExecutor(4)):
+        handle = ts_env.client.get_workflow_handle(
+            (await start_learning(ts_env.client, settings, config)).id)
+        for _ in range(400):
+            if calls:
+                break
+            await asyncio.sleep(0.02)
+        assert calls == ["learning_generate_items"]
+        progress, audit = await cancelled_progress(handle)
+    assert progress.phase == LearningPhase.CANCELED and progress.open_test is None
+    assert [(e.kind, e.detail) for e in audit[-2:]] == [
+        ("canceled", "while at TEST"), ("transition", "TEST -> CANCELED (canceled)")]
+    assert not any(e.kind == "items_generated" for e in audit)
