@@ -72,7 +72,7 @@ class LearningStore:
     def all(self) -> list[Callable[..., Any]]:
         """Every activity of the store, for the worker."""
         return [self.begin, self.pick_items, self.store_generated, self.store_template_items,
-                self.open_test,
+                self.open_test, self.cancel_test,
                 self.rubrics, self.close_test, self.remediate, self.update_mastery,
                 self.set_mastery]
 
@@ -106,6 +106,12 @@ class LearningStore:
     def open_test(self, inp: OpenTestInput) -> None:
         """Record the test assigned to the student."""
         self.repo.open_test(inp)
+
+    @activity.defn(name="learning_cancel_test")
+    def cancel_test(self, test_id: str) -> bool:
+        """Close a cancelled loop's open test as ``canceled`` (True), or nothing when it
+        is closed already or was never written (False)."""
+        return self.repo.cancel_test(test_id)
 
     @activity.defn(name="learning_rubrics")
     @_permanent

@@ -136,7 +136,7 @@ class Test(Base):
     curriculum_id: Mapped[str] = mapped_column(String(ID))
     kc_id: Mapped[str] = mapped_column(String(ID))
     item_ids: Mapped[list[str]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))  # open, answered, expired
+    status: Mapped[str] = mapped_column(String(16))  # open, answered, expired, canceled
     assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -261,6 +261,18 @@ class LearningRepository:
                            kc_id=inp.kc, item_ids=list(inp.item_ids), status="open",
                            assigned_at=utcnow()))
 
+    def cancel_test(self, test_id: str) -> bool:
+        """Close a test of a cancelled loop as ``canceled``: no responses are stored,
+        so nothing of it is scored or counts as evidence. Returns True when the test
+        was open; False when it was closed before or never written (the loop was
+        cancelled before ``open_test`` ran), so a rerun changes nothing."""
+        with self.db.session() as s:
+            test = s.get(Test, test_id, with_for_update=True)
+            if test is None or test.status != "open":
+                return False
+            test.status, test.closed_at = "canceled", utcnow()
+            return True
+
     # -- Diagnose --------------------------------------------------------------
     def rubrics(self, test_id: str) -> list[FreeTextRubric]:
         """Prompt, answer key and the KC's misconception IDs of each free-text item

@@ -224,7 +224,8 @@ class CurriculumSpec(BaseModel):
 
 class LearningPhase(StrEnum):
     """Where the loop is: the five stages and the ends (MASTERED and ROUND_LIMIT are
-    a result's outcome; FAILED is where a run that raised ends)."""
+    a result's outcome; FAILED is where a run that raised ends; CANCELED is where a
+    cancelled loop ends, at any phase)."""
 
     ASSIGN = "ASSIGN"
     TEST = "TEST"
@@ -235,6 +236,7 @@ class LearningPhase(StrEnum):
     MASTERED = "MASTERED"
     ROUND_LIMIT = "ROUND_LIMIT"
     FAILED = "FAILED"
+    CANCELED = "CANCELED"
 
 
 class LearningConfig(BaseModel):

@@ -24,10 +24,15 @@ call is an activity of :class:`~activities.learning.LearningStore`.
 * **Remediate**: hint, worked example and practice items as a Markdown artifact.
 * **Model**: Bayesian Knowledge Tracing per response, once per response ID.
 * **Teacher overrides** (validated updates): ``set_mastery``, ``skip_kc``, ``pause``, ``resume``.
+* **Cancel**, at any phase (waiting for answers, paused, mid-activity): a ``canceled``
+  audit entry, the open test closed as ``canceled`` in the database, the phase
+  CANCELED, and the run ends cancelled. The loop holds no worktree and starts no
+  process of its own; a running activity (an LLM call) is cancelled with the run.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
 
 from temporalio import workflow
@@ -102,6 +107,10 @@ SIGNED_OVERRIDES_PATCH = "learning-signed-overrides"
 """Patch id: each run loads the worker's GATE_SIGNERS at its start (not at its first
 test), and teacher overrides (async handlers) are authenticated like gate decisions:
 signed when the signers are configured, refused and audited when not."""
+CANCELED_PATCH = "learning-cancel-ends-canceled"
+"""Patch id: a cancelled loop closes its open test as ``canceled`` and enters phase
+CANCELED at any phase (before, only a cancel that hit an activity was audited, and
+the phase stayed where the cancel found it)."""
 GENERATE_TEMPLATE = "learning_generate_items.md"
 GRADE_TEMPLATE = "learning_grade_free_text.md"
 ANSWER_TYPES = ["exact", "numeric", "multiple_choice"]
@@ -254,15 +263,41 @@ class LearningLoopWorkflow(LlmWorkflow):
                 state.budget_usd = self.budget_usd
                 workflow.continue_as_new(state)
             return await self._finish(outcome)
+        except asyncio.CancelledError:  # cancelled while it waits (answers, a teacher)
+            if workflow.patched(CANCELED_PATCH):
+                await self._end_canceled(f"while at {self.phase.value}")
+            raise
         except ActivityError as err:
             if is_cancelled_exception(err):  # cancelled: ends CANCELED, not FAILED
-                self.record("canceled", f"{err.activity_type} was cancelled with the run")
+                detail = f"{err.activity_type} was cancelled with the run"
+                if workflow.patched(CANCELED_PATCH):
+                    await self._end_canceled(detail)
+                else:
+                    self.record("canceled", detail)
                 raise
             await self.fail(activity_failure(err))
         except ApplicationError as err:  # e.g. stopped at the budget gate
             if self.phase == LearningPhase.FAILED:  # raised by fail()
                 raise
             await self.fail(err.message)
+
+    async def _end_canceled(self, detail: str) -> None:
+        """End a cancelled run: record a ``canceled`` audit entry (``detail``: where the
+        cancel found the run), close this run's test as ``canceled`` in the database
+        (nothing when it was answered, expired or never written), and enter CANCELED.
+        The caller re-raises the cancellation, so the run ends cancelled. A database
+        that fails for good leaves the test open; that is audited (``test_left_open``)
+        and the run still ends CANCELED."""
+        self.record("canceled", detail)
+        test = self._test
+        if test is not None:
+            self._test_closed = True
+            try:
+                await self._db(LearningStore.cancel_test, test.test_id,
+                               f"close test {test.test_id} as canceled")
+            except ActivityError as err:
+                self.record("test_left_open", f"{test.test_id}: {activity_failure(err)}")
+        await self.transition(LearningPhase.CANCELED, "canceled")
 
     def _outcome(self) -> LearningPhase | None:
         s = self._state

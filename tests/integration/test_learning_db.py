@@ -19,6 +19,7 @@ from activities.learning_db import (
     LearningDatabase,
     MasteryHistory,
     Response,
+    Test,
     current_revision,
 )
 from activities.learning_repo import LearningRepository
@@ -209,6 +210,23 @@ def test_writes_are_idempotent_by_workflow_and_step(repo, tmp_path):
                                             kc="fraction-meaning", count=5))
     assert picked.shortfall == 2 and [i.id for i in picked.items][:3] == ["fm-4", "fm-6",
                                                                           "fm-5"]
+
+
+def test_cancel_test_closes_only_an_open_test_once(repo):
+    wf = "learn-bo-fractions"
+    repo.begin(BeginInput(workflow_id=wf, student="bo", curriculum="fractions"))
+    test_id = f"{wf}/round-1"
+    assert repo.cancel_test(test_id) is False  # cancelled before the test was written
+    repo.open_test(OpenTestInput(workflow_id=wf, test_id=test_id, round=1, student="bo",
+                                 curriculum="fractions", kc="fraction-meaning",
+                                 item_ids=["fm-1", "fm-2"]))
+    assert repo.cancel_test(test_id) is True
+    assert repo.cancel_test(test_id) is False  # a rerun changes nothing
+    with repo.db.session() as s:
+        test = s.get(Test, test_id)
+        assert test is not None and test.status == "canceled" and test.closed_at is not None
+        assert s.scalar(select(func.count()).select_from(Response)
+                        .where(Response.test_id == test_id)) == 0
 
 
 def test_generated_items_are_validated_before_use(repo):

@@ -579,6 +579,39 @@ async def record_learning_templates(workdir: Path) -> None:
         await env.shutdown()
 
 
+async def record_learning_canceled(workdir: Path) -> None:
+    """Learning loop cancelled while its test waits for answers (patch
+    ``learning-cancel-ends-canceled``): the test closed as canceled, phase CANCELED,
+    the run cancelled."""
+    from activities.curriculum import import_curriculum_file
+    from activities.learning_db import LearningDatabase
+    from cli.learning import learning_config, start_learning
+    from models.learning import OpenTest
+
+    url = f"sqlite:///{workdir / 'learning.db'}"
+    db = LearningDatabase(url)
+    import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
+    db.dispose()
+    env = await start_local_env()
+    settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
+                        temporal_task_queue="replay", database_url=url, llm_provider="offline")
+    try:
+        async with make_worker(env.client, settings):
+            handle = await start_learning(env.client, settings, learning_config(
+                settings, student="replay", curriculum="fractions", max_rounds=2,
+                items_per_test=2))
+            while await handle.query("open_test", result_type=OpenTest | None) is None:
+                await asyncio.sleep(0.05)
+            await handle.cancel()
+            while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await asyncio.sleep(0.05)
+            assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+            save("learning_loop_canceled_at_test.json",
+                 (await handle.fetch_history()).to_json())
+    finally:
+        await env.shutdown()
+
+
 async def record_workstream_admission(workdir: Path) -> None:
     """Workstream with the worker's tool check (patch ``worker-tool-authority``): a
     run the worker admits (a shell and a python step) and one it refuses (a tool
@@ -1093,6 +1126,7 @@ SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
              "analysis_continue_as_new": record_analysis_continue_as_new,
              "analysis_budget_continue_as_new": record_analysis_budget_continue_as_new,
              "learning_templates": record_learning_templates,
+             "learning_canceled": record_learning_canceled,
              "learning": record_learning, "sdlc_signals": record_sdlc_signals,
              "workstream_admission": record_workstream_admission, "faults": record_faults,
              "workstream_continue_as_new": record_workstream_continue_as_new}

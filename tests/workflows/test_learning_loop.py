@@ -17,7 +17,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowUpdateFailedError,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.learning_scoring import parse_number
 from cli.learning import learning_config, start_learning
@@ -439,3 +439,109 @@ async def test_an_activity_failure_ends_failed_through_fail(ts_env, task_queue, 
     assert progress.phase == LearningPhase.FAILED
     assert audit[-1].kind == "transition" and audit[-1].detail.startswith(
         "ASSIGN -> FAILED (learning_begin failed: ")
+
+
+async def cancelled_progress(handle) -> tuple[LearningProgress, list[AuditEntry]]:
+    """Cancel the loop and check it ends cancelled on the server; returns its last
+    state and audit log."""
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as err:
+        await handle.result()
+    assert isinstance(err.value.cause, CancelledError)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    return (await handle.query(LearningLoopWorkflow.state),
+            await handle.query(LearningLoopWorkflow.audit_log))
+
+
+async def test_cancel_while_the_student_answers_ends_canceled(ts_env, task_queue, tmp_path,
+                                                              db_url):
+    """Cancelled at TEST (the gate waits for answers): phase CANCELED, audited, the
+    test closed as canceled in the database with no responses."""
+    from sqlalchemy import select
+
+    from activities.learning_db import Response, Test
+
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    name = student()
+    config = learning_config(settings, student=name, curriculum="fractions", max_rounds=3)
+    async with make_worker(ts_env.client, settings):
+        handle = await start_learning(ts_env.client, settings, config)
+        test = await wait_for_test(handle)
+        progress, audit = await cancelled_progress(
+            ts_env.client.get_workflow_handle(handle.id))
+    assert progress.phase == LearningPhase.CANCELED and progress.open_test is None
+    assert [(e.kind, e.detail) for e in audit[-2:]] == [
+        ("canceled", "while at TEST"), ("transition", "TEST -> CANCELED (canceled)")]
+    with db_session(db_url) as s:
+        row = s.get(Test, test.test_id)
+        responses = s.scalars(select(Response).where(Response.student_id == name)).all()
+        assert row is not None and row.status == "canceled" and row.closed_at is not None
+    assert responses == []
+
+
+async def test_cancel_while_paused_ends_canceled(ts_env, task_queue, tmp_path, db_url):
+    """Cancelled at PAUSED (a later run waits for a teacher to resume): phase
+    CANCELED and audited; the expired test of the earlier round stays expired."""
+    from activities.learning_db import Test
+
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    config = learning_config(settings, student=student(), curriculum="fractions", max_rounds=3,
+                             reminder_after=timedelta(hours=1), expire_after=timedelta(hours=2),
+                             on_expiry="pause")
+    async with make_worker(ts_env.client, settings):
+        handle = ts_env.client.get_workflow_handle(
+            (await start_learning(ts_env.client, settings, config)).id)
+        first = await wait_for_test(handle)
+        await ts_env.sleep(timedelta(hours=3))
+        for _ in range(200):
+            phase = (await handle.query("state", result_type=LearningProgress)).phase
+            if phase == LearningPhase.PAUSED:
+                break
+            await asyncio.sleep(0.02)
+        assert phase == LearningPhase.PAUSED
+        progress, audit = await cancelled_progress(handle)
+    assert progress.phase == LearningPhase.CANCELED and progress.paused
+    assert [(e.kind, e.detail) for e in audit[-2:]] == [
+        ("canceled", "while at PAUSED"), ("transition", "PAUSED -> CANCELED (canceled)")]
+    with db_session(db_url) as s:
+        assert s.get(Test, first.test_id).status == "expired"
+
+
+async def test_cancel_during_an_llm_call_ends_canceled(ts_env, task_queue, tmp_path, db_url):
+    """Cancelled mid-activity (the LLM writes items for a short bank): the call is
+    cancelled with the run, which ends CANCELED, not on with the bank's items."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from temporalio import activity
+    from temporalio.worker import Worker
+
+    from activities.learning import LearningStore
+
+    calls: list[str] = []
+
+    @activity.defn(name="llm_complete")
+    async def llm_hangs(request: LlmRequest) -> LlmResponse:
+        calls.append(request.phase)
+        while True:  # a model that answers only after the run is cancelled
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
+
+    settings = learning_settings(tmp_path, task_queue, db_url)
+    store = LearningStore(db_url, tmp_path / "artifacts")
+    config = learning_config(settings, student=student(), curriculum="fractions",
+                             max_rounds=1, items_per_test=8, llm_item_generation=True)
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[LearningLoopWorkflow],
+                      activities=[*store.all(), llm_hangs, NO_SIGNERS],
+                      activity_executor=ThreadPoolExecutor(4)):
+        handle = ts_env.client.get_workflow_handle(
+            (await start_learning(ts_env.client, settings, config)).id)
+        for _ in range(400):
+            if calls:
+                break
+            await asyncio.sleep(0.02)
+        assert calls == ["learning_generate_items"]
+        progress, audit = await cancelled_progress(handle)
+    assert progress.phase == LearningPhase.CANCELED and progress.open_test is None
+    assert [(e.kind, e.detail) for e in audit[-2:]] == [
+        ("canceled", "while at TEST"), ("transition", "TEST -> CANCELED (canceled)")]
+    assert not any(e.kind == "items_generated" for e in audit)
