@@ -404,10 +404,24 @@ async def test_a_step_cancelled_with_its_run_is_counted(dev_env: WorkflowEnviron
     assert value(text, name, workflow_type="WorkstreamWorkflow", outcome="canceled") == 1
 
 
-async def test_a_gate_carried_over_continue_as_new_stays_one_open_gate(ts_env, task_queue):
+async def open_gates(handle: WorkflowHandle) -> list:
+    """The run's open gates, or [] while a query goes unanswered (one sent as the run
+    continues as new: ask again, with a deadline, instead of waiting on it)."""
+    try:
+        return await handle.query(SdlcWorkflow.pending_gates,
+                                  rpc_timeout=timedelta(seconds=2))
+    except RPCError:
+        return []
+
+
+async def test_a_gate_carried_over_continue_as_new_stays_one_open_gate(private_ts_env,
+                                                                      task_queue):
     """A gate still open when its run continues as new (the history budget) is neither
     closed by that run nor opened again by the next: opened - closed stays the gates
     open now, and the decision in the last run closes the one gate."""
+    # its own server: the time-skipping server leaves a query that arrives while a run
+    # continues as new unanswered and stops skipping time, which would hang later tests
+    ts_env = private_ts_env
     address, _runtime, client = await metrics_client(ts_env)
     async with Worker(client, task_queue=task_queue, workflows=[SdlcWorkflow],
                       activities=[*FakeActivities().all(), NO_SIGNERS]):
@@ -421,7 +435,7 @@ async def test_a_gate_carried_over_continue_as_new_stays_one_open_gate(ts_env, t
         for _ in range(6):  # reminders every minute fill the history
             await ts_env.sleep(timedelta(minutes=10))
         assert (await handle.describe()).run_id != first_run  # continued as new
-        while not await handle.query(SdlcWorkflow.pending_gates):
+        while not await open_gates(handle):
             await asyncio.sleep(0.05)
         await handle.execute_update(SdlcWorkflow.decide_gate, GateDecision(
             gate=GATE_1, verdict=Verdict.APPROVE, actor="ann"))
