@@ -11,11 +11,13 @@ change to the command sequence must go behind ``workflow.patched``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -336,11 +338,13 @@ async def record_workstream_continue_as_new(workdir: Path) -> None:
         await env.shutdown()
 
 
-async def record_sdlc_github(workdir: Path) -> None:
-    """SDLC with GitHub (the local GitHub server): `/revise` by comment, then `/approve`,
-    through the long-running comment watch (sdlc_github_revise_then_approve.json is
-    the same scenario recorded before it, with polls on a timer)."""
-    repo, remote = workdir / "replay-gh-repo", workdir / "remote.git"
+@contextlib.asynccontextmanager
+async def github_worker(workdir: Path, name: str
+                        ) -> AsyncIterator[tuple[Client, GitHubServer, Settings, Path]]:
+    """A local dev server, the local GitHub server (alice may write) and a worker using
+    it, for an SDLC scenario on a new repository ``replay-<name>-repo`` pushed to a bare
+    ``origin``; yields the client, the GitHub server, the settings and the repository."""
+    repo, remote = workdir / f"replay-{name}-repo", workdir / f"remote-{name}.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     new_repository(repo)
     for args in (["remote", "add", "origin", str(remote)], ["push", "-q", "origin", "main"]):
@@ -349,26 +353,34 @@ async def record_sdlc_github(workdir: Path) -> None:
     try:
         with GitHubServer() as server:
             server.gh.permissions["alice"] = "write"
-            settings = Settings(orchestrator_home=workdir / "home-gh",
-                                temporal_task_queue="replay-gh",
+            settings = Settings(orchestrator_home=workdir / f"home-{name}",
+                                temporal_task_queue=f"replay-{name}",
                                 github_token=server.gh.token,
                                 github_repository=server.gh.full_name,
                                 github_api_url=server.api_url,
                                 github_poll_interval=timedelta(milliseconds=300))
             async with make_worker(env.client, settings):
-                handle = await start_sdlc(env.client, settings, feature_request(
-                    settings, title="Add CSV export", description="Export as CSV.",
-                    repo_path=str(repo)))
-                for body in ("/revise more detail", "/approve"):
-                    while not await handle.query("pending_gates", result_type=list[GateInfo]):
-                        await asyncio.sleep(0.05)
-                    server.gh.add_comment(1, "alice", body)
-                    await asyncio.sleep(1.0)
-                await handle.result()
-                history = await handle.fetch_history()
-        save("sdlc_github_watch_revise_then_approve.json", history.to_json())
+                yield env.client, server, settings, repo
     finally:
         await env.shutdown()
+
+
+async def record_sdlc_github(workdir: Path) -> None:
+    """SDLC with GitHub (the local GitHub server): `/revise` by comment, then `/approve`,
+    through the long-running comment watch (sdlc_github_revise_then_approve.json is
+    the same scenario recorded before it, with polls on a timer)."""
+    async with github_worker(workdir, "gh") as (client, server, settings, repo):
+        handle = await start_sdlc(client, settings, feature_request(
+            settings, title="Add CSV export", description="Export as CSV.",
+            repo_path=str(repo)))
+        for body in ("/revise more detail", "/approve"):
+            while not await handle.query("pending_gates", result_type=list[GateInfo]):
+                await asyncio.sleep(0.05)
+            server.gh.add_comment(1, "alice", body)
+            await asyncio.sleep(1.0)
+        await handle.result()
+        history = await handle.fetch_history()
+    save("sdlc_github_watch_revise_then_approve.json", history.to_json())
 
 
 async def record_sdlc_github_replies(workdir: Path) -> None:
@@ -376,38 +388,21 @@ async def record_sdlc_github_replies(workdir: Path) -> None:
     once`` and ``sdlc-reminder-reapplies-label``: a `/reject` without a reason is refused
     and its reply posted by the reply task; a reminder (every second) comments and
     re-applies the phase label a person deleted; then `/approve`."""
-    repo, remote = workdir / "replay-gh-replies-repo", workdir / "remote-replies.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
-    new_repository(repo)
-    for args in (["remote", "add", "origin", str(remote)], ["push", "-q", "origin", "main"]):
-        subprocess.run(["git", *args], cwd=repo, check=True)
-    env = await start_local_env()
-    try:
-        with GitHubServer() as server:
-            server.gh.permissions["alice"] = "write"
-            settings = Settings(orchestrator_home=workdir / "home-gh-replies",
-                                temporal_task_queue="replay-gh-replies",
-                                github_token=server.gh.token,
-                                github_repository=server.gh.full_name,
-                                github_api_url=server.api_url,
-                                github_poll_interval=timedelta(milliseconds=300))
-            async with make_worker(env.client, settings):
-                handle = await start_sdlc(env.client, settings, feature_request(
-                    settings, title="Add CSV export", description="Export as CSV.",
-                    repo_path=str(repo), reminder_interval=timedelta(seconds=1)))
-                while not await handle.query("pending_gates", result_type=list[GateInfo]):
-                    await asyncio.sleep(0.05)
-                server.gh.add_comment(1, "alice", "/reject")
-                server.gh.delete_label("sdlc:gate-1")
-                while not any(c["body"].startswith("Reminder 2")
-                              for c in server.gh.comments_on(1)):
-                    await asyncio.sleep(0.1)
-                server.gh.add_comment(1, "alice", "/approve")
-                await handle.result()
-                history = await handle.fetch_history()
-        save("sdlc_github_reply_reminder_label.json", history.to_json())
-    finally:
-        await env.shutdown()
+    async with github_worker(workdir, "gh-replies") as (client, server, settings, repo):
+        handle = await start_sdlc(client, settings, feature_request(
+            settings, title="Add CSV export", description="Export as CSV.",
+            repo_path=str(repo), reminder_interval=timedelta(seconds=1)))
+        while not await handle.query("pending_gates", result_type=list[GateInfo]):
+            await asyncio.sleep(0.05)
+        server.gh.add_comment(1, "alice", "/reject")
+        server.gh.delete_label("sdlc:gate-1")
+        while not any(c["body"].startswith("Reminder 2")
+                      for c in server.gh.comments_on(1)):
+            await asyncio.sleep(0.1)
+        server.gh.add_comment(1, "alice", "/approve")
+        await handle.result()
+        history = await handle.fetch_history()
+    save("sdlc_github_reply_reminder_label.json", history.to_json())
 
 
 async def record_sdlc_signals(workdir: Path) -> None:
