@@ -62,7 +62,7 @@ class GitError(RuntimeError):
 def run_git(cwd: Path | str, *args: str, timeout: float = GIT_COMMAND_TIMEOUT,
             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``git <args>`` in ``cwd`` through the subprocess layer
-    (:func:`activities.processes.run_sync`: own process group, parent-death signal),
+    (:func:`activities.processes.run_sync`: own process group, under the supervisor),
     with the allowlisted environment of :func:`git_env` (``env``: more variables).
 
     Raises:

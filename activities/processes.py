@@ -7,15 +7,15 @@ processes with :func:`run_process_split` (async, heartbeating) or :func:`run_syn
 
 * starts in a session and process group of its own (its pgid is its pid), so
   its whole tree can be killed with one ``killpg``;
-* has the Linux parent-death signal set (``prctl(PR_SET_PDEATHSIG)`` through
-  ctypes, between fork and exec). That signal reaches the direct child only, so
-  a long-running command (:func:`run_process_split`) is started by a tiny
-  supervisor, ``activities/supervise.py``, as the direct child and group
-  leader: when the worker dies, even by ``kill -9``, it kills the whole group
-  (the command and whatever the command started) before it exits, and when
-  the command ends it kills what the command left running in the group. A
-  short command (:func:`run_sync`, git) is the direct child itself, with
-  SIGKILL as its parent-death signal;
+* is started by a tiny supervisor, ``activities/supervise.py``, as the direct
+  child and group leader. The supervisor sets the Linux parent-death signal on
+  itself (``prctl(PR_SET_PDEATHSIG)``): when the worker dies, even by
+  ``kill -9``, it kills the whole group (the command and whatever the command
+  started) before it exits, and when the command ends it kills what the
+  command left running in the group. Nothing runs between fork and exec in the
+  worker (no ``preexec_fn``: forking a process with threads, as a Temporal
+  worker has, and running Python code in the child can deadlock before exec,
+  which hung a git call for good);
 * is killed with its whole group when it outlives its timeout, when the
   activity is cancelled, or when the waiting code fails.
 
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
@@ -48,7 +47,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from temporalio import activity
@@ -58,22 +57,6 @@ HEARTBEAT_EVERY = 1.0  # seconds between heartbeats while a process runs
 KILL_WAIT = 3.0  # seconds to wait for a killed group to disappear
 DRAIN_AFTER_KILL = 1.0  # seconds a timed-out process's pipes may take to reach EOF
 READ_CHUNK = 65536  # bytes read from a child's stdout or stderr at a time
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-_SIGKILL = int(signal.SIGKILL)
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-
-def _child_setup(parent: int) -> Callable[[], None]:
-    """The ``preexec_fn`` of every child: SIGKILL when the parent dies; exit at once
-    when the parent already died between fork and this call."""
-
-    def setup() -> None:
-        if _LIBC is not None:
-            _LIBC.prctl(PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(137)
-
-    return setup
 
 
 def start_time(pid: int) -> int | None:
@@ -307,14 +290,12 @@ async def run_process_split(
         await asyncio.to_thread(fence.take)
         # the supervisor starts the command after the worker recorded its pgid
         gate_r, gate_w = os.pipe()
-    command = [sys.executable, "-I", "-S", str(SUPERVISOR), str(os.getpid()), str(gate_r),
-               *argv]
     try:
         proc = await asyncio.create_subprocess_exec(
-            *command, cwd=cwd, env=dict(env) if env is not None else None,
+            *supervised(argv, gate=gate_r), cwd=cwd, env=dict(env) if env is not None else None,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
-            start_new_session=True, preexec_fn=_child_setup(os.getpid()),
+            start_new_session=True,
             pass_fds=(gate_r,) if fence is not None else (),
         )
     finally:
@@ -390,20 +371,26 @@ async def run_process(
     return code, out
 
 
+def supervised(argv: list[str], *, gate: int) -> list[str]:
+    """The argv that runs ``argv`` under ``activities/supervise.py`` for this worker
+    process: ``gate`` is the read end of the go pipe, or -1 to start at once."""
+    return [sys.executable, "-I", "-S", str(SUPERVISOR), str(os.getpid()), str(gate), *argv]
+
+
 def run_sync(argv: list[str], *, cwd: Path | str, timeout: float,
              env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a short command to completion (blocking), in its own process group with
-    the parent-death signal set; text stdout and stderr captured.
+    """Run a short command to completion (blocking), in its own process group under
+    the supervisor (see the module docstring); text stdout and stderr captured. A
+    command that cannot be started exits 127 with the reason on stderr.
 
     Raises:
         subprocess.TimeoutExpired: it ran longer than ``timeout`` seconds (its
             group is killed first).
-        OSError: the executable cannot be started.
     """
-    with subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else None,
+    with subprocess.Popen(supervised(argv, gate=-1), cwd=cwd,
+                          env=dict(env) if env is not None else None,
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, start_new_session=True,
-                          preexec_fn=_child_setup(os.getpid())) as proc:
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
         try:
             out, err = proc.communicate(timeout=timeout)
         except BaseException:

@@ -1,5 +1,5 @@
-"""The direct child of every long-running process an activity starts (agent
-runners, workstream shell and python steps): a tiny supervisor, standard library
+"""The direct child of every process an activity starts (agent runners,
+workstream shell and python steps, git): a tiny supervisor, standard library
 only, run by the worker's interpreter as
 ``python -I -S supervise.py PARENT_PID GATE_FD COMMAND [ARG ...]``.
 
@@ -9,10 +9,10 @@ here (the supervisor), not in the command: when the worker dies, even by
 everything it started, e.g. the ``sleep`` a shell step runs) and exits. In turn:
 
 1. The worker started it as the leader of a session and process group of its
-   own (its pid is the group's id, the one a fence records) with the
-   parent-death signal SIGKILL; it switches that signal to :data:`PARENT_DIED`,
-   which it catches, and exits with its group at once when ``PARENT_PID`` is
-   no longer its parent (the worker died before the switch).
+   own (its pid is the group's id, the one a fence records), with nothing run
+   between fork and exec; it sets its parent-death signal to
+   :data:`PARENT_DIED`, which it catches, and exits with its group at once when
+   ``PARENT_PID`` is no longer its parent (the worker died before that).
 2. ``GATE_FD`` >= 0: waits until the worker writes ``go`` on that pipe (after
    it recorded the group in the fence); EOF (the worker died, or lost the
    fence) ends it with exit code 137 before the command ran.
