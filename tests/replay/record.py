@@ -262,8 +262,7 @@ async def record_workstream_user_steps(workdir: Path) -> None:
             await handle.result()
         except Exception:  # noqa: BLE001 - the test step is meant to fail
             pass
-        (HISTORIES / "workstream_user_steps.json").write_text(
-            (await handle.fetch_history()).to_json())
+        save("workstream_user_steps.json", (await handle.fetch_history()).to_json())
 
 
 async def record_workstream_continue_as_new(workdir: Path) -> None:
@@ -600,8 +599,8 @@ async def record_workstream_admission(workdir: Path) -> None:
                 await handle.result()
             except Exception:  # noqa: BLE001 - the refused run is meant to fail
                 pass
-            (HISTORIES / f"workstream_admission_{name}.json").write_text(
-                (await handle.fetch_history()).to_json())
+            save(f"workstream_admission_{name}.json",
+                 (await handle.fetch_history()).to_json())
 
 
 async def record_faults(workdir: Path) -> None:
@@ -716,7 +715,7 @@ async def record_sdlc_signed(workdir: Path) -> None:
         await handle.result()
         history = await handle.fetch_history()
     # the signatures are bound to the workflow ID: the replay test reads it from here
-    (HISTORIES / "sdlc_signed_decision.json").write_text(json.dumps(
+    save("sdlc_signed_decision.json", json.dumps(
         {**json.loads(history.to_json()), "workflowId": handle.id}))
 
 
