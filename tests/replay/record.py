@@ -723,31 +723,17 @@ async def record_learning_signed_overrides(workdir: Path) -> None:
     """Learning loop with GATE_SIGNERS (patch ``learning-signed-overrides``): the signers
     loaded at the run's start, an unsigned ``pause`` refused and audited, alice's signed
     ``set_mastery`` (through the CLI's signing), then the round's answers."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-    )
-
     from activities.curriculum import import_curriculum_file
     from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, send_override, start_learning
     from models.learning import Answer, OpenTest, PauseResume, SetMastery, SubmitAnswers
-    from models.signatures import public_key_line
     from workflows.learning_loop import SUBMIT_ANSWERS, LearningLoopWorkflow
 
     url = f"sqlite:///{workdir / 'learning-signed.db'}"
     db = LearningDatabase(url)
     import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
     db.dispose()
-    alice = Ed25519PrivateKey.generate()
-    key_file = workdir / "alice_key"
-    key_file.write_bytes(alice.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH,
-                                             NoEncryption()))
-    key_file.chmod(0o600)
-    allowed = workdir / "allowed_signers_learning"
-    allowed.write_text(f"alice {public_key_line(alice.public_key().public_bytes_raw())}\n")
+    alice, allowed = reviewer_key_file(workdir, "alice")
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-ls",
                         database_url=url, gate_signers=allowed)
     async with local_worker(settings) as client:
@@ -762,7 +748,7 @@ async def record_learning_signed_overrides(workdir: Path) -> None:
             pass
         await send_override(handle, "set_mastery", LearningLoopWorkflow.set_mastery,
                             SetMastery(kc=test.kc, mastery=0.5, reason="checked"),
-                            None, str(key_file))
+                            None, str(alice.private_path))
         await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
             Answer(item=i.id, answer="1/2") for i in test.items]))
         await handle.result()
