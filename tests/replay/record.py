@@ -61,6 +61,19 @@ def new_repository(repo: Path) -> None:
         subprocess.run(["git", *args], cwd=repo, check=True)
 
 
+def learning_database(path: Path, curriculum: Path = ROOT / "curricula" / "fractions.yaml"
+                      ) -> str:
+    """A new SQLite learning database at ``path`` with ``curriculum`` imported; its URL."""
+    from activities.curriculum import import_curriculum_file
+    from activities.learning_db import LearningDatabase
+
+    url = f"sqlite:///{path}"
+    db = LearningDatabase(url)
+    import_curriculum_file(db, curriculum)
+    db.dispose()
+    return url
+
+
 @contextlib.asynccontextmanager
 async def local_worker(settings: Settings) -> AsyncIterator[Client]:
     """A fresh local dev server and a worker with ``settings`` on it, both stopped on
@@ -141,16 +154,11 @@ async def record_learning(workdir: Path) -> None:
     """Learning loop: two rounds (the first answered partly wrong, so it remediates),
     an override, items generated through the LLM layer in round 2 (the bank runs
     short), then the round limit; saves both runs (continue-as-new between them)."""
-    from activities.curriculum import import_curriculum_file
-    from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, start_learning
     from models.learning import Answer, OpenTest, SetMastery, SubmitAnswers
     from workflows.learning_loop import SUBMIT_ANSWERS
 
-    url = f"sqlite:///{workdir / 'learning.db'}"
-    db = LearningDatabase(url)
-    import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
-    db.dispose()
+    url = learning_database(workdir / "learning.db")
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
                         database_url=url)
     async with local_worker(settings) as client:
@@ -505,18 +513,13 @@ async def record_learning_templates(workdir: Path) -> None:
     equivalent without the LLM grader, the round limit."""
     import json
 
-    from activities.curriculum import import_curriculum_file
-    from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, start_learning
     from models.learning import Answer, OpenTest, SubmitAnswers
     from workflows.learning_loop import SUBMIT_ANSWERS
 
     path = workdir / "sums.json"
     path.write_text(json.dumps(TEMPLATED_CURRICULUM))
-    url = f"sqlite:///{workdir / 'learning.db'}"
-    db = LearningDatabase(url)
-    import_curriculum_file(db, path)
-    db.dispose()
+    url = learning_database(workdir / "learning.db", path)
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", database_url=url, llm_provider="offline")
     async with local_worker(settings) as client:
@@ -537,15 +540,10 @@ async def record_learning_canceled(workdir: Path) -> None:
     """Learning loop cancelled while its test waits for answers (patch
     ``learning-cancel-ends-canceled``): the test closed as canceled, phase CANCELED,
     the run cancelled."""
-    from activities.curriculum import import_curriculum_file
-    from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, start_learning
     from models.learning import OpenTest
 
-    url = f"sqlite:///{workdir / 'learning.db'}"
-    db = LearningDatabase(url)
-    import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
-    db.dispose()
+    url = learning_database(workdir / "learning.db")
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", database_url=url, llm_provider="offline")
     async with local_worker(settings) as client:
@@ -723,16 +721,11 @@ async def record_learning_signed_overrides(workdir: Path) -> None:
     """Learning loop with GATE_SIGNERS (patch ``learning-signed-overrides``): the signers
     loaded at the run's start, an unsigned ``pause`` refused and audited, alice's signed
     ``set_mastery`` (through the CLI's signing), then the round's answers."""
-    from activities.curriculum import import_curriculum_file
-    from activities.learning_db import LearningDatabase
     from cli.learning import learning_config, send_override, start_learning
     from models.learning import Answer, OpenTest, PauseResume, SetMastery, SubmitAnswers
     from workflows.learning_loop import SUBMIT_ANSWERS, LearningLoopWorkflow
 
-    url = f"sqlite:///{workdir / 'learning-signed.db'}"
-    db = LearningDatabase(url)
-    import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
-    db.dispose()
+    url = learning_database(workdir / "learning-signed.db")
     alice, allowed = reviewer_key_file(workdir, "alice")
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-ls",
                         database_url=url, gate_signers=allowed)
@@ -893,8 +886,6 @@ async def record_learning_signed_continue_as_new(workdir: Path) -> None:
     run``): alice signs a ``set_mastery`` as the CLI does while round 1's test is open;
     round 1 is answered, the loop continues as new, and the override, sent to round 2's
     run, is taken; then round 2 is answered. Saves both runs."""
-    from activities.curriculum import import_curriculum_file
-    from activities.learning_db import LearningDatabase
     from cli.keys import signed_override
     from cli.learning import learning_config, start_learning
     from models.learning import Answer, LearningProgress, OpenTest, SetMastery, SubmitAnswers
@@ -902,10 +893,7 @@ async def record_learning_signed_continue_as_new(workdir: Path) -> None:
     from workflows.gates import SIGNERS_QUERY
     from workflows.learning_loop import SUBMIT_ANSWERS
 
-    url = f"sqlite:///{workdir / 'learning-scan.db'}"
-    db = LearningDatabase(url)
-    import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
-    db.dispose()
+    url = learning_database(workdir / "learning-scan.db")
     alice, allowed = reviewer_key_file(workdir, "alice")
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-lscan",
                         database_url=url, gate_signers=allowed)
