@@ -61,29 +61,37 @@ def new_repository(repo: Path) -> None:
         subprocess.run(["git", *args], cwd=repo, check=True)
 
 
+@contextlib.asynccontextmanager
+async def local_worker(settings: Settings) -> AsyncIterator[Client]:
+    """A fresh local dev server and a worker with ``settings`` on it, both stopped on
+    exit; yields the server's client."""
+    env = await start_local_env()
+    try:
+        async with make_worker(env.client, settings):
+            yield env.client
+    finally:
+        await env.shutdown()
+
+
 async def record_sdlc(workdir: Path) -> None:
     """SDLC: reject once, then approve, with the offline agent."""
     repo = workdir / "replay-repo"
     new_repository(repo)
-    env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
                         workstream_trust_spec_tools=True)
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_sdlc(env.client, settings, feature_request(
-                settings, title="Add CSV export", description="Export as CSV.",
-                repo_path=str(repo)))
-            for verdict, comment in ((Verdict.REJECT, "more detail"), (Verdict.APPROVE, "ok")):
-                while not await handle.query("pending_gates", result_type=list[GateInfo]):
-                    await asyncio.sleep(0.05)
-                await handle.execute_update(GATE_UPDATE, GateDecision(
-                    gate=GATE_1, verdict=verdict, actor="recorder", comment=comment))
-                await asyncio.sleep(0.3)
-            await handle.result()
-            history = await handle.fetch_history()
-        save("sdlc_reject_then_approve.json", history.to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_sdlc(client, settings, feature_request(
+            settings, title="Add CSV export", description="Export as CSV.",
+            repo_path=str(repo)))
+        for verdict, comment in ((Verdict.REJECT, "more detail"), (Verdict.APPROVE, "ok")):
+            while not await handle.query("pending_gates", result_type=list[GateInfo]):
+                await asyncio.sleep(0.05)
+            await handle.execute_update(GATE_UPDATE, GateDecision(
+                gate=GATE_1, verdict=verdict, actor="recorder", comment=comment))
+            await asyncio.sleep(0.3)
+        await handle.result()
+        history = await handle.fetch_history()
+    save("sdlc_reject_then_approve.json", history.to_json())
 
 
 async def record_analysis(workdir: Path) -> None:
@@ -91,25 +99,21 @@ async def record_analysis(workdir: Path) -> None:
     rest, with the offline LLM provider."""
     from cli.analysis import analysis_request, start_analysis
     from tests.workflows.analysis_harness import FIXTURES, decision, drive
-    env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", llm_provider="offline")
-    try:
-        async with make_worker(env.client, settings):
-            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
-                                   title="German market entry",
-                                   sources=[str(FIXTURES / "german-e-invoicing.md")])
-            handle = await start_analysis(env.client, settings, req)
-            await drive(handle, {
-                "sources": [decision("sources", content={
-                    "add_sources": [str(FIXTURES / "competitors.md")]})],
-                "outline": [decision("outline", Verdict.REVISE, "name the DATEV point"),
-                            decision("outline")]})
-            await handle.result()
-            history = await handle.fetch_history()
-        save("analysis_sources_outline_revise.json", history.to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                               title="German market entry",
+                               sources=[str(FIXTURES / "german-e-invoicing.md")])
+        handle = await start_analysis(client, settings, req)
+        await drive(handle, {
+            "sources": [decision("sources", content={
+                "add_sources": [str(FIXTURES / "competitors.md")]})],
+            "outline": [decision("outline", Verdict.REVISE, "name the DATEV point"),
+                        decision("outline")]})
+        await handle.result()
+        history = await handle.fetch_history()
+    save("analysis_sources_outline_revise.json", history.to_json())
 
 
 async def record_analysis_sources_review(workdir: Path) -> None:
@@ -117,24 +121,20 @@ async def record_analysis_sources_review(workdir: Path) -> None:
     ``sources-gate-reviews-added-sources``); the reviewer then proceeds."""
     from cli.analysis import analysis_request, start_analysis
     from tests.workflows.analysis_harness import FIXTURES, decision, drive
-    env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", llm_provider="offline")
-    try:
-        async with make_worker(env.client, settings):
-            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
-                                   title="German market entry review",
-                                   sources=[str(FIXTURES / "german-e-invoicing.md")])
-            handle = await start_analysis(env.client, settings, req)
-            await drive(handle, {"sources": [
-                decision("sources", Verdict.REVISE, "add competitors", content={
-                    "add_sources": [str(FIXTURES / "competitors.md")]}),
-                decision("sources")]})
-            await handle.result()
-            history = await handle.fetch_history()
-        save("analysis_sources_added_reviewed.json", history.to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                               title="German market entry review",
+                               sources=[str(FIXTURES / "german-e-invoicing.md")])
+        handle = await start_analysis(client, settings, req)
+        await drive(handle, {"sources": [
+            decision("sources", Verdict.REVISE, "add competitors", content={
+                "add_sources": [str(FIXTURES / "competitors.md")]}),
+            decision("sources")]})
+        await handle.result()
+        history = await handle.fetch_history()
+    save("analysis_sources_added_reviewed.json", history.to_json())
 
 
 async def record_learning(workdir: Path) -> None:
@@ -151,34 +151,30 @@ async def record_learning(workdir: Path) -> None:
     db = LearningDatabase(url)
     import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
     db.dispose()
-    env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
                         database_url=url)
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_learning(env.client, settings, learning_config(
-                settings, student="replay", curriculum="fractions", max_rounds=2,
-                items_per_test=4))
-            latest = env.client.get_workflow_handle(handle.id)
-            for number, answer in ((1, "1/4"), (2, "7")):
-                while True:
-                    test = await latest.query("open_test", result_type=OpenTest | None)
-                    if test is not None and test.round == number:
-                        break
-                    await asyncio.sleep(0.05)
-                if number == 2:
-                    await latest.execute_update("set_mastery", SetMastery(
-                        kc="equivalent-fractions", mastery=0.5, actor="recorder"))
-                await latest.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
-                    Answer(item=i.id, answer=answer) for i in test.items]))
-            await latest.result()
-            first = env.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
-            save("learning_loop_round_1.json",
-                 (await first.fetch_history()).to_json())
-            save("learning_loop_round_2.json",
-                 (await latest.fetch_history()).to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_learning(client, settings, learning_config(
+            settings, student="replay", curriculum="fractions", max_rounds=2,
+            items_per_test=4))
+        latest = client.get_workflow_handle(handle.id)
+        for number, answer in ((1, "1/4"), (2, "7")):
+            while True:
+                test = await latest.query("open_test", result_type=OpenTest | None)
+                if test is not None and test.round == number:
+                    break
+                await asyncio.sleep(0.05)
+            if number == 2:
+                await latest.execute_update("set_mastery", SetMastery(
+                    kc="equivalent-fractions", mastery=0.5, actor="recorder"))
+            await latest.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+                Answer(item=i.id, answer=answer) for i in test.items]))
+        await latest.result()
+        first = client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+        save("learning_loop_round_1.json",
+             (await first.fetch_history()).to_json())
+        save("learning_loop_round_2.json",
+             (await latest.fetch_history()).to_json())
 
 
 async def record_workstream(workdir: Path) -> None:
@@ -203,35 +199,31 @@ async def record_workstream(workdir: Path) -> None:
                              "breaker": {"failure_threshold": 1, "cool_down_seconds": 1}}},
         "routes": {"shell": {"strategy": "fixed", "tools": ["sh"]},
                    "broken": {"strategy": "fixed", "tools": ["broken"]}}})
-    env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
                         workstream_trust_spec_tools=True)
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_workstream(env.client, settings, WorkstreamInput(
-                spec=spec, router=router, spec_dir=str(workdir)))
-            while "c" not in (await handle.query("progress", result_type=Progress)).review:
-                await asyncio.sleep(0.05)
-            await handle.execute_update(GATE_UPDATE, GateDecision(
-                gate="review-c", verdict=Verdict.APPROVE, actor="recorder"))
-            await handle.result()
-            history = await handle.fetch_history()
-            # trip the `broken` tool's breaker; its 1 s cool-down timer half-opens it
-            failing = await start_workstream(env.client, settings, WorkstreamInput(
-                spec=WorkstreamSpec.model_validate({"work_item": "replay-trip", "steps": [
-                    {"id": "x", "kind": "broken", "inputs": {"script": "exit 1"}}]}),
-                router=router, spec_dir=str(workdir)))
-            try:
-                await failing.result()
-            except Exception:  # noqa: BLE001 - it is meant to fail
-                pass
-            await asyncio.sleep(2)
-            breaker = await env.client.get_workflow_handle(
-                "workstream-breakers-replay").fetch_history()
-        save("workstream_diamond_retry_gate.json", history.to_json())
-        save("workstream_breaker.json", breaker.to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_workstream(client, settings, WorkstreamInput(
+            spec=spec, router=router, spec_dir=str(workdir)))
+        while "c" not in (await handle.query("progress", result_type=Progress)).review:
+            await asyncio.sleep(0.05)
+        await handle.execute_update(GATE_UPDATE, GateDecision(
+            gate="review-c", verdict=Verdict.APPROVE, actor="recorder"))
+        await handle.result()
+        history = await handle.fetch_history()
+        # trip the `broken` tool's breaker; its 1 s cool-down timer half-opens it
+        failing = await start_workstream(client, settings, WorkstreamInput(
+            spec=WorkstreamSpec.model_validate({"work_item": "replay-trip", "steps": [
+                {"id": "x", "kind": "broken", "inputs": {"script": "exit 1"}}]}),
+            router=router, spec_dir=str(workdir)))
+        try:
+            await failing.result()
+        except Exception:  # noqa: BLE001 - it is meant to fail
+            pass
+        await asyncio.sleep(2)
+        breaker = await client.get_workflow_handle(
+            "workstream-breakers-replay").fetch_history()
+    save("workstream_diamond_retry_gate.json", history.to_json())
+    save("workstream_breaker.json", breaker.to_json())
 
 
 async def record_workstream_user_steps(workdir: Path) -> None:
@@ -261,21 +253,17 @@ async def record_workstream_user_steps(workdir: Path) -> None:
     router = RouterConfig.model_validate({
         "tools": DEFAULT_ROUTER_CONFIG["tools"],
         "routes": {**DEFAULT_ROUTER_CONFIG["routes"], "check": {"tools": ["shell"]}}})
-    env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", workstream_python_modules=["wsmod"])
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_workstream(env.client, settings, WorkstreamInput(
-                spec=spec, router=router, spec_dir=str(workdir)), run="2")
-            try:
-                await handle.result()
-            except Exception:  # noqa: BLE001 - the test step is meant to fail
-                pass
-            (HISTORIES / "workstream_user_steps.json").write_text(
-                (await handle.fetch_history()).to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_workstream(client, settings, WorkstreamInput(
+            spec=spec, router=router, spec_dir=str(workdir)), run="2")
+        try:
+            await handle.result()
+        except Exception:  # noqa: BLE001 - the test step is meant to fail
+            pass
+        (HISTORIES / "workstream_user_steps.json").write_text(
+            (await handle.fetch_history()).to_json())
 
 
 async def record_workstream_continue_as_new(workdir: Path) -> None:
@@ -302,40 +290,36 @@ async def record_workstream_continue_as_new(workdir: Path) -> None:
               for i in range(8)),
             {"id": "publish", "kind": "shell", "depends_on": ["draft", "c7"],
              "inputs": {"script": "cat draft.txt"}}]})
-    env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay-bounded")
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_workstream(env.client, settings, WorkstreamInput(
-                spec=spec, router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),
-                spec_dir=str(workdir), history_budget=100))
-            latest = env.client.get_workflow_handle(handle.id)
-            for verdict, comment in ((Verdict.REVISE, "say hello"), (Verdict.APPROVE, "ok")):
-                while True:
-                    try:
-                        progress = await latest.query("progress", result_type=Progress,
-                                                      rpc_timeout=timedelta(seconds=3))
-                    except Exception:  # noqa: BLE001 - asked as the run continued as new
-                        continue
-                    if progress.review == ["draft"] and len(progress.done) == 8:
-                        break
-                    await asyncio.sleep(0.1)
-                await latest.execute_update(GATE_UPDATE, GateDecision(
-                    gate="review-draft", verdict=verdict, actor="recorder", comment=comment))
-                await asyncio.sleep(0.5)
-            await latest.result()
-            run_id, number = handle.result_run_id, 0
-            while run_id:  # every run, following each one's continued-as-new event
-                number += 1
-                history = await env.client.get_workflow_handle(
-                    handle.id, run_id=run_id).fetch_history()
-                save(f"workstream_continue_as_new_run_{number}.json", history.to_json())
-                last = history.events[-1]
-                run_id = (last.workflow_execution_continued_as_new_event_attributes
-                          .new_execution_run_id)
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_workstream(client, settings, WorkstreamInput(
+            spec=spec, router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),
+            spec_dir=str(workdir), history_budget=100))
+        latest = client.get_workflow_handle(handle.id)
+        for verdict, comment in ((Verdict.REVISE, "say hello"), (Verdict.APPROVE, "ok")):
+            while True:
+                try:
+                    progress = await latest.query("progress", result_type=Progress,
+                                                  rpc_timeout=timedelta(seconds=3))
+                except Exception:  # noqa: BLE001 - asked as the run continued as new
+                    continue
+                if progress.review == ["draft"] and len(progress.done) == 8:
+                    break
+                await asyncio.sleep(0.1)
+            await latest.execute_update(GATE_UPDATE, GateDecision(
+                gate="review-draft", verdict=verdict, actor="recorder", comment=comment))
+            await asyncio.sleep(0.5)
+        await latest.result()
+        run_id, number = handle.result_run_id, 0
+        while run_id:  # every run, following each one's continued-as-new event
+            number += 1
+            history = await client.get_workflow_handle(
+                handle.id, run_id=run_id).fetch_history()
+            save(f"workstream_continue_as_new_run_{number}.json", history.to_json())
+            last = history.events[-1]
+            run_id = (last.workflow_execution_continued_as_new_event_attributes
+                      .new_execution_run_id)
 
 
 @contextlib.asynccontextmanager
@@ -349,20 +333,16 @@ async def github_worker(workdir: Path, name: str
     new_repository(repo)
     for args in (["remote", "add", "origin", str(remote)], ["push", "-q", "origin", "main"]):
         subprocess.run(["git", *args], cwd=repo, check=True)
-    env = await start_local_env()
-    try:
-        with GitHubServer() as server:
-            server.gh.permissions["alice"] = "write"
-            settings = Settings(orchestrator_home=workdir / f"home-{name}",
-                                temporal_task_queue=f"replay-{name}",
-                                github_token=server.gh.token,
-                                github_repository=server.gh.full_name,
-                                github_api_url=server.api_url,
-                                github_poll_interval=timedelta(milliseconds=300))
-            async with make_worker(env.client, settings):
-                yield env.client, server, settings, repo
-    finally:
-        await env.shutdown()
+    with GitHubServer() as server:
+        server.gh.permissions["alice"] = "write"
+        settings = Settings(orchestrator_home=workdir / f"home-{name}",
+                            temporal_task_queue=f"replay-{name}",
+                            github_token=server.gh.token,
+                            github_repository=server.gh.full_name,
+                            github_api_url=server.api_url,
+                            github_poll_interval=timedelta(milliseconds=300))
+        async with local_worker(settings) as client:
+            yield client, server, settings, repo
 
 
 async def record_sdlc_github(workdir: Path) -> None:
@@ -410,31 +390,27 @@ async def record_sdlc_signals(workdir: Path) -> None:
     misspelt signal name (all refused), then a revise; then an approve."""
     repo = workdir / "replay-signals-repo"
     new_repository(repo)
-    env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_sdlc(env.client, settings, feature_request(
-                settings, title="Add CSV export", description="Export as CSV.",
-                repo_path=str(repo)))
-            for round_, decision in ((1, {"gate": GATE_1, "verdict": "revise",
-                                          "actor": "recorder", "comment": "more detail"}),
-                                     (2, {"gate": GATE_1, "verdict": "approve",
-                                          "actor": "recorder"})):
-                while not await handle.query("pending_gates", result_type=list[GateInfo]):
-                    await asyncio.sleep(0.05)
-                if round_ == 1:
-                    await handle.signal(GATE_SIGNAL, {"foo": 1})
-                    await handle.signal(GATE_SIGNAL, {"gate": GATE_1, "verdict": "maybe",
-                                                      "actor": "recorder"})
-                    await handle.signal("gate_decison", decision)
-                await handle.signal(GATE_SIGNAL, decision)
-                await asyncio.sleep(0.5)
-            await handle.result()
-            history = await handle.fetch_history()
-        save("sdlc_signals_refused_then_decided.json", history.to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_sdlc(client, settings, feature_request(
+            settings, title="Add CSV export", description="Export as CSV.",
+            repo_path=str(repo)))
+        for round_, decision in ((1, {"gate": GATE_1, "verdict": "revise",
+                                      "actor": "recorder", "comment": "more detail"}),
+                                 (2, {"gate": GATE_1, "verdict": "approve",
+                                      "actor": "recorder"})):
+            while not await handle.query("pending_gates", result_type=list[GateInfo]):
+                await asyncio.sleep(0.05)
+            if round_ == 1:
+                await handle.signal(GATE_SIGNAL, {"foo": 1})
+                await handle.signal(GATE_SIGNAL, {"gate": GATE_1, "verdict": "maybe",
+                                                  "actor": "recorder"})
+                await handle.signal("gate_decison", decision)
+            await handle.signal(GATE_SIGNAL, decision)
+            await asyncio.sleep(0.5)
+        await handle.result()
+        history = await handle.fetch_history()
+    save("sdlc_signals_refused_then_decided.json", history.to_json())
 
 
 async def record_analysis_grounded(workdir: Path) -> None:
@@ -442,21 +418,17 @@ async def record_analysis_grounded(workdir: Path) -> None:
     citation-support patch: support checked, uncited sources and frameworks listed)."""
     from cli.analysis import analysis_request, start_analysis
     from tests.workflows.analysis_harness import EXAMPLE, drive
-    env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", llm_provider="offline")
-    try:
-        async with make_worker(env.client, settings):
-            docs = sorted(str(p) for p in EXAMPLE.glob("*.md") if p.name != "problem.md")
-            req = analysis_request(settings, problem=(EXAMPLE / "problem.md").read_text(),
-                                   title="Reset link signing", sources=docs)
-            handle = await start_analysis(env.client, settings, req)
-            await drive(handle)
-            await handle.result()
-            history = await handle.fetch_history()
-        save("analysis_grounded_citation_support.json", history.to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        docs = sorted(str(p) for p in EXAMPLE.glob("*.md") if p.name != "problem.md")
+        req = analysis_request(settings, problem=(EXAMPLE / "problem.md").read_text(),
+                               title="Reset link signing", sources=docs)
+        handle = await start_analysis(client, settings, req)
+        await drive(handle)
+        await handle.result()
+        history = await handle.fetch_history()
+    save("analysis_grounded_citation_support.json", history.to_json())
 
 
 async def record_analysis_by_reference(workdir: Path) -> None:
@@ -466,27 +438,23 @@ async def record_analysis_by_reference(workdir: Path) -> None:
     passed by reference), citation support checked in an activity."""
     from cli.analysis import analysis_request, start_analysis
     from tests.workflows.analysis_harness import FIXTURES, decision, drive
-    env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", llm_provider="offline")
-    try:
-        async with make_worker(env.client, settings):
-            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
-                                   title="German market entry by reference",
-                                   sources=[str(FIXTURES / "german-e-invoicing.md"),
-                                            str(FIXTURES / "competitors.md")])
-            handle = await start_analysis(env.client, settings, req)
-            await drive(handle, {
-                "proposal": [decision("proposal", Verdict.REVISE, "keep it short"),
-                             decision("proposal")],
-                "outline": [decision("outline", Verdict.REVISE, "name the DATEV point"),
-                            decision("outline", Verdict.REVISE, "and the 2028 deadline"),
-                            decision("outline")]})
-            await handle.result()
-            history = await handle.fetch_history()
-        save("analysis_by_reference.json", history.to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                               title="German market entry by reference",
+                               sources=[str(FIXTURES / "german-e-invoicing.md"),
+                                        str(FIXTURES / "competitors.md")])
+        handle = await start_analysis(client, settings, req)
+        await drive(handle, {
+            "proposal": [decision("proposal", Verdict.REVISE, "keep it short"),
+                         decision("proposal")],
+            "outline": [decision("outline", Verdict.REVISE, "name the DATEV point"),
+                        decision("outline", Verdict.REVISE, "and the 2028 deadline"),
+                        decision("outline")]})
+        await handle.result()
+        history = await handle.fetch_history()
+    save("analysis_by_reference.json", history.to_json())
 
 
 async def record_analysis_continue_as_new(workdir: Path) -> None:
@@ -495,32 +463,28 @@ async def record_analysis_continue_as_new(workdir: Path) -> None:
     first run (ends continued as new) and the last (resumes at the gate, finishes)."""
     from cli.analysis import analysis_request, start_analysis
     from tests.workflows.analysis_harness import FIXTURES, decision
-    env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", llm_provider="offline")
-    try:
-        async with make_worker(env.client, settings):
-            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
-                                   title="German market entry continued",
-                                   sources=[str(FIXTURES / "german-e-invoicing.md")],
-                                   history_budget=150)
-            handle = await start_analysis(env.client, settings, req)
-            rounds = [decision("outline", Verdict.REVISE, f"round {n}") for n in range(6)]
-            while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                for gate in await handle.query(AnalysisWorkflow.pending_gates):
-                    await handle.signal(GATE_SIGNAL, rounds.pop(0) if gate.gate == "outline"
-                                        and rounds else decision(gate.gate))
-                    await asyncio.sleep(0.3)
-                await asyncio.sleep(0.1)
-            await handle.result()
-            first = await env.client.get_workflow_handle(
-                handle.id, run_id=handle.first_execution_run_id).fetch_history()
-            last = await handle.fetch_history()
-        assert first.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
-        save("analysis_continue_as_new_first_run.json", first.to_json())
-        save("analysis_continue_as_new_last_run.json", last.to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                               title="German market entry continued",
+                               sources=[str(FIXTURES / "german-e-invoicing.md")],
+                               history_budget=150)
+        handle = await start_analysis(client, settings, req)
+        rounds = [decision("outline", Verdict.REVISE, f"round {n}") for n in range(6)]
+        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            for gate in await handle.query(AnalysisWorkflow.pending_gates):
+                await handle.signal(GATE_SIGNAL, rounds.pop(0) if gate.gate == "outline"
+                                    and rounds else decision(gate.gate))
+                await asyncio.sleep(0.3)
+            await asyncio.sleep(0.1)
+        await handle.result()
+        first = await client.get_workflow_handle(
+            handle.id, run_id=handle.first_execution_run_id).fetch_history()
+        last = await handle.fetch_history()
+    assert first.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+    save("analysis_continue_as_new_first_run.json", first.to_json())
+    save("analysis_continue_as_new_last_run.json", last.to_json())
 
 
 TEMPLATED_CURRICULUM = {
@@ -554,24 +518,20 @@ async def record_learning_templates(workdir: Path) -> None:
     db = LearningDatabase(url)
     import_curriculum_file(db, path)
     db.dispose()
-    env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", database_url=url, llm_provider="offline")
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_learning(env.client, settings, learning_config(
-                settings, student="replay", curriculum="sums", max_rounds=1,
-                items_per_test=3, llm_grading=True))
-            while (test := await handle.query("open_test", result_type=OpenTest | None)) is None:
-                await asyncio.sleep(0.05)
-            await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
-                Answer(item=i.id, answer="The numerator." if i.id == "ls-1" else "1/2")
-                for i in test.items]))
-            await handle.result()
-            save("learning_loop_item_templates.json",
-                (await handle.fetch_history()).to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_learning(client, settings, learning_config(
+            settings, student="replay", curriculum="sums", max_rounds=1,
+            items_per_test=3, llm_grading=True))
+        while (test := await handle.query("open_test", result_type=OpenTest | None)) is None:
+            await asyncio.sleep(0.05)
+        await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+            Answer(item=i.id, answer="The numerator." if i.id == "ls-1" else "1/2")
+            for i in test.items]))
+        await handle.result()
+        save("learning_loop_item_templates.json",
+            (await handle.fetch_history()).to_json())
 
 
 async def record_learning_canceled(workdir: Path) -> None:
@@ -587,24 +547,20 @@ async def record_learning_canceled(workdir: Path) -> None:
     db = LearningDatabase(url)
     import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
     db.dispose()
-    env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", database_url=url, llm_provider="offline")
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_learning(env.client, settings, learning_config(
-                settings, student="replay", curriculum="fractions", max_rounds=2,
-                items_per_test=2))
-            while await handle.query("open_test", result_type=OpenTest | None) is None:
-                await asyncio.sleep(0.05)
-            await handle.cancel()
-            while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                await asyncio.sleep(0.05)
-            assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
-            save("learning_loop_canceled_at_test.json",
-                 (await handle.fetch_history()).to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_learning(client, settings, learning_config(
+            settings, student="replay", curriculum="fractions", max_rounds=2,
+            items_per_test=2))
+        while await handle.query("open_test", result_type=OpenTest | None) is None:
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await asyncio.sleep(0.05)
+        assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+        save("learning_loop_canceled_at_test.json",
+             (await handle.fetch_history()).to_json())
 
 
 async def record_workstream_admission(workdir: Path) -> None:
@@ -635,21 +591,17 @@ async def record_workstream_admission(workdir: Path) -> None:
                       "python": {"adapter": "python"}},
             "routes": {"mine": {"tools": ["mine"]}, "python": {"tools": ["python"]}}}),
         spec_dir=str(workdir))
-    env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-adm",
                         workstream_python_modules=[mod])
-    try:
-        async with make_worker(env.client, settings):
-            for inp, name in ((allowed, "allowed"), (refused, "refused")):
-                handle = await start_workstream(env.client, settings, inp)
-                try:
-                    await handle.result()
-                except Exception:  # noqa: BLE001 - the refused run is meant to fail
-                    pass
-                (HISTORIES / f"workstream_admission_{name}.json").write_text(
-                    (await handle.fetch_history()).to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        for inp, name in ((allowed, "allowed"), (refused, "refused")):
+            handle = await start_workstream(client, settings, inp)
+            try:
+                await handle.result()
+            except Exception:  # noqa: BLE001 - the refused run is meant to fail
+                pass
+            (HISTORIES / f"workstream_admission_{name}.json").write_text(
+                (await handle.fetch_history()).to_json())
 
 
 async def record_faults(workdir: Path) -> None:
@@ -668,40 +620,36 @@ async def record_faults(workdir: Path) -> None:
 
     repo = workdir / "replay-faults-repo"
     new_repository(repo)
-    env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_workstream(env.client, settings, WorkstreamInput(
-                spec=WorkstreamSpec.model_validate({"work_item": "replay-faults", "steps": [
-                    {"id": "flaky", "kind": "shell",
-                     "inputs": {"script": 'test "$WORKSTREAM_ATTEMPT" -ge 2'},
-                     "retry": {"max_attempts": 2, "initial_interval": 0.1}},
-                    {"id": "broken", "kind": "shell", "depends_on": ["flaky"],
-                     "inputs": {"script": "exit 3"}}]}),
-                router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),
-                repo_path=str(repo), spec_dir=str(workdir)))
-            try:
-                await handle.result()
-            except Exception:  # noqa: BLE001 - it is meant to fail
-                pass
-            save("workstream_retry_then_fail_removes_worktree.json",
-                (await handle.fetch_history()).to_json())
-            sdlc = await start_sdlc(env.client, settings, feature_request(
-                settings, title="Add XML export", description="Export as XML.",
-                repo_path=str(repo), max_rounds=1))
-            while not await sdlc.query("pending_gates", result_type=list[GateInfo]):
-                await asyncio.sleep(0.05)
-            await sdlc.execute_update(GATE_UPDATE, GateDecision(
-                gate=GATE_1, verdict=Verdict.REJECT, actor="recorder", comment="no"))
-            try:
-                await sdlc.result()
-            except Exception:  # noqa: BLE001 - it is meant to fail
-                pass
-            save("sdlc_reject_fails_removes_worktree.json",
-                (await sdlc.fetch_history()).to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_workstream(client, settings, WorkstreamInput(
+            spec=WorkstreamSpec.model_validate({"work_item": "replay-faults", "steps": [
+                {"id": "flaky", "kind": "shell",
+                 "inputs": {"script": 'test "$WORKSTREAM_ATTEMPT" -ge 2'},
+                 "retry": {"max_attempts": 2, "initial_interval": 0.1}},
+                {"id": "broken", "kind": "shell", "depends_on": ["flaky"],
+                 "inputs": {"script": "exit 3"}}]}),
+            router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),
+            repo_path=str(repo), spec_dir=str(workdir)))
+        try:
+            await handle.result()
+        except Exception:  # noqa: BLE001 - it is meant to fail
+            pass
+        save("workstream_retry_then_fail_removes_worktree.json",
+            (await handle.fetch_history()).to_json())
+        sdlc = await start_sdlc(client, settings, feature_request(
+            settings, title="Add XML export", description="Export as XML.",
+            repo_path=str(repo), max_rounds=1))
+        while not await sdlc.query("pending_gates", result_type=list[GateInfo]):
+            await asyncio.sleep(0.05)
+        await sdlc.execute_update(GATE_UPDATE, GateDecision(
+            gate=GATE_1, verdict=Verdict.REJECT, actor="recorder", comment="no"))
+        try:
+            await sdlc.result()
+        except Exception:  # noqa: BLE001 - it is meant to fail
+            pass
+        save("sdlc_reject_fails_removes_worktree.json",
+            (await sdlc.fetch_history()).to_json())
 
 
 async def record_sdlc_gate_inbox(workdir: Path) -> None:
@@ -710,22 +658,18 @@ async def record_sdlc_gate_inbox(workdir: Path) -> None:
     GateOpenedAt while it is open and unsets them once approved."""
     repo = workdir / "replay-repo"
     new_repository(repo)
-    env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay")
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_sdlc(env.client, settings, feature_request(
-                settings, title="Add JSON export", description="Export as JSON.",
-                repo_path=str(repo), reviewers=["alice"]))
-            while not await handle.query("pending_gates", result_type=list[GateInfo]):
-                await asyncio.sleep(0.05)
-            await handle.execute_update(GATE_UPDATE, GateDecision(
-                gate=GATE_1, verdict=Verdict.APPROVE, actor="alice", comment="ok"))
-            await handle.result()
-            save("sdlc_gate_search_attributes.json",
-                (await handle.fetch_history()).to_json())
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_sdlc(client, settings, feature_request(
+            settings, title="Add JSON export", description="Export as JSON.",
+            repo_path=str(repo), reviewers=["alice"]))
+        while not await handle.query("pending_gates", result_type=list[GateInfo]):
+            await asyncio.sleep(0.05)
+        await handle.execute_update(GATE_UPDATE, GateDecision(
+            gate=GATE_1, verdict=Verdict.APPROVE, actor="alice", comment="ok"))
+        await handle.result()
+        save("sdlc_gate_search_attributes.json",
+            (await handle.fetch_history()).to_json())
 
 
 async def record_sdlc_signed(workdir: Path) -> None:
@@ -744,40 +688,36 @@ async def record_sdlc_signed(workdir: Path) -> None:
     alice = Ed25519PrivateKey.generate()
     allowed = workdir / "allowed_signers"
     allowed.write_text(f"alice {public_key_line(alice.public_key().public_bytes_raw())}\n")
-    env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
                         workstream_trust_spec_tools=True, gate_signers=allowed)
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_sdlc(env.client, settings, feature_request(
-                settings, title="Add CSV export", description="Export as CSV.",
-                repo_path=str(repo), reviewers=["key:alice"]))
-            while not (gates := await handle.query("pending_gates",
-                                                   result_type=list[GateInfo])):
-                await asyncio.sleep(0.05)
-            try:
-                await handle.execute_update(GATE_UPDATE, GateDecision(
-                    gate=GATE_1, verdict=Verdict.APPROVE, actor="alice"))
-            except Exception:  # noqa: BLE001 - refused, as recorded
-                pass
-            run_id = (await handle.describe()).run_id
-            now = datetime.now(UTC).replace(microsecond=0)
-            message = decision_message(workflow_id=handle.id, run_id=run_id, gate=GATE_1,
-                                       opening=gates[0].opening, verdict="approve",
-                                       actor="key:alice", comment="ok", content=None,
-                                       signed_at=now)
+    async with local_worker(settings) as client:
+        handle = await start_sdlc(client, settings, feature_request(
+            settings, title="Add CSV export", description="Export as CSV.",
+            repo_path=str(repo), reviewers=["key:alice"]))
+        while not (gates := await handle.query("pending_gates",
+                                               result_type=list[GateInfo])):
+            await asyncio.sleep(0.05)
+        try:
             await handle.execute_update(GATE_UPDATE, GateDecision(
-                gate=GATE_1, verdict=Verdict.APPROVE, actor="key:alice", comment="ok",
-                signature=DecisionSignature(workflow_id=handle.id, run_id=run_id,
-                                            opening=gates[0].opening, signed_at=now,
-                                            sshsig=sign(alice, message))))
-            await handle.result()
-            history = await handle.fetch_history()
-        # the signatures are bound to the workflow ID: the replay test reads it from here
-        (HISTORIES / "sdlc_signed_decision.json").write_text(json.dumps(
-            {**json.loads(history.to_json()), "workflowId": handle.id}))
-    finally:
-        await env.shutdown()
+                gate=GATE_1, verdict=Verdict.APPROVE, actor="alice"))
+        except Exception:  # noqa: BLE001 - refused, as recorded
+            pass
+        run_id = (await handle.describe()).run_id
+        now = datetime.now(UTC).replace(microsecond=0)
+        message = decision_message(workflow_id=handle.id, run_id=run_id, gate=GATE_1,
+                                   opening=gates[0].opening, verdict="approve",
+                                   actor="key:alice", comment="ok", content=None,
+                                   signed_at=now)
+        await handle.execute_update(GATE_UPDATE, GateDecision(
+            gate=GATE_1, verdict=Verdict.APPROVE, actor="key:alice", comment="ok",
+            signature=DecisionSignature(workflow_id=handle.id, run_id=run_id,
+                                        opening=gates[0].opening, signed_at=now,
+                                        sshsig=sign(alice, message))))
+        await handle.result()
+        history = await handle.fetch_history()
+    # the signatures are bound to the workflow ID: the replay test reads it from here
+    (HISTORIES / "sdlc_signed_decision.json").write_text(json.dumps(
+        {**json.loads(history.to_json()), "workflowId": handle.id}))
 
 
 async def record_learning_signed_overrides(workdir: Path) -> None:
@@ -809,32 +749,28 @@ async def record_learning_signed_overrides(workdir: Path) -> None:
     key_file.chmod(0o600)
     allowed = workdir / "allowed_signers_learning"
     allowed.write_text(f"alice {public_key_line(alice.public_key().public_bytes_raw())}\n")
-    env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-ls",
                         database_url=url, gate_signers=allowed)
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_learning(env.client, settings, learning_config(
-                settings, student="replay-signed", curriculum="fractions", max_rounds=1,
-                items_per_test=3, teachers=["alice"]))
-            while (test := await handle.query("open_test", result_type=OpenTest | None)) is None:
-                await asyncio.sleep(0.05)
-            try:
-                await handle.execute_update("pause", PauseResume(actor="alice"))
-            except Exception:  # noqa: BLE001 - refused, as recorded
-                pass
-            await send_override(handle, "set_mastery", LearningLoopWorkflow.set_mastery,
-                                SetMastery(kc=test.kc, mastery=0.5, reason="checked"),
-                                None, str(key_file))
-            await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
-                Answer(item=i.id, answer="1/2") for i in test.items]))
-            await handle.result()
-            history = await handle.fetch_history()
-        # the signature is bound to the workflow ID: the replay test reads it from here
-        save("learning_loop_signed_overrides.json", json.dumps(
-            {**json.loads(history.to_json()), "workflowId": handle.id}))
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_learning(client, settings, learning_config(
+            settings, student="replay-signed", curriculum="fractions", max_rounds=1,
+            items_per_test=3, teachers=["alice"]))
+        while (test := await handle.query("open_test", result_type=OpenTest | None)) is None:
+            await asyncio.sleep(0.05)
+        try:
+            await handle.execute_update("pause", PauseResume(actor="alice"))
+        except Exception:  # noqa: BLE001 - refused, as recorded
+            pass
+        await send_override(handle, "set_mastery", LearningLoopWorkflow.set_mastery,
+                            SetMastery(kc=test.kc, mastery=0.5, reason="checked"),
+                            None, str(key_file))
+        await handle.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+            Answer(item=i.id, answer="1/2") for i in test.items]))
+        await handle.result()
+        history = await handle.fetch_history()
+    # the signature is bound to the workflow ID: the replay test reads it from here
+    save("learning_loop_signed_overrides.json", json.dumps(
+        {**json.loads(history.to_json()), "workflowId": handle.id}))
 
 
 async def record_analysis_budget_continue_as_new(workdir: Path) -> None:
@@ -847,47 +783,43 @@ async def record_analysis_budget_continue_as_new(workdir: Path) -> None:
     from models.llm import ModelPrice
     from tests.workflows.analysis_harness import DEFAULTS, FIXTURES, decision
     base = Settings(_env_file=None)
-    env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", llm_provider="offline",
                         llm_prices={m: ModelPrice(input=100, output=100)
                                     for m in base.llm_prices})
-    try:
-        async with make_worker(env.client, settings):
-            req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
-                                   title="German market entry on a budget",
-                                   sources=[str(FIXTURES / "german-e-invoicing.md")],
-                                   budget_usd=0.02, analyst_concurrency=1,
-                                   history_budget=100, reminder_interval=timedelta(seconds=1))
-            handle = await start_analysis(env.client, settings, req)
-            first = handle.first_execution_run_id or handle.result_run_id
-            assert first
-            first_run = env.client.get_workflow_handle(handle.id, run_id=first)
-            waiting = False
-            while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                for gate in await handle.query(AnalysisWorkflow.pending_gates):
-                    chosen = DEFAULTS.get(gate.gate, decision(gate.gate))
-                    if gate.gate == "budget":
-                        state = await handle.query(AnalysisWorkflow.state)
-                        if state.phase == "ANALYSTS" and state.analysts_done:
-                            waiting = True
-                        if waiting and (await first_run.describe()).status \
-                                == WorkflowExecutionStatus.RUNNING:
-                            continue  # reminders until it continues as new
-                        if not waiting:
-                            spent = (await handle.query(AnalysisWorkflow.llm_ledger)).total_usd
-                            chosen = decision("budget", content=f"{spent + 1e-4}")
-                    await handle.signal(GATE_SIGNAL, chosen)
-                    await asyncio.sleep(0.3)
-                await asyncio.sleep(0.1)
-            await handle.result()
-            history = await first_run.fetch_history()
-            assert history.events[-1].HasField(
-                "workflow_execution_continued_as_new_event_attributes")
-            await save_chain_runs(env.client, handle.id, first,
-                                  "analysis_budget_continue_as_new")
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        req = analysis_request(settings, problem=(FIXTURES / "problem.md").read_text(),
+                               title="German market entry on a budget",
+                               sources=[str(FIXTURES / "german-e-invoicing.md")],
+                               budget_usd=0.02, analyst_concurrency=1,
+                               history_budget=100, reminder_interval=timedelta(seconds=1))
+        handle = await start_analysis(client, settings, req)
+        first = handle.first_execution_run_id or handle.result_run_id
+        assert first
+        first_run = client.get_workflow_handle(handle.id, run_id=first)
+        waiting = False
+        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            for gate in await handle.query(AnalysisWorkflow.pending_gates):
+                chosen = DEFAULTS.get(gate.gate, decision(gate.gate))
+                if gate.gate == "budget":
+                    state = await handle.query(AnalysisWorkflow.state)
+                    if state.phase == "ANALYSTS" and state.analysts_done:
+                        waiting = True
+                    if waiting and (await first_run.describe()).status \
+                            == WorkflowExecutionStatus.RUNNING:
+                        continue  # reminders until it continues as new
+                    if not waiting:
+                        spent = (await handle.query(AnalysisWorkflow.llm_ledger)).total_usd
+                        chosen = decision("budget", content=f"{spent + 1e-4}")
+                await handle.signal(GATE_SIGNAL, chosen)
+                await asyncio.sleep(0.3)
+            await asyncio.sleep(0.1)
+        await handle.result()
+        history = await first_run.fetch_history()
+        assert history.events[-1].HasField(
+            "workflow_execution_continued_as_new_event_attributes")
+        await save_chain_runs(client, handle.id, first,
+                              "analysis_budget_continue_as_new")
 
 
 async def save_chain_runs(client: Client, workflow_id: str, first_run_id: str,
@@ -943,36 +875,32 @@ async def record_sdlc_signed_continue_as_new(workdir: Path) -> None:
     repo = workdir / "replay-repo"
     new_repository(repo)
     alice, allowed = reviewer_key_file(workdir, "alice")
-    env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-scan",
                         workstream_trust_spec_tools=True, gate_signers=allowed)
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_sdlc(env.client, settings, feature_request(
-                settings, title="Add CSV export", description="Export as CSV.",
-                repo_path=str(repo), reviewers=["key:alice"], history_budget=100))
-            while not (gates := await handle.query("pending_gates",
-                                                   result_type=list[GateInfo])):
-                await asyncio.sleep(0.05)
-            first_run = (await handle.describe()).run_id
-            signers = await handle.query(SIGNERS_QUERY, result_type=GateSigners)
-            decision = signed_decision(
-                workflow_id=handle.id, run_id=await signing_run_id(handle, gates[0]),
-                gate=gates[0], verdict=Verdict.APPROVE, comment="ok", content=None,
-                keys=[alice], signers=signers, actor=None)
-            latest = env.client.get_workflow_handle(handle.id)
-            n = 0
-            while (await latest.describe()).run_id == first_run:
-                await latest.signal("gate_decison", {"n": n})
-                n += 1
-            while not await latest.query("pending_gates", result_type=list[GateInfo]):
-                await asyncio.sleep(0.05)
-            await latest.execute_update(GATE_UPDATE, decision)
-            await latest.result()
-            await save_chain_runs(env.client, handle.id, first_run,
-                                  "sdlc_signed_continue_as_new")
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_sdlc(client, settings, feature_request(
+            settings, title="Add CSV export", description="Export as CSV.",
+            repo_path=str(repo), reviewers=["key:alice"], history_budget=100))
+        while not (gates := await handle.query("pending_gates",
+                                               result_type=list[GateInfo])):
+            await asyncio.sleep(0.05)
+        first_run = (await handle.describe()).run_id
+        signers = await handle.query(SIGNERS_QUERY, result_type=GateSigners)
+        decision = signed_decision(
+            workflow_id=handle.id, run_id=await signing_run_id(handle, gates[0]),
+            gate=gates[0], verdict=Verdict.APPROVE, comment="ok", content=None,
+            keys=[alice], signers=signers, actor=None)
+        latest = client.get_workflow_handle(handle.id)
+        n = 0
+        while (await latest.describe()).run_id == first_run:
+            await latest.signal("gate_decison", {"n": n})
+            n += 1
+        while not await latest.query("pending_gates", result_type=list[GateInfo]):
+            await asyncio.sleep(0.05)
+        await latest.execute_update(GATE_UPDATE, decision)
+        await latest.result()
+        await save_chain_runs(client, handle.id, first_run,
+                              "sdlc_signed_continue_as_new")
 
 
 async def record_learning_signed_continue_as_new(workdir: Path) -> None:
@@ -994,47 +922,43 @@ async def record_learning_signed_continue_as_new(workdir: Path) -> None:
     import_curriculum_file(db, ROOT / "curricula" / "fractions.yaml")
     db.dispose()
     alice, allowed = reviewer_key_file(workdir, "alice")
-    env = await start_local_env()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-lscan",
                         database_url=url, gate_signers=allowed)
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_learning(env.client, settings, learning_config(
-                settings, student="replay-scan", curriculum="fractions", max_rounds=2,
-                items_per_test=3, teachers=["alice"]))
-            latest = env.client.get_workflow_handle(handle.id)
-            while (test := await latest.query("open_test",
-                                              result_type=OpenTest | None)) is None:
-                await asyncio.sleep(0.05)
-            first_run = (await latest.describe()).run_id
-            progress = await latest.query("state", result_type=LearningProgress)
-            signers = await latest.query(SIGNERS_QUERY, result_type=GateSigners)
-            mastery = SetMastery(kc=test.kc, mastery=0.5, reason="checked")
-            principal, signature = signed_override(
-                workflow_id=handle.id, run_id=progress.override_run_id,
-                number=progress.override_number + 1, kind="set_mastery",
-                reason=mastery.reason, content=mastery.signed_content(), keys=[alice],
-                signers=signers, teachers=progress.teachers, actor=None)
-            await latest.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
-                Answer(item=i.id, answer="1/2") for i in test.items]))
-            while True:
-                try:
-                    second = await latest.query("open_test", result_type=OpenTest | None,
-                                                rpc_timeout=timedelta(seconds=3))
-                except Exception:  # noqa: BLE001 - asked as the run continued as new
-                    second = None
-                if second is not None and second.test_id != test.test_id:
-                    break
-                await asyncio.sleep(0.05)
-            await latest.execute_update("set_mastery", mastery.model_copy(
-                update={"actor": principal, "signature": signature}))
-            await latest.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
-                Answer(item=i.id, answer="1/2") for i in second.items]))
-            await latest.result()
-            await save_chain_runs(env.client, handle.id, first_run,
-                                  "learning_loop_signed_continue_as_new")
-    finally:
-        await env.shutdown()
+    async with local_worker(settings) as client:
+        handle = await start_learning(client, settings, learning_config(
+            settings, student="replay-scan", curriculum="fractions", max_rounds=2,
+            items_per_test=3, teachers=["alice"]))
+        latest = client.get_workflow_handle(handle.id)
+        while (test := await latest.query("open_test",
+                                          result_type=OpenTest | None)) is None:
+            await asyncio.sleep(0.05)
+        first_run = (await latest.describe()).run_id
+        progress = await latest.query("state", result_type=LearningProgress)
+        signers = await latest.query(SIGNERS_QUERY, result_type=GateSigners)
+        mastery = SetMastery(kc=test.kc, mastery=0.5, reason="checked")
+        principal, signature = signed_override(
+            workflow_id=handle.id, run_id=progress.override_run_id,
+            number=progress.override_number + 1, kind="set_mastery",
+            reason=mastery.reason, content=mastery.signed_content(), keys=[alice],
+            signers=signers, teachers=progress.teachers, actor=None)
+        await latest.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+            Answer(item=i.id, answer="1/2") for i in test.items]))
+        while True:
+            try:
+                second = await latest.query("open_test", result_type=OpenTest | None,
+                                            rpc_timeout=timedelta(seconds=3))
+            except Exception:  # noqa: BLE001 - asked as the run continued as new
+                second = None
+            if second is not None and second.test_id != test.test_id:
+                break
+            await asyncio.sleep(0.05)
+        await latest.execute_update("set_mastery", mastery.model_copy(
+            update={"actor": principal, "signature": signature}))
+        await latest.execute_update(SUBMIT_ANSWERS, SubmitAnswers(answers=[
+            Answer(item=i.id, answer="1/2") for i in second.items]))
+        await latest.result()
+        await save_chain_runs(client, handle.id, first_run,
+                              "learning_loop_signed_continue_as_new")
 
 
 async def record_workstream_signed_continue_as_new(workdir: Path) -> None:
@@ -1059,7 +983,6 @@ async def record_workstream_signed_continue_as_new(workdir: Path) -> None:
     spec = WorkstreamSpec.model_validate({"work_item": "replay-signed-can", "steps": [
         {"id": "draft", "kind": "shell", "gate": True,
          "inputs": {"script": "echo draft > draft.txt"}}]})
-    env = await start_local_env()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay-wscan", gate_signers=allowed)
 
@@ -1071,38 +994,35 @@ async def record_workstream_signed_continue_as_new(workdir: Path) -> None:
                 return gates[0]
             await asyncio.sleep(0.05)
 
-    try:
-        async with make_worker(env.client, settings):
-            handle = await start_workstream(env.client, settings, WorkstreamInput(
-                spec=spec, router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),
-                spec_dir=str(workdir), history_budget=100))
-            latest = env.client.get_workflow_handle(handle.id)
-            gate = await review_gate(1)
-            first_run = (await latest.describe()).run_id
-            signers = await latest.query(SIGNERS_QUERY, result_type=GateSigners)
+    async with local_worker(settings) as client:
+        handle = await start_workstream(client, settings, WorkstreamInput(
+            spec=spec, router=RouterConfig.model_validate(DEFAULT_ROUTER_CONFIG),
+            spec_dir=str(workdir), history_budget=100))
+        latest = client.get_workflow_handle(handle.id)
+        gate = await review_gate(1)
+        first_run = (await latest.describe()).run_id
+        signers = await latest.query(SIGNERS_QUERY, result_type=GateSigners)
 
-            async def signed(at: GateInfo, verdict: Verdict, comment: str) -> GateDecision:
-                return signed_decision(
-                    workflow_id=handle.id, run_id=await signing_run_id(latest, at), gate=at,
-                    verdict=verdict, comment=comment, content=None, keys=[alice],
-                    signers=signers, actor=None)
+        async def signed(at: GateInfo, verdict: Verdict, comment: str) -> GateDecision:
+            return signed_decision(
+                workflow_id=handle.id, run_id=await signing_run_id(latest, at), gate=at,
+                verdict=verdict, comment=comment, content=None, keys=[alice],
+                signers=signers, actor=None)
 
-            revise = await signed(gate, Verdict.REVISE, "say hello")
-            n = 0
-            while (await latest.describe()).run_id == first_run:
-                for _ in range(10):
-                    await latest.signal("gate_decison", {"n": n})
-                    n += 1
-                await asyncio.sleep(1.0)
-            await review_gate(gate.opening)
-            await latest.execute_update(GATE_UPDATE, revise)
-            again = await review_gate(gate.opening + 1)
-            await latest.execute_update(GATE_UPDATE, await signed(again, Verdict.APPROVE, "ok"))
-            await latest.result()
-            await save_chain_runs(env.client, handle.id, first_run,
-                                  "workstream_signed_continue_as_new")
-    finally:
-        await env.shutdown()
+        revise = await signed(gate, Verdict.REVISE, "say hello")
+        n = 0
+        while (await latest.describe()).run_id == first_run:
+            for _ in range(10):
+                await latest.signal("gate_decison", {"n": n})
+                n += 1
+            await asyncio.sleep(1.0)
+        await review_gate(gate.opening)
+        await latest.execute_update(GATE_UPDATE, revise)
+        again = await review_gate(gate.opening + 1)
+        await latest.execute_update(GATE_UPDATE, await signed(again, Verdict.APPROVE, "ok"))
+        await latest.result()
+        await save_chain_runs(client, handle.id, first_run,
+                              "workstream_signed_continue_as_new")
 
 
 SCENARIOS = {"sdlc_signed": record_sdlc_signed, "sdlc": record_sdlc,
