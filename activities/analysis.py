@@ -321,12 +321,7 @@ class AnalysisActivities:
         out = []
         for doc in sources:
             if doc.text_ref is not None:
-                try:
-                    text = self.store.read(doc.text_ref).decode("utf-8", "replace")
-                except (OSError, ValueError) as err:
-                    raise ApplicationError(f"the text of source {doc.id} cannot be read: {err}",
-                                           type="DocumentUnavailable",
-                                           non_retryable=True) from None
+                text = self.store.read_text(doc.text_ref, f"the text of source {doc.id}")
                 doc = doc.model_copy(update={"text": text})
             out.append(doc)
         return out
@@ -389,11 +384,7 @@ class AnalysisActivities:
         """
         earlier = ""
         if inp.earlier is not None:
-            try:
-                earlier = self.store.read(inp.earlier).decode("utf-8", "replace")
-            except (OSError, ValueError) as err:
-                raise ApplicationError(f"earlier feedback cannot be read: {err}",
-                                       type="DocumentUnavailable", non_retryable=True) from None
+            earlier = self.store.read_text(inp.earlier, "earlier feedback")
         text = (earlier.rstrip("\n") + "\n" if earlier.strip() else "") + f"- {inp.comment}"
         return self.store.write(f"analysis/{inp.workflow_id}/feedback/{inp.gate}-"
                                 f"{inp.round}.md", text)

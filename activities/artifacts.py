@@ -11,6 +11,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from temporalio.exceptions import ApplicationError
+
 from activities.secrets import Scrubber
 from models.common import ArtifactRef
 
@@ -110,3 +112,18 @@ class ArtifactStore:
         if hashlib.sha256(data).hexdigest() != ref.sha256:
             raise ValueError(f"artifact {ref.path} changed since it was written (sha256 mismatch)")
         return data
+
+    def read_text(self, ref: ArtifactRef, what: str) -> str:
+        """The text of an artifact of this store (UTF-8, undecodable bytes replaced),
+        for an activity that was given it by reference; ``what`` names it in the error.
+
+        Raises:
+            ApplicationError: (non-retryable, ``DocumentUnavailable``) ``<what> cannot
+                be read: <reason>``: the artifact is outside the store, missing or
+                changed since it was written (see :meth:`read`).
+        """
+        try:
+            return self.read(ref).decode("utf-8", "replace")
+        except (OSError, ValueError) as err:
+            raise ApplicationError(f"{what} cannot be read: {err}", type="DocumentUnavailable",
+                                   non_retryable=True) from None

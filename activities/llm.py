@@ -394,11 +394,7 @@ def render_documents(documents: list[DocumentRef], store: ArtifactStore | None) 
                 raise ApplicationError("documents by reference need the artifact store "
                                        "on the worker", type="DocumentUnavailable",
                                        non_retryable=True)
-            try:
-                text = store.read(doc.ref).decode("utf-8", "replace")
-            except (OSError, ValueError) as err:
-                raise ApplicationError(f"document {doc.ref.path} cannot be read: {err}",
-                                       type="DocumentUnavailable", non_retryable=True) from None
+            text = store.read_text(doc.ref, f"document {doc.ref.path}")
         shown = text if doc.chars is None else text[:doc.chars]
         blocks.append(f"{doc.header}\n{shown}".strip("\n").rstrip())
     return "\n\n".join(blocks) or NO_DOCUMENTS

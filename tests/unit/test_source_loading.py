@@ -118,6 +118,25 @@ def test_texts_go_by_reference_when_a_run_asks(tmp_path, load):
     assert "PRIVATE-MARKER" not in loaded.model_dump_json()
 
 
+def test_a_text_changed_in_the_store_is_refused_by_the_support_check(tmp_path):
+    """A source text by reference that changed after it was written is not used:
+    the support check fails for good, naming the source."""
+    from models.analysis import SupportCheckInput
+
+    acts = AnalysisActivities(ArtifactStore(tmp_path / "store"))
+    doc = tmp_path / "a.md"
+    doc.write_text("# A\nalpha beta gamma\n")
+    [loaded] = acts.load_sources(LoadSourcesInput(paths=[str(doc)], workflow_id="analysis-x"))
+    assert loaded.text_ref is not None
+    Path(loaded.text_ref.path).write_text("tampered")
+    with pytest.raises(ApplicationError) as err:
+        acts.check_citation_support(SupportCheckInput(
+            workflow_id="analysis-x", sources=[loaded], body="## S\nalpha [L0-1].\n"))
+    assert err.value.non_retryable and err.value.type == "DocumentUnavailable"
+    assert err.value.message.startswith(f"the text of source {loaded.id} cannot be read: ")
+    assert "sha256 mismatch" in err.value.message
+
+
 def cli_refused(*paths: Path) -> str:
     from cli.analysis import existing_paths
     from cli.common import CliError
