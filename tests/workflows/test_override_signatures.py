@@ -16,6 +16,7 @@ from cli.learning import learning_config, send_override, start_learning
 from models.common import AuditEntry
 from models.learning import (
     OVERRIDE_GATE,
+    LearningConfig,
     LearningProgress,
     PauseResume,
     SetMastery,
@@ -23,6 +24,7 @@ from models.learning import (
     TeacherOverride,
 )
 from models.signatures import DecisionSignature, decision_message
+from settings import Settings
 from tests.learning_support import imported_database, learning_settings
 from tests.workflows.test_gate_signatures import make_key
 from tests.workflows.test_learning_loop import student, wait_for_test
@@ -43,6 +45,21 @@ def forged(handle_id: str, run_id: str, number: int, kind: str, override: Teache
         sshsig=sign_bytes(key, message))})
 
 
+def signed_loop(tmp_path: Path, task_queue: str, keys: dict[str, ReviewerKey]
+                ) -> tuple[Settings, LearningConfig]:
+    """Settings of a worker on a new learning database whose GATE_SIGNERS allows ``keys``
+    (name -> key), and the config of a five-round loop on fractions with alice as its
+    teacher."""
+    url = f"sqlite:///{tmp_path / 'learning.db'}"
+    imported_database(url).dispose()
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text("".join(f"{name} {key.public}\n" for name, key in keys.items()))
+    settings = learning_settings(tmp_path, task_queue, url).model_copy(
+        update={"gate_signers": allowed})
+    return settings, learning_config(settings, student=student(), curriculum="fractions",
+                                     max_rounds=5, teachers=["alice"])
+
+
 async def refused(handle: WorkflowHandle, kind: str, override: TeacherOverride,
                   pattern: str) -> None:
     with pytest.raises(WorkflowUpdateFailedError) as err:
@@ -51,15 +68,8 @@ async def refused(handle: WorkflowHandle, kind: str, override: TeacherOverride,
 
 
 async def test_overrides_must_be_signed_by_an_allowed_teacher(ts_env, task_queue, tmp_path):
-    url = f"sqlite:///{tmp_path / 'learning.db'}"
-    imported_database(url).dispose()
     keys = {name: make_key(tmp_path, name) for name in ("alice", "mallory")}
-    allowed = tmp_path / "allowed_signers"
-    allowed.write_text(f"alice {keys['alice'].public}\nmallory {keys['mallory'].public}\n")
-    settings = learning_settings(tmp_path, task_queue, url).model_copy(
-        update={"gate_signers": allowed})
-    config = learning_config(settings, student=student(), curriculum="fractions",
-                             max_rounds=5, teachers=["alice"])
+    settings, config = signed_loop(tmp_path, task_queue, keys)
     alice_key = str(keys["alice"].private_path)
     async with make_worker(ts_env.client, settings):
         started = await start_learning(ts_env.client, settings, config)
@@ -149,15 +159,8 @@ async def test_an_override_signed_before_the_round_ends_is_taken_once_in_the_nex
     and the loop continues as new before the override arrives: it is taken once (the
     loop's override number and the run it names are carried), and refused as a replay
     when sent again."""
-    url = f"sqlite:///{tmp_path / 'learning.db'}"
-    imported_database(url).dispose()
     alice = make_key(tmp_path, "alice")
-    allowed = tmp_path / "allowed_signers"
-    allowed.write_text(f"alice {alice.public}\n")
-    settings = learning_settings(tmp_path, task_queue, url).model_copy(
-        update={"gate_signers": allowed})
-    config = learning_config(settings, student=student(), curriculum="fractions",
-                             max_rounds=5, teachers=["alice"])
+    settings, config = signed_loop(tmp_path, task_queue, {"alice": alice})
     async with make_worker(ts_env.client, settings):
         started = await start_learning(ts_env.client, settings, config)
         handle = ts_env.client.get_workflow_handle(started.id)
