@@ -12,19 +12,19 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest_asyncio
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 
-from models.common import GateDecision, GateInfo, Verdict
+from models.common import GateDecision, Verdict
 from models.workstream import WorkstreamResult
 from settings import Settings
 from temporal_plumbing import metrics
 from temporal_plumbing.client import connect_client
 from tests.workflows.test_gate_signatures import fill_until_continued
+from tests.workflows.test_sdlc import gate_open
 from tests.workflows.test_workstream import make_input, shell
 from worker import make_worker
 from workflows.gates import GATE_UPDATE
@@ -66,15 +66,6 @@ async def metered(ts_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, Ga
     yield client, gauge
 
 
-async def gate_open(handle: WorkflowHandle[Any, Any], gate: str) -> GateInfo:
-    for _ in range(400):
-        gates = await handle.query("pending_gates", result_type=list[GateInfo])
-        if any(g.gate == gate for g in gates):
-            return next(g for g in gates if g.gate == gate)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{gate} never opened")
-
-
 async def until(gauge: GateMetrics, gate: str, value: int) -> None:
     """Wait until the gauge of ``gate`` reads ``value`` (metrics reach the buffer
     asynchronously)."""
@@ -96,10 +87,10 @@ async def test_workstream_review_open_across_continue_as_new_counts_once(
         handle = await client.start_workflow(
             "WorkstreamWorkflow", inp, id=f"workstream-{inp.spec.work_item}",
             task_queue=task_queue)
-        opened = await gate_open(handle, "review-draft")
+        opened = await gate_open(handle, "review-draft", polls=400)
         await until(gauge, "review-draft", 1)
         await fill_until_continued(handle)
-        carried = await gate_open(handle, "review-draft")
+        carried = await gate_open(handle, "review-draft", polls=400)
         # the same opening, still bound to the run it opened in (signed decisions)
         assert (carried.opening, carried.signing_run_id) == (
             opened.opening, handle.result_run_id)

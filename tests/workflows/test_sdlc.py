@@ -87,9 +87,10 @@ async def start(env: WorkflowEnvironment, tq: str, req: FeatureRequest) -> Workf
                                            task_queue=tq)
 
 
-async def gate_open(handle: WorkflowHandle, gate: str = GATE_1) -> GateInfo:
-    """Poll until ``gate`` is open (queries do not skip time)."""
-    for _ in range(200):
+async def gate_open(handle: WorkflowHandle, gate: str = GATE_1, polls: int = 200) -> GateInfo:
+    """Poll until ``gate`` is open, at most ``polls`` times 0.05 s apart (queries do not
+    skip time)."""
+    for _ in range(polls):
         gates = await handle.query("pending_gates", result_type=list[GateInfo])
         if any(g.gate == gate for g in gates):
             return next(g for g in gates if g.gate == gate)
