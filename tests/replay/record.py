@@ -32,6 +32,7 @@ from models.sdlc import GATE_1  # noqa: E402
 from settings import Settings  # noqa: E402
 from temporal_plumbing.environments import start_local_env  # noqa: E402
 from tests.github_server import GitHubServer  # noqa: E402
+from tests.learning_support import imported_database  # noqa: E402
 from worker import make_worker  # noqa: E402
 from workflows.analysis import AnalysisWorkflow  # noqa: E402
 from workflows.gates import GATE_SIGNAL, GATE_UPDATE  # noqa: E402
@@ -59,19 +60,6 @@ def new_repository(repo: Path) -> None:
     for args in (["init", "-q", "-b", "main"], ["-c", "user.name=R", "-c", "user.email=r@x",
                                                  "commit", "-q", "--allow-empty", "-m", "init"]):
         subprocess.run(["git", *args], cwd=repo, check=True)
-
-
-def learning_database(path: Path, curriculum: Path = ROOT / "curricula" / "fractions.yaml"
-                      ) -> str:
-    """A new SQLite learning database at ``path`` with ``curriculum`` imported; its URL."""
-    from activities.curriculum import import_curriculum_file
-    from activities.learning_db import LearningDatabase
-
-    url = f"sqlite:///{path}"
-    db = LearningDatabase(url)
-    import_curriculum_file(db, curriculum)
-    db.dispose()
-    return url
 
 
 @contextlib.asynccontextmanager
@@ -158,7 +146,8 @@ async def record_learning(workdir: Path) -> None:
     from models.learning import Answer, OpenTest, SetMastery, SubmitAnswers
     from workflows.learning_loop import SUBMIT_ANSWERS
 
-    url = learning_database(workdir / "learning.db")
+    url = f"sqlite:///{workdir / 'learning.db'}"
+    imported_database(url).dispose()
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay",
                         database_url=url)
     async with local_worker(settings) as client:
@@ -519,7 +508,8 @@ async def record_learning_templates(workdir: Path) -> None:
 
     path = workdir / "sums.json"
     path.write_text(json.dumps(TEMPLATED_CURRICULUM))
-    url = learning_database(workdir / "learning.db", path)
+    url = f"sqlite:///{workdir / 'learning.db'}"
+    imported_database(url, path).dispose()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", database_url=url, llm_provider="offline")
     async with local_worker(settings) as client:
@@ -543,7 +533,8 @@ async def record_learning_canceled(workdir: Path) -> None:
     from cli.learning import learning_config, start_learning
     from models.learning import OpenTest
 
-    url = learning_database(workdir / "learning.db")
+    url = f"sqlite:///{workdir / 'learning.db'}"
+    imported_database(url).dispose()
     settings = Settings(_env_file=None, orchestrator_home=workdir / "home",
                         temporal_task_queue="replay", database_url=url, llm_provider="offline")
     async with local_worker(settings) as client:
@@ -725,7 +716,8 @@ async def record_learning_signed_overrides(workdir: Path) -> None:
     from models.learning import Answer, OpenTest, PauseResume, SetMastery, SubmitAnswers
     from workflows.learning_loop import SUBMIT_ANSWERS, LearningLoopWorkflow
 
-    url = learning_database(workdir / "learning-signed.db")
+    url = f"sqlite:///{workdir / 'learning-signed.db'}"
+    imported_database(url).dispose()
     alice, allowed = reviewer_key_file(workdir, "alice")
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-ls",
                         database_url=url, gate_signers=allowed)
@@ -893,7 +885,8 @@ async def record_learning_signed_continue_as_new(workdir: Path) -> None:
     from workflows.gates import SIGNERS_QUERY
     from workflows.learning_loop import SUBMIT_ANSWERS
 
-    url = learning_database(workdir / "learning-scan.db")
+    url = f"sqlite:///{workdir / 'learning-scan.db'}"
+    imported_database(url).dispose()
     alice, allowed = reviewer_key_file(workdir, "alice")
     settings = Settings(orchestrator_home=workdir / "home", temporal_task_queue="replay-lscan",
                         database_url=url, gate_signers=allowed)
