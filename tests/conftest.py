@@ -11,23 +11,40 @@ Nothing is downloaded: both binaries come from the virtualenv.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from temporalio import activity
 from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.signers import GateSignerActivities
+from models.llm import LlmRequest, LlmResponse
 from temporal_plumbing.environments import start_local_env, start_time_skipping_env
 
 NO_SIGNERS = GateSignerActivities(None).load_gate_signers
 """The gate-signers loader of a worker without GATE_SIGNERS, for tests that list a
 worker's activities themselves (every gated workflow loads the signers)."""
+
+
+def hanging_llm_complete(calls: list[str]) -> Callable[[LlmRequest], Awaitable[LlmResponse]]:
+    """An ``llm_complete`` activity that appends each request's phase to ``calls`` and
+    never answers: it heartbeats every 0.1 s until its run is cancelled."""
+
+    @activity.defn(name="llm_complete")
+    async def llm_complete(request: LlmRequest) -> LlmResponse:
+        calls.append(request.phase)
+        while True:  # a model that answers only after the run is cancelled
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
+
+    return llm_complete
 
 
 _shared_ts_env: dict[str, WorkflowEnvironment] = {}

@@ -8,15 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.worker import Worker
 
 from activities.analysis import AnalysisActivities
 from activities.artifacts import ArtifactStore
 from models.analysis import AnalysisPhase, AnalysisState
-from models.llm import LlmRequest, LlmResponse
-from tests.conftest import NO_SIGNERS
+from tests.conftest import NO_SIGNERS, hanging_llm_complete
 from tests.workflows.analysis_harness import analysis_request, workflow_id
 from workflows.analysis import AnalysisWorkflow
 
@@ -24,17 +22,9 @@ from workflows.analysis import AnalysisWorkflow
 async def test_cancel_during_an_llm_call_ends_the_analysis_canceled(private_ts_env, task_queue,
                                                                     tmp_path: Path):
     calls: list[str] = []
-
-    @activity.defn(name="llm_complete")
-    async def llm_complete(request: LlmRequest) -> LlmResponse:
-        calls.append(request.phase)
-        while True:  # a model that answers only after the run is cancelled
-            activity.heartbeat()
-            await asyncio.sleep(0.1)
-
     acts = AnalysisActivities(ArtifactStore(tmp_path / "artifacts"))
     async with Worker(private_ts_env.client, task_queue=task_queue, workflows=[AnalysisWorkflow],
-                      activities=[llm_complete, *acts.activities(), NO_SIGNERS],
+                      activities=[hanging_llm_complete(calls), *acts.activities(), NO_SIGNERS],
                       activity_executor=ThreadPoolExecutor(2)):
         handle = await private_ts_env.client.start_workflow(
             AnalysisWorkflow.run, analysis_request(), id=workflow_id(), task_queue=task_queue)

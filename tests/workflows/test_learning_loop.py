@@ -38,7 +38,7 @@ from models.learning import (
 from models.llm import LlmRequest, LlmResponse
 from simulation.student import POLL_QUERY_TIMEOUT, SimulatedStudent
 from temporal_plumbing.environments import start_time_skipping_env
-from tests.conftest import NO_SIGNERS
+from tests.conftest import NO_SIGNERS, hanging_llm_complete
 from tests.learning_support import imported_database, learning_settings
 from worker import make_worker
 from workflows.learning_loop import SUBMIT_ANSWERS, LearningLoopWorkflow
@@ -512,26 +512,17 @@ async def test_cancel_during_an_llm_call_ends_canceled(ts_env, task_queue, tmp_p
     cancelled with the run, which ends CANCELED, not on with the bank's items."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from temporalio import activity
     from temporalio.worker import Worker
 
     from activities.learning import LearningStore
 
     calls: list[str] = []
-
-    @activity.defn(name="llm_complete")
-    async def llm_hangs(request: LlmRequest) -> LlmResponse:
-        calls.append(request.phase)
-        while True:  # a model that answers only after the run is cancelled
-            activity.heartbeat()
-            await asyncio.sleep(0.1)
-
     settings = learning_settings(tmp_path, task_queue, db_url)
     store = LearningStore(db_url, tmp_path / "artifacts")
     config = learning_config(settings, student=student(), curriculum="fractions",
                              max_rounds=1, items_per_test=8, llm_item_generation=True)
     async with Worker(ts_env.client, task_queue=task_queue, workflows=[LearningLoopWorkflow],
-                      activities=[*store.all(), llm_hangs, NO_SIGNERS],
+                      activities=[*store.all(), hanging_llm_complete(calls), NO_SIGNERS],
                       activity_executor=ThreadPoolExecutor(4)):
         handle = ts_env.client.get_workflow_handle(
             (await start_learning(ts_env.client, settings, config)).id)
